@@ -1,0 +1,189 @@
+/* cllm public C API.
+ *
+ * cllm is an LLM inference engine: it loads Hugging Face checkpoints
+ * (config.json + safetensors + tokenizer.json), tokenizes exactly as Hugging
+ * Face `tokenizers` does, and runs the transformer on a CPU reference backend
+ * (fp32) or a CUDA backend (bf16).
+ *
+ * Conventions (see docs/ARCHITECTURE.md):
+ *  - Opaque handles, created by *_create / *_load and released by *_destroy;
+ *    *_destroy(NULL) is a no-op.
+ *  - Every fallible call returns a cllm_status. On failure a one-line message
+ *    saying what was wrong and what to do is available from cllm_last_error()
+ *    (thread-local, valid until the next failing call on the same thread).
+ *  - Memory returned through an out-pointer (ids, text) is owned by the caller
+ *    and released with cllm_free().
+ *  - Enum values are only ever appended.
+ */
+#ifndef CLLM_H
+#define CLLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLLM_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- status */
+typedef enum cllm_status {
+    CLLM_OK = 0,
+    CLLM_ERR_INVALID_ARG = 1,    /* a parameter or flag is out of range */
+    CLLM_ERR_IO = 2,             /* a file could not be opened/read/mapped */
+    CLLM_ERR_FORMAT = 3,         /* a file is malformed (JSON, safetensors) */
+    CLLM_ERR_UNSUPPORTED = 4,    /* valid input cllm does not support (model_type, dtype) */
+    CLLM_ERR_OOM = 5,            /* host or device allocation failed */
+    CLLM_ERR_NOT_FOUND = 6,      /* model, tensor or token not found */
+    CLLM_ERR_NETWORK = 7,        /* download failed */
+    CLLM_ERR_NO_DEVICE = 8,      /* CUDA requested but no GPU / not built with CUDA */
+    CLLM_ERR_CUDA = 9,           /* CUDA, cuBLAS or NCCL call failed */
+    CLLM_ERR_CONTEXT_LENGTH = 10,/* prompt (+ max_tokens) longer than max_model_len */
+    CLLM_ERR_NO_KV_BLOCKS = 11,  /* KV cache is full */
+    CLLM_ERR_INTERNAL = 12,      /* broken invariant (a bug) */
+} cllm_status;
+
+/* Short name of a status ("CLLM_ERR_IO"). Never NULL. */
+const char *cllm_status_str(cllm_status s);
+/* Message of the last failing call on this thread ("" if none). Never NULL. */
+const char *cllm_last_error(void);
+/* Release memory returned by cllm (ids, text). NULL is a no-op. */
+void cllm_free(void *p);
+
+/* ------------------------------------------------------------- tokenizer */
+typedef struct cllm_tokenizer cllm_tokenizer;
+
+/* Load a Hugging Face tokenizer. path: a directory holding tokenizer.json
+ * (tokenizer_config.json is read too when present: chat_template, bos/eos
+ * names), or the path of a tokenizer.json file.
+ * Returns CLLM_OK, CLLM_ERR_IO (missing file), CLLM_ERR_FORMAT (bad JSON),
+ * CLLM_ERR_UNSUPPORTED (a model/normalizer/pre-tokenizer type not handled). */
+cllm_status cllm_tokenizer_load(const char *path, cllm_tokenizer **out);
+void cllm_tokenizer_destroy(cllm_tokenizer *tok);
+
+/* Encode UTF-8 text (len bytes; need not be NUL-terminated) into token ids,
+ * as Hugging Face `Tokenizer.encode(text, add_special_tokens=...)`.
+ * *ids is caller-owned (cllm_free). Invalid UTF-8 gives CLLM_ERR_INVALID_ARG. */
+cllm_status cllm_tokenizer_encode(const cllm_tokenizer *tok, const char *text, size_t len,
+                                  bool add_special_tokens, int32_t **ids, size_t *n_ids);
+
+/* Decode ids to UTF-8 text, as Hugging Face `Tokenizer.decode(ids,
+ * skip_special_tokens=...)`. *text is NUL-terminated, caller-owned (cllm_free).
+ * Out-of-range ids give CLLM_ERR_INVALID_ARG. */
+cllm_status cllm_tokenizer_decode(const cllm_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                  bool skip_special_tokens, char **text, size_t *len);
+
+/* Vocabulary size including added tokens (max id + 1). */
+int32_t cllm_tokenizer_vocab_size(const cllm_tokenizer *tok);
+/* Id of a token string (vocab or added token), or -1. */
+int32_t cllm_tokenizer_token_to_id(const cllm_tokenizer *tok, const char *token);
+/* Token string of an id (borrowed, valid while tok lives), or NULL. */
+const char *cllm_tokenizer_id_to_token(const cllm_tokenizer *tok, int32_t id);
+/* True if id is a special added token (skipped by skip_special_tokens). */
+bool cllm_tokenizer_is_special(const cllm_tokenizer *tok, int32_t id);
+/* bos/eos ids from tokenizer_config.json (bos_token / eos_token), or -1. */
+int32_t cllm_tokenizer_bos_id(const cllm_tokenizer *tok);
+int32_t cllm_tokenizer_eos_id(const cllm_tokenizer *tok);
+
+/* Incremental detokenizer: turns a stream of ids into text deltas that never
+ * split a UTF-8 character and equal, concatenated, decode(all ids) minus
+ * decode(prompt ids) (vLLM's prefix/read-offset algorithm). */
+typedef struct cllm_detokenizer cllm_detokenizer;
+cllm_status cllm_detokenizer_create(const cllm_tokenizer *tok, const int32_t *prompt_ids,
+                                    size_t n_prompt, bool skip_special_tokens,
+                                    cllm_detokenizer **out);
+/* Feed one id; *delta (NUL-terminated, caller-owned, cllm_free) is the new
+ * text, possibly "" while a character is incomplete. */
+cllm_status cllm_detokenizer_step(cllm_detokenizer *d, int32_t id, char **delta, size_t *len);
+/* Text still held back (e.g. an incomplete UTF-8 tail), returned at the end. */
+cllm_status cllm_detokenizer_flush(cllm_detokenizer *d, char **delta, size_t *len);
+void cllm_detokenizer_destroy(cllm_detokenizer *d);
+
+/* ----------------------------------------------------------------- model */
+typedef enum cllm_device { CLLM_DEVICE_CPU = 0, CLLM_DEVICE_CUDA = 1 } cllm_device;
+
+/* Storage/compute dtypes. AUTO: the backend's natural dtype (CPU: float32,
+ * CUDA: bfloat16). */
+typedef enum cllm_dtype {
+    CLLM_DTYPE_AUTO = 0,
+    CLLM_DTYPE_F32 = 1,
+    CLLM_DTYPE_BF16 = 2,
+    CLLM_DTYPE_F16 = 3,
+    CLLM_DTYPE_I32 = 4,
+    CLLM_DTYPE_I64 = 5,
+    CLLM_DTYPE_U8 = 6,
+} cllm_dtype;
+
+/* vLLM's --load-format: AUTO reads safetensors; DUMMY builds random weights
+ * from config.json alone (benchmarks). */
+typedef enum cllm_load_format { CLLM_LOAD_AUTO = 0, CLLM_LOAD_DUMMY = 1 } cllm_load_format;
+
+typedef struct cllm_model_params {
+    const char *model;           /* directory or ORG/NAME (Hugging Face cache / Hub) */
+    const char *revision;        /* Hub revision, default "main" */
+    cllm_device device;          /* default CPU */
+    int device_id;               /* CUDA device ordinal, default 0 */
+    cllm_dtype dtype;            /* default AUTO */
+    cllm_load_format load_format;/* default AUTO */
+    int block_size;              /* KV-cache block size in tokens, default 16 */
+    int max_model_len;           /* 0: the model's max_position_embeddings */
+    int num_kv_blocks;           /* 0: enough for max_num_seqs * max_model_len */
+    int max_num_seqs;            /* default 1 (issue 2 runs one sequence) */
+    int num_threads;             /* CPU threads, 0: all cores */
+    bool progress;               /* progress bar on stderr while loading (TTY only) */
+    uint64_t seed;               /* seed of dummy weights, default 0 */
+} cllm_model_params;
+
+cllm_model_params cllm_model_default_params(void);
+
+typedef struct cllm_model cllm_model;
+/* Load config, weights (converted to the backend dtype) and tokenizer, and
+ * allocate the paged KV cache. Errors: CLLM_ERR_NOT_FOUND (no such model),
+ * CLLM_ERR_IO, CLLM_ERR_FORMAT (corrupt file, naming it), CLLM_ERR_UNSUPPORTED
+ * (model_type), CLLM_ERR_NO_DEVICE, CLLM_ERR_OOM. */
+cllm_status cllm_model_load(const cllm_model_params *params, cllm_model **out);
+void cllm_model_destroy(cllm_model *m);
+/* Borrowed; valid while the model lives. */
+const cllm_tokenizer *cllm_model_tokenizer(const cllm_model *m);
+int32_t cllm_model_vocab_size(const cllm_model *m);
+int32_t cllm_model_max_model_len(const cllm_model *m);
+
+/* --------------------------------------------------------------- sampling */
+/* vLLM SamplingParams subset used by generate. Defaults come from
+ * cllm_sampling_default_params() and then generation_config.json. */
+typedef struct cllm_sampling_params {
+    float temperature;   /* 0 = greedy; default 1.0 */
+    float top_p;         /* (0,1], default 1.0 */
+    int top_k;           /* <=0: off (vLLM uses -1), default -1 */
+    float min_p;         /* [0,1], default 0 */
+    uint64_t seed;       /* per-request seed */
+    bool has_seed;       /* false: seeded from the clock */
+    int max_tokens;      /* default 16 (vLLM), CLI default 64 */
+    bool ignore_eos;
+} cllm_sampling_params;
+cllm_sampling_params cllm_sampling_default_params(void);
+
+/* Called with each text delta as tokens arrive. Return false to stop. */
+typedef bool (*cllm_stream_fn)(const char *delta, size_t len, int32_t token_id, void *user);
+
+typedef struct cllm_generate_result {
+    int32_t num_prompt_tokens;
+    int32_t num_generated_tokens;
+    const char *finish_reason;   /* "stop" | "length" | "abort" (static string) */
+    double ttft_ms;              /* prompt -> first token */
+    double decode_tokens_per_s;  /* after the first token */
+} cllm_generate_result;
+
+/* Generate a continuation of prompt (UTF-8; BOS added as the tokenizer's
+ * post-processor says) on one sequence. Streams deltas through cb (may be
+ * NULL). Errors: CLLM_ERR_CONTEXT_LENGTH (prompt longer than max_model_len),
+ * CLLM_ERR_INVALID_ARG, backend errors. */
+cllm_status cllm_generate(cllm_model *m, const char *prompt, const cllm_sampling_params *sp,
+                          cllm_stream_fn cb, void *user, cllm_generate_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLLM_H */

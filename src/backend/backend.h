@@ -1,0 +1,171 @@
+/* The op interface between model code and a compute backend.
+ *
+ * Model code (src/model/arch/) is written once against this table; the CPU
+ * backend (src/backend/cpu/, fp32, the reference) and the CUDA backend
+ * (src/backend/cuda/, bf16 activations and weights, fp32 accumulation)
+ * implement it. Every op:
+ *   - works on "device" pointers of the backend (host memory for CPU);
+ *   - uses the backend's activation dtype `act` (CPU: F32, CUDA: BF16) for
+ *     activations and weights unless the parameter says otherwise;
+ *   - is asynchronous on the backend's stream (CPU: synchronous), allocates
+ *     nothing, validates its shapes and returns CLLM_ERR_INVALID_ARG on bad
+ *     ones, CLLM_ERR_CUDA when a launch fails.
+ *
+ * Shape legend (CONVENTIONS.md §5): T tokens in the batch, S sequences,
+ * H query heads, Hkv KV heads, D head_dim, E hidden size, I intermediate
+ * size, V vocab, B KV blocks, P block_size, K/N matmul in/out features.
+ *
+ * Sources followed: Hugging Face transformers modeling_llama.py /
+ * modeling_qwen3.py (RMSNorm, rotate_half RoPE, GQA attention, SiLU MLP);
+ * vLLM's paged KV layout and attention metadata (query_start_loc, seq_lens,
+ * block_tables, slot_mapping).
+ */
+#ifndef CLLM_BACKEND_H
+#define CLLM_BACKEND_H
+
+#include "cllm.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cllm_backend cllm_backend;
+
+/* A weight matrix W: (N rows, K cols) row-major, dtype = backend act dtype,
+ * plus an optional bias (N). y = x @ W^T + bias (torch.nn.Linear). */
+typedef struct cllm_weight {
+    void *data;      /* (N, K) device */
+    void *bias;      /* (N) device or NULL */
+    int64_t n, k;
+} cllm_weight;
+
+/* Batch layout for attention and the KV-cache write (vLLM's metadata).
+ * All arrays are int32 on the device. Sequence s owns new tokens
+ * [query_start_loc[s], query_start_loc[s+1]) of the batch; it has seq_lens[s]
+ * tokens of context including those new ones, so new token i of s sits at
+ * position seq_lens[s] - q_len(s) + i and attends causally to positions
+ * 0..its own (the cached prefix plus the new tokens up to itself).
+ * Token t's K/V are written to cache slot slot_mapping[t] = block*P + offset
+ * (slot < 0: padding, skipped). Block j of sequence s is
+ * block_tables[s * max_blocks_per_seq + j]. */
+typedef struct cllm_attn_meta {
+    int num_seqs;                 /* S */
+    int num_tokens;               /* T = query_start_loc[S] */
+    int max_query_len;            /* max over s of q_len(s) (1 = pure decode) */
+    int max_seq_len;              /* max over s of seq_lens[s] */
+    int block_size;               /* P */
+    int max_blocks_per_seq;
+    const int32_t *query_start_loc; /* (S+1) */
+    const int32_t *seq_lens;        /* (S) */
+    const int32_t *block_tables;    /* (S, max_blocks_per_seq) */
+    const int32_t *slot_mapping;    /* (T) */
+} cllm_attn_meta;
+
+/* Per-sequence sampling parameters as the sampler op reads them (device).
+ * temperature 0 = greedy (argmax, lowest id on ties). Otherwise: logits /
+ * temperature, softmax, keep top_k (<=0: all), keep the smallest set of
+ * highest-probability tokens whose mass reaches top_p, keep tokens with
+ * prob >= min_p * max_prob, renormalize, draw with u = cllm_philox_uniform(
+ * seed, step) by inverse CDF over the kept tokens in id order. */
+typedef struct cllm_sample_params {
+    float temperature;
+    float top_p;
+    float min_p;
+    int32_t top_k;
+    uint64_t seed;
+    uint64_t step;   /* index of the token being sampled for this sequence */
+} cllm_sample_params;
+
+typedef struct cllm_backend_ops {
+    const char *name;       /* "cpu" | "cuda" */
+
+    void (*destroy)(cllm_backend *be);
+
+    /* Memory. alloc returns CLLM_ERR_OOM with the size in the message. */
+    cllm_status (*alloc)(cllm_backend *be, size_t bytes, void **out);
+    void (*free)(cllm_backend *be, void *p);
+    /* Copy n elements of host data (dtype src_t: F32/BF16/F16) into the
+     * backend buffer dst at element offset dst_off, converting to the act
+     * dtype. Used for weights (one tensor or one part of a fused tensor). */
+    cllm_status (*upload)(cllm_backend *be, void *dst, size_t dst_off, const void *src, cllm_dtype src_t, size_t n);
+    /* Raw byte copies; h2d/d2h are ordered on the stream, d2h synchronizes. */
+    cllm_status (*h2d)(cllm_backend *be, void *dst, const void *src, size_t bytes);
+    cllm_status (*d2h)(cllm_backend *be, void *dst, const void *src, size_t bytes);
+    cllm_status (*sync)(cllm_backend *be);
+
+    /* out (T, E) = table[ids[t]]; ids (T) int32; table (V, E). */
+    cllm_status (*embedding)(cllm_backend *be, const int32_t *ids, int T, const void *table, int V, int E, void *out);
+
+    /* RMSNorm over the last dim E of rows rows (HF LlamaRMSNorm: fp32 math,
+     * x * rsqrt(mean(x^2) + eps) * w). If residual != NULL it is first
+     * updated in place, residual += x, and the norm reads residual (vLLM's
+     * fused_add_rms_norm). out may alias x when residual == NULL. */
+    cllm_status (*rmsnorm)(cllm_backend *be, const void *x, void *residual, const void *w, int rows, int E,
+                           float eps, void *out);
+
+    /* In-place RMSNorm of each D-wide head: x is (T, nheads, D) whose token
+     * rows are stride elements apart (heads contiguous inside a row);
+     * w (D). Qwen3 q_norm / k_norm. */
+    cllm_status (*head_rmsnorm)(cllm_backend *be, void *x, int T, int nheads, int D, int stride,
+                                const void *w, float eps);
+
+    /* out (T, N) = x (T, K) @ W^T + bias. out_dtype is the act dtype or F32
+     * (logits). */
+    cllm_status (*linear)(cllm_backend *be, const void *x, int T, const cllm_weight *w, void *out,
+                          cllm_dtype out_dtype);
+
+    /* In-place rotary embedding, HF rotate_half (NeoX) convention: for each
+     * head and i < D/2, angle = pos[t] * inv_freq[i] (fp32),
+     * (x[i], x[i+D/2]) <- (x[i]*cos - x[i+D/2]*sin, x[i+D/2]*cos + x[i]*sin).
+     * q (T, H, D) with row stride q_stride, k (T, Hkv, D) with row stride
+     * k_stride (elements); pos (T) int32; inv_freq (D/2) float32 device
+     * (llama3 rope_scaling already applied on the host). */
+    cllm_status (*rope)(cllm_backend *be, void *q, void *k, const int32_t *pos, int T, int H, int Hkv, int D,
+                        int q_stride, int k_stride, const float *inv_freq);
+
+    /* out (T, I) = silu(gate_up[:, :I]) * gate_up[:, I:]; gate_up (T, 2I). */
+    cllm_status (*silu_mul)(cllm_backend *be, const void *gate_up, int T, int I, void *out);
+
+    /* Write the new tokens' K and V into the paged cache:
+     * k, v (T, Hkv, D) with row strides k_stride, v_stride; caches
+     * (B, P, Hkv, D) contiguous; slot_mapping (T) from meta. */
+    cllm_status (*kv_write)(cllm_backend *be, const void *k, const void *v, int k_stride, int v_stride,
+                            const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache);
+
+    /* Causal GQA attention of the batch's new tokens over the paged cache
+     * (which already holds their own K/V): q (T, H, D) with row stride
+     * q_stride; out (T, H, D) contiguous; scale usually 1/sqrt(D); query
+     * head h reads KV head h / (H / Hkv). Softmax in fp32. */
+    cllm_status (*attention)(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
+                             const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D,
+                             float scale, void *out);
+
+    /* out (S, E) = x[idx[s]]; idx (S) int32 device. Selects the rows that
+     * need logits (the last token of each sequence). */
+    cllm_status (*gather_rows)(cllm_backend *be, const void *x, const int32_t *idx, int S, int E, void *out);
+
+    /* Sample one token per row of logits (S, V) float32 with per-row params
+     * (S) (device); writes tokens (S) int32. workspace: at least
+     * sample_workspace_bytes(S, V) bytes (device). */
+    cllm_status (*sample)(cllm_backend *be, const float *logits, int S, int V, const cllm_sample_params *params,
+                          void *workspace, int32_t *tokens);
+    size_t (*sample_workspace_bytes)(int S, int V);
+} cllm_backend_ops;
+
+struct cllm_backend {
+    const cllm_backend_ops *ops;
+    cllm_dtype act;   /* activation and weight dtype */
+    void *impl;       /* backend-private state */
+};
+
+/* Create the CPU backend. num_threads 0 = all cores. */
+cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out);
+/* Create the CUDA backend on device_id. Returns CLLM_ERR_NO_DEVICE with a
+ * message when cllm was built without CUDA or no GPU is present. */
+cllm_status cllm_backend_cuda_create(int device_id, cllm_backend **out);
+void cllm_backend_destroy(cllm_backend *be);
+
+/* Counter-based uniform in [0, 1) from (seed, step): the same on every
+ * backend (Philox-4x32-10 keyed by seed, counter = step; first output
+ * word >> 8, times 2^-24). Host and device implementations must agree bit for bit. */
+float cllm_philox_uniform(uint64_t seed, uint64_t step);
+
+#endif

@@ -1,0 +1,30 @@
+/* `cllm` command-line entry point: dispatches to a subcommand. */
+#include "cli/cli.h"
+#include "cllm.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "cllm %s: LLM inference engine\n\n"
+            "usage: cllm <command> [options]\n\n"
+            "commands:\n"
+            "  generate   generate text from a prompt (streams to stdout)\n"
+            "  tokenize   tokenize JSON-lines strings with a model's tokenizer\n"
+            "  bench      benchmarks (bench latency)\n\n"
+            "Run `cllm <command> --help` for a command's options.\n",
+            CLLM_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "generate")) return cllm_cli_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cllm_cli_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cllm_cli_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
+    if (!strcmp(cmd, "--version")) { printf("cllm %s\n", CLLM_VERSION); return 0; }
+    fprintf(stderr, "cllm: unknown command '%s'; commands are generate, tokenize, bench (cllm --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,70 @@
+/* Model configuration from a Hugging Face config.json (+ generation_config.json).
+ * Field names are the Hugging Face config names. Source: transformers
+ * configuration_llama.py / configuration_qwen2.py / configuration_qwen3.py /
+ * configuration_mistral.py and modeling_rope_utils.py (llama3 rope_type). */
+#ifndef CLLM_MODEL_CONFIG_H
+#define CLLM_MODEL_CONFIG_H
+
+#include "cllm.h"
+#include <stdbool.h>
+
+#define CLLM_MAX_EOS 8
+
+typedef enum { CLLM_ROPE_DEFAULT = 0, CLLM_ROPE_LLAMA3 = 1, CLLM_ROPE_LINEAR = 2 } cllm_rope_type;
+
+typedef struct cllm_model_config {
+    char model_type[32];            /* "llama" | "mistral" | "qwen2" | "qwen3" */
+    char architecture[64];          /* architectures[0], e.g. "LlamaForCausalLM" */
+    int hidden_size;                /* E */
+    int intermediate_size;          /* I */
+    int num_hidden_layers;
+    int num_attention_heads;        /* H */
+    int num_key_value_heads;        /* Hkv (default H) */
+    int head_dim;                   /* D (default E / H) */
+    int vocab_size;                 /* V */
+    int max_position_embeddings;
+    float rms_norm_eps;
+    double rope_theta;
+    cllm_rope_type rope_type;       /* rope_scaling.rope_type (or .type) */
+    double rope_factor;             /* rope_scaling.factor */
+    double rope_low_freq_factor;    /* llama3 */
+    double rope_high_freq_factor;   /* llama3 */
+    int rope_original_max_position_embeddings; /* llama3 */
+    bool tie_word_embeddings;
+    bool attention_bias;            /* q/k/v projections have bias (Qwen2: always) */
+    bool qk_norm;                   /* Qwen3: per-head RMSNorm of q and k before RoPE */
+    int sliding_window;             /* 0: none (Mistral v0.3 sets null) */
+    cllm_dtype torch_dtype;         /* stored dtype named by config (torch_dtype / dtype) */
+    int bos_token_id;               /* -1 if absent */
+    int eos_token_ids[CLLM_MAX_EOS];/* eos_token_id as int or list */
+    int num_eos_token_ids;
+
+    /* generation_config.json (defaults for sampling); present=false if absent. */
+    struct {
+        bool present;
+        bool do_sample;
+        float temperature;          /* <0: unset */
+        float top_p;                /* <0: unset */
+        int top_k;                  /* <0: unset */
+        float min_p;                /* <0: unset */
+        float repetition_penalty;   /* <0: unset */
+    } gen;
+} cllm_model_config;
+
+/* Read dir/config.json and, if present, dir/generation_config.json (whose
+ * eos_token_id, when given, replaces config's). Validates: known model_type,
+ * positive sizes, H % Hkv == 0. Errors name the file and field:
+ * CLLM_ERR_IO, CLLM_ERR_FORMAT, CLLM_ERR_UNSUPPORTED (model_type). */
+cllm_status cllm_config_load(const char *dir, cllm_model_config *cfg);
+
+/* Parse config.json text (src names it in messages). */
+cllm_status cllm_config_parse(const char *json, const char *src, cllm_model_config *cfg);
+
+/* Rotary inverse frequencies (D/2 floats, caller-provided), with rope_scaling
+ * applied as transformers' _compute_llama3_parameters / linear scaling do. */
+void cllm_config_rope_inv_freq(const cllm_model_config *cfg, float *inv_freq);
+
+/* True if id is one of the eos ids. */
+bool cllm_config_is_eos(const cllm_model_config *cfg, int id);
+
+#endif
