@@ -114,6 +114,10 @@ typedef enum cllm_dtype {
     CLLM_DTYPE_I32 = 4,
     CLLM_DTYPE_I64 = 5,
     CLLM_DTYPE_U8 = 6,
+    CLLM_DTYPE_F64 = 7,
+    CLLM_DTYPE_I16 = 8,
+    CLLM_DTYPE_I8 = 9,
+    CLLM_DTYPE_BOOL = 10,
 } cllm_dtype;
 
 /* vLLM's --load-format: AUTO reads safetensors; DUMMY builds random weights

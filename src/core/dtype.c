@@ -6,8 +6,9 @@ size_t cllm_dtype_size(cllm_dtype t) {
     switch (t) {
     case CLLM_DTYPE_F32: case CLLM_DTYPE_I32: return 4;
     case CLLM_DTYPE_BF16: case CLLM_DTYPE_F16: return 2;
-    case CLLM_DTYPE_I64: return 8;
-    case CLLM_DTYPE_U8: return 1;
+    case CLLM_DTYPE_I64: case CLLM_DTYPE_F64: return 8;
+    case CLLM_DTYPE_I16: return 2;
+    case CLLM_DTYPE_U8: case CLLM_DTYPE_I8: case CLLM_DTYPE_BOOL: return 1;
     default: return 0;
     }
 }
@@ -21,6 +22,10 @@ const char *cllm_dtype_name(cllm_dtype t) {
     case CLLM_DTYPE_I32: return "int32";
     case CLLM_DTYPE_I64: return "int64";
     case CLLM_DTYPE_U8: return "uint8";
+    case CLLM_DTYPE_F64: return "float64";
+    case CLLM_DTYPE_I16: return "int16";
+    case CLLM_DTYPE_I8: return "int8";
+    case CLLM_DTYPE_BOOL: return "bool";
     }
     return "?";
 }
