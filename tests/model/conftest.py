@@ -18,11 +18,14 @@ def run(*args, env=None, timeout=120):
     (signal) or a sanitizer report (non-status exit code) fails the test."""
     assert TOOL and os.path.exists(TOOL), "set CLLM_MODEL_TOOL to the model_tool binary"
     e = dict(os.environ)
+    e["no_proxy"] = e["NO_PROXY"] = "127.0.0.1,localhost"  # the test Hub is local; never via a proxy
     if env:
         e.update(env)
     p = subprocess.run([TOOL, *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout)
     assert p.returncode >= 0, f"model_tool crashed (signal {-p.returncode}): {p.stderr[-3000:]}"
     assert p.returncode <= 12, f"model_tool exit {p.returncode} (sanitizer?): {p.stderr[-3000:]}"
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+        assert bad not in p.stderr, f"sanitizer report from model_tool: {p.stderr[-3000:]}"
     out = p.stdout.strip()
     try:
         js = json.loads(out) if out else None
