@@ -39,7 +39,8 @@ cllm_status cllm_weights_open(const char *dir, cllm_weights **out);
  * named "*norm*" ~ 1) in dtype, derived from (seed, name). */
 cllm_status cllm_weights_create_dummy(uint64_t seed, cllm_dtype dtype, cllm_weights **out);
 
-/* Look up name and check its shape (ndim dims of shape). Errors:
+/* Look up name and check its shape (ndim dims of shape; shape NULL: no
+ * check, files only). Data is aligned to the element size. Errors:
  * CLLM_ERR_NOT_FOUND "tensor X not found in DIR (N tensors)", CLLM_ERR_FORMAT
  * "tensor X in FILE has shape [..], expected [..]". *out is borrowed and
  * valid until cllm_weights_release(w, *out) or cllm_weights_destroy. */
@@ -51,8 +52,9 @@ bool cllm_weights_has(const cllm_weights *w, const char *name);
 /* Tell the source a tensor has been uploaded (dummy frees its buffer; mmap
  * may madvise(DONTNEED)). */
 void cllm_weights_release(cllm_weights *w, const cllm_tensor_info *t);
+/* Number of tensors (dummy: tensors handed out and not yet released). */
 size_t cllm_weights_count(const cllm_weights *w);
-/* Total bytes of tensor data. */
+/* Total bytes of tensor data (dummy: of the tensors currently held). */
 size_t cllm_weights_total_bytes(const cllm_weights *w);
 void cllm_weights_destroy(cllm_weights *w);
 
