@@ -2,6 +2,7 @@
 #include "tokenizer/regex.h"
 
 #include "core/status.h"
+#include "tokenizer/strbuf.h"
 #include "tokenizer/unicode.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -33,17 +34,58 @@ void cllm_spans_free(cllm_spans *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Oniguruma's \s is the Unicode White_Space property; PCRE2's (with UCP)
+ * also matches U+180E MONGOLIAN VOWEL SEPARATOR. Spell \s out (and \S
+ * outside a class) so that both agree. */
+#define WS_CLASS "\\t-\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+
+static bool rewrite_spaces(const char *p, size_t n, cllm_strbuf *out) {
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = p[i + 1];
+            if (e == 's') cllm_strbuf_append(out, in_class ? WS_CLASS : "[" WS_CLASS "]", strlen(WS_CLASS) + (in_class ? 0 : 2));
+            else if (e == 'S' && !in_class) cllm_strbuf_append(out, "[^" WS_CLASS "]", strlen(WS_CLASS) + 3);
+            else cllm_strbuf_append(out, p + i, 2);
+            i++;
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            cllm_strbuf_putc(out, c);
+            /* a ']' right after '[' or '[^' is a literal */
+            if (i + 1 < n && p[i + 1] == '^') { cllm_strbuf_putc(out, '^'); i++; }
+            if (i + 1 < n && p[i + 1] == ']') { cllm_strbuf_putc(out, ']'); i++; }
+            continue;
+        }
+        if (c == ']' && in_class) in_class = 0;
+        cllm_strbuf_putc(out, c);
+    }
+    cllm_strbuf_reserve(out, 0);
+    return !out->oom;
+}
+
 cllm_status cllm_regex_compile(const char *pattern, size_t len, bool literal, cllm_regex **out) {
     *out = NULL;
+    cllm_strbuf rw = {0};
+    const char *orig = pattern;
+    size_t orig_len = len;
+    if (!literal) {
+        if (!rewrite_spaces(pattern, len, &rw)) { cllm_strbuf_free(&rw); return cllm_error(CLLM_ERR_OOM, "out of memory"); }
+        pattern = rw.p;
+        len = rw.len;
+    }
     int err = 0;
     PCRE2_SIZE off = 0;
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *code = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &off, NULL);
+    cllm_strbuf_free(&rw);
     if (!code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
         return cllm_error(CLLM_ERR_UNSUPPORTED, "regex /%.*s/ does not compile with PCRE2 at offset %zu: %s",
-                          (int)(len > 200 ? 200 : len), pattern, (size_t)off, (const char *)msg);
+                          (int)(orig_len > 200 ? 200 : orig_len), orig, (size_t)off, (const char *)msg);
     }
     cllm_regex *re = calloc(1, sizeof *re);
     if (!re) { pcre2_code_free(code); return cllm_error(CLLM_ERR_OOM, "out of memory compiling a regex"); }
