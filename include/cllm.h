@@ -187,6 +187,112 @@ typedef struct cllm_generate_result {
 cllm_status cllm_generate(cllm_model *m, const char *prompt, const cllm_sampling_params *sp,
                           cllm_stream_fn cb, void *user, cllm_generate_result *result);
 
+
+/* ---------------------------------------------------------------- engine */
+/* The continuous-batching engine (vLLM's LLMEngine): many requests share the
+ * device; each cllm_engine_step() runs one batch mixing prefill chunks and
+ * decode tokens. Not thread-safe: one thread drives it (the server wraps it
+ * with its own queue). Sources: vLLM v1 engine/scheduler design. */
+typedef struct cllm_engine cllm_engine;
+
+typedef struct cllm_engine_params {
+    cllm_model_params model;        /* model, device, dtype, block_size, max_model_len, ... */
+    int max_num_seqs;               /* max running sequences per step; default 256 (CPU: 32) */
+    int max_num_batched_tokens;     /* token budget per step (chunked prefill); default 2048 */
+    float gpu_memory_utilization;   /* fraction of device memory for weights+activations+KV; 0.9 */
+    int num_gpu_blocks_override;    /* >0: use this many KV blocks instead of profiling */
+    bool enable_prefix_caching;     /* default true */
+    bool enforce_eager;             /* true: no CUDA graphs */
+    int max_num_waiting;            /* bound of the waiting queue; add_request beyond it
+                                     * returns CLLM_ERR_NO_KV_BLOCKS (server: 503); 0 = 4096 */
+} cllm_engine_params;
+cllm_engine_params cllm_engine_default_params(void);
+
+/* Per-request sampling parameters, vLLM SamplingParams names and meaning. */
+typedef struct cllm_request_params {
+    int n;                          /* completions per prompt; default 1 */
+    float temperature;              /* default 1.0; 0 = greedy */
+    float top_p;                    /* default 1.0 */
+    int top_k;                      /* default -1 (off) */
+    float min_p;                    /* default 0 */
+    float repetition_penalty;       /* default 1.0 (HF/vLLM semantics, prompt+output tokens) */
+    float presence_penalty;         /* default 0 (OpenAI semantics, output tokens) */
+    float frequency_penalty;        /* default 0 */
+    uint64_t seed; bool has_seed;   /* per-request seed */
+    const char *const *stop;        /* stop strings (borrowed during add_request, copied) */
+    int num_stop;
+    const int32_t *stop_token_ids;  /* copied */
+    int num_stop_token_ids;
+    bool ignore_eos;
+    int max_tokens;                 /* default 16; <=0: up to max_model_len */
+    int min_tokens;                 /* default 0 */
+    int logprobs;                   /* -1: none; k>=0: logprob of sampled token + top-k */
+    int prompt_logprobs;            /* -1: none; k>=0: per prompt token */
+    bool skip_special_tokens;       /* detokenization; default true */
+    bool include_stop_str_in_output;/* default false */
+} cllm_request_params;
+cllm_request_params cllm_request_default_params(void);
+
+typedef struct cllm_logprob_entry {
+    int32_t token_id;
+    float logprob;                  /* natural log */
+    const int32_t *top_ids;         /* top-k alternatives (k = request logprobs) */
+    const float *top_logprobs;
+    int num_top;
+} cllm_logprob_entry;
+
+typedef struct cllm_request_output {
+    uint64_t request_id;
+    int index;                      /* completion index 0..n-1 */
+    const int32_t *new_token_ids;   /* tokens produced this step */
+    int num_new_tokens;
+    const char *text_delta;         /* detokenized new text (stop strings removed) */
+    size_t text_delta_len;
+    const cllm_logprob_entry *logprobs; /* num_new_tokens entries, or NULL */
+    const cllm_logprob_entry *prompt_logprobs; /* on the first output only, or NULL */
+    int num_prompt_logprobs;
+    bool finished;
+    const char *finish_reason;      /* "stop" | "length" | "abort" | NULL while running */
+    int num_prompt_tokens;
+    int num_output_tokens;          /* total so far */
+    double first_token_time_s;      /* seconds since add_request (TTFT), 0 until known */
+} cllm_request_output;
+
+typedef struct cllm_engine_stats {
+    int num_running, num_waiting;
+    int num_kv_blocks, num_free_kv_blocks;
+    float kv_cache_usage;           /* 0..1 */
+    uint64_t prefix_cache_queries, prefix_cache_hits; /* tokens */
+    uint64_t prompt_tokens_total, generation_tokens_total;
+    uint64_t num_preemptions;
+} cllm_engine_stats;
+
+/* Load the model, size the KV cache (profiling run, gpu_memory_utilization),
+ * capture CUDA graphs; logs blocks, token capacity and max concurrency. */
+cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **out);
+void cllm_engine_destroy(cllm_engine *e);
+const cllm_tokenizer *cllm_engine_tokenizer(const cllm_engine *e); /* borrowed */
+int32_t cllm_engine_max_model_len(const cllm_engine *e);
+
+/* Queue a request: prompt text (encoded with special tokens) or prompt_ids
+ * (prompt may then be NULL). Errors: CLLM_ERR_CONTEXT_LENGTH (prompt+max_tokens
+ * beyond max_model_len; the message gives the numbers), CLLM_ERR_INVALID_ARG
+ * (a parameter out of range, naming it), CLLM_ERR_NO_KV_BLOCKS (waiting queue
+ * full, or the request can never fit in the KV cache). */
+cllm_status cllm_engine_add_request(cllm_engine *e, const char *prompt, const int32_t *prompt_ids,
+                                    size_t num_prompt_ids, const cllm_request_params *params,
+                                    uint64_t *request_id);
+/* Abort a waiting or running request at any time; frees its KV blocks. Its
+ * final output (finish_reason "abort") comes from the next step. Unknown ids:
+ * CLLM_ERR_NOT_FOUND. */
+cllm_status cllm_engine_abort(cllm_engine *e, uint64_t request_id);
+/* Run one scheduling step and the model on it. *outputs (borrowed) is valid
+ * until the next step or destroy; one entry per (request, index) that
+ * produced tokens or finished. */
+cllm_status cllm_engine_step(cllm_engine *e, const cllm_request_output **outputs, int *num_outputs);
+bool cllm_engine_has_unfinished(const cllm_engine *e);
+void cllm_engine_get_stats(const cllm_engine *e, cllm_engine_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif
