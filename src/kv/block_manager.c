@@ -234,8 +234,6 @@ cllm_status cllm_kv_get_computed_blocks(cllm_kv *bm, cllm_kv_seq *ks, int *num_c
     if (!bm->prefix_caching || ks->num_tokens <= 0) return CLLM_OK;
     int P = bm->P, max_hit = (ks->num_tokens - 1) / P; /* never the last token */
     CLLM_TRY(seq_reserve(ks, max_hit > 0 ? max_hit : 1));
-    bm->queries++;
-    bm->query_tokens += ks->num_tokens;
     int hits = 0;
     for (int j = 0; j < max_hit; j++) {
         uint64_t parent = parent_of(ks, j);
@@ -254,7 +252,8 @@ cllm_status cllm_kv_get_computed_blocks(cllm_kv *bm, cllm_kv_seq *ks, int *num_c
     }
     ks->num_blocks = ks->num_hashed = hits;
     ks->num_computed_tokens = hits * P;
-    bm->hit_tokens += (int64_t)hits * P;
+    ks->lookup_tokens = ks->num_tokens;
+    ks->lookup_hit_tokens = hits * P;
     if (num_computed_tokens) *num_computed_tokens = ks->num_computed_tokens;
     return CLLM_OK;
 }
@@ -308,6 +307,12 @@ cllm_status cllm_kv_allocate(cllm_kv *bm, cllm_kv_seq *ks, int num_new_tokens, c
         *num_copies = c;
     }
     while (ks->num_blocks < need) ks->blocks[ks->num_blocks++] = take_fresh(bm);
+    if (ks->lookup_tokens > 0) {
+        bm->queries++;
+        bm->query_tokens += ks->lookup_tokens;
+        bm->hit_tokens += ks->lookup_hit_tokens;
+        ks->lookup_tokens = ks->lookup_hit_tokens = 0;
+    }
     /* register blocks that become full with known tokens */
     if (bm->prefix_caching) {
         int known = end < ks->num_tokens ? end : ks->num_tokens;
@@ -333,6 +338,7 @@ void cllm_kv_free(cllm_kv *bm, cllm_kv_seq *ks) {
     ks->block_hashes = NULL;
     ks->num_blocks = ks->cap_blocks = ks->num_hashed = 0;
     ks->num_computed_tokens = 0;
+    ks->lookup_tokens = ks->lookup_hit_tokens = 0;
 }
 
 cllm_status cllm_kv_fork(cllm_kv *bm, const cllm_kv_seq *parent, cllm_kv_seq *child) {

@@ -60,6 +60,8 @@ typedef struct cllm_kv_seq {
     int cap_blocks;
     uint64_t *block_hashes;      /* chained hashes of the first num_hashed full blocks */
     int num_hashed;
+    int lookup_tokens;           /* last prefix lookup, counted in the stats by the next allocate */
+    int lookup_hit_tokens;
 } cllm_kv_seq;
 
 /* A block copy the runner performs before the step (copy-on-write). */
@@ -97,8 +99,10 @@ int cllm_kv_num_free_blocks(const cllm_kv *bm);
  * preempted). Takes those blocks (ref +1, out of the evictable pool) into
  * ks->blocks, sets ks->num_computed_tokens and *num_computed_tokens to the
  * number of tokens already computed: a multiple of P, at most num_tokens-1.
- * Returns 0 tokens when prefix caching is off. Counts prefix-cache stats.
- * If the caller then cannot allocate, it must release them with cllm_kv_free.
+ * Returns 0 tokens when prefix caching is off. The lookup enters the
+ * prefix-cache stats at the next cllm_kv_allocate of ks (so a request
+ * retried while blocked counts once). If the caller then cannot allocate,
+ * it must release the blocks with cllm_kv_free.
  * Errors: CLLM_ERR_INVALID_ARG (ks already holds blocks), CLLM_ERR_OOM. */
 cllm_status cllm_kv_get_computed_blocks(cllm_kv *bm, cllm_kv_seq *ks, int *num_computed_tokens);
 
