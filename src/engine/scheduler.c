@@ -253,6 +253,7 @@ static cllm_status schedule_waiting(cllm_scheduler *s, int *budget) {
         int computed = 0;
         CLLM_TRY(cllm_kv_get_computed_blocks(s->bm, &q->kv, &computed));
         int num_new = q->num_tokens - computed;
+        CLLM_ASSERT(num_new > 0); /* the lookup never covers the last token */
         if (num_new > *budget) num_new = *budget;
         if (!cllm_kv_can_allocate(s->bm, &q->kv, num_new)) {
             cllm_kv_free(s->bm, &q->kv); /* give the prefix hits back; FCFS: stop here */
