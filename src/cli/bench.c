@@ -1,9 +1,165 @@
-/* cllm bench (placeholder until implemented). */
+/* cllm bench latency (vLLM's benchmark_latency flags): random prompt ids of
+ * --input-len, greedy decode of --output-len tokens, median over
+ * --num-iters after --num-iters-warmup. Prints each figure beside its
+ * ceiling (CONVENTIONS.md §12): prefill TFLOP/s beside 790 TFLOP/s (H200
+ * dense bf16), decode tokens/s beside weight bytes / 4.3e12 B/s. */
+#include "cli/args.h"
 #include "cli/cli.h"
+#include "cllm.h"
+#include "core/status.h"
+#include "engine/generate.h"
+#include "model/model.h"
+
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PEAK_TFLOPS 790.0
+#define PEAK_BYTES_PER_S 4.3e12
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME [--load-format auto|dummy] [--device cpu|cuda]\n"
+               "       [--dtype auto|bfloat16|float32] --input-len 128 --output-len 256 --batch-size 1\n"
+               "       [--num-iters 5] [--num-iters-warmup 1] [--max-model-len N] [--output-json F]\n");
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct bench_opts {
+    long input_len, output_len, batch_size, iters, warmup, max_len;
+    const char *json_path;
+} bench_opts;
+
+static int run(cllm_model_params *mp, const bench_opts *o) {
+    if (!o->max_len) mp->max_model_len = (int)(o->input_len + o->output_len);
+    cllm_model *m = NULL;
+    if (cllm_model_load(mp, &m) != CLLM_OK) {
+        fprintf(stderr, "cllm: error: %s\n", cllm_last_error());
+        return 1;
+    }
+    const cllm_model_config *c = cllm_model_config_of(m);
+    const cllm_arch_info *info = cllm_runner_info(cllm_model_runner(m));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->input_len);
+    int n = (int)(o->warmup + o->iters);
+    double *pre = calloc((size_t)n, sizeof(double)), *dec = calloc((size_t)n, sizeof(double));
+    double *tot = calloc((size_t)n, sizeof(double));
+    int rc = 1;
+    if (!ids || !pre || !dec || !tot) { fprintf(stderr, "cllm: error: out of memory\n"); goto done; }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (long i = 0; i < o->input_len; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)c->vocab_size);
+    }
+    cllm_sampling_params sp = cllm_sampling_default_params();
+    sp.temperature = 0.0f;
+    sp.ignore_eos = true;
+    sp.max_tokens = (int)o->output_len;
+    int k = 0;
+    for (int it = 0; it < n; it++) {
+        cllm_generate_result r;
+        double t0 = cllm_now_ms();
+        if (cllm_generate_ids(m, ids, (int)o->input_len, &sp, false, NULL, NULL, &r) != CLLM_OK) {
+            fprintf(stderr, "cllm: error: %s\n", cllm_last_error());
+            goto done;
+        }
+        double t1 = cllm_now_ms();
+        if (it < o->warmup) continue;
+        pre[k] = r.ttft_ms;
+        dec[k] = r.num_generated_tokens > 1 ? (t1 - t0 - r.ttft_ms) / (r.num_generated_tokens - 1) : 0.0;
+        tot[k] = t1 - t0;
+        k++;
+    }
+    double pre_ms = median(pre, k), dec_ms = median(dec, k), tot_ms = median(tot, k);
+    double T = (double)o->input_len, V = c->vocab_size, E = c->hidden_size;
+    double attn_flops = 4.0 * c->num_attention_heads * c->head_dim * (T * (T + 1) / 2) * c->num_hidden_layers;
+    double body_params = (double)info->num_params - V * E * (c->tie_word_embeddings ? 1 : 2);
+    double pre_flops = 2.0 * body_params * T + attn_flops + 2.0 * V * E; /* lm_head on the last row */
+    double pre_tflops = pre_ms > 0 ? pre_flops / (pre_ms / 1e3) / 1e12 : 0;
+    double roof_tps = PEAK_BYTES_PER_S / (double)info->weight_bytes;
+    double dec_tps = dec_ms > 0 ? 1e3 / dec_ms : 0;
+    printf("cllm bench latency: %s, %s backend, %.3fB params, %.2f GB weights, input %ld, output %ld, batch %ld, "
+           "%d iters\n",
+           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", info->num_params / 1e9,
+           info->weight_bytes / 1e9, o->input_len, o->output_len, o->batch_size, k);
+    printf("%-22s %14s %20s\n", "metric", "measured", "ceiling");
+    printf("%-22s %14.1f %20s\n", "weight load (ms)", m->weights_ms, "-");
+    printf("%-22s %14.2f %20s\n", "prefill (ms)", pre_ms, "-");
+    printf("%-22s %14.1f %20s\n", "prefill (tokens/s)", pre_ms > 0 ? T / (pre_ms / 1e3) : 0, "-");
+    printf("%-22s %14.3f %14.0f (H200)\n", "prefill (TFLOP/s)", pre_tflops, PEAK_TFLOPS);
+    printf("%-22s %14.3f %14.3f (H200)\n", "decode (ms/token)", dec_ms, 1e3 / roof_tps);
+    printf("%-22s %14.1f %14.1f (H200)\n", "decode (tokens/s)", dec_tps, roof_tps);
+    printf("%-22s %14.1f %20s\n", "total latency (ms)", tot_ms, "-");
+    if (o->json_path) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                              "model_type", c->model_type, "device", mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu",
+                              "input_len", (json_int_t)o->input_len, "output_len", (json_int_t)o->output_len,
+                              "batch_size", (json_int_t)o->batch_size, "num_iters", k, "weight_load_ms",
+                              m->weights_ms, "prefill_ms", pre_ms, "prefill_tflops", pre_tflops,
+                              "prefill_tflops_peak", PEAK_TFLOPS, "decode_ms_per_token", dec_ms,
+                              "decode_tokens_per_s", dec_tps, "decode_tokens_per_s_roofline", roof_tps,
+                              "avg_latency_ms", tot_ms, "weight_bytes", (double)info->weight_bytes, "num_params",
+                              (double)info->num_params);
+        if (!j || json_dump_file(j, o->json_path, JSON_INDENT(2)) != 0) {
+            fprintf(stderr, "cllm: error: cannot write %s\n", o->json_path);
+            json_decref(j);
+            goto done;
+        }
+        json_decref(j);
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(pre);
+    free(dec);
+    free(tot);
+    cllm_model_destroy(m);
+    return rc;
+}
 
 int cllm_cli_bench(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "cllm: 'bench' is not built yet\n");
-    return 1;
+    if (argc < 2 || strcmp(argv[1], "latency") != 0) {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { usage(stdout); return 0; }
+        fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency (cllm bench --help)\n");
+        return 2;
+    }
+    cllm_model_params mp = cllm_model_default_params();
+    bench_opts o = {.input_len = 128, .output_len = 256, .batch_size = 1, .iters = 5, .warmup = 1};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!cllm_arg_value(argc, argv, &i, &v)) return 2;
+        int ok = 1;
+        if (!strcmp(a, "--model")) mp.model = v;
+        else if (!strcmp(a, "--input-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.input_len);
+        else if (!strcmp(a, "--output-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.output_len);
+        else if (!strcmp(a, "--batch-size")) ok = cllm_arg_long(a, v, 1, 1L << 16, &o.batch_size);
+        else if (!strcmp(a, "--num-iters")) ok = cllm_arg_long(a, v, 1, 100000, &o.iters);
+        else if (!strcmp(a, "--num-iters-warmup")) ok = cllm_arg_long(a, v, 0, 100000, &o.warmup);
+        else if (!strcmp(a, "--max-model-len")) ok = cllm_arg_long(a, v, 1, 1L << 30, &o.max_len);
+        else if (!strcmp(a, "--output-json")) o.json_path = v;
+        else if (!strcmp(a, "--device")) ok = cllm_arg_device(a, v, &mp.device);
+        else if (!strcmp(a, "--dtype")) ok = cllm_arg_dtype(a, v, &mp.dtype);
+        else if (!strcmp(a, "--load-format")) ok = cllm_arg_load_format(a, v, &mp.load_format);
+        else {
+            fprintf(stderr, "cllm bench latency: unknown flag '%s' (cllm bench --help)\n", a);
+            return 2;
+        }
+        if (!ok) return 2;
+    }
+    if (!mp.model) { fprintf(stderr, "cllm bench latency: --model is required\n"); return 2; }
+    if (o.batch_size != 1) {
+        fprintf(stderr, "cllm bench latency: --batch-size %ld is not supported yet (batching comes with the "
+                        "scheduler); use --batch-size 1\n", o.batch_size);
+        return 2;
+    }
+    mp.max_model_len = (int)o.max_len;
+    return run(&mp, &o);
 }

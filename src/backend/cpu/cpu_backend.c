@@ -1,0 +1,113 @@
+/* The CPU backend: host memory, fp32 activations and weights, synchronous.
+ * Wraps the reference ops of cpu_ops.c in backend.h's op table. */
+#include "backend/backend.h"
+#include "backend/cpu/cpu_ops.h"
+#include "core/dtype.h"
+#include "core/status.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void cpu_destroy(cllm_backend *be) { free(be); }
+
+static cllm_status cpu_alloc(cllm_backend *be, size_t bytes, void **out) {
+    /* calloc: untouched pages (e.g. an unused KV cache tail) cost no RAM */
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) return cllm_error(CLLM_ERR_OOM, "cpu backend: cannot allocate %zu bytes (%.2f GiB) of host memory", bytes,
+                              (double)bytes / (1 << 30));
+    *out = p;
+    return CLLM_OK;
+}
+
+static void cpu_free(cllm_backend *be, void *p) { free(p); }
+
+static cllm_status cpu_upload(cllm_backend *be, void *dst, size_t dst_off, const void *src, cllm_dtype src_t,
+                              size_t n) {
+    return cllm_dtype_convert((float *)dst + dst_off, CLLM_DTYPE_F32, src, src_t, n);
+}
+
+static cllm_status cpu_copy(cllm_backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+    return CLLM_OK;
+}
+
+static cllm_status cpu_sync(cllm_backend *be) { return CLLM_OK; }
+
+static cllm_status cpu_embedding(cllm_backend *be, const int32_t *ids, int T, const void *table, int V, int E,
+                                 void *out) {
+    return cllm_cpu_embedding(ids, T, table, V, E, out);
+}
+static cllm_status cpu_rmsnorm(cllm_backend *be, const void *x, void *residual, const void *w, int rows, int E,
+                               float eps, void *out) {
+    return cllm_cpu_rmsnorm(x, residual, w, rows, E, eps, out);
+}
+static cllm_status cpu_head_rmsnorm(cllm_backend *be, void *x, int T, int nheads, int D, int stride, const void *w,
+                                    float eps) {
+    return cllm_cpu_head_rmsnorm(x, T, nheads, D, stride, w, eps);
+}
+static cllm_status cpu_linear(cllm_backend *be, const void *x, int T, const cllm_weight *w, void *out,
+                              cllm_dtype out_dtype) {
+    if (out_dtype != CLLM_DTYPE_F32)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "cpu linear: out_dtype %s unsupported (float32 only)",
+                          cllm_dtype_name(out_dtype));
+    return cllm_cpu_linear(x, T, w, out);
+}
+static cllm_status cpu_rope(cllm_backend *be, void *q, void *k, const int32_t *pos, int T, int H, int Hkv, int D,
+                            int q_stride, int k_stride, const float *inv_freq) {
+    return cllm_cpu_rope(q, k, pos, T, H, Hkv, D, q_stride, k_stride, inv_freq);
+}
+static cllm_status cpu_silu_mul(cllm_backend *be, const void *gate_up, int T, int I, void *out) {
+    return cllm_cpu_silu_mul(gate_up, T, I, out);
+}
+static cllm_status cpu_kv_write(cllm_backend *be, const void *k, const void *v, int k_stride, int v_stride,
+                                const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache) {
+    return cllm_cpu_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache);
+}
+static cllm_status cpu_attention(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
+                                 const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D, float scale,
+                                 void *out) {
+    return cllm_cpu_attention(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out);
+}
+static cllm_status cpu_gather_rows(cllm_backend *be, const void *x, const int32_t *idx, int S, int E, void *out) {
+    return cllm_cpu_gather_rows(x, idx, S, E, out);
+}
+static cllm_status cpu_sample(cllm_backend *be, const float *logits, int S, int V, const cllm_sample_params *params,
+                              void *workspace, int32_t *tokens) {
+    return cllm_cpu_sample(logits, S, V, params, workspace, tokens);
+}
+
+static const cllm_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_upload,
+    .h2d = cpu_copy,
+    .d2h = cpu_copy,
+    .sync = cpu_sync,
+    .embedding = cpu_embedding,
+    .rmsnorm = cpu_rmsnorm,
+    .head_rmsnorm = cpu_head_rmsnorm,
+    .linear = cpu_linear,
+    .rope = cpu_rope,
+    .silu_mul = cpu_silu_mul,
+    .kv_write = cpu_kv_write,
+    .attention = cpu_attention,
+    .gather_rows = cpu_gather_rows,
+    .sample = cpu_sample,
+    .sample_workspace_bytes = cllm_cpu_sample_workspace_bytes,
+};
+
+cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out) {
+    *out = NULL;
+    if (num_threads < 0) return cllm_error(CLLM_ERR_INVALID_ARG, "cpu backend: num_threads %d < 0", num_threads);
+    cllm_backend *be = calloc(1, sizeof *be);
+    if (!be) return cllm_error(CLLM_ERR_OOM, "cpu backend: out of memory");
+    if (num_threads > 0) omp_set_num_threads(num_threads);
+    be->ops = &cpu_ops;
+    be->act = CLLM_DTYPE_F32;
+    be->impl = NULL;
+    *out = be;
+    return CLLM_OK;
+}

@@ -1,0 +1,63 @@
+/* CPU reference ops (fp32), callable directly (tests) and wrapped by the
+ * CPU backend's op table (cpu_backend.c). Each function follows exactly the
+ * semantics stated for the op of the same name in src/backend/backend.h;
+ * shapes use that header's legend. All pointers are host memory, row-major,
+ * float32 unless stated. Loops are parallel with OpenMP; `linear` uses
+ * OpenBLAS cblas_sgemm. Nothing here allocates except `attention` (none) and
+ * `sample` (uses the caller's workspace).
+ * Every function returns CLLM_OK or CLLM_ERR_INVALID_ARG (bad shape/index,
+ * message says which). */
+#ifndef CLLM_BACKEND_CPU_OPS_H
+#define CLLM_BACKEND_CPU_OPS_H
+
+#include "backend/backend.h"
+
+/* out (T, E) = table[ids[t]]; ids outside [0, V) give INVALID_ARG. */
+cllm_status cllm_cpu_embedding(const int32_t *ids, int T, const float *table, int V, int E, float *out);
+
+/* HF LlamaRMSNorm over rows of E; with residual: residual += x first and the
+ * norm reads residual (vLLM fused_add_rms_norm). Sum of squares in double. */
+cllm_status cllm_cpu_rmsnorm(const float *x, float *residual, const float *w, int rows, int E, float eps,
+                             float *out);
+
+/* In-place per-head RMSNorm: x (T, nheads, D) with token rows stride apart. */
+cllm_status cllm_cpu_head_rmsnorm(float *x, int T, int nheads, int D, int stride, const float *w, float eps);
+
+/* out (T, N) = x (T, K) @ W^T + bias, fp32 (cblas_sgemm). */
+cllm_status cllm_cpu_linear(const float *x, int T, const cllm_weight *w, float *out);
+
+/* In-place rotate_half RoPE of q (T, H, D) and k (T, Hkv, D) (k may be NULL). */
+cllm_status cllm_cpu_rope(float *q, float *k, const int32_t *pos, int T, int H, int Hkv, int D, int q_stride,
+                          int k_stride, const float *inv_freq);
+
+/* out (T, I) = silu(gate_up[:, :I]) * gate_up[:, I:]. */
+cllm_status cllm_cpu_silu_mul(const float *gate_up, int T, int I, float *out);
+
+/* Paged KV write; slot_mapping[t] < 0 skips token t (the cache size is not
+ * known here: slots must be < B*P, the caller's invariant). */
+cllm_status cllm_cpu_kv_write(const float *k, const float *v, int k_stride, int v_stride,
+                              const cllm_attn_meta *meta, int Hkv, int D, float *k_cache, float *v_cache);
+
+/* Causal paged GQA attention (online softmax in fp32). */
+cllm_status cllm_cpu_attention(const float *q, int q_stride, const float *k_cache, const float *v_cache,
+                               const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, float *out);
+
+/* out (S, E) = x[idx[s]]; idx values must be >= 0 (upper bound unchecked). */
+cllm_status cllm_cpu_gather_rows(const float *x, const int32_t *idx, int S, int E, float *out);
+
+/* The sampler of backend.h's cllm_sample_params, one row at a time.
+ * Details where backend.h is brief (vLLM's order): top-k keeps the k highest
+ * probabilities (ties broken by lower id); top-p works on the distribution
+ * renormalized over the top-k set and keeps, in descending-probability order
+ * (ties: lower id first), tokens until the cumulative mass reaches
+ * top_p * (top-k mass) (at least one token); min-p then keeps tokens with
+ * prob >= min_p * max_prob. The draw: target = u * (kept mass), walk the kept
+ * tokens in id order accumulating prob, pick the first whose running sum
+ * exceeds target (the last kept one if rounding leaves none).
+ * Softmax: max-subtracted exp in fp32, sums in double.
+ * workspace: cllm_cpu_sample_workspace_bytes(S, V) bytes. */
+cllm_status cllm_cpu_sample(const float *logits, int S, int V, const cllm_sample_params *params, void *workspace,
+                            int32_t *tokens);
+size_t cllm_cpu_sample_workspace_bytes(int S, int V);
+
+#endif

@@ -1,0 +1,52 @@
+/* Model architectures (internal): a registry from config.json's model_type
+ * to the code that loads a checkpoint's weights onto a backend and runs the
+ * forward pass of a batch. One dense decoder (llama.c) serves llama,
+ * mistral, qwen2 and qwen3; new families add a file and a registry line. */
+#ifndef CLLM_MODEL_ARCH_H
+#define CLLM_MODEL_ARCH_H
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+/* Inputs and outputs of one forward pass; every pointer is device memory of
+ * the backend unless noted. */
+typedef struct cllm_forward_args {
+    int num_tokens;                 /* T */
+    const int32_t *token_ids;       /* (T) */
+    const int32_t *positions;       /* (T) */
+    const cllm_attn_meta *meta;     /* host struct holding device arrays */
+    void *const *k_cache;           /* host array (layers) of device (B, P, Hkv, D) */
+    void *const *v_cache;
+    const float *inv_freq;          /* (D/2) f32 */
+    const int32_t *logits_indices;  /* (num_logits) rows of the batch that need logits */
+    int num_logits;
+    float *logits;                  /* (num_logits, V) f32 out */
+    void *workspace;                /* workspace_bytes(cfg, T, num_logits, act) bytes */
+} cllm_forward_args;
+
+typedef struct cllm_arch_info {
+    size_t weight_bytes;            /* bytes of weights on the backend */
+    int64_t num_params;             /* parameters (tied embeddings counted once) */
+} cllm_arch_info;
+
+typedef struct cllm_arch {
+    const char *model_type;
+    /* Load every tensor through cllm_weights_get (shape-checked), upload it to
+     * backend buffers in be->act (fusing q/k/v and gate/up), release it.
+     * *model is owned by the caller, freed with destroy. */
+    cllm_status (*load)(cllm_backend *be, const cllm_model_config *cfg, cllm_weights *w, bool progress,
+                        void **model, cllm_arch_info *info);
+    void (*destroy)(cllm_backend *be, void *model);
+    size_t (*workspace_bytes)(const cllm_model_config *cfg, int T, int num_logits, cllm_dtype act);
+    cllm_status (*forward)(cllm_backend *be, void *model, const cllm_forward_args *a);
+} cllm_arch;
+
+/* The architecture for cfg->model_type, or NULL (message set,
+ * CLLM_ERR_UNSUPPORTED naming the supported types). */
+const cllm_arch *cllm_arch_find(const char *model_type);
+
+/* The dense Llama-family decoder (llama.c). */
+extern const cllm_arch cllm_arch_llama_family;
+
+#endif
