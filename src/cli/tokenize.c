@@ -1,9 +1,116 @@
-/* cllm tokenize (placeholder until implemented). */
+/* `cllm tokenize`: tokenize JSON-lines strings with a model's tokenizer.
+ *
+ *   cllm tokenize --model DIR --input FILE.jsonl [--add-special-tokens]
+ *
+ * Each input line is one JSON string; each output line is
+ * {"ids": [...], "decoded": "..."} with decoded = decode(ids) keeping special
+ * tokens (Hugging Face `Tokenizer.decode(ids, skip_special_tokens=False)`).
+ * Works on any directory (or file) with tokenizer.json; no weights needed.
+ * (A later `--chat FILE.json [--add-generation-prompt]` renders a chat
+ * template first; it is parsed here as not yet available.) */
 #include "cli/cli.h"
+#include "cllm.h"
+
+#include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cllm tokenize --model DIR --input FILE.jsonl [--add-special-tokens]\n\n"
+            "  --model DIR            directory with tokenizer.json (or the tokenizer.json file)\n"
+            "  --input FILE.jsonl     one JSON string per line ('-' for stdin)\n"
+            "  --add-special-tokens   apply the tokenizer's post-processor (e.g. BOS)\n\n"
+            "Prints one line per input: {\"ids\": [...], \"decoded\": \"...\"}.\n");
+}
+
+/* Tokenize one line; returns 0, or 1 after printing a message naming lineno. */
+static int process_line(const cllm_tokenizer *tok, const char *line, size_t n, size_t lineno, bool add_special) {
+    json_error_t err;
+    json_t *j = json_loadb(line, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (!j || !json_is_string(j)) {
+        fprintf(stderr, "cllm tokenize: line %zu: expected one JSON string per line%s%s\n", lineno,
+                j ? "" : ": ", j ? "" : err.text);
+        json_decref(j);
+        return 1;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    char *text = NULL;
+    size_t text_len = 0;
+    cllm_status st = cllm_tokenizer_encode(tok, json_string_value(j), json_string_length(j), add_special, &ids, &n_ids);
+    if (st == CLLM_OK) st = cllm_tokenizer_decode(tok, ids, n_ids, false, &text, &text_len);
+    json_decref(j);
+    if (st != CLLM_OK) {
+        fprintf(stderr, "cllm tokenize: line %zu: %s\n", lineno, cllm_last_error());
+        cllm_free(ids);
+        return 1;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n_ids; i++) json_array_append_new(arr, json_integer(ids[i]));
+    json_t *o = json_object();
+    json_object_set_new(o, "ids", arr);
+    json_object_set_new(o, "decoded", json_stringn(text, text_len));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    int rc = 0;
+    if (s) { fputs(s, stdout); fputc('\n', stdout); }
+    else { fprintf(stderr, "cllm tokenize: line %zu: cannot format the output\n", lineno); rc = 1; }
+    free(s);
+    json_decref(o);
+    cllm_free(ids);
+    cllm_free(text);
+    return rc;
+}
 
 int cllm_cli_tokenize(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "cllm: 'tokenize' is not built yet\n");
-    return 1;
+    const char *model = NULL, *input = NULL;
+    bool add_special = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--add-special-tokens")) add_special = true;
+        else if (!strcmp(a, "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(a, "--input") && i + 1 < argc) input = argv[++i];
+        else if (!strcmp(a, "--chat") || !strcmp(a, "--add-generation-prompt")) {
+            fprintf(stderr, "cllm tokenize: %s is not available yet (chat templates are not built)\n", a);
+            return 2;
+        } else {
+            fprintf(stderr, "cllm tokenize: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!model || !input) {
+        fprintf(stderr, "cllm tokenize: --model and --input are required\n");
+        usage(stderr);
+        return 2;
+    }
+    cllm_tokenizer *tok = NULL;
+    if (cllm_tokenizer_load(model, &tok) != CLLM_OK) {
+        fprintf(stderr, "cllm tokenize: %s\n", cllm_last_error());
+        return 1;
+    }
+    FILE *f = strcmp(input, "-") ? fopen(input, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "cllm tokenize: cannot open input %s: %s\n", input, strerror(errno));
+        cllm_tokenizer_destroy(tok);
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        if (n == 0) continue; /* blank line */
+        rc = process_line(tok, line, (size_t)n, lineno, add_special);
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    cllm_tokenizer_destroy(tok);
+    fflush(stdout);
+    return rc;
 }
