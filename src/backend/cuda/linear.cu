@@ -130,6 +130,55 @@ static cllm_status find_algo(cllm_cuda_gemm *g, int T, int N, int K, bool out_f3
     return CLLM_OK;
 }
 
+/* Fallback for shapes/alignments cuBLASLt has no algorithm for (odd N or K):
+ * one warp per output element, fp32 accumulation, bias fused. */
+static __global__ void linear_fallback_kernel(const __nv_bfloat16 *x, const __nv_bfloat16 *w, const __nv_bfloat16 *bias,
+                                              int N, int K, void *out, bool out_f32) {
+    int n = blockIdx.x * 8 + threadIdx.x / 32, t = blockIdx.y, lane = threadIdx.x % 32;
+    if (n >= N) return;
+    const __nv_bfloat16 *xr = x + (size_t)t * K, *wr = w + (size_t)n * K;
+    float acc = 0.f;
+    for (int k = lane; k < K; k += 32) acc += __bfloat162float(xr[k]) * __bfloat162float(wr[k]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane) return;
+    if (bias) acc += __bfloat162float(bias[n]);
+    if (out_f32) ((float *)out)[(size_t)t * N + n] = acc;
+    else ((__nv_bfloat16 *)out)[(size_t)t * N + n] = __float2bfloat16_rn(acc);
+}
+
+/* out (T, N) += bias (N), in place. */
+static __global__ void bias_add_kernel(void *out, const __nv_bfloat16 *bias, int T, int N, bool out_f32) {
+    size_t n = (size_t)T * N;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float b = __bfloat162float(bias[i % N]);
+        if (out_f32) ((float *)out)[i] += b;
+        else ((__nv_bfloat16 *)out)[i] = __float2bfloat16_rn(__bfloat162float(((__nv_bfloat16 *)out)[i]) + b);
+    }
+}
+
+static cllm_status lt_matmul(cllm_cuda_gemm *g, const void *x, int T, int N, int K, const void *wdata,
+                             const void *bias, void *out, bool out_f32, int align, cudaStream_t stream) {
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cllm_status st = make_descs(g, T, N, K, out_f32, bias, &op, &la, &lb, &lc);
+    cublasLtMatmulAlgo_t algo;
+    if (st == CLLM_OK) st = find_algo(g, T, N, K, out_f32, bias != NULL, align, op, la, lb, lc, &algo);
+    if (st == CLLM_OK) {
+        float alpha = 1.f, beta = 0.f;
+        cublasStatus_t s = cublasLtMatmul(g->lt, op, &alpha, wdata, la, x, lb, &beta, out, lc, out, lc, &algo,
+                                          g->workspace, g->workspace_bytes, stream);
+        if (s != CUBLAS_STATUS_SUCCESS)
+            st = cllm_error(CLLM_ERR_CUDA, "%s:%d: cublasLtMatmul (linear T=%d N=%d K=%d) failed: %s", __FILE__,
+                            __LINE__, T, N, K, cublasLtGetStatusString(s));
+    }
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
 extern "C" cllm_status cllm_cuda_linear(cllm_cuda_gemm *g, const void *x, int T, const cllm_weight *w, void *out,
                                         cllm_dtype out_dtype, cudaStream_t stream) {
     CLLM_ARG(g && x && w && w->data && out, "linear: NULL pointer");
@@ -147,22 +196,19 @@ extern "C" cllm_status cllm_cuda_linear(cllm_cuda_gemm *g, const void *x, int T,
     /* Leading dimensions also bound the alignment of every column. */
     while (align > 2 && ((K * 2) % align || (N * (out_f32 ? 4 : 2)) % align)) align /= 2;
     if (w->bias && ptr_align(w->bias) < align) align = ptr_align(w->bias);
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cllm_status st = make_descs(g, T, N, K, out_f32, w->bias, &op, &la, &lb, &lc);
-    cublasLtMatmulAlgo_t algo;
-    if (st == CLLM_OK) st = find_algo(g, T, N, K, out_f32, w->bias != NULL, align, op, la, lb, lc, &algo);
-    if (st == CLLM_OK) {
-        float alpha = 1.f, beta = 0.f;
-        cublasStatus_t s = cublasLtMatmul(g->lt, op, &alpha, w->data, la, x, lb, &beta, out, lc, out, lc, &algo,
-                                          g->workspace, g->workspace_bytes, stream);
-        if (s != CUBLAS_STATUS_SUCCESS)
-            st = cllm_error(CLLM_ERR_CUDA, "%s:%d: cublasLtMatmul (linear T=%d N=%d K=%d) failed: %s", __FILE__,
-                            __LINE__, T, N, K, cublasLtGetStatusString(s));
+    /* cuBLASLt with the bias epilogue; else cuBLASLt + a bias kernel; else the fallback kernel. */
+    if (lt_matmul(g, x, T, N, K, w->data, w->bias, out, out_f32, align, stream) == CLLM_OK) return CLLM_OK;
+    if (w->bias && lt_matmul(g, x, T, N, K, w->data, NULL, out, out_f32, align, stream) == CLLM_OK) {
+        cllm_error_clear();
+        size_t n = (size_t)T * N, blocks = (n + 255) / 256;
+        bias_add_kernel<<<(unsigned)(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(out, (const __nv_bfloat16 *)w->bias, T, N, out_f32);
+        CLLM_CU_LAUNCH("bias_add");
+        return CLLM_OK;
     }
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
-    return st;
+    cllm_error_clear();
+    CLLM_ARG(T <= 65535, "linear: T=%d too large for the fallback path (N=%d K=%d unsupported by cuBLASLt)", T, N, K);
+    linear_fallback_kernel<<<dim3((unsigned)((N + 7) / 8), (unsigned)T), 256, 0, stream>>>(
+        (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w->data, (const __nv_bfloat16 *)w->bias, N, K, out, out_f32);
+    CLLM_CU_LAUNCH("linear_fallback");
+    return CLLM_OK;
 }
