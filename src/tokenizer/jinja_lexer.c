@@ -154,12 +154,13 @@ static int lex_number(lexer *L, jtok *t) {
     size_t i = L->pos;
     char buf[128];
     size_t nb = 0;
-    int is_float = 0;
-#define DIGITS() do { while (i < L->len && ((L->s[i] >= '0' && L->s[i] <= '9') || (L->s[i] == '_' && i + 1 < L->len && L->s[i+1] >= '0' && L->s[i+1] <= '9'))) { if (L->s[i] != '_' && nb < sizeof buf - 1) buf[nb++] = L->s[i]; i++; } } while (0)
+    int is_float = 0, too_long = 0;
+#define PUT(c) do { if (nb < sizeof buf - 1) buf[nb++] = (c); else too_long = 1; } while (0)
+#define DIGITS() do { while (i < L->len && ((L->s[i] >= '0' && L->s[i] <= '9') || (L->s[i] == '_' && i + 1 < L->len && L->s[i+1] >= '0' && L->s[i+1] <= '9'))) { if (L->s[i] != '_') PUT(L->s[i]); i++; } } while (0)
     DIGITS();
     if (i + 1 < L->len && L->s[i] == '.' && L->s[i + 1] >= '0' && L->s[i + 1] <= '9') {
         is_float = 1;
-        buf[nb++] = '.';
+        PUT('.');
         i++;
         DIGITS();
     }
@@ -168,14 +169,16 @@ static int lex_number(lexer *L, jtok *t) {
         if (j < L->len && (L->s[j] == '+' || L->s[j] == '-')) j++;
         if (j < L->len && L->s[j] >= '0' && L->s[j] <= '9') {
             is_float = 1;
-            if (nb < sizeof buf - 3) { buf[nb++] = 'e'; if (L->s[i + 1] == '-') buf[nb++] = '-'; }
+            PUT('e');
+            if (L->s[i + 1] == '-') PUT('-');
             i = j;
             DIGITS();
         }
     }
 #undef DIGITS
+#undef PUT
     buf[nb] = 0;
-    if (nb >= sizeof buf - 1) return lfail(L, L->pos, "number literal too long");
+    if (too_long) return lfail(L, L->pos, "number literal too long");
     if (is_float) { t->type = T_FLOAT; t->f = strtod(buf, NULL); }
     else {
         char *end;

@@ -243,9 +243,12 @@ static jv *str_format(jinja_ctx *cx, jv *fmt, jv **args, int nargs, const char *
         jv *v = NULL;
         if (fl == 0) { if (autoi >= nargs) return jinja_fail(cx, "Replacement index %d out of range for positional args tuple", autoi); v = args[autoi++]; }
         else if (s[i + 1] >= '0' && s[i + 1] <= '9') {
-            int k = 0;
-            for (size_t q = i + 1; q < j && q < i + 1 + fl; q++) k = k * 10 + (s[q] - '0');
-            if (k >= nargs) return jinja_fail(cx, "Replacement index %d out of range for positional args tuple", k);
+            long k = 0;
+            for (size_t q = i + 1; q < i + 1 + fl; q++) {
+                if (s[q] < '0' || s[q] > '9' || k > 1000000) return jinja_fail(cx, "bad replacement field in format string");
+                k = k * 10 + (s[q] - '0');
+            }
+            if (k >= nargs) return jinja_fail(cx, "Replacement index %ld out of range for positional args tuple", k);
             v = args[k];
         } else {
             for (int k = 0; k < nkw; k++) if (strlen(kwn[k]) == fl && memcmp(kwn[k], s + i + 1, fl) == 0) v = kwv[k];

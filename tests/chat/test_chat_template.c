@@ -136,6 +136,9 @@ static void run_bad_input(void) {
     check("runtime: output bomb", "{% set s = 'xxxxxxxxxxxxxxxx' %}{% for i in range(1000000) %}{% for j in range(1000000) %}{{ s }}{% endfor %}{% endfor %}", ctx, NULL, "");
     check("runtime: string bomb", "{{ 'ab' * 1000000000000 }}", ctx, NULL, "too large");
     check("runtime: list append refused", "{% set l = [] %}{{ l.append(1) }}", ctx, NULL, "unsafe");
+    /* regressions found by fuzz/chat_template_fuzz.c */
+    check("fuzz: huge format index", "{{ '{0999999999999999999999}'.format('x') }}", ctx, NULL, "format");
+    check("fuzz: long number literal", "{% set ns.88888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888.5 = 1 %}", ctx, NULL, "");
     json_decref(ctx);
     /* NULL handling */
     checks++;
