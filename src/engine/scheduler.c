@@ -185,6 +185,7 @@ bool cllm_scheduler_finish(cllm_scheduler *s, int64_t id, cllm_seq_status status
 int cllm_scheduler_take_finished(cllm_scheduler *s, cllm_seq **out, int cap) {
     if (s->plan_pending) return 0;
     int n = s->n_finished < cap ? s->n_finished : cap;
+    if (n <= 0) return 0;
     memcpy(out, s->finished, (size_t)n * sizeof *out);
     memmove(s->finished, s->finished + n, (size_t)(s->n_finished - n) * sizeof *s->finished);
     s->n_finished -= n;
