@@ -17,6 +17,7 @@ cllm_request_params cllm_request_default_params(void) {
     p.max_tokens = 16;
     p.logprobs = -1;
     p.prompt_logprobs = -1;
+    p.skip_special_tokens = true;
     return p;
 }
 

@@ -14,32 +14,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* vLLM SamplingParams. Pointers are borrowed by cllm_seq_create, which
- * copies what they point at. */
-typedef struct cllm_request_params {
-    int n;                        /* output sequences per request, default 1 */
-    float temperature;            /* default 1.0; 0 = greedy */
-    float top_p;                  /* (0, 1], default 1.0 */
-    int top_k;                    /* <= 0: off (vLLM -1), default -1 */
-    float min_p;                  /* [0, 1], default 0 */
-    float repetition_penalty;     /* > 0, default 1.0 (off) */
-    float presence_penalty;       /* [-2, 2], default 0 */
-    float frequency_penalty;      /* [-2, 2], default 0 */
-    uint64_t seed;                /* used when has_seed */
-    bool has_seed;
-    const char *const *stop;      /* num_stop stop strings (matched by the caller on text) */
-    int num_stop;
-    const int32_t *stop_token_ids;/* num_stop_token_ids ids that finish with reason "stop" */
-    int num_stop_token_ids;
-    bool ignore_eos;              /* default false */
-    int max_tokens;               /* default 16 (vLLM); < 0: up to max_model_len */
-    int min_tokens;               /* default 0: no eos/stop-token stop before this many outputs */
-    int logprobs;                 /* < 0: none (vLLM None), default -1 */
-    int prompt_logprobs;          /* < 0: none, default -1 */
-} cllm_request_params;
-
-/* vLLM defaults (see field comments). */
-cllm_request_params cllm_request_default_params(void);
+/* The request parameters are cllm.h's cllm_request_params (vLLM
+ * SamplingParams); cllm_request_default_params() is defined in sequence.c.
+ * Here max_tokens < 0 means "up to max_model_len" (the engine maps the public
+ * API's max_tokens <= 0 to -1). Pointers are borrowed by cllm_seq_create,
+ * which copies what they point at. */
 
 /* Validate ranges as vLLM SamplingParams._verify_args does. Returns
  * CLLM_ERR_INVALID_ARG naming the field and the allowed range. */
