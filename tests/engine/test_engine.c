@@ -11,7 +11,8 @@
  *            min_tokens, max_tokens, ignore_eos (on FIXTURE_DIR, a random-
  *            weight model that samples eos by chance);
  *  sampling: n > 1 with seeds (distinct, reproducible), logprobs vs a direct
- *            log_softmax of the runner's logits;
+ *            log_softmax of the runner's logits, greedy with penalties vs
+ *            the naive formulas on the runner's logits;
  *  errors:   bad parameters name the field, context length. */
 #include "engine_util.h"
 #include "engine/model_runner.h"
@@ -326,7 +327,39 @@ static int test_sampling(void) {
         T_CHECK(c->top[i] == best, "top-1 id of token %d: %d want %d", i, c->top[i], best);
     }
     free(lg);
+    /* greedy with repetition/presence/frequency penalties: each token is the
+     * argmax of the runner's logits with the penalties applied naively */
+    cllm_request_params pp = greedy(16);
+    pp.repetition_penalty = 1.3f, pp.presence_penalty = 0.5f, pp.frequency_penalty = 0.7f;
+    t_request rp, rg;
+    t_completion *cp = run1(e, prompt, 12, pp, &rp), *cg = run1(e, prompt, 12, greedy(16), &rg);
+    if (!cp || !cg) return 1;
+    T_CHECK(memcmp(cp->ids, cg->ids, 16 * sizeof(int32_t)) != 0, "penalties changed nothing (test does not test)");
+    T = 12 + 15;
+    memcpy(ids + 12, cp->ids, sizeof(int32_t) * 15);
+    lens[0] = qsl[1] = T;
+    for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
+    bh.num_tokens = T, bh.num_logits = T;
+    lg = malloc(sizeof(float) * (size_t)T * V);
+    T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
+    for (int i = 0; i < 16; i++) {
+        const float *x = lg + (size_t)(11 + i) * V;
+        int best = -1;
+        double bv = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            int seen = 0, cnt = 0;
+            for (int j = 0; j < 12 + i; j++)
+                if (ids[j] == v) { seen = 1; if (j >= 12) cnt++; }
+            double z = x[v];
+            if (seen) z = z > 0 ? z / 1.3 : z * 1.3;
+            z -= 0.7 * cnt + 0.5 * (cnt > 0);
+            if (z > bv) bv = z, best = v;
+        }
+        if (cp->ids[i] != best) { T_CHECK(0, "penalized greedy token %d: %d want %d", i, cp->ids[i], best); break; }
+    }
+    free(lg);
     cllm_model_destroy(m);
+    t_free(&rp, 1), t_free(&rg, 1);
     t_free(&a, 1), t_free(&b, 1), t_free(&r, 1);
     cllm_engine_destroy(e);
     return 0;
