@@ -7,4 +7,10 @@ int cllm_cli_generate(int argc, char **argv);  /* cli/generate.c */
 int cllm_cli_tokenize(int argc, char **argv);  /* cli/tokenize.c */
 int cllm_cli_bench(int argc, char **argv);     /* cli/bench.c */
 
+#include "cllm.h"
+/* cllm generate --input prompts.jsonl (cli/generate_batch.c): one request
+ * per line through the engine, one JSON result per line to output (NULL:
+ * stdout). Returns 0, or 1 if a line or the engine failed. */
+int cllm_cli_generate_jsonl(const cllm_engine_params *ep, const char *input, const char *output);
+
 #endif

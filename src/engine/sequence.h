@@ -14,10 +14,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* vLLM SamplingParams. Pointers are borrowed by cllm_seq_create, which
- * copies what they point at. */
-/* cllm_request_params (vLLM SamplingParams) is declared in include/cllm.h. */
-
+/* The request parameters are cllm.h's cllm_request_params (vLLM
+ * SamplingParams); cllm_request_default_params() is defined in sequence.c.
+ * Here max_tokens < 0 means "up to max_model_len" (the engine maps the public
+ * API's max_tokens <= 0 to -1). Pointers are borrowed by cllm_seq_create,
+ * which copies what they point at. */
 
 /* Validate ranges as vLLM SamplingParams._verify_args does. Returns
  * CLLM_ERR_INVALID_ARG naming the field and the allowed range. */
