@@ -241,13 +241,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c = calloc(1, sizeof *c);
         if (!c) return MHD_NO;
         *con_cls = c;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->p.max_body_bytes) { /* refuse before reading it */
-            c->responded = true;
-            return (enum MHD_Result)srv_send_errorf(conn, 413, "invalid_request_error", NULL,
-                                                    "request body (%s bytes) is larger than the limit of %zu bytes",
-                                                    cl, s->p.max_body_bytes);
-        }
+        /* an oversized body is read and dropped, then answered 413: answering before
+         * reading it would make most clients see a reset instead of the status */
         return MHD_YES;
     }
     if (*upload_data_size) {
