@@ -74,6 +74,19 @@ typedef struct cllm_sample_params {
     uint64_t step;   /* index of the token being sampled for this sequence */
 } cllm_sample_params;
 
+/* Per-row penalty parameters as the apply_penalties op reads them (device).
+ * Row s's history is token_ids[token_start .. token_start + num_prompt +
+ * num_output): first the num_prompt prompt tokens, then the num_output
+ * generated ones. */
+typedef struct cllm_penalty_params {
+    float repetition_penalty;  /* 1 = off; > 0 */
+    float presence_penalty;    /* 0 = off */
+    float frequency_penalty;   /* 0 = off */
+    int32_t token_start;
+    int32_t num_prompt;
+    int32_t num_output;
+} cllm_penalty_params;
+
 typedef struct cllm_backend_ops {
     const char *name;       /* "cpu" | "cuda" */
 
@@ -148,6 +161,52 @@ typedef struct cllm_backend_ops {
     cllm_status (*sample)(cllm_backend *be, const float *logits, int S, int V, const cllm_sample_params *params,
                           void *workspace, int32_t *tokens);
     size_t (*sample_workspace_bytes)(int S, int V);
+
+    /* ---- Added for the continuous-batching engine (src/engine/engine.c).
+     * A backend may leave these NULL; the runner then reports
+     * CLLM_ERR_UNSUPPORTED when a request needs them. */
+
+    /* Penalties, vLLM's apply_penalties order, one row at a time:
+     * out (S, V) f32 = logits (S, V) f32 (out may alias logits), then for
+     * row s with history as cllm_penalty_params says (ids outside [0, V)
+     * are ignored):
+     *   1. repetition (HF RepetitionPenaltyLogitsProcessor, vLLM): for every
+     *      id v occurring in prompt OR output (counted once),
+     *      x = x > 0 ? x / repetition_penalty : x * repetition_penalty;
+     *   2. frequency/presence (OpenAI): with c = occurrences of v among the
+     *      OUTPUT tokens only, x -= frequency_penalty * c +
+     *      presence_penalty * (c > 0 ? 1 : 0).
+     * Rows with repetition 1 and presence = frequency = 0 are copied
+     * unchanged. params (S) and token_ids device memory. workspace: at least
+     * penalties_workspace_bytes(S, V) bytes (device), e.g. per-row counts. */
+    cllm_status (*apply_penalties)(cllm_backend *be, const float *logits, int S, int V,
+                                   const cllm_penalty_params *params, const int32_t *token_ids,
+                                   void *workspace, float *out);
+    size_t (*penalties_workspace_bytes)(int S, int V);
+
+    /* Log-probabilities of rows of logits (S, V) f32 (vLLM v1 default
+     * logprobs_mode raw_logprobs: the model's raw distribution, before
+     * penalties and temperature): lp(v) = x_v - max - log(sum_u exp(x_u - max))
+     * (fp32 inputs, the sum accumulated in at least fp32).
+     * token_logprob (S) f32 = lp(tokens[s]) (tokens (S) int32, e.g. the
+     * sampled ones; out of range: -inf). If k > 0: top_ids (S, k) int32 and
+     * top_logprobs (S, k) f32 = the k highest lp of the row in descending
+     * order, ties broken by the lower id first. 0 <= k <= min(V, 64);
+     * top_ids/top_logprobs may be NULL when k == 0. All device memory; no
+     * workspace. */
+    cllm_status (*logprobs)(cllm_backend *be, const float *logits, int S, int V, const int32_t *tokens, int k,
+                            float *token_logprob, int32_t *top_ids, float *top_logprobs);
+
+    /* Copy whole KV blocks inside one cache tensor (copy-on-write, vLLM
+     * copy_blocks): for i < n, block pairs[2i+1] <- block pairs[2i] of cache
+     * (B blocks of block_bytes bytes each, contiguous). pairs (2n) int32
+     * device; sources and destinations are distinct and no destination is a
+     * source of another pair. Called once per layer per K and V cache. */
+    cllm_status (*copy_blocks)(cllm_backend *be, void *cache, size_t block_bytes, const int32_t *pairs, int n);
+
+    /* Device memory: free and total bytes (CUDA: cudaMemGetInfo; CPU: the
+     * host's available and physical memory). Used to size the KV cache. */
+    cllm_status (*mem_info)(cllm_backend *be, size_t *free_bytes, size_t *total_bytes);
 } cllm_backend_ops;
 
 struct cllm_backend {

@@ -49,7 +49,7 @@ static cllm_status step(cllm_model *m, seq_state *s, const int32_t *ids, int sta
     }
     int32_t qsl[2] = {0, n}, seq_lens[1] = {len}, lidx[1] = {n - 1};
     cllm_batch_host b = {
-        .num_seqs = 1, .num_tokens = n, .token_ids = ids + start, .positions = pos, .query_start_loc = qsl,
+        .num_seqs = 1, .num_tokens = n, .token_ids = (int32_t *)ids + start, .positions = pos, .query_start_loc = qsl,
         .seq_lens = seq_lens, .block_tables = s->block_table, .max_blocks_per_seq = s->max_blocks,
         .slot_mapping = slots, .logits_indices = lidx, .num_logits = 1,
     };

@@ -23,6 +23,7 @@ struct cllm_runner {
     void **k_cache, **v_cache;     /* (layers) */
     float *inv_freq;               /* device (D/2) */
     dbuf ws, logits, sample_ws, tokens, params;
+    dbuf logits2, pen_params, pen_tokens, pen_ws, tok_lp, top_ids, top_lp, pairs;
     dbuf ids, pos, qsl, seq_lens, block_tables, slots, lidx;
 };
 
@@ -53,7 +54,9 @@ void cllm_runner_destroy(cllm_runner *r) {
         }
         if (r->inv_freq) be->ops->free(be, r->inv_freq);
         dbuf *bufs[] = {&r->ws, &r->logits, &r->sample_ws, &r->tokens, &r->params, &r->ids, &r->pos,
-                        &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx};
+                        &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx,
+                        &r->logits2, &r->pen_params, &r->pen_tokens, &r->pen_ws, &r->tok_lp, &r->top_ids,
+                        &r->top_lp, &r->pairs};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(be, bufs[i]);
         if (r->arch && r->model) r->arch->destroy(be, r->model);
         cllm_backend_destroy(be);
@@ -170,6 +173,63 @@ static cllm_status put(cllm_backend *be, dbuf *b, const void *src, size_t n) {
 
 cllm_status cllm_runner_execute(cllm_runner *r, const cllm_batch_host *b, const cllm_sample_params *sp,
                                 int32_t *tokens_out, float *logits_out) {
+    cllm_runner_sample_args a = {.sp = sp, .logprobs_k = -1};
+    return cllm_runner_execute_ex(r, b, &a, tokens_out, logits_out);
+}
+
+/* Logprobs, penalties and sampling of the NL logits rows (see
+ * cllm_runner_execute_ex). */
+static cllm_status sample_rows(cllm_runner *r, int NL, const cllm_runner_sample_args *a, int32_t *tokens_out) {
+    cllm_backend *be = r->be;
+    int V = r->cfg.vocab_size;
+    size_t i32 = sizeof(int32_t);
+    const float *lg = r->logits.p;
+    if (a->penalties) {
+        if (!be->ops->apply_penalties)
+            return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no penalties op (presence/frequency/repetition "
+                              "penalty)", be->ops->name);
+        for (int i = 0; i < NL; i++) {
+            const cllm_penalty_params *p = &a->penalties[i];
+            if (p->token_start < 0 || p->num_prompt < 0 || p->num_output < 0 ||
+                (int64_t)p->token_start + p->num_prompt + p->num_output > a->num_penalty_tokens)
+                return cllm_error(CLLM_ERR_INVALID_ARG, "runner: penalty row %d history beyond %d tokens", i,
+                                  a->num_penalty_tokens);
+        }
+        CLLM_TRY(put(be, &r->pen_params, a->penalties, (size_t)NL * sizeof *a->penalties));
+        CLLM_TRY(put(be, &r->pen_tokens, a->penalty_tokens, (size_t)a->num_penalty_tokens * i32 + i32));
+        CLLM_TRY(grow(be, &r->pen_ws, be->ops->penalties_workspace_bytes(NL, V) + 1));
+        float *dst = r->logits.p;
+        if (a->logprobs_k >= 0) { /* keep the raw logits for logprobs */
+            CLLM_TRY(grow(be, &r->logits2, (size_t)NL * V * sizeof(float)));
+            dst = r->logits2.p;
+        }
+        CLLM_TRY(be->ops->apply_penalties(be, r->logits.p, NL, V, r->pen_params.p, r->pen_tokens.p, r->pen_ws.p,
+                                          dst));
+        lg = dst;
+    }
+    CLLM_TRY(put(be, &r->params, a->sp, (size_t)NL * sizeof *a->sp));
+    CLLM_TRY(grow(be, &r->sample_ws, be->ops->sample_workspace_bytes(NL, V) + 1));
+    CLLM_TRY(grow(be, &r->tokens, (size_t)NL * i32));
+    CLLM_TRY(be->ops->sample(be, lg, NL, V, r->params.p, r->sample_ws.p, r->tokens.p));
+    if (a->logprobs_k >= 0) {
+        int k = a->logprobs_k;
+        if (!be->ops->logprobs)
+            return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no logprobs op", be->ops->name);
+        CLLM_TRY(grow(be, &r->tok_lp, (size_t)NL * sizeof(float)));
+        CLLM_TRY(grow(be, &r->top_ids, (size_t)NL * k * i32 + i32));
+        CLLM_TRY(grow(be, &r->top_lp, (size_t)NL * k * sizeof(float) + 4));
+        CLLM_TRY(be->ops->logprobs(be, r->logits.p, NL, V, r->tokens.p, k, r->tok_lp.p, r->top_ids.p, r->top_lp.p));
+        CLLM_TRY(be->ops->d2h(be, a->token_logprobs, r->tok_lp.p, (size_t)NL * sizeof(float)));
+        if (k > 0) {
+            CLLM_TRY(be->ops->d2h(be, a->top_ids, r->top_ids.p, (size_t)NL * k * i32));
+            CLLM_TRY(be->ops->d2h(be, a->top_logprobs, r->top_lp.p, (size_t)NL * k * sizeof(float)));
+        }
+    }
+    return be->ops->d2h(be, tokens_out, r->tokens.p, (size_t)NL * i32);
+}
+
+cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
+                                   int32_t *tokens_out, float *logits_out) {
     CLLM_TRY(validate(r, b));
     cllm_backend *be = r->be;
     int S = b->num_seqs, T = b->num_tokens, NL = b->num_logits, V = r->cfg.vocab_size;
@@ -202,14 +262,8 @@ cllm_status cllm_runner_execute(cllm_runner *r, const cllm_batch_host *b, const 
         .logits_indices = r->lidx.p, .num_logits = NL, .logits = r->logits.p, .workspace = r->ws.p,
     };
     CLLM_TRY(r->arch->forward(be, r->model, &fa));
-    if (tokens_out) {
-        CLLM_TRY(put(be, &r->params, sp, (size_t)NL * sizeof *sp));
-        CLLM_TRY(grow(be, &r->sample_ws, be->ops->sample_workspace_bytes(NL, V) + 1));
-        CLLM_TRY(grow(be, &r->tokens, (size_t)NL * i32));
-        CLLM_TRY(be->ops->sample(be, r->logits.p, NL, V, r->params.p, r->sample_ws.p, r->tokens.p));
-        CLLM_TRY(be->ops->d2h(be, tokens_out, r->tokens.p, (size_t)NL * i32));
-    }
     if (logits_out) CLLM_TRY(be->ops->d2h(be, logits_out, r->logits.p, (size_t)NL * V * sizeof(float)));
+    if (tokens_out) CLLM_TRY(sample_rows(r, NL, a, tokens_out));
     return be->ops->sync(be);
 }
 
@@ -217,3 +271,53 @@ int cllm_runner_num_kv_blocks(const cllm_runner *r) { return r->num_kv_blocks; }
 int cllm_runner_block_size(const cllm_runner *r) { return r->block_size; }
 cllm_backend *cllm_runner_backend(cllm_runner *r) { return r->be; }
 const cllm_arch_info *cllm_runner_info(const cllm_runner *r) { return &r->info; }
+
+cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, int n) {
+    if (n <= 0) return CLLM_OK;
+    cllm_backend *be = r->be;
+    if (!be->ops->copy_blocks)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no copy_blocks op (copy-on-write)", be->ops->name);
+    for (int i = 0; i < n; i++)
+        if (pairs[i].src < 0 || pairs[i].src >= r->num_kv_blocks || pairs[i].dst < 0 ||
+            pairs[i].dst >= r->num_kv_blocks || pairs[i].src == pairs[i].dst)
+            return cllm_error(CLLM_ERR_INVALID_ARG, "copy_blocks: pair %d (%d -> %d) not in [0, %d)", i, pairs[i].src,
+                              pairs[i].dst, r->num_kv_blocks);
+    _Static_assert(sizeof(cllm_kv_copy) == 2 * sizeof(int32_t), "pairs layout");
+    CLLM_TRY(put(be, &r->pairs, pairs, (size_t)n * sizeof *pairs));
+    size_t bb = cllm_runner_kv_bytes_per_block(r) / 2 / (size_t)r->cfg.num_hidden_layers;
+    for (int l = 0; l < r->cfg.num_hidden_layers; l++) {
+        CLLM_TRY(be->ops->copy_blocks(be, r->k_cache[l], bb, r->pairs.p, n));
+        CLLM_TRY(be->ops->copy_blocks(be, r->v_cache[l], bb, r->pairs.p, n));
+    }
+    return CLLM_OK;
+}
+
+size_t cllm_runner_kv_bytes_per_block(const cllm_runner *r) {
+    return 2 * (size_t)r->cfg.num_hidden_layers * (size_t)r->block_size * (size_t)r->cfg.num_key_value_heads *
+           (size_t)r->cfg.head_dim * cllm_dtype_size(r->be->act);
+}
+
+cllm_status cllm_runner_resize_kv(cllm_runner *r, int num_blocks) {
+    if (num_blocks <= 0) return cllm_error(CLLM_ERR_INVALID_ARG, "resize_kv: %d blocks", num_blocks);
+    cllm_backend *be = r->be;
+    int L = r->cfg.num_hidden_layers;
+    for (int l = 0; l < L; l++) {
+        if (r->k_cache[l]) be->ops->free(be, r->k_cache[l]);
+        if (r->v_cache[l]) be->ops->free(be, r->v_cache[l]);
+        r->k_cache[l] = r->v_cache[l] = NULL;
+    }
+    size_t bytes = cllm_runner_kv_bytes_per_block(r) / 2 / (size_t)L * (size_t)num_blocks;
+    for (int l = 0; l < L; l++) {
+        cllm_status st = be->ops->alloc(be, bytes, &r->k_cache[l]);
+        if (st == CLLM_OK) st = be->ops->alloc(be, bytes, &r->v_cache[l]);
+        if (st != CLLM_OK) return cllm_error_wrap(st, "KV cache of %d blocks; lower gpu_memory_utilization use", num_blocks);
+    }
+    r->num_kv_blocks = num_blocks;
+    return CLLM_OK;
+}
+
+cllm_status cllm_runner_mem_info(cllm_runner *r, size_t *free_bytes, size_t *total_bytes) {
+    if (!r->be->ops->mem_info)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s cannot report its memory", r->be->ops->name);
+    return r->be->ops->mem_info(r->be, free_bytes, total_bytes);
+}

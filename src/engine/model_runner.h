@@ -11,6 +11,7 @@
 #define CLLM_ENGINE_MODEL_RUNNER_H
 
 #include "backend/backend.h"
+#include "engine/scheduler.h"
 #include "model/arch/arch.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -30,20 +31,26 @@ typedef struct cllm_runner_params {
     int rank, world_size;          /* 0 and 1 for now */
 } cllm_runner_params;
 
-/* One batch, host memory (vLLM's input batch). S sequences, T tokens. */
-typedef struct cllm_batch_host {
-    int num_seqs;                   /* S */
-    int num_tokens;                 /* T */
-    const int32_t *token_ids;       /* (T) */
-    const int32_t *positions;       /* (T) */
-    const int32_t *query_start_loc; /* (S+1), [0] = 0, [S] = T */
-    const int32_t *seq_lens;        /* (S) context incl. the new tokens */
-    const int32_t *block_tables;    /* (S, max_blocks_per_seq); only the first ceil(seq_len/P) are read */
-    int max_blocks_per_seq;
-    const int32_t *slot_mapping;    /* (T) block*P + offset, <0 = padding */
-    const int32_t *logits_indices;  /* (num_logits) batch rows that need logits */
-    int num_logits;
-} cllm_batch_host;
+/* One batch, host memory (vLLM's input batch): the scheduler's
+ * cllm_batch_host (engine/scheduler.h). The runner reads num_seqs,
+ * num_tokens, token_ids, positions, query_start_loc, seq_lens, block_tables
+ * (only the first ceil(seq_len/P) of each row), max_blocks_per_seq,
+ * slot_mapping (<0 = padding), logits_indices and num_logits; it computes
+ * max_query_len / max_seq_len itself. A caller may fill it with borrowed
+ * arrays (then it must not call cllm_batch_host_free on it). */
+
+/* Sampling-side options of cllm_runner_execute_ex, all host memory, one
+ * entry per logits row (num_logits). */
+typedef struct cllm_runner_sample_args {
+    const cllm_sample_params *sp;          /* (num_logits) sampler params */
+    const cllm_penalty_params *penalties;  /* (num_logits) or NULL: no penalties at all */
+    const int32_t *penalty_tokens;         /* history ids the penalties' token_start index */
+    int num_penalty_tokens;
+    int logprobs_k;                        /* < 0: no logprobs; else top-k width (0..64) */
+    float *token_logprobs;                 /* out (num_logits): raw logprob of the sampled token */
+    int32_t *top_ids;                      /* out (num_logits, logprobs_k) when logprobs_k > 0 */
+    float *top_logprobs;                   /* out (num_logits, logprobs_k) */
+} cllm_runner_sample_args;
 
 /* Load the weights through the architecture of cfg->model_type and allocate
  * the KV cache. Errors: CLLM_ERR_UNSUPPORTED (model_type, comm != NULL),
@@ -60,6 +67,32 @@ void cllm_runner_destroy(cllm_runner *r);
  * grows the workspace for larger batches (CLLM_ERR_OOM). Synchronous. */
 cllm_status cllm_runner_execute(cllm_runner *r, const cllm_batch_host *b, const cllm_sample_params *sp,
                                 int32_t *tokens_out, float *logits_out);
+
+/* Like cllm_runner_execute, with the engine's sampling options: logprobs
+ * of the raw logits (before penalties/temperature, vLLM's default), then
+ * penalties (into a second logits buffer when logprobs are wanted), then
+ * the sampler. tokens_out (num_logits) host. logits_out (optional, host)
+ * receives the raw logits. Errors: as cllm_runner_execute, plus
+ * CLLM_ERR_UNSUPPORTED when the backend lacks the penalties/logprobs op. */
+cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
+                                   int32_t *tokens_out, float *logits_out);
+
+/* Copy KV blocks (copy-on-write pairs of the block manager) in every
+ * layer's K and V cache, before the step that writes into dst. Errors:
+ * CLLM_ERR_INVALID_ARG (a block out of range), CLLM_ERR_UNSUPPORTED (backend
+ * has no copy_blocks), backend errors. */
+cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, int n);
+
+/* Bytes of KV cache one block takes over all layers (K and V). */
+size_t cllm_runner_kv_bytes_per_block(const cllm_runner *r);
+
+/* Replace the KV cache by one of num_blocks blocks (contents lost): used
+ * after the profiling run sizes the cache. Errors: CLLM_ERR_INVALID_ARG,
+ * CLLM_ERR_OOM (the runner then holds no cache: destroy it). */
+cllm_status cllm_runner_resize_kv(cllm_runner *r, int num_blocks);
+
+/* Free and total device memory (backend mem_info). */
+cllm_status cllm_runner_mem_info(cllm_runner *r, size_t *free_bytes, size_t *total_bytes);
 
 int cllm_runner_num_kv_blocks(const cllm_runner *r);
 int cllm_runner_block_size(const cllm_runner *r);

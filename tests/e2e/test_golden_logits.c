@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
         for (int j = 0; j < nb; j++) bt[j] = nb - 1 - j; /* any blocks will do; reversed to exercise paging */
         for (int t = 0; t < T; t++) pos[t] = t, lidx[t] = t, slots[t] = bt[t / P] * P + t % P;
         int32_t qsl[2] = {0, T}, lens[1] = {T};
-        cllm_batch_host b = {.num_seqs = 1, .num_tokens = T, .token_ids = ids, .positions = pos,
+        cllm_batch_host b = {.num_seqs = 1, .num_tokens = T, .token_ids = (int32_t *)ids, .positions = pos,
                              .query_start_loc = qsl, .seq_lens = lens, .block_tables = bt, .max_blocks_per_seq = nb,
                              .slot_mapping = slots, .logits_indices = lidx, .num_logits = T};
         if (cllm_runner_execute(cllm_model_runner(m), &b, NULL, NULL, out) != CLLM_OK) {

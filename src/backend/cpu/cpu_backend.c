@@ -77,6 +77,22 @@ static cllm_status cpu_sample(cllm_backend *be, const float *logits, int S, int 
     return cllm_cpu_sample(logits, S, V, params, workspace, tokens);
 }
 
+static cllm_status cpu_apply_penalties(cllm_backend *be, const float *logits, int S, int V,
+                                       const cllm_penalty_params *params, const int32_t *token_ids, void *workspace,
+                                       float *out) {
+    return cllm_cpu_apply_penalties(logits, S, V, params, token_ids, workspace, out);
+}
+static cllm_status cpu_logprobs(cllm_backend *be, const float *logits, int S, int V, const int32_t *tokens, int k,
+                                float *token_logprob, int32_t *top_ids, float *top_logprobs) {
+    return cllm_cpu_logprobs(logits, S, V, tokens, k, token_logprob, top_ids, top_logprobs);
+}
+static cllm_status cpu_copy_blocks(cllm_backend *be, void *cache, size_t block_bytes, const int32_t *pairs, int n) {
+    return cllm_cpu_copy_blocks(cache, block_bytes, pairs, n);
+}
+static cllm_status cpu_mem_info(cllm_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    return cllm_cpu_mem_info(free_bytes, total_bytes);
+}
+
 static const cllm_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -97,6 +113,11 @@ static const cllm_backend_ops cpu_ops = {
     .gather_rows = cpu_gather_rows,
     .sample = cpu_sample,
     .sample_workspace_bytes = cllm_cpu_sample_workspace_bytes,
+    .apply_penalties = cpu_apply_penalties,
+    .penalties_workspace_bytes = cllm_cpu_penalties_workspace_bytes,
+    .logprobs = cpu_logprobs,
+    .copy_blocks = cpu_copy_blocks,
+    .mem_info = cpu_mem_info,
 };
 
 cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out) {

@@ -60,4 +60,21 @@ cllm_status cllm_cpu_sample(const float *logits, int S, int V, const cllm_sample
                             int32_t *tokens);
 size_t cllm_cpu_sample_workspace_bytes(int S, int V);
 
+/* backend.h apply_penalties (vLLM order: repetition over prompt+output,
+ * then frequency/presence over output). workspace: S*V int32 (scratch). */
+cllm_status cllm_cpu_apply_penalties(const float *logits, int S, int V, const cllm_penalty_params *params,
+                                     const int32_t *token_ids, void *workspace, float *out);
+size_t cllm_cpu_penalties_workspace_bytes(int S, int V);
+
+/* backend.h logprobs: raw log_softmax (sum in double), token logprob and
+ * the top k (descending, ties lower id first). */
+cllm_status cllm_cpu_logprobs(const float *logits, int S, int V, const int32_t *tokens, int k, float *token_logprob,
+                              int32_t *top_ids, float *top_logprobs);
+
+/* backend.h copy_blocks: memcpy of whole blocks. */
+cllm_status cllm_cpu_copy_blocks(void *cache, size_t block_bytes, const int32_t *pairs, int n);
+
+/* Host available / physical memory (sysconf). */
+cllm_status cllm_cpu_mem_info(size_t *free_bytes, size_t *total_bytes);
+
 #endif

@@ -1,0 +1,121 @@
+/* Helpers for the engine tests: run a set of requests to completion and
+ * collect each completion's tokens, text, finish reason and logprobs. */
+#ifndef CLLM_TESTS_ENGINE_UTIL_H
+#define CLLM_TESTS_ENGINE_UTIL_H
+
+#include "cllm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T_MAX_TOK 1024
+
+typedef struct t_completion {
+    int32_t ids[T_MAX_TOK];
+    float lp[T_MAX_TOK];      /* logprob of each token (when requested) */
+    int32_t top[T_MAX_TOK];   /* first top id */
+    int n;
+    char text[8192];
+    size_t text_len;
+    const char *finish_reason;
+    int num_finished_outputs;
+} t_completion;
+
+typedef struct t_request {
+    const int32_t *prompt_ids; /* or prompt text */
+    int n_prompt;
+    const char *prompt;
+    cllm_request_params p;
+    uint64_t id;
+    t_completion *c;           /* (p.n) */
+} t_request;
+
+static int t_fails = 0;
+#define T_CHECK(cond, ...)                                                              \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                        \
+            fprintf(stderr, __VA_ARGS__);                                               \
+            fprintf(stderr, "\n");                                                      \
+            t_fails++;                                                                  \
+        }                                                                               \
+    } while (0)
+
+static t_request *t_find(t_request *r, int nr, uint64_t id) {
+    for (int i = 0; i < nr; i++)
+        if (r[i].id == id) return &r[i];
+    return NULL;
+}
+
+/* Apply one step's outputs to the requests. */
+static void t_collect(t_request *r, int nr, const cllm_request_output *outs, int n) {
+    for (int i = 0; i < n; i++) {
+        const cllm_request_output *o = &outs[i];
+        t_request *q = t_find(r, nr, o->request_id);
+        if (!q) { T_CHECK(0, "output for unknown request %llu", (unsigned long long)o->request_id); continue; }
+        T_CHECK(o->index >= 0 && o->index < q->p.n, "output index %d", o->index);
+        t_completion *c = &q->c[o->index];
+        T_CHECK(c->num_finished_outputs == 0, "output after the final one (request %llu)", (unsigned long long)o->request_id);
+        for (int k = 0; k < o->num_new_tokens && c->n < T_MAX_TOK; k++) {
+            if (o->logprobs) {
+                c->lp[c->n] = o->logprobs[k].logprob;
+                c->top[c->n] = o->logprobs[k].num_top > 0 ? o->logprobs[k].top_ids[0] : -1;
+            }
+            c->ids[c->n++] = o->new_token_ids[k];
+        }
+        if (c->text_len + o->text_delta_len < sizeof c->text) {
+            memcpy(c->text + c->text_len, o->text_delta, o->text_delta_len);
+            c->text_len += o->text_delta_len;
+            c->text[c->text_len] = 0;
+        }
+        if (o->finished) {
+            c->finish_reason = o->finish_reason;
+            c->num_finished_outputs++;
+            T_CHECK(o->num_output_tokens == c->n, "num_output_tokens %d vs %d received", o->num_output_tokens, c->n);
+        }
+    }
+}
+
+/* Add all requests (allocating their completions) and step until done. */
+static int t_run_all(cllm_engine *e, t_request *r, int nr) {
+    for (int i = 0; i < nr; i++) {
+        r[i].c = calloc((size_t)r[i].p.n, sizeof(t_completion));
+        if (cllm_engine_add_request(e, r[i].prompt, r[i].prompt_ids, (size_t)r[i].n_prompt, &r[i].p, &r[i].id) != CLLM_OK) {
+            fprintf(stderr, "FAIL: add_request %d: %s\n", i, cllm_last_error());
+            return 1;
+        }
+    }
+    int steps = 0;
+    while (cllm_engine_has_unfinished(e)) {
+        const cllm_request_output *outs;
+        int n;
+        if (cllm_engine_step(e, &outs, &n) != CLLM_OK) {
+            fprintf(stderr, "FAIL: step: %s\n", cllm_last_error());
+            return 1;
+        }
+        t_collect(r, nr, outs, n);
+        if (++steps > 1000000) { fprintf(stderr, "FAIL: no progress\n"); return 1; }
+    }
+    return 0;
+}
+
+static void t_free(t_request *r, int nr) {
+    for (int i = 0; i < nr; i++) free(r[i].c), r[i].c = NULL;
+}
+
+static cllm_engine *t_engine(const char *model, int max_num_seqs, int max_batched, int blocks, bool prefix) {
+    cllm_engine_params ep = cllm_engine_default_params();
+    ep.model.model = model;
+    ep.model.progress = false;
+    ep.model.num_threads = 1;
+    ep.max_num_seqs = max_num_seqs;
+    ep.max_num_batched_tokens = max_batched;
+    ep.num_gpu_blocks_override = blocks;
+    ep.enable_prefix_caching = prefix;
+    cllm_engine *e = NULL;
+    if (cllm_engine_create(&ep, &e) != CLLM_OK) fprintf(stderr, "FAIL: engine_create: %s\n", cllm_last_error());
+    return e;
+}
+
+#endif
