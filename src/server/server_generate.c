@@ -39,15 +39,35 @@ static void pool_free(pool *pl) {
     *pl = (pool){0};
 }
 
-/* The decoded text of one token (special tokens kept), kept in pl. */
-static const char *token_str(cllm_server *s, pool *pl, int32_t id, size_t *len) {
-    char *t = NULL;
-    *len = 0;
-    if (cllm_tokenizer_decode(s->tok, &id, 1, false, &t, len) != CLLM_OK) {
-        t = malloc(1);
-        if (t) t[0] = 0;
-        *len = 0;
+/* The text one token adds after token prev (special tokens kept), kept in
+ * pl: decode([prev, id]) minus decode([prev]), so that SentencePiece-style
+ * decoders keep the token's leading space (vLLM's per-token detokenization).
+ * prev < 0: decode([id]). */
+static const char *token_str(cllm_server *s, pool *pl, int32_t prev, int32_t id, size_t *len) {
+    char *t = NULL, *p = NULL;
+    size_t tl = 0, pl_len = 0;
+    int32_t ids[2] = {prev, id};
+    bool ok;
+    if (prev >= 0)
+        ok = cllm_tokenizer_decode(s->tok, ids, 2, false, &t, &tl) == CLLM_OK &&
+             cllm_tokenizer_decode(s->tok, ids, 1, false, &p, &pl_len) == CLLM_OK && pl_len <= tl &&
+             !memcmp(t, p, pl_len);
+    else
+        ok = false;
+    if (ok) {
+        memmove(t, t + pl_len, tl - pl_len + 1);
+        tl -= pl_len;
+    } else {
+        free(t);
+        t = NULL;
+        tl = 0;
+        if (cllm_tokenizer_decode(s->tok, &id, 1, false, &t, &tl) != CLLM_OK) {
+            t = calloc(1, 1);
+            tl = 0;
+        }
     }
+    free(p);
+    *len = tl;
     return pool_keep(pl, t);
 }
 
@@ -60,13 +80,14 @@ static cllm_openai_finish_reason finish_of(const char *r) {
 
 /* Logprob records of an event (strings and arrays kept in pl). *offset:
  * running text offset of the choice (advanced). NULL on OOM. */
-static cllm_openai_token_logprob *event_logprobs(cllm_server *s, pool *pl, const srv_event *ev, int64_t *offset) {
+static cllm_openai_token_logprob *event_logprobs(cllm_server *s, pool *pl, const srv_event *ev, int64_t *offset,
+                                                 int32_t *prev) {
     cllm_openai_token_logprob *out = pool_keep(pl, calloc((size_t)ev->n_tokens + 1, sizeof *out));
     if (!out) return NULL;
     for (int t = 0; t < ev->n_tokens; t++) {
         const srv_logprob *l = &ev->lps[t];
         cllm_openai_token_logprob *o = &out[t];
-        o->token = token_str(s, pl, l->id, &o->token_len);
+        o->token = token_str(s, pl, *prev, l->id, &o->token_len);
         if (!o->token) return NULL;
         o->logprob = l->logprob;
         o->text_offset = *offset;
@@ -75,13 +96,14 @@ static cllm_openai_token_logprob *event_logprobs(cllm_server *s, pool *pl, const
             cllm_openai_top_logprob *top = pool_keep(pl, calloc((size_t)l->n_top, sizeof *top));
             if (!top) return NULL;
             for (int k = 0; k < l->n_top; k++) {
-                top[k].token = token_str(s, pl, l->top_ids[k], &top[k].token_len);
+                top[k].token = token_str(s, pl, *prev, l->top_ids[k], &top[k].token_len);
                 if (!top[k].token) return NULL;
                 top[k].logprob = l->top_lps[k];
             }
             o->top = top;
             o->n_top = (size_t)l->n_top;
         }
+        *prev = l->id;
     }
     return out;
 }
@@ -160,6 +182,7 @@ typedef struct stream_st {
     char *buf;
     size_t len, off, cap;
     int64_t *offsets;           /* (total) text offsets for completions logprobs */
+    int32_t *prev;              /* (total) last token of each choice */
     int *completion_tokens;     /* (total) */
     int *prompt_tokens;         /* (n_sub) */
     bool complete;              /* every choice finished (no abort needed) */
@@ -211,7 +234,7 @@ static bool emit_event(stream_st *st, const srv_event *ev) {
     c.text_len = ev->text_len;
     c.finish_reason = fin;
     if (r->logprobs >= 0 && ev->lps) {
-        c.logprobs = event_logprobs(st->s, &pl, ev, &st->offsets[ev->choice]);
+        c.logprobs = event_logprobs(st->s, &pl, ev, &st->offsets[ev->choice], &st->prev[ev->choice]);
         if (!c.logprobs) { pool_free(&pl); return false; }
         c.has_logprobs = true;
         c.n_logprobs = (size_t)ev->n_tokens;
@@ -338,6 +361,7 @@ static void stream_free(void *cls) {
     srv_job_unref(st->j);
     free(st->buf);
     free(st->offsets);
+    free(st->prev);
     free(st->completion_tokens);
     free(st->prompt_tokens);
     free(st);
@@ -348,11 +372,16 @@ static int start_stream(cllm_server *s, struct MHD_Connection *conn, srv_job *j)
     int total = j->n_sub * j->req.n;
     if (st) {
         st->offsets = calloc((size_t)total, sizeof *st->offsets);
+        st->prev = calloc((size_t)total, sizeof *st->prev);
+        for (int i = 0; st->prev && i < total; i++) {
+            int sub = i / j->req.n;
+            st->prev[i] = j->prompt_ids[sub][j->n_prompt_ids[sub] - 1];
+        }
         st->completion_tokens = calloc((size_t)total, sizeof *st->completion_tokens);
         st->prompt_tokens = calloc((size_t)j->n_sub, sizeof *st->prompt_tokens);
     }
     struct MHD_Response *resp = NULL;
-    if (st && st->offsets && st->completion_tokens && st->prompt_tokens) {
+    if (st && st->offsets && st->prev && st->completion_tokens && st->prompt_tokens) {
         st->s = s;
         st->j = j;
         st->conn = conn;
@@ -362,7 +391,7 @@ static int start_stream(cllm_server *s, struct MHD_Connection *conn, srv_job *j)
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, st, stream_free);
     }
     if (!resp) { /* the caller still owns j and the inflight slot */
-        if (st) { free(st->offsets); free(st->completion_tokens); free(st->prompt_tokens); free(st); }
+        if (st) { free(st->offsets); free(st->prev); free(st->completion_tokens); free(st->prompt_tokens); free(st); }
         return -1;
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
@@ -379,6 +408,7 @@ typedef struct acc_choice {
     cllm_openai_token_logprob *lps;
     size_t n_lps, cap_lps;
     int64_t offset;
+    int32_t prev;               /* last token (context of the next token string) */
     cllm_openai_finish_reason fin;
     int completion_tokens;
 } acc_choice;
@@ -402,7 +432,7 @@ static bool acc_event(cllm_server *s, pool *pl, acc_choice *c, const srv_event *
     c->completion_tokens = ev->num_output_tokens;
     if (ev->finished) c->fin = finish_of(ev->finish_reason);
     if (ev->lps && ev->n_tokens) {
-        cllm_openai_token_logprob *l = event_logprobs(s, pl, ev, &c->offset);
+        cllm_openai_token_logprob *l = event_logprobs(s, pl, ev, &c->offset, &c->prev);
         if (!l) return false;
         if (c->n_lps + (size_t)ev->n_tokens > c->cap_lps) {
             size_t cap = (c->n_lps + (size_t)ev->n_tokens) * 2;
@@ -438,6 +468,7 @@ static int finish_blocking(cllm_server *s, struct MHD_Connection *conn, srv_job 
         }
         if (ok) acc[i].offset = (int64_t)acc[i].len;
     }
+    for (int i = 0; ok && i < total; i++) acc[i].prev = j->prompt_ids[i / r->n][j->n_prompt_ids[i / r->n] - 1];
     int hung = 0;
     pthread_mutex_lock(&j->mu);
     for (;;) {
