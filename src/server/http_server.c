@@ -331,7 +331,7 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)(s->p.max_connections > 0 ? s->p.max_connections : 1024),
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_THREAD_STACK_SIZE,
-                                 (size_t)512 * 1024, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+                                 (size_t)512 * 1024, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->daemon) {
         st = cllm_error(CLLM_ERR_IO, "cannot listen on %s:%d (address in use or not permitted?): pick another --port",

@@ -34,7 +34,7 @@ def wait_for(pred, timeout=10.0):
 
 
 def test_disconnect_mid_stream_frees_blocks(server):
-    aborted0 = server.metrics().get('cllm:request_success_total{model_name="stories",finished_reason="abort"}', 0)
+    aborted0 = server.metrics().get('cllm:request_success_total{finished_reason="abort",model_name="stories"}', 0)
     conns = []
     for _ in range(4):
         c, r = open_stream(server, LONG)
@@ -47,7 +47,7 @@ def test_disconnect_mid_stream_frees_blocks(server):
         c.close()
     assert wait_for(lambda: server.metric("cllm:kv_cache_usage_perc") == 0
                     and server.metric("cllm:num_requests_running") == 0, 5), server.metrics()
-    aborted = server.metrics().get('cllm:request_success_total{model_name="stories",finished_reason="abort"}', 0)
+    aborted = server.metrics().get('cllm:request_success_total{finished_reason="abort",model_name="stories"}', 0)
     assert aborted - aborted0 == 4
 
 
