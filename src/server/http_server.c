@@ -404,6 +404,7 @@ void cllm_server_destroy(cllm_server *s) {
         free(m);
         m = n;
     }
+    srv_chat_free(s);
     cllm_engine_destroy(s->engine);
     free(s->routes);
     cllm_metrics_destroy(s->metrics);

@@ -9,6 +9,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,21 +87,36 @@ cllm_status srv_render_chat(cllm_server *s, const cllm_openai_message *msgs, siz
         return cllm_openai_error_set(err, 400, "invalid_request_error", "messages",
                                      "this model has no chat template (tokenizer_config.json has no chat_template); "
                                      "use /v1/completions with a prompt instead");
-    cllm_chat_template *t = NULL;
-    if (cllm_chat_template_create(src, &t) != CLLM_OK)
+    /* compile once; renders of one template may run concurrently */
+    pthread_mutex_lock(&s->mu);
+    if (!s->chat_template_tried) {
+        cllm_chat_template *t = NULL;
+        if (cllm_chat_template_create(src, &t) == CLLM_OK) s->chat_template = t;
+        else snprintf(s->chat_template_error, sizeof s->chat_template_error, "%s", cllm_last_error());
+        s->chat_template_tried = true;
+    }
+    const cllm_chat_template *t = s->chat_template;
+    pthread_mutex_unlock(&s->mu);
+    if (!t)
         return cllm_openai_error_set(err, 400, "invalid_request_error", "messages",
-                                     "the model's chat template does not compile: %s", cllm_last_error());
+                                     "the model's chat template does not compile: %s", s->chat_template_error);
     json_t *ctx = context_json(s, msgs, n_msgs, req, add_generation_prompt);
     cllm_status st = ctx ? cllm_chat_template_render(t, ctx, out) : CLLM_ERR_OOM;
     json_decref(ctx);
-    cllm_chat_template_destroy(t);
     if (st == CLLM_ERR_OOM) return cllm_openai_error_set(err, 500, "internal_error", NULL, "out of memory");
     if (st != CLLM_OK)
         return cllm_openai_error_set(err, 400, "invalid_request_error", "messages",
                                      "the chat template failed on these messages: %s", cllm_last_error());
     return CLLM_OK;
 }
+
+void srv_chat_free(cllm_server *s) {
+    cllm_chat_template_destroy(s->chat_template);
+    s->chat_template = NULL;
+}
 #else
+void srv_chat_free(cllm_server *s) { (void)s; }
+
 cllm_status srv_render_chat(cllm_server *s, const cllm_openai_message *msgs, size_t n_msgs,
                             const cllm_openai_request *req, bool add_generation_prompt, char **out,
                             cllm_openai_error *err) {

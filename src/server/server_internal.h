@@ -116,7 +116,13 @@ struct cllm_server {
     srv_route *routes;
     int n_routes, cap_routes;
     cllm_engine_stats last_stats;
+    void *chat_template;        /* compiled chat template (server_chat.c), under mu */
+    bool chat_template_tried;
+    char chat_template_error[600];
 };
+
+/* Free the compiled chat template (server_chat.c). */
+void srv_chat_free(cllm_server *s);
 
 double srv_now(void);
 
