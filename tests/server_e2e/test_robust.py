@@ -132,14 +132,19 @@ def test_port_in_use_is_an_error(server):
 
 @pytest.mark.slow
 def test_load_many_concurrent_streams(server):
-    """300 concurrent streaming connections on loopback: all complete, no errors, blocks freed."""
-    n = 300
+    """400 concurrent streaming connections on loopback: all complete, no errors; KV blocks,
+    threads and file descriptors return to their idle levels."""
+    import os
+    n = 400
+    pid = server.proc.pid
+    fds0 = len(os.listdir(f"/proc/{pid}/fd"))
+    threads0 = len(os.listdir(f"/proc/{pid}/task"))
     results = [None] * n
     errors = []
 
     def worker(i):
         try:
-            c, r = open_stream(server, {"model": "stories", "prompt": "Once upon a time", "max_tokens": 8,
+            c, r = open_stream(server, {"model": "stories", "prompt": "Once upon a time", "max_tokens": 16,
                                         "temperature": 0.8, "seed": i, "stream": True, "ignore_eos": True})
             data = r.read().decode()
             c.close()
@@ -162,4 +167,7 @@ def test_load_many_concurrent_streams(server):
         assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     assert wait_for(lambda: server.metric("cllm:kv_cache_usage_perc") == 0
                     and server.metric("cllm:num_requests_running") == 0, 10)
+    assert wait_for(lambda: len(os.listdir(f"/proc/{pid}/fd")) <= fds0
+                    and len(os.listdir(f"/proc/{pid}/task")) <= threads0, 10), \
+        (fds0, os.listdir(f"/proc/{pid}/fd"), threads0, len(os.listdir(f"/proc/{pid}/task")))
     print(f"{n} streams in {time.time() - t0:.1f} s")
