@@ -169,9 +169,12 @@ static void render_hist(buf *b, const histogram *h, const char *label) {
     family(b, h->name, "histogram", h->help);
     uint64_t cum = 0;
     for (size_t i = 0; i < h->n_bounds; i++) {
+        /* le as Python's prometheus_client writes it (repr of a float: "1.0", "0.005"), as vLLM emits */
+        char le[32];
+        snprintf(le, sizeof le, "%.15g", h->bounds[i]);
+        if (!strpbrk(le, ".e")) strcat(le, ".0");
         cum += h->counts[i];
-        bprintf(b, "%s_bucket{le=\"%.15g\",model_name=\"%s\"} %llu\n", h->name, h->bounds[i], label,
-                (unsigned long long)cum);
+        bprintf(b, "%s_bucket{le=\"%s\",model_name=\"%s\"} %llu\n", h->name, le, label, (unsigned long long)cum);
     }
     cum += h->counts[h->n_bounds];
     bprintf(b, "%s_bucket{le=\"+Inf\",model_name=\"%s\"} %llu\n", h->name, label, (unsigned long long)cum);

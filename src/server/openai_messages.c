@@ -6,6 +6,9 @@
 
 #include <string.h>
 
+/* param names are bounded buffers: truncating an absurdly long one is harmless */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 static const char *ROLES[] = {"system", "user", "assistant", "tool", "developer"};
 
 static cllm_status parse_content(oj_ctx *c, json_t *v, const char *p, cllm_openai_message *m) {

@@ -10,6 +10,9 @@
 #include <unistd.h>
 #include <yaml.h>
 
+/* messages and tried-path lists are bounded buffers: truncation is harmless */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 struct cllm_registry {
     cllm_registry_entry *entries;
     size_t n;
