@@ -171,3 +171,11 @@ def test_load_many_concurrent_streams(server):
                     and len(os.listdir(f"/proc/{pid}/task")) <= threads0, 10), \
         (fds0, os.listdir(f"/proc/{pid}/fd"), threads0, len(os.listdir(f"/proc/{pid}/task")))
     print(f"{n} streams in {time.time() - t0:.1f} s")
+
+
+def test_model_that_fails_to_load_exits_1(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    out = subprocess.run([BIN, "serve", "--model", str(tmp_path), "--port", "0"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert "listening on" in out.stderr and "config.json" in out.stderr
