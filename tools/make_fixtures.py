@@ -63,10 +63,11 @@ def main():
     ap.add_argument("--lengths", default="1,7,37,100")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--vocab-limit", type=int, default=None, help="draw prompt ids below this")
+    ap.add_argument("--golden-name", default="golden.safetensors", help="file name in --golden-only mode")
     a = ap.parse_args()
     lengths = [int(x) for x in a.lengths.split(",")]
     if a.golden_only:
-        golden(a.golden_only, lengths, a.dtype, os.path.join(a.golden_only, "golden.safetensors"),
+        golden(a.golden_only, lengths, a.dtype, os.path.join(a.golden_only, a.golden_name),
                vocab_limit=a.vocab_limit)
         return
     if not a.make_checkpoint:

@@ -9,4 +9,10 @@ int cllm_cli_bench(int argc, char **argv);     /* cli/bench.c */
 int cllm_cli_serve(int argc, char **argv);     /* cli/serve.c */
 int cllm_cli_models(int argc, char **argv);    /* cli/models.c */
 
+#include "cllm.h"
+/* cllm generate --input prompts.jsonl (cli/generate_batch.c): one request
+ * per line through the engine, one JSON result per line to output (NULL:
+ * stdout). Returns 0, or 1 if a line or the engine failed. */
+int cllm_cli_generate_jsonl(const cllm_engine_params *ep, const char *input, const char *output);
+
 #endif

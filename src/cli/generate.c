@@ -14,7 +14,11 @@ static void usage(FILE *f) {
     fprintf(f, "usage: cllm generate --model DIR|ORG/NAME --prompt TEXT [--max-tokens 64] [--temperature T]\n"
                "       [--top-p P] [--top-k K] [--min-p P] [--seed N] [--ignore-eos] [--device cpu|cuda]\n"
                "       [--dtype auto|bfloat16|float32] [--block-size 16] [--max-model-len N]\n"
-               "       [--load-format auto|dummy] [--revision REV] [--num-threads N]\n");
+               "       [--load-format auto|dummy] [--revision REV] [--num-threads N]\n"
+               "   or: cllm generate --model DIR --input prompts.jsonl [--output F] [--max-num-seqs N]\n"
+               "       [--max-num-batched-tokens N] [--num-gpu-blocks-override N] [--gpu-memory-utilization F]\n"
+               "       [--enable-prefix-caching | --no-enable-prefix-caching] (one JSON request per line:\n"
+               "       {\"prompt\": ...} or {\"prompt_token_ids\": [...]} plus vLLM sampling params)\n");
 }
 
 static bool on_delta(const char *delta, size_t len, int32_t id, void *user) {
@@ -33,15 +37,27 @@ int cllm_cli_generate(int argc, char **argv) {
     double temperature = -1, top_p = -1, min_p = -1;
     long top_k = -2, max_tokens = 64, seed = 0, block_size = 16, max_len = 0, threads = 0;
     bool has_seed = false, ignore_eos = false;
+    const char *input = NULL, *output = NULL;
+    cllm_engine_params ep = cllm_engine_default_params();
+    long max_num_seqs = 0, max_batched = 0, blocks_override = 0;
+    double gpu_util = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
+        if (!strcmp(a, "--enable-prefix-caching")) { ep.enable_prefix_caching = true; continue; }
+        if (!strcmp(a, "--no-enable-prefix-caching")) { ep.enable_prefix_caching = false; continue; }
         const char *v;
         if (!cllm_arg_value(argc, argv, &i, &v)) return 2;
         int ok = 1;
         if (!strcmp(a, "--model")) mp.model = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--max-num-seqs")) ok = cllm_arg_long(a, v, 1, 1 << 20, &max_num_seqs);
+        else if (!strcmp(a, "--max-num-batched-tokens")) ok = cllm_arg_long(a, v, 1, 1 << 24, &max_batched);
+        else if (!strcmp(a, "--num-gpu-blocks-override")) ok = cllm_arg_long(a, v, 1, 1 << 24, &blocks_override);
+        else if (!strcmp(a, "--gpu-memory-utilization")) ok = cllm_arg_double(a, v, 0.01, 1, &gpu_util);
         else if (!strcmp(a, "--revision")) mp.revision = v;
         else if (!strcmp(a, "--max-tokens")) ok = cllm_arg_long(a, v, 1, 1L << 30, &max_tokens);
         else if (!strcmp(a, "--temperature")) ok = cllm_arg_double(a, v, 0, 1e6, &temperature);
@@ -62,10 +78,20 @@ int cllm_cli_generate(int argc, char **argv) {
         if (!ok) return 2;
     }
     if (!mp.model) { fprintf(stderr, "cllm generate: --model is required\n"); return 2; }
-    if (!prompt) { fprintf(stderr, "cllm generate: --prompt is required\n"); return 2; }
+    if (!prompt && !input) { fprintf(stderr, "cllm generate: --prompt or --input is required\n"); return 2; }
+    if (prompt && input) { fprintf(stderr, "cllm generate: give --prompt or --input, not both\n"); return 2; }
     mp.block_size = (int)block_size;
     mp.max_model_len = (int)max_len;
     mp.num_threads = (int)threads;
+    if (input) {
+        ep.model = mp;
+        if (mp.device == CLLM_DEVICE_CPU) ep.max_num_seqs = 32; /* cllm.h: CPU default */
+        if (max_num_seqs) ep.max_num_seqs = (int)max_num_seqs;
+        if (max_batched) ep.max_num_batched_tokens = (int)max_batched;
+        if (blocks_override) ep.num_gpu_blocks_override = (int)blocks_override;
+        if (gpu_util > 0) ep.gpu_memory_utilization = (float)gpu_util;
+        return cllm_cli_generate_jsonl(&ep, input, output);
+    }
 
     cllm_model *m = NULL;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {

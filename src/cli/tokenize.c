@@ -31,7 +31,7 @@ static int process_line(const cllm_tokenizer *tok, const char *line, size_t n, s
     json_error_t err;
     json_t *j = json_loadb(line, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (!j || !json_is_string(j)) {
-        fprintf(stderr, "cllm tokenize: line %zu: expected one JSON string per line%s%s\n", lineno,
+        fprintf(stderr, "cllm tokenize: line %zu: expected one JSON string (valid UTF-8) per line%s%s\n", lineno,
                 j ? "" : ": ", j ? "" : err.text);
         json_decref(j);
         return 1;

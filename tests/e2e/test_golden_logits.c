@@ -2,9 +2,10 @@
  * (tests/fixtures/<name>/golden.safetensors: input_ids.N I32 [T], logits.N
  * F32 [T, V] from transformers fp32) against cllm's forward, one prefill per
  * sequence with logits for every position (gather_rows over all T rows).
- * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL
- * Passes if max|a-b| / max|ref| <= TOL for every N; prints max abs/rel error
- * and top-1 agreement. */
+ * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [GOLDEN_FILE]
+ * GOLDEN_FILE defaults to FIXTURE_DIR/golden.safetensors.
+ * Passes if max|a-b| / max|ref| <= TOL for every N; prints max abs/rel error,
+ * relative L2 error ||a-b|| / ||ref|| and top-1 agreement. */
 #include "cllm.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -21,10 +22,14 @@ static const cllm_st_tensor *find(const cllm_st_file *f, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL\n", argv[0]); return 2; }
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [GOLDEN_FILE]\n", argv[0]);
+        return 2;
+    }
     double tol = atof(argv[3]);
     char path[4096];
-    snprintf(path, sizeof path, "%s/golden.safetensors", argv[1]);
+    if (argc == 5) snprintf(path, sizeof path, "%s", argv[4]);
+    else snprintf(path, sizeof path, "%s/golden.safetensors", argv[1]);
     cllm_st_file *g = NULL;
     if (cllm_st_open(path, &g) != CLLM_OK) { fprintf(stderr, "FAIL: %s\n", cllm_last_error()); return 1; }
     cllm_model_params mp = cllm_model_default_params();
@@ -66,7 +71,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "FAIL: execute: %s\n", cllm_last_error());
             fails++;
         } else {
-            double max_abs = 0, max_ref = 0;
+            double max_abs = 0, max_ref = 0, se = 0, sr = 0;
             int agree = 0;
             for (int t = 0; t < T; t++) {
                 int a1 = 0, r1 = 0;
@@ -74,6 +79,8 @@ int main(int argc, char **argv) {
                     size_t i = (size_t)t * V + v;
                     double d = fabs((double)out[i] - ref[i]);
                     if (!(d <= max_abs)) max_abs = d; /* NaN propagates */
+                    se += d * d;
+                    sr += (double)ref[i] * ref[i];
                     if (fabs(ref[i]) > max_ref) max_ref = fabs(ref[i]);
                     if (out[i] > out[(size_t)t * V + a1]) a1 = v;
                     if (ref[i] > ref[(size_t)t * V + r1]) r1 = v;
@@ -82,8 +89,8 @@ int main(int argc, char **argv) {
             }
             double rel = max_ref > 0 ? max_abs / max_ref : max_abs;
             bool ok = rel <= tol;
-            printf("%s %s T=%d: max abs err %.3g, max rel err %.3g (tol %.1g), top-1 agreement %d/%d %s\n", argv[1],
-                   in_name, T, max_abs, rel, tol, agree, T, ok ? "ok" : "FAIL");
+            printf("%s %s T=%d: max abs err %.3g, max rel err %.3g (tol %.1g), rel L2 err %.3g, top-1 agreement %d/%d %s\n",
+                   argv[1], in_name, T, max_abs, rel, tol, sr > 0 ? sqrt(se / sr) : sqrt(se), agree, T, ok ? "ok" : "FAIL");
             fails += !ok;
         }
         cases++;

@@ -15,6 +15,7 @@ typedef struct t_completion {
     int32_t ids[T_MAX_TOK];
     float lp[T_MAX_TOK];      /* logprob of each token (when requested) */
     int32_t top[T_MAX_TOK];   /* first top id */
+    size_t tok_end[T_MAX_TOK];/* text length after the step that produced token i */
     int n;
     char text[8192];
     size_t text_len;
@@ -69,6 +70,7 @@ static void t_collect(t_request *r, int nr, const cllm_request_output *outs, int
             c->text_len += o->text_delta_len;
             c->text[c->text_len] = 0;
         }
+        if (c->n > 0) c->tok_end[c->n - 1] = c->text_len;
         if (o->finished) {
             c->finish_reason = o->finish_reason;
             c->num_finished_outputs++;

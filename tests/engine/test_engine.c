@@ -8,9 +8,11 @@
  *  preempt:  a tiny KV pool forces preemption; outputs equal the
  *            unpreempted run; aborts in the middle free every block;
  *  stop:     stop strings across token boundaries, stop_token_ids,
- *            min_tokens, max_tokens, ignore_eos;
+ *            min_tokens, max_tokens, ignore_eos (on FIXTURE_DIR, a random-
+ *            weight model that samples eos by chance);
  *  sampling: n > 1 with seeds (distinct, reproducible), logprobs vs a direct
- *            log_softmax of the runner's logits;
+ *            log_softmax of the runner's logits, greedy with penalties vs
+ *            the naive formulas on the runner's logits;
  *  errors:   bad parameters name the field, context length. */
 #include "engine_util.h"
 #include "engine/model_runner.h"
@@ -19,7 +21,7 @@
 #include <jansson.h>
 #include <math.h>
 
-static const char *g_model;
+static const char *g_model, *g_fixture;
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(void) {
@@ -187,14 +189,241 @@ static int test_preempt(void) {
     return 0;
 }
 
+
+/* Run one request alone on e and return its completion 0 (static storage
+ * per call index). */
+static t_completion *run1(cllm_engine *e, const int32_t *ids, int n, cllm_request_params p, t_request *out) {
+    *out = (t_request){.prompt_ids = ids, .n_prompt = n, .p = p};
+    if (t_run_all(e, out, 1)) return NULL;
+    return &out->c[0];
+}
+
+static int test_stop(void) {
+    int32_t bos[1] = {1};
+    cllm_engine *e = t_engine(g_model, 8, 512, 0, true);
+    if (!e) return 1;
+    t_request r0, r1, r2, r3, r4, r5, r6;
+    t_completion *base = run1(e, bos, 1, greedy(60), &r0);
+    if (!base) return 1;
+    /* stop string spanning a token boundary: the end of token k's text and
+     * the start of token k+1's */
+    int k = -1;
+    char stop[8] = {0};
+    for (int i = 5; i + 1 < base->n && k < 0; i++) {
+        size_t s0 = base->tok_end[i - 1], e0 = base->tok_end[i], e1 = base->tok_end[i + 1];
+        if (e0 - s0 >= 2 && e1 - e0 >= 2) {
+            memcpy(stop, base->text + e0 - 2, 4);
+            if ((size_t)(strstr(base->text, stop) - base->text) == e0 - 2) k = i;
+        }
+    }
+    T_CHECK(k >= 0, "no token pair to build a cross-boundary stop string from");
+    if (k >= 0) {
+        cllm_request_params p = greedy(60);
+        const char *stops[2] = {"zzzz-never", stop};
+        p.stop = stops;
+        p.num_stop = 2;
+        t_completion *c = run1(e, bos, 1, p, &r1);
+        size_t at = (size_t)(strstr(base->text, stop) - base->text);
+        T_CHECK(c && c->text_len == at && !strncmp(c->text, base->text, at), "stop '%s': text '%s' want the first %zu bytes of '%s'", stop, c ? c->text : "", at, base->text);
+        T_CHECK(c && !strcmp(c->finish_reason, "stop"), "stop string: finish %s", c ? c->finish_reason : "");
+        T_CHECK(c && c->n <= k + 2 && c->n >= 1 && !memcmp(c->ids, base->ids, sizeof(int32_t) * (size_t)c->n), "stop string: tokens");
+        p.include_stop_str_in_output = true;
+        c = run1(e, bos, 1, p, &r2);
+        T_CHECK(c && c->text_len == at + strlen(stop) && !strncmp(c->text, base->text, c->text_len), "include_stop_str_in_output: '%s'", c ? c->text : "");
+    }
+    /* stop_token_ids: the token at index 6 of the greedy output; min_tokens delays it */
+    int32_t st_id = base->ids[6];
+    int first = 6, second = -1;
+    for (int i = 0; i < 6; i++)
+        if (base->ids[i] == st_id) { first = i; break; }
+    for (int i = 12; i < base->n; i++)
+        if (base->ids[i] == st_id) { second = i; break; }
+    cllm_request_params p = greedy(60);
+    p.stop_token_ids = &st_id;
+    p.num_stop_token_ids = 1;
+    t_completion *c = run1(e, bos, 1, p, &r3);
+    T_CHECK(c && c->n == first + 1 && c->ids[first] == st_id && !strcmp(c->finish_reason, "stop"), "stop_token_ids: %d tokens, want %d", c ? c->n : -1, first + 1);
+    p.min_tokens = 12;
+    c = run1(e, bos, 1, p, &r4);
+    int want = second >= 0 ? second + 1 : 60;
+    T_CHECK(c && c->n == want && !strcmp(c->finish_reason, second >= 0 ? "stop" : "length"), "min_tokens: %d tokens, want %d", c ? c->n : -1, want);
+    /* max_tokens */
+    c = run1(e, bos, 1, greedy(7), &r5);
+    T_CHECK(c && c->n == 7 && !strcmp(c->finish_reason, "length") && !memcmp(c->ids, base->ids, 7 * sizeof(int32_t)), "max_tokens 7");
+    /* eos: 8 sampled completions (seeded) with ignore_eos; one that emits
+     * eos (id 2) must, without ignore_eos, stop right there with the same
+     * tokens (same seed and steps) */
+    cllm_request_params pe = cllm_request_default_params();
+    pe.n = 8, pe.temperature = 1.0f, pe.seed = 42, pe.has_seed = true, pe.max_tokens = 300, pe.ignore_eos = true;
+    t_request r7;
+    cllm_engine *ef = t_engine(g_fixture, 8, 512, 256, true); /* random weights: eos comes up by chance */
+    if (!ef) return 1;
+    t_completion *ci = run1(ef, bos, 1, pe, &r7);
+    pe.ignore_eos = false;
+    c = run1(ef, bos, 1, pe, &r6);
+    cllm_engine_destroy(ef);
+    int checked = 0;
+    for (int j = 0; ci && c && j < 8; j++) {
+        int eos_at = -1;
+        for (int i = 0; i < r7.c[j].n; i++)
+            if (r7.c[j].ids[i] == 2) { eos_at = i; break; }
+        T_CHECK(r7.c[j].n == 300 && !strcmp(r7.c[j].finish_reason, "length"), "ignore_eos: %d tokens", r7.c[j].n);
+        if (eos_at < 0) continue;
+        checked++;
+        T_CHECK(r6.c[j].n == eos_at + 1 && !strcmp(r6.c[j].finish_reason, "stop"), "eos: %d tokens want %d", r6.c[j].n, eos_at + 1);
+        T_CHECK(!memcmp(r6.c[j].ids, r7.c[j].ids, sizeof(int32_t) * (size_t)r6.c[j].n), "ignore_eos prefix differs");
+    }
+    T_CHECK(checked > 0, "no completion emitted eos: the eos check does not test");
+    t_free(&r0, 1), t_free(&r1, 1), t_free(&r2, 1), t_free(&r3, 1), t_free(&r4, 1), t_free(&r5, 1), t_free(&r6, 1), t_free(&r7, 1);
+    cllm_engine_destroy(e);
+    return 0;
+}
+
+static int test_sampling(void) {
+    int32_t prompt[12] = {1, 400, 300, 270, 290, 350, 261, 333, 280, 420, 380, 299};
+    cllm_engine *e = t_engine(g_model, 8, 512, 0, true);
+    if (!e) return 1;
+    cllm_request_params p = cllm_request_default_params();
+    p.n = 4, p.temperature = 1.0f, p.seed = 1234, p.has_seed = true, p.max_tokens = 24, p.ignore_eos = true;
+    t_request a, b;
+    if (!run1(e, prompt, 12, p, &a) || !run1(e, prompt, 12, p, &b)) return 1;
+    int distinct = 0;
+    for (int i = 0; i < 4; i++) {
+        T_CHECK(a.c[i].n == 24 && b.c[i].n == 24 && !memcmp(a.c[i].ids, b.c[i].ids, 24 * sizeof(int32_t)), "n=4 seed: completion %d not reproducible", i);
+        for (int j = 0; j < i; j++) distinct += memcmp(a.c[i].ids, a.c[j].ids, 24 * sizeof(int32_t)) != 0;
+    }
+    T_CHECK(distinct == 6, "n=4: only %d of 6 pairs distinct", distinct);
+    /* logprobs vs direct log_softmax of the runner's logits */
+    cllm_request_params pl = cllm_request_default_params();
+    pl.temperature = 0.7f, pl.seed = 7, pl.has_seed = true, pl.max_tokens = 10, pl.ignore_eos = true, pl.logprobs = 3;
+    t_request r;
+    t_completion *c = run1(e, prompt, 12, pl, &r);
+    if (!c) return 1;
+    cllm_model_params mp = cllm_model_default_params();
+    mp.model = g_model, mp.progress = false, mp.num_kv_blocks = 64;
+    cllm_model *m = NULL;
+    if (cllm_model_load(&mp, &m) != CLLM_OK) return 1;
+    int T = 12 + c->n - 1, V = cllm_model_vocab_size(m);
+    int32_t ids[64], pos[64], slots[64], lidx[64], bt[8] = {0, 1, 2, 3, 4, 5, 6, 7}, qsl[2] = {0, T}, lens[1] = {T};
+    memcpy(ids, prompt, sizeof prompt);
+    memcpy(ids + 12, c->ids, sizeof(int32_t) * (size_t)(c->n - 1));
+    for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
+    cllm_batch_host bh = {.num_seqs = 1, .num_tokens = T, .token_ids = ids, .positions = pos, .query_start_loc = qsl,
+                          .seq_lens = lens, .block_tables = bt, .max_blocks_per_seq = 8, .slot_mapping = slots,
+                          .logits_indices = lidx, .num_logits = T};
+    float *lg = malloc(sizeof(float) * (size_t)T * V);
+    T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
+    for (int i = 0; i < c->n; i++) {
+        const float *x = lg + (size_t)(11 + i) * V;
+        double mx = -INFINITY, sum = 0;
+        int best = 0;
+        for (int v = 0; v < V; v++) {
+            if (x[v] > mx) mx = x[v];
+            if (x[v] > x[best]) best = v;
+        }
+        for (int v = 0; v < V; v++) sum += exp(x[v] - mx);
+        double want = x[c->ids[i]] - mx - log(sum);
+        T_CHECK(fabs(want - c->lp[i]) < 1e-4, "logprob of token %d: %g want %g", i, c->lp[i], want);
+        T_CHECK(c->top[i] == best, "top-1 id of token %d: %d want %d", i, c->top[i], best);
+    }
+    free(lg);
+    /* greedy with repetition/presence/frequency penalties: each token is the
+     * argmax of the runner's logits with the penalties applied naively */
+    cllm_request_params pp = greedy(16);
+    pp.repetition_penalty = 1.3f, pp.presence_penalty = 0.5f, pp.frequency_penalty = 0.7f;
+    t_request rp, rg;
+    t_completion *cp = run1(e, prompt, 12, pp, &rp), *cg = run1(e, prompt, 12, greedy(16), &rg);
+    if (!cp || !cg) return 1;
+    T_CHECK(memcmp(cp->ids, cg->ids, 16 * sizeof(int32_t)) != 0, "penalties changed nothing (test does not test)");
+    T = 12 + 15;
+    memcpy(ids + 12, cp->ids, sizeof(int32_t) * 15);
+    lens[0] = qsl[1] = T;
+    for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
+    bh.num_tokens = T, bh.num_logits = T;
+    lg = malloc(sizeof(float) * (size_t)T * V);
+    T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
+    for (int i = 0; i < 16; i++) {
+        const float *x = lg + (size_t)(11 + i) * V;
+        int best = -1;
+        double bv = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            int seen = 0, cnt = 0;
+            for (int j = 0; j < 12 + i; j++)
+                if (ids[j] == v) { seen = 1; if (j >= 12) cnt++; }
+            double z = x[v];
+            if (seen) z = z > 0 ? z / 1.3 : z * 1.3;
+            z -= 0.7 * cnt + 0.5 * (cnt > 0);
+            if (z > bv) bv = z, best = v;
+        }
+        if (cp->ids[i] != best) { T_CHECK(0, "penalized greedy token %d: %d want %d", i, cp->ids[i], best); break; }
+    }
+    free(lg);
+    cllm_model_destroy(m);
+    t_free(&rp, 1), t_free(&rg, 1);
+    t_free(&a, 1), t_free(&b, 1), t_free(&r, 1);
+    cllm_engine_destroy(e);
+    return 0;
+}
+
+static int expect_err(cllm_engine *e, cllm_request_params p, const int32_t *ids, int n, cllm_status want, const char *word) {
+    uint64_t id;
+    cllm_status st = cllm_engine_add_request(e, NULL, ids, (size_t)n, &p, &id);
+    T_CHECK(st == want && strstr(cllm_last_error(), word), "want %s naming '%s', got %s: %s", cllm_status_str(want),
+            word, cllm_status_str(st), cllm_last_error());
+    return 0;
+}
+
+static int test_errors(void) {
+    cllm_engine *e = t_engine(g_model, 4, 256, 0, true);
+    if (!e) return 1;
+    int32_t ids[600];
+    for (int i = 0; i < 600; i++) ids[i] = 1 + i % 500;
+    cllm_request_params p = cllm_request_default_params(), q;
+    q = p, q.temperature = -1;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "temperature");
+    q = p, q.top_p = 0;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "top_p");
+    q = p, q.min_p = 2;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "min_p");
+    q = p, q.n = 0;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "n ");
+    q = p, q.presence_penalty = 3;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "presence_penalty");
+    q = p, q.repetition_penalty = 0;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "repetition_penalty");
+    q = p, q.logprobs = 50;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "logprobs");
+    q = p, q.min_tokens = 20, q.max_tokens = 10;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "min_tokens");
+    int32_t bad = 9999;
+    q = p, q.stop_token_ids = &bad, q.num_stop_token_ids = 1;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "stop_token_ids");
+    expect_err(e, p, &bad, 1, CLLM_ERR_INVALID_ARG, "prompt_token_ids");
+    expect_err(e, p, ids, 0, CLLM_ERR_INVALID_ARG, "empty");
+    q = p, q.max_tokens = 100;
+    expect_err(e, q, ids, 500, CLLM_ERR_CONTEXT_LENGTH, "maximum context length is 512 tokens");
+    expect_err(e, p, ids, 600, CLLM_ERR_CONTEXT_LENGTH, "600 in the messages");
+    T_CHECK(cllm_engine_abort(e, 12345) == CLLM_ERR_NOT_FOUND, "abort unknown id");
+    T_CHECK(!cllm_engine_has_unfinished(e), "rejected requests left work");
+    cllm_engine_destroy(e);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s MODEL_DIR batch|prefix|preempt|stop|sampling|errors\n", argv[0]); return 2; }
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODEL_DIR batch|prefix|preempt|stop|sampling|errors [FIXTURE_DIR]\n", argv[0]);
+        return 2;
+    }
     g_model = argv[1];
+    g_fixture = argc > 3 ? argv[3] : argv[1];
     const char *t = argv[2];
     int rc;
     if (!strcmp(t, "batch")) rc = test_batch();
     else if (!strcmp(t, "prefix")) rc = test_prefix();
     else if (!strcmp(t, "preempt")) rc = test_preempt();
+    else if (!strcmp(t, "stop")) rc = test_stop();
+    else if (!strcmp(t, "sampling")) rc = test_sampling();
+    else if (!strcmp(t, "errors")) rc = test_errors();
     else { fprintf(stderr, "unknown test %s\n", t); return 2; }
     if (rc || t_fails) { fprintf(stderr, "FAILED (%d checks)\n", t_fails); return 1; }
     printf("ok\n");

@@ -1,0 +1,249 @@
+/* CUDA kernel benchmarks (a program, not a test): GEMM TFLOP/s for
+ * Llama-3.1-8B shapes (M = 1, 16, 128, 2048 tokens) beside 790 TFLOP/s and,
+ * for M = 1, weight bandwidth beside 4.3 TB/s; paged decode attention
+ * (batch 64, context 4096, H 32, Hkv 8, D 128) KV bandwidth; rmsnorm, rope,
+ * silu_mul bandwidth. Median of repeated CUDA-event timings after warm-up;
+ * random (never zero) data; weight copies rotated so the 50 MB L2 cannot
+ * hold them. Usage: bench_cuda_kernels [out.json] */
+#include <stdio.h>
+#ifndef CLLM_HAVE_CUDA
+int main(void) {
+    printf("bench_cuda_kernels: built without CUDA; nothing to measure\n");
+    return 0;
+}
+#else
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backend/cuda/cuda_ops.h"
+#include "core/dtype.h"
+#include "core/status.h"
+
+#define PEAK_TFLOPS 790.0
+#define PEAK_TBS 4.3
+#define CK(x)                                                                                         \
+    do {                                                                                              \
+        if ((x) != 0) {                                                                               \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #x, cllm_last_error());     \
+            exit(1);                                                                                  \
+        }                                                                                             \
+    } while (0)
+#define CU(x)                                                                                         \
+    do {                                                                                              \
+        cudaError_t ce_ = (x);                                                                          \
+        if (ce_ != cudaSuccess) {                                                                     \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(ce_));        \
+            exit(1);                                                                                  \
+        }                                                                                             \
+    } while (0)
+
+static cudaStream_t st;
+static FILE *js;
+static int js_first = 1;
+
+static void *dev_random_bf16(size_t n) {
+    static uint16_t *chunk = NULL;
+    const size_t C = 1 << 22;
+    if (!chunk) {
+        chunk = malloc(C * 2);
+        uint64_t s = 12345;
+        for (size_t i = 0; i < C; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            chunk[i] = cllm_f32_to_bf16(((float)(s >> 40) / 16777216.f - 0.5f) * 0.1f);
+        }
+    }
+    void *d;
+    CU(cudaMalloc(&d, n * 2 + 16));
+    for (size_t i = 0; i < n; i += C) CU(cudaMemcpy((uint16_t *)d + i, chunk, (n - i < C ? n - i : C) * 2, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static int cmpf(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median over `reps` timed batches of `iters` calls of fn(i); returns ms per call. */
+typedef void (*bench_fn)(void *ctx, int i);
+static float time_ms(bench_fn fn, void *ctx, int iters, int reps) {
+    for (int i = 0; i < 3; i++) fn(ctx, i);
+    cudaEvent_t a, b;
+    CU(cudaEventCreate(&a));
+    CU(cudaEventCreate(&b));
+    float t[64];
+    for (int r = 0; r < reps; r++) {
+        CU(cudaEventRecord(a, st));
+        for (int i = 0; i < iters; i++) fn(ctx, i);
+        CU(cudaEventRecord(b, st));
+        CU(cudaEventSynchronize(b));
+        CU(cudaEventElapsedTime(&t[r], a, b));
+        t[r] /= iters;
+    }
+    qsort(t, reps, sizeof(float), cmpf);
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    return t[reps / 2];
+}
+
+static void row(const char *name, const char *shape, float ms, double flops, double bytes) {
+    double tf = flops / (ms * 1e-3) / 1e12, tb = bytes / (ms * 1e-3) / 1e12;
+    printf("%-22s %-28s %9.4f ms", name, shape, ms);
+    if (flops > 0) printf("  %7.1f TFLOP/s (%5.1f%% of %.0f)", tf, 100 * tf / PEAK_TFLOPS, PEAK_TFLOPS);
+    else printf("  %35s", "");
+    if (bytes > 0) printf("  %5.2f TB/s (%5.1f%% of %.1f)", tb, 100 * tb / PEAK_TBS, PEAK_TBS);
+    printf("\n");
+    fflush(stdout);
+    if (js)
+        fprintf(js, "%s\n  {\"name\": \"%s\", \"shape\": \"%s\", \"ms\": %.6f, \"tflops\": %.3f, \"tbs\": %.4f}",
+                js_first ? "" : ",", name, shape, ms, flops > 0 ? tf : 0, bytes > 0 ? tb : 0), js_first = 0;
+}
+
+typedef struct {
+    cllm_cuda_gemm *g;
+    void *x, *out;
+    cllm_weight w[16];
+    int nw, M;
+} gemm_ctx;
+static void gemm_fn(void *c, int i) {
+    gemm_ctx *g = c;
+    CK(cllm_cuda_linear(g->g, g->x, g->M, &g->w[i % g->nw], g->out, CLLM_DTYPE_BF16, st));
+}
+
+static void bench_gemm(void) {
+    const char *names[] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head"};
+    int NK[][2] = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}, {128256, 4096}};
+    int Ms[] = {1, 16, 128, 2048};
+    cllm_cuda_gemm *gg;
+    CK(cllm_cuda_gemm_create(32u << 20, &gg));
+    void *x = dev_random_bf16((size_t)2048 * 14336), *out;
+    CU(cudaMalloc(&out, (size_t)2048 * 128256 * 2));
+    for (int s = 0; s < 5; s++) {
+        int N = NK[s][0], K = NK[s][1];
+        size_t wb = (size_t)N * K * 2;
+        int nw = (int)((400u << 20) / wb) + 1;
+        if (nw > 16) nw = 16;
+        gemm_ctx c = {gg, x, out, {{0}}, nw, 0};
+        for (int i = 0; i < nw; i++) c.w[i] = (cllm_weight){dev_random_bf16((size_t)N * K), NULL, N, K};
+        for (int m = 0; m < 4; m++) {
+            c.M = Ms[m];
+            float ms = time_ms(gemm_fn, &c, 20, 15);
+            char shape[64];
+            snprintf(shape, sizeof shape, "M=%d N=%d K=%d", c.M, N, K);
+            double bytes = (double)wb + (double)c.M * K * 2 + (double)c.M * N * 2;
+            row(names[s], shape, ms, 2.0 * c.M * N * K, c.M <= 16 ? bytes : 0);
+        }
+        for (int i = 0; i < nw; i++) cudaFree(c.w[i].data);
+    }
+    cudaFree(x), cudaFree(out);
+    cllm_cuda_gemm_destroy(gg);
+}
+
+typedef struct {
+    void *q, *kc, *vc, *out, *ws;
+    cllm_attn_meta m;
+    int H, Hkv, D, sms;
+} attn_ctx;
+static void attn_fn(void *c, int i) {
+    attn_ctx *a = c;
+    CK(cllm_cuda_attention(a->q, a->H * a->D, a->kc, a->vc, &a->m, a->H, a->Hkv, a->D, 0.0883883f, a->out, a->ws,
+                           64u << 20, a->sms, st));
+}
+
+static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P) {
+    int mbps = ctx / P, B = S * mbps;
+    int32_t *qsl = malloc((S + 1) * 4), *sl = malloc(S * 4), *bt = malloc((size_t)S * mbps * 4);
+    for (int s = 0; s <= S; s++) qsl[s] = s;
+    for (int s = 0; s < S; s++) sl[s] = ctx;
+    for (int i = 0; i < S * mbps; i++) bt[i] = (int32_t)(((int64_t)i * 7919) % B); /* scattered blocks */
+    attn_ctx a;
+    a.H = H, a.Hkv = Hkv, a.D = D;
+    CU(cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, 0));
+    a.q = dev_random_bf16((size_t)S * H * D);
+    a.kc = dev_random_bf16((size_t)B * P * Hkv * D);
+    a.vc = dev_random_bf16((size_t)B * P * Hkv * D);
+    CU(cudaMalloc(&a.out, (size_t)S * H * D * 2));
+    CU(cudaMalloc(&a.ws, 64u << 20));
+    void *d1, *d2, *d3;
+    CU(cudaMalloc(&d1, (S + 1) * 4));
+    CU(cudaMalloc(&d2, S * 4));
+    CU(cudaMalloc(&d3, (size_t)S * mbps * 4));
+    CU(cudaMemcpy(d1, qsl, (S + 1) * 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d2, sl, S * 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d3, bt, (size_t)S * mbps * 4, cudaMemcpyHostToDevice));
+    a.m = (cllm_attn_meta){S, S, 1, ctx, P, mbps, d1, d2, d3, NULL};
+    float ms = time_ms(attn_fn, &a, 10, 15);
+    char shape[96];
+    snprintf(shape, sizeof shape, "S=%d ctx=%d H=%d Hkv=%d D=%d", S, ctx, H, Hkv, D);
+    double bytes = 2.0 * S * ctx * Hkv * D * 2;
+    row("decode_attention", shape, ms, 4.0 * S * ctx * H * D, bytes);
+    cudaFree(a.q), cudaFree(a.kc), cudaFree(a.vc), cudaFree(a.out), cudaFree(a.ws), cudaFree(d1), cudaFree(d2), cudaFree(d3);
+    free(qsl), free(sl), free(bt);
+}
+
+typedef struct {
+    void *a, *b, *c, *w;
+    int rows, E;
+    int32_t *pos;
+    float *inv;
+} ew_ctx;
+static void rms_fn(void *c, int i) {
+    ew_ctx *e = c;
+    CK(cllm_cuda_rmsnorm(e->a, e->b, e->w, e->rows, e->E, 1e-5f, e->c, st));
+}
+static void silu_fn(void *c, int i) {
+    ew_ctx *e = c;
+    CK(cllm_cuda_silu_mul(e->a, e->rows, e->E, e->c, st));
+}
+static void rope_fn(void *c, int i) {
+    ew_ctx *e = c;
+    CK(cllm_cuda_rope(e->a, (uint16_t *)e->a + 32 * 128, e->pos, e->rows, 32, 8, 128, 48 * 128, 48 * 128, e->inv, st));
+}
+
+static void bench_elementwise(void) {
+    ew_ctx e = {0};
+    int T = 16384, E = 4096, I = 14336;
+    e.a = dev_random_bf16((size_t)T * 2 * I);
+    e.b = dev_random_bf16((size_t)T * E);
+    CU(cudaMalloc(&e.c, (size_t)T * I * 2));
+    e.w = dev_random_bf16(I);
+    e.rows = T, e.E = E;
+    char shape[64];
+    snprintf(shape, sizeof shape, "rows=%d E=%d +residual", T, E);
+    row("rmsnorm", shape, time_ms(rms_fn, &e, 20, 15), 0, 4.0 * T * E * 2);
+    e.E = I;
+    snprintf(shape, sizeof shape, "T=%d I=%d", T, I);
+    row("silu_mul", shape, time_ms(silu_fn, &e, 20, 15), 0, 3.0 * T * I * 2);
+    int32_t *pos = malloc(T * 4);
+    float inv[64];
+    for (int t = 0; t < T; t++) pos[t] = t;
+    for (int i = 0; i < 64; i++) inv[i] = 1.f / powf(500000.f, i / 64.f);
+    CU(cudaMalloc((void **)&e.pos, T * 4));
+    CU(cudaMalloc((void **)&e.inv, 64 * 4));
+    CU(cudaMemcpy(e.pos, pos, T * 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(e.inv, inv, 256, cudaMemcpyHostToDevice));
+    snprintf(shape, sizeof shape, "T=%d H=32 Hkv=8 D=128", T);
+    row("rope", shape, time_ms(rope_fn, &e, 20, 15), 0, 2.0 * T * 40 * 128 * 2);
+    cudaFree(e.a), cudaFree(e.b), cudaFree(e.c), cudaFree(e.w), cudaFree(e.pos), cudaFree(e.inv);
+    free(pos);
+}
+
+
+
+int main(int argc, char **argv) {
+    CU(cudaSetDevice(0));
+    CU(cudaStreamCreate(&st));
+    js = fopen(argc > 1 ? argv[1] : "bench_cuda_kernels.json", "w");
+    if (js) fprintf(js, "[");
+    printf("%-22s %-28s %12s  %35s  %s\n", "kernel", "shape", "time", "compute (ceiling 790 TFLOP/s)",
+           "bandwidth (ceiling 4.3 TB/s)");
+    bench_gemm();
+    bench_attention(64, 4096, 32, 8, 128, 16);
+    bench_attention(8, 8192, 32, 8, 128, 16);
+    bench_attention(1, 32768, 32, 8, 128, 16);
+    bench_elementwise();
+    if (js) fprintf(js, "\n]\n"), fclose(js);
+    cudaStreamDestroy(st);
+    return 0;
+}
+#endif

@@ -1,0 +1,79 @@
+/* The CUDA backend's op entries (one per src/backend/cuda/<op>.cu).
+ *
+ * Each entry validates its shapes/alignment, launches on `stream`
+ * asynchronously, checks the launch and allocates nothing. Device pointers
+ * throughout; activations and weights are bf16 (uint16_t storage, "bf16"
+ * below), accumulation fp32. Semantics are those of the op table in
+ * src/backend/backend.h (same argument names); return codes: CLLM_OK,
+ * CLLM_ERR_INVALID_ARG (bad shape/alignment, message says which),
+ * CLLM_ERR_CUDA (launch/cuBLASLt failure, message carries file:line). */
+#ifndef CLLM_CUDA_OPS_H
+#define CLLM_CUDA_OPS_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+#include "backend/backend.h"
+
+/* dst (n) bf16 = convert(src (n), src_t in {F32, BF16, F16}); src device. */
+cllm_status cllm_cuda_convert_to_bf16(void *dst, const void *src, cllm_dtype src_t, size_t n, cudaStream_t stream);
+
+/* out (T, E) bf16 = table (V, E) bf16 [ids (T) int32]; ids outside [0, V) give a zero row. */
+cllm_status cllm_cuda_embedding(const int32_t *ids, int T, const void *table, int V, int E, void *out,
+                                cudaStream_t stream);
+
+/* Fused residual add + RMSNorm (HF LlamaRMSNorm; vLLM fused_add_rms_norm):
+ * x, residual, out (rows, E) bf16, w (E) bf16; residual may be NULL. */
+cllm_status cllm_cuda_rmsnorm(const void *x, void *residual, const void *w, int rows, int E, float eps, void *out,
+                              cudaStream_t stream);
+
+/* In-place per-head RMSNorm (Qwen3 q_norm/k_norm): x (T, nheads, D), token row stride `stride` elements. */
+cllm_status cllm_cuda_head_rmsnorm(void *x, int T, int nheads, int D, int stride, const void *w, float eps,
+                                   cudaStream_t stream);
+
+/* cuBLASLt state for linear: a handle, one workspace and an algo cache. */
+typedef struct cllm_cuda_gemm cllm_cuda_gemm;
+cllm_status cllm_cuda_gemm_create(size_t workspace_bytes, cllm_cuda_gemm **out);
+void cllm_cuda_gemm_destroy(cllm_cuda_gemm *g);
+/* out (T, N) = x (T, K) bf16 @ W (N, K)^T bf16 + bias (N) bf16; out bf16 or F32; fp32 accumulation. */
+cllm_status cllm_cuda_linear(cllm_cuda_gemm *g, const void *x, int T, const cllm_weight *w, void *out,
+                             cllm_dtype out_dtype, cudaStream_t stream);
+
+/* In-place rotate_half RoPE on q (T, H, D) stride q_stride and k (T, Hkv, D) stride k_stride;
+ * pos (T) int32, inv_freq (D/2) fp32. */
+cllm_status cllm_cuda_rope(void *q, void *k, const int32_t *pos, int T, int H, int Hkv, int D, int q_stride,
+                           int k_stride, const float *inv_freq, cudaStream_t stream);
+
+/* out (T, I) = silu(gate_up[:, :I]) * gate_up[:, I:]. */
+cllm_status cllm_cuda_silu_mul(const void *gate_up, int T, int I, void *out, cudaStream_t stream);
+
+/* Paged KV write: caches (B, P, Hkv, D); slot < 0 skipped. */
+cllm_status cllm_cuda_kv_write(const void *k, const void *v, int k_stride, int v_stride, const cllm_attn_meta *meta,
+                               int Hkv, int D, void *k_cache, void *v_cache, cudaStream_t stream);
+
+/* Paged causal GQA attention (prefill chunks + decode in one batch), split-K over the
+ * context when the grid is small. workspace: fp32 partials, workspace_bytes of it; the
+ * number of splits is limited so that they fit (0 bytes: no split). */
+cllm_status cllm_cuda_attention(const void *q, int q_stride, const void *k_cache, const void *v_cache,
+                                const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, void *out,
+                                void *workspace, size_t workspace_bytes, int num_sms, cudaStream_t stream);
+
+/* out (S, E) = x[idx[s]]. */
+cllm_status cllm_cuda_gather_rows(const void *x, const int32_t *idx, int S, int E, void *out, cudaStream_t stream);
+
+/* Sampling (see cllm_sample_params): logits (S, V) fp32, params (S) device, tokens (S) int32. */
+cllm_status cllm_cuda_sample(const float *logits, int S, int V, const cllm_sample_params *params, void *workspace,
+                             int32_t *tokens, cudaStream_t stream);
+size_t cllm_cuda_sample_workspace_bytes(int S, int V);
+
+/* Device Philox uniforms for tests: out[i] = cllm_philox_uniform(seeds[i], steps[i]). */
+cllm_status cllm_cuda_philox_uniform(const uint64_t *seeds, const uint64_t *steps, int n, float *out,
+                                     cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,62 @@
+"""cllm generate --input prompts.jsonl: good and bad lines, input order,
+greedy ids vs reference_greedy.json (numpy forward), text vs the
+`tokenizers` package decoding the ids, n/seed reproducibility, stop.
+usage: python3 test_cli_jsonl.py CLLM MODEL_DIR TMPDIR"""
+import json, os, subprocess, sys
+from tokenizers import Tokenizer
+
+cllm, model, tmp = sys.argv[1:4]
+ref = json.load(open(os.path.join(model, "reference_greedy.json")))["cases"]
+tok = Tokenizer.from_file(os.path.join(model, "tokenizer.json"))
+lines = []
+for c in ref:
+    lines.append(json.dumps({"prompt_token_ids": c["prompt_ids"], "max_tokens": 64, "temperature": 0}))
+lines += [
+    "this is not json",
+    json.dumps({"prompt": "Once upon a time", "max_tokens": 30, "temperature": 0}),
+    json.dumps({"prompt": "Lily", "max_tokens": 12, "n": 3, "seed": 5, "temperature": 1.0, "logprobs": 2}),
+    json.dumps({"prompt": "x", "top_p": 0}),
+    json.dumps({"prompt": "Once upon a time", "max_tokens": 30, "temperature": 0, "stop": ["Lily"]}),
+    json.dumps({"prompt": "x", "max_tokens": 5000}),
+    json.dumps({"prompt_token_ids": [1, 99999]}),
+    json.dumps({"max_tokens": 3}),
+]
+inp = os.path.join(tmp, "in.jsonl")
+open(inp, "w").write("\n".join(lines) + "\n")
+fails = 0
+def check(cond, msg):
+    global fails
+    if not cond:
+        print("FAIL:", msg); fails += 1
+
+runs = []
+for i in range(2):
+    out = os.path.join(tmp, "out%d.jsonl" % i)
+    p = subprocess.run([cllm, "generate", "--model", model, "--input", inp, "--output", out,
+                        "--max-num-seqs", "4", "--max-num-batched-tokens", "32"], capture_output=True, text=True)
+    check(p.returncode == 1, "exit code %d (bad lines must give 1)" % p.returncode)
+    runs.append([json.loads(l) for l in open(out)])
+res = runs[0]
+n = len(ref)
+check(len(res) == len(lines), "%d results for %d lines" % (len(res), len(lines)))
+for i, c in enumerate(ref):
+    check(res[i]["outputs"][0]["token_ids"] == c["greedy_64_ids"], "reference case %d ids" % i)
+check("error" in res[n] and res[n]["error"].startswith("line %d:" % (n + 1)), "bad JSON line: %r" % res[n])
+g = res[n + 1]["outputs"][0]
+pid = tok.encode("Once upon a time").ids
+want = tok.decode(pid + g["token_ids"])[len(tok.decode(pid)):]
+check(g["text"] == want and g["finish_reason"] == "length", "text %r want %r" % (g["text"], want))
+check(res[n + 1]["usage"] == {"prompt_tokens": len(pid), "completion_tokens": 30, "total_tokens": len(pid) + 30}, "usage")
+outs = res[n + 2]["outputs"]
+check(len(outs) == 3 and len({tuple(o["token_ids"]) for o in outs}) == 3, "n=3 not distinct")
+check(all(len(o["logprobs"]) == 12 and len(o["logprobs"][0]["top_logprobs"]) == 2 for o in outs), "logprobs shape")
+check(runs[1][n + 2] == res[n + 2], "seeded n=3 not reproducible across runs")
+check("top_p" in res[n + 3].get("error", ""), "top_p error: %r" % res[n + 3])
+s = res[n + 4]["outputs"][0]
+check(s["finish_reason"] == "stop" and g["text"].startswith(s["text"]) and "Lily" in g["text"] and
+      s["text"] == g["text"][:g["text"].index("Lily")], "stop string: %r" % s)
+check("maximum context length" in res[n + 5].get("error", ""), "context length: %r" % res[n + 5])
+check("prompt_token_ids" in res[n + 6].get("error", ""), "bad id: %r" % res[n + 6])
+check("prompt" in res[n + 7].get("error", ""), "missing prompt: %r" % res[n + 7])
+print("ok" if not fails else "FAILED %d" % fails)
+sys.exit(1 if fails else 0)

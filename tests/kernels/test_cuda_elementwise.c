@@ -1,0 +1,165 @@
+/* CUDA vs CPU reference: upload (F32/BF16/F16 -> bf16), embedding, rmsnorm
+ * (with and without fused residual), head_rmsnorm, rope, silu_mul,
+ * gather_rows, over a sweep of shapes (odd sizes, 1, large). */
+#include "kt_util.h"
+
+static cllm_backend *be;
+
+static void t_upload(size_t n) {
+    float *h = kt_rand(n, 3.f, 0.f);
+    uint16_t *hb = malloc(n * 2 + 2), *hh = malloc(n * 2 + 2);
+    float *ref = malloc(n * 4 + 4);
+    for (size_t i = 0; i < n; i++) {
+        float x = kt_unif(3.f);
+        h[i] = x;
+        hb[i] = cllm_f32_to_bf16(x);
+        hh[i] = cllm_f32_to_f16(x);
+    }
+    void *d = kt_dev_poison(n * 2 + 6);
+    char nm[96];
+    /* F32: device rounding must equal host round-to-nearest-even exactly. */
+    for (size_t i = 0; i < n; i++) ref[i] = kt_bf(h[i]);
+    KT_OK(be->ops->upload(be, d, 3, h, CLLM_DTYPE_F32, n));
+    float *g = kt_get_bf16((uint16_t *)d + 3, n);
+    snprintf(nm, sizeof nm, "upload f32 n=%zu off=3", n);
+    kt_check(nm, g, ref, n, 0, 0);
+    free(g);
+    KT_OK(be->ops->upload(be, d, 0, hb, CLLM_DTYPE_BF16, n));
+    g = kt_get_bf16(d, n);
+    for (size_t i = 0; i < n; i++) ref[i] = cllm_bf16_to_f32(hb[i]);
+    snprintf(nm, sizeof nm, "upload bf16 n=%zu", n);
+    kt_check(nm, g, ref, n, 0, 0);
+    free(g);
+    KT_OK(be->ops->upload(be, d, 0, hh, CLLM_DTYPE_F16, n));
+    g = kt_get_bf16(d, n);
+    for (size_t i = 0; i < n; i++) ref[i] = kt_bf(cllm_f16_to_f32(hh[i]));
+    snprintf(nm, sizeof nm, "upload f16 n=%zu", n);
+    kt_check(nm, g, ref, n, 0, 0);
+    free(g), free(h), free(hb), free(hh), free(ref);
+    cudaFree(d);
+}
+
+static void t_embedding(int T, int V, int E) {
+    float *tab = kt_rand((size_t)V * E, 1.f, 0.f);
+    int32_t *ids = malloc(T * 4);
+    for (int t = 0; t < T; t++) ids[t] = kt_int(V);
+    float *ref = malloc((size_t)T * E * 4);
+    KT_OK(cllm_cpu_embedding(ids, T, tab, V, E, ref));
+    void *dt = kt_dev_bf16(tab, (size_t)V * E), *di = kt_dev_copy(ids, T * 4), *dout = kt_dev_poison((size_t)T * E * 2);
+    KT_OK(be->ops->embedding(be, di, T, dt, V, E, dout));
+    float *g = kt_get_bf16(dout, (size_t)T * E);
+    char nm[96];
+    snprintf(nm, sizeof nm, "embedding T=%d V=%d E=%d", T, V, E);
+    kt_check(nm, g, ref, (size_t)T * E, 0, 0);
+    free(tab), free(ids), free(ref), free(g);
+    cudaFree(dt), cudaFree(di), cudaFree(dout);
+}
+
+static void t_rmsnorm(int rows, int E, int fused) {
+    size_t n = (size_t)rows * E;
+    float *x = kt_rand(n, 2.f, 0.f), *res = kt_rand(n, 2.f, 0.f), *w = kt_rand(E, 0.5f, 1.f);
+    float *ref = malloc(n * 4), *res_ref = malloc(n * 4);
+    memcpy(res_ref, res, n * 4);
+    void *dx = kt_dev_bf16(x, n), *dr = kt_dev_bf16(res, n), *dw = kt_dev_bf16(w, E), *dout = kt_dev_poison(n * 2);
+    KT_OK(cllm_cpu_rmsnorm(x, fused ? res_ref : NULL, w, rows, E, 1e-6f, ref));
+    KT_OK(be->ops->rmsnorm(be, dx, fused ? dr : NULL, dw, rows, E, 1e-6f, dout));
+    float *g = kt_get_bf16(dout, n);
+    char nm[96];
+    snprintf(nm, sizeof nm, "rmsnorm%s rows=%d E=%d", fused ? "+residual" : "", rows, E);
+    kt_check(nm, g, ref, n, 2e-2f, 1.6e-2f);
+    if (fused) {
+        float *gr = kt_get_bf16(dr, n);
+        snprintf(nm, sizeof nm, "rmsnorm residual-out rows=%d E=%d", rows, E);
+        kt_check(nm, gr, res_ref, n, 1e-2f, 8e-3f);
+        free(gr);
+    }
+    free(x), free(res), free(w), free(ref), free(res_ref), free(g);
+    cudaFree(dx), cudaFree(dr), cudaFree(dw), cudaFree(dout);
+}
+
+static void t_head_rmsnorm(int T, int nh, int D, int extra) {
+    int stride = nh * D + extra;
+    size_t n = (size_t)T * stride;
+    float *x = kt_rand(n, 2.f, 0.f), *w = kt_rand(D, 0.5f, 1.f);
+    void *dx = kt_dev_bf16(x, n), *dw = kt_dev_bf16(w, D);
+    KT_OK(cllm_cpu_head_rmsnorm(x, T, nh, D, stride, w, 1e-6f));
+    KT_OK(be->ops->head_rmsnorm(be, dx, T, nh, D, stride, dw, 1e-6f));
+    float *g = kt_get_bf16(dx, n);
+    char nm[96];
+    snprintf(nm, sizeof nm, "head_rmsnorm T=%d heads=%d D=%d stride=%d", T, nh, D, stride);
+    kt_check(nm, g, x, n, 2e-2f, 1.6e-2f);
+    free(x), free(w), free(g);
+    cudaFree(dx), cudaFree(dw);
+}
+
+static void t_rope(int T, int H, int Hkv, int D, int maxpos) {
+    int qs = (H + 2 * Hkv) * D, ks = qs; /* q and k inside a fused qkv row */
+    size_t n = (size_t)T * qs;
+    float *x = kt_rand(n, 2.f, 0.f);
+    int32_t *pos = malloc(T * 4);
+    for (int t = 0; t < T; t++) pos[t] = kt_int(maxpos);
+    float *inv = malloc(D / 2 * 4);
+    for (int i = 0; i < D / 2; i++) inv[i] = powf(500000.f, -2.f * i / D);
+    void *dx = kt_dev_bf16(x, n), *dp = kt_dev_copy(pos, T * 4), *di = kt_dev_copy(inv, D / 2 * 4);
+    KT_OK(cllm_cpu_rope(x, x + H * D, pos, T, H, Hkv, D, qs, ks, inv));
+    KT_OK(be->ops->rope(be, dx, (uint16_t *)dx + H * D, dp, T, H, Hkv, D, qs, ks, di));
+    float *g = kt_get_bf16(dx, n);
+    char nm[96];
+    snprintf(nm, sizeof nm, "rope T=%d H=%d Hkv=%d D=%d maxpos=%d", T, H, Hkv, D, maxpos);
+    kt_check(nm, g, x, n, 2e-2f, 1.6e-2f);
+    free(x), free(pos), free(inv), free(g);
+    cudaFree(dx), cudaFree(dp), cudaFree(di);
+}
+
+static void t_silu(int T, int I) {
+    size_t n = (size_t)T * I;
+    float *gu = kt_rand(2 * n, 4.f, 0.f), *ref = malloc(n * 4);
+    void *dg = kt_dev_bf16(gu, 2 * n), *dout = kt_dev_poison(n * 2);
+    KT_OK(cllm_cpu_silu_mul(gu, T, I, ref));
+    KT_OK(be->ops->silu_mul(be, dg, T, I, dout));
+    float *g = kt_get_bf16(dout, n);
+    char nm[96];
+    snprintf(nm, sizeof nm, "silu_mul T=%d I=%d", T, I);
+    kt_check(nm, g, ref, n, 1e-2f, 1.6e-2f);
+    free(gu), free(ref), free(g);
+    cudaFree(dg), cudaFree(dout);
+}
+
+static void t_gather(int R, int S, int E) {
+    float *x = kt_rand((size_t)R * E, 1.f, 0.f), *ref = malloc((size_t)S * E * 4);
+    int32_t *idx = malloc(S * 4);
+    for (int s = 0; s < S; s++) idx[s] = kt_int(R);
+    void *dx = kt_dev_bf16(x, (size_t)R * E), *di = kt_dev_copy(idx, S * 4), *dout = kt_dev_poison((size_t)S * E * 2);
+    KT_OK(cllm_cpu_gather_rows(x, idx, S, E, ref));
+    KT_OK(be->ops->gather_rows(be, dx, di, S, E, dout));
+    float *g = kt_get_bf16(dout, (size_t)S * E);
+    char nm[96];
+    snprintf(nm, sizeof nm, "gather_rows R=%d S=%d E=%d", R, S, E);
+    kt_check(nm, g, ref, (size_t)S * E, 0, 0);
+    free(x), free(ref), free(idx), free(g);
+    cudaFree(dx), cudaFree(di), cudaFree(dout);
+}
+
+int main(void) {
+    be = kt_cuda();
+    size_t un[] = {1, 7, 1000, 8388608 + 13, 20000000};
+    for (int i = 0; i < 5; i++) t_upload(un[i]);
+    int es[][3] = {{1, 1, 1}, {5, 100, 7}, {64, 1000, 4096}, {3, 152064, 64}, {17, 32000, 8192}};
+    for (int i = 0; i < 5; i++) t_embedding(es[i][0], es[i][1], es[i][2]);
+    int rs[][2] = {{1, 1}, {3, 7}, {1, 64}, {5, 1000}, {4096, 2048}, {7, 4096}, {33, 8192}, {2, 5120}, {1, 16384}, {3, 40000}};
+    for (int i = 0; i < 10; i++) t_rmsnorm(rs[i][0], rs[i][1], 0), t_rmsnorm(rs[i][0], rs[i][1], 1);
+    int hs[][4] = {{1, 1, 64, 0}, {7, 32, 128, 0}, {300, 8, 128, 2048}, {5, 4, 256, 6}, {3, 3, 50, 1}};
+    for (int i = 0; i < 5; i++) t_head_rmsnorm(hs[i][0], hs[i][1], hs[i][2], hs[i][3]);
+    int ro[][5] = {{1, 1, 1, 64, 10}, {9, 32, 8, 128, 8192}, {4096, 32, 8, 128, 131072}, {5, 16, 2, 256, 100}, {3, 4, 4, 66, 30}};
+    for (int i = 0; i < 5; i++) t_rope(ro[i][0], ro[i][1], ro[i][2], ro[i][3], ro[i][4]);
+    int si[][2] = {{1, 1}, {3, 7}, {1, 14336}, {4096, 14336}, {5, 1001}};
+    for (int i = 0; i < 5; i++) t_silu(si[i][0], si[i][1]);
+    int gs[][3] = {{1, 1, 1}, {4096, 64, 4096}, {100, 7, 33}, {10, 10, 8192}};
+    for (int i = 0; i < 4; i++) t_gather(gs[i][0], gs[i][1], gs[i][2]);
+    /* Bad arguments give INVALID_ARG, not a crash. */
+    int bad = be->ops->rmsnorm(be, NULL, NULL, NULL, 1, 0, 1e-6f, NULL) == CLLM_ERR_INVALID_ARG;
+    printf("%s rmsnorm E=0 rejected: %s\n", bad ? "PASS" : "FAIL", cllm_last_error());
+    kt_cases++, kt_failed_cases += !bad;
+    cllm_backend_destroy(be);
+    return kt_finish("test_cuda_elementwise");
+}

@@ -1,0 +1,16 @@
+# `cllm tokenize` error handling: run with cmake -P (CLLM, MODEL, SRC set).
+function(check name want_rc want_msg)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc STREQUAL want_rc OR NOT err MATCHES "${want_msg}")
+    message(FATAL_ERROR "${name}: exit ${rc} (want ${want_rc}), stderr: ${err} (want /${want_msg}/)")
+  endif()
+  message(STATUS "ok ${name}: exit ${rc}: ${err}")
+endfunction()
+
+check("bad JSON line" 1 "line 2" ${CLLM} tokenize --model ${MODEL} --input ${SRC}/data/bad_line.jsonl)
+check("not a string" 1 "line 3" ${CLLM} tokenize --model ${MODEL} --input ${SRC}/data/not_string.jsonl)
+check("invalid UTF-8" 1 "line 2.*UTF-8" ${CLLM} tokenize --model ${MODEL} --input ${SRC}/data/bad_utf8.jsonl)
+check("unknown flag" 2 "unknown" ${CLLM} tokenize --model ${MODEL} --frobnicate)
+check("missing model dir" 1 "/nonexistent/model-dir" ${CLLM} tokenize --model /nonexistent/model-dir --input ${SRC}/data/bad_line.jsonl)
+check("missing input" 1 "/nonexistent/in.jsonl" ${CLLM} tokenize --model ${MODEL} --input /nonexistent/in.jsonl)
+check("good input" 0 "^$" ${CLLM} tokenize --model ${MODEL} --input ${SRC}/data/good.jsonl)
