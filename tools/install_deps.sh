@@ -14,7 +14,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
 if [ "${CLLM_SKIP_PIP:-0}" != 1 ]; then
-  python3 -c "import tokenizers, pytest, numpy, safetensors, prometheus_client" 2>/dev/null || \
-    python3 -m pip install -q "tokenizers==0.23.*" pytest numpy safetensors prometheus-client 2>/dev/null || \
-    python3 -m pip install -q tokenizers pytest numpy safetensors prometheus-client
+  python3 -c "import tokenizers, pytest, numpy, safetensors, prometheus_client, openai, jinja2" 2>/dev/null || \
+    python3 -m pip install -q "tokenizers==0.23.*" pytest numpy safetensors prometheus-client openai jinja2 2>/dev/null || \
+    python3 -m pip install -q tokenizers pytest numpy safetensors prometheus-client openai jinja2
 fi

@@ -6,6 +6,8 @@
 int cllm_cli_generate(int argc, char **argv);  /* cli/generate.c */
 int cllm_cli_tokenize(int argc, char **argv);  /* cli/tokenize.c */
 int cllm_cli_bench(int argc, char **argv);     /* cli/bench.c */
+int cllm_cli_serve(int argc, char **argv);     /* cli/serve.c */
+int cllm_cli_models(int argc, char **argv);    /* cli/models.c */
 
 #include "cllm.h"
 /* cllm generate --input prompts.jsonl (cli/generate_batch.c): one request

@@ -12,7 +12,9 @@ static void usage(FILE *f) {
             "commands:\n"
             "  generate   generate text from a prompt (streams to stdout)\n"
             "  tokenize   tokenize JSON-lines strings with a model's tokenizer\n"
-            "  bench      benchmarks (bench latency)\n\n"
+            "  bench      benchmarks (bench latency)\n"
+            "  serve      OpenAI-compatible HTTP server\n"
+            "  models     list the model registry's deployments\n\n"
             "Run `cllm <command> --help` for a command's options.\n",
             CLLM_VERSION);
 }
@@ -23,8 +25,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cllm_cli_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cllm_cli_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cllm_cli_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cllm_cli_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "models")) return cllm_cli_models(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("cllm %s\n", CLLM_VERSION); return 0; }
-    fprintf(stderr, "cllm: unknown command '%s'; commands are generate, tokenize, bench (cllm --help)\n", cmd);
+    fprintf(stderr, "cllm: unknown command '%s'; commands are generate, tokenize, bench, serve, models (cllm --help)\n", cmd);
     return 2;
 }

@@ -1,0 +1,181 @@
+/* cllm serve: the OpenAI-compatible HTTP server (vLLM's `vllm serve` flags).
+ * `cllm serve NAME` takes a deployment from the model registry
+ * (server/registry.h); flags given on the command line override it.
+ * SIGTERM/SIGINT: stop accepting, finish in-flight requests within
+ * --shutdown-timeout seconds, abort the rest, exit 0. */
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "cllm.h"
+#include "core/dtype.h"
+#include "core/status.h"
+#include "server/http_server.h"
+#include "server/registry.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cllm serve [NAME] --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8000] [--api-key KEY]\n"
+            "       [--served-model-name NAME] [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N]\n"
+            "       [--max-num-waiting N] [--gpu-memory-utilization F] [--device cpu|cuda]\n"
+            "       [--dtype auto|bfloat16|float16|float32] [--block-size N] [--num-gpu-blocks-override N]\n"
+            "       [--enable-prefix-caching | --no-enable-prefix-caching] [--load-format auto|dummy]\n"
+            "       [--revision REV] [--num-threads N] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
+            "       [--registry FILE] [--dry-run]\n"
+            "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
+            "port. The server prints 'listening on http://HOST:PORT' once bound.\n");
+}
+
+/* Apply a registry entry to the params. 0 on a bad value (message printed). */
+static int apply_entry(const cllm_registry_entry *e, cllm_server_params *p) {
+    p->engine.model.model = e->model;
+    if (e->revision) p->engine.model.revision = e->revision;
+    p->served_model_name = e->served_model_name ? e->served_model_name : e->name;
+    if (e->dtype && !cllm_arg_dtype("dtype (registry)", e->dtype, &p->engine.model.dtype)) return 0;
+    if (e->device && !cllm_arg_device("device (registry)", e->device, &p->engine.model.device)) return 0;
+    if (e->tensor_parallel_size > 1 || e->pipeline_parallel_size > 1) {
+        fprintf(stderr, "cllm serve: deployment '%s' asks for tensor/pipeline parallelism (%d x %d), which cllm "
+                        "serve does not support yet; use a single-device deployment\n",
+                e->name, e->tensor_parallel_size, e->pipeline_parallel_size);
+        return 0;
+    }
+    if (e->gpu_memory_utilization > 0) p->engine.gpu_memory_utilization = (float)e->gpu_memory_utilization;
+    if (e->max_num_seqs > 0) p->engine.max_num_seqs = e->max_num_seqs;
+    if (e->max_model_len > 0) p->engine.model.max_model_len = e->max_model_len;
+    if (e->max_num_batched_tokens > 0) p->engine.max_num_batched_tokens = e->max_num_batched_tokens;
+    if (e->block_size > 0) p->engine.model.block_size = e->block_size;
+    if (e->enable_prefix_caching >= 0) p->engine.enable_prefix_caching = e->enable_prefix_caching != 0;
+    if (e->seed >= 0) p->engine.model.seed = (uint64_t)e->seed;
+    return 1;
+}
+
+static void print_command(const cllm_server_params *p) {
+    const cllm_engine_params *e = &p->engine;
+    printf("cllm serve --model '%s' --host %s --port %d --served-model-name '%s'", e->model.model, p->host, p->port,
+           p->served_model_name ? p->served_model_name : e->model.model);
+    if (e->model.revision) printf(" --revision '%s'", e->model.revision);
+    printf(" --device %s --dtype %s", e->model.device == CLLM_DEVICE_CUDA ? "cuda" : "cpu",
+           e->model.dtype == CLLM_DTYPE_AUTO ? "auto" : cllm_dtype_name(e->model.dtype));
+    if (e->model.max_model_len) printf(" --max-model-len %d", e->model.max_model_len);
+    printf(" --max-num-seqs %d --max-num-batched-tokens %d --gpu-memory-utilization %g --block-size %d",
+           e->max_num_seqs, e->max_num_batched_tokens, (double)e->gpu_memory_utilization, e->model.block_size);
+    printf(" %s", e->enable_prefix_caching ? "--enable-prefix-caching" : "--no-enable-prefix-caching");
+    if (p->api_key) printf(" --api-key '***'");
+    printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
+}
+
+static bool is_switch(const char *a) {
+    return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching");
+}
+
+int cllm_cli_serve(int argc, char **argv) {
+    cllm_server_params p = cllm_server_default_params();
+    const char *name = NULL, *registry_flag = NULL;
+    bool dry_run = false;
+    /* flags are read twice: first to find NAME/--registry, then to override the registry entry */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (a[0] != '-') {
+            if (name) { fprintf(stderr, "cllm serve: unexpected argument '%s' (one NAME at most)\n", a); return 2; }
+            name = a;
+        } else if (!strcmp(a, "--registry") && i + 1 < argc) {
+            registry_flag = argv[++i];
+        } else if (!is_switch(a) && i + 1 < argc) {
+            i++; /* the flag's value */
+        }
+    }
+    cllm_registry *reg = NULL;
+    int rc = 2;
+    if (name) {
+        char *path = NULL;
+        if (cllm_registry_resolve_path(registry_flag, &path) != CLLM_OK ||
+            cllm_registry_load(path, &reg) != CLLM_OK) {
+            fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
+            cllm_free(path);
+            return 1;
+        }
+        cllm_free(path);
+        const cllm_registry_entry *e = NULL;
+        if (cllm_registry_lookup(reg, name, &e) != CLLM_OK) {
+            fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
+            goto out;
+        }
+        if (!apply_entry(e, &p)) goto out;
+    }
+    long l;
+    double d;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (a[0] != '-') continue; /* NAME */
+        if (!strcmp(a, "--dry-run")) { dry_run = true; continue; }
+        if (!strcmp(a, "--enable-prefix-caching")) { p.engine.enable_prefix_caching = true; continue; }
+        if (!strcmp(a, "--no-enable-prefix-caching")) { p.engine.enable_prefix_caching = false; continue; }
+        if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
+        int ok = 1;
+        if (!strcmp(a, "--model")) p.engine.model.model = v;
+        else if (!strcmp(a, "--registry")) continue;
+        else if (!strcmp(a, "--host")) p.host = v;
+        else if (!strcmp(a, "--port")) { ok = cllm_arg_long(a, v, 0, 65535, &l); p.port = (int)l; }
+        else if (!strcmp(a, "--api-key")) p.api_key = v;
+        else if (!strcmp(a, "--served-model-name")) p.served_model_name = v;
+        else if (!strcmp(a, "--revision")) p.engine.model.revision = v;
+        else if (!strcmp(a, "--max-model-len")) { ok = cllm_arg_long(a, v, 1, 1L << 30, &l); p.engine.model.max_model_len = (int)l; }
+        else if (!strcmp(a, "--max-num-seqs")) { ok = cllm_arg_long(a, v, 1, 1 << 20, &l); p.engine.max_num_seqs = (int)l; }
+        else if (!strcmp(a, "--max-num-batched-tokens")) { ok = cllm_arg_long(a, v, 1, 1L << 30, &l); p.engine.max_num_batched_tokens = (int)l; }
+        else if (!strcmp(a, "--max-num-waiting")) { ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p.engine.max_num_waiting = (int)l; }
+        else if (!strcmp(a, "--num-gpu-blocks-override")) { ok = cllm_arg_long(a, v, 1, 1L << 30, &l); p.engine.num_gpu_blocks_override = (int)l; }
+        else if (!strcmp(a, "--gpu-memory-utilization")) { ok = cllm_arg_double(a, v, 1e-6, 1, &d); p.engine.gpu_memory_utilization = (float)d; }
+        else if (!strcmp(a, "--device")) ok = cllm_arg_device(a, v, &p.engine.model.device);
+        else if (!strcmp(a, "--dtype")) ok = cllm_arg_dtype(a, v, &p.engine.model.dtype);
+        else if (!strcmp(a, "--load-format")) ok = cllm_arg_load_format(a, v, &p.engine.model.load_format);
+        else if (!strcmp(a, "--block-size")) { ok = cllm_arg_long(a, v, 1, 4096, &l); p.engine.model.block_size = (int)l; }
+        else if (!strcmp(a, "--num-threads")) { ok = cllm_arg_long(a, v, 0, 4096, &l); p.engine.model.num_threads = (int)l; }
+        else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
+        else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
+        else {
+            fprintf(stderr, "cllm serve: unknown flag '%s' (cllm serve --help)\n", a);
+            goto out;
+        }
+        if (!ok) goto out;
+    }
+    if (!p.engine.model.model) {
+        fprintf(stderr, "cllm serve: --model DIR|ORG/NAME (or a registry NAME) is required (cllm serve --help)\n");
+        goto out;
+    }
+    p.engine.model.max_num_seqs = p.engine.max_num_seqs;
+    if (dry_run) {
+        print_command(&p);
+        rc = 0;
+        goto out;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    cllm_server *s = NULL;
+    if (cllm_server_start(&p, &s) != CLLM_OK) {
+        fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
+        rc = 1;
+        goto out;
+    }
+    fprintf(stderr, "cllm serve: listening on http://%s:%d (model %s loading)\n", p.host, cllm_server_port(s),
+            p.engine.model.model);
+    fflush(stderr);
+    cllm_status st = cllm_server_wait(s, &g_stop);
+    if (st != CLLM_OK) fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
+    else fprintf(stderr, "cllm serve: stopped\n");
+    cllm_server_destroy(s);
+    rc = st == CLLM_OK ? 0 : 1;
+out:
+    cllm_registry_destroy(reg);
+    return rc;
+}

@@ -1,0 +1,356 @@
+/* The engine thread: loads the engine, then loops draining the inbox
+ * (submits, aborts), stepping the engine and routing each output to its
+ * job's event queue; also feeds the Prometheus metrics. Only this thread
+ * touches the cllm_engine (it is not thread-safe). */
+#include "server/server_internal.h"
+
+#include "core/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------ jobs */
+srv_job *srv_job_new(void) {
+    srv_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->refs = 1;
+    j->t_arrival = srv_now();
+    return j;
+}
+
+void srv_event_free(srv_event *ev) {
+    if (!ev) return;
+    if (ev->lps)
+        for (int i = 0; i < ev->n_tokens; i++) {
+            free(ev->lps[i].top_ids);
+            free(ev->lps[i].top_lps);
+        }
+    free(ev->lps);
+    free(ev->text);
+    free(ev);
+}
+
+void srv_job_unref(srv_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left) return;
+    while (j->head) {
+        srv_event *n = j->head->next;
+        srv_event_free(j->head);
+        j->head = n;
+    }
+    for (int i = 0; i < j->n_sub; i++) free(j->prompt_ids ? j->prompt_ids[i] : NULL);
+    free(j->prompt_ids);
+    free(j->n_prompt_ids);
+    free(j->max_tokens);
+    free(j->engine_ids);
+    free(j->t_last);
+    cllm_openai_request_free(&j->req);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+bool srv_post(cllm_server *s, int kind, srv_job *j) {
+    srv_msg *m = calloc(1, sizeof *m);
+    if (!m) return false;
+    m->kind = kind;
+    m->job = j;
+    pthread_mutex_lock(&j->mu);
+    j->refs++; /* the message holds a reference */
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_lock(&s->mu);
+    if (s->inbox_tail) s->inbox_tail->next = m;
+    else s->inbox_head = m;
+    s->inbox_tail = m;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+static void job_push(srv_job *j, srv_event *ev) {
+    pthread_mutex_lock(&j->mu);
+    if (j->tail) j->tail->next = ev;
+    else j->head = ev;
+    j->tail = ev;
+    if (ev->finished) j->n_finished++;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void job_fail(srv_job *j, cllm_status st, const char *msg) {
+    pthread_mutex_lock(&j->mu);
+    j->failed = true;
+    j->status = st;
+    snprintf(j->message, sizeof j->message, "%s", msg);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* --------------------------------------------------------------- routing */
+static int route_find(cllm_server *s, uint64_t id) {
+    for (int i = 0; i < s->n_routes; i++)
+        if (s->routes[i].id == id) return i;
+    return -1;
+}
+
+/* Drop route i and the job reference it held. */
+static void route_drop(cllm_server *s, int i) {
+    srv_job *j = s->routes[i].job;
+    s->routes[i] = s->routes[--s->n_routes];
+    srv_job_unref(j);
+}
+
+static bool route_add(cllm_server *s, uint64_t id, srv_job *j, int sub) {
+    if (s->n_routes == s->cap_routes) {
+        int cap = s->cap_routes ? 2 * s->cap_routes : 64;
+        srv_route *r = realloc(s->routes, (size_t)cap * sizeof *r);
+        if (!r) return false;
+        s->routes = r;
+        s->cap_routes = cap;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->refs++;
+    pthread_mutex_unlock(&j->mu);
+    s->routes[s->n_routes++] = (srv_route){.id = id, .job = j, .sub = sub, .n_left = j->req.n};
+    return true;
+}
+
+static void abort_job(cllm_server *s, srv_job *j) {
+    for (int i = 0; i < s->n_routes;) {
+        if (s->routes[i].job != j) { i++; continue; }
+        (void)cllm_engine_abort(s->engine, s->routes[i].id); /* NOT_FOUND: already finished */
+        cllm_metrics_request_finished(s->metrics, CLLM_METRICS_FINISHED_ABORT);
+        route_drop(s, i);
+    }
+}
+
+static cllm_request_params request_params(const srv_job *j, int sub) {
+    const cllm_openai_request *r = &j->req;
+    cllm_request_params rp = cllm_request_default_params();
+    rp.n = r->n;
+    rp.temperature = (float)r->temperature;
+    rp.top_p = (float)r->top_p;
+    rp.top_k = r->top_k;
+    rp.min_p = (float)r->min_p;
+    rp.repetition_penalty = (float)r->repetition_penalty;
+    rp.presence_penalty = (float)r->presence_penalty;
+    rp.frequency_penalty = (float)r->frequency_penalty;
+    rp.has_seed = r->has_seed;
+    rp.seed = (uint64_t)r->seed;
+    rp.stop = (const char *const *)r->stop;
+    rp.num_stop = (int)r->n_stop;
+    rp.stop_token_ids = r->stop_token_ids;
+    rp.num_stop_token_ids = (int)r->n_stop_token_ids;
+    rp.ignore_eos = r->ignore_eos;
+    rp.max_tokens = (int)j->max_tokens[sub];
+    rp.min_tokens = (int)r->min_tokens;
+    rp.logprobs = r->logprobs;
+    rp.prompt_logprobs = -1;
+    rp.skip_special_tokens = r->skip_special_tokens;
+    return rp;
+}
+
+static void submit_job(cllm_server *s, srv_job *j) {
+    for (int sub = 0; sub < j->n_sub; sub++) {
+        cllm_request_params rp = request_params(j, sub);
+        uint64_t id = 0;
+        cllm_status st = cllm_engine_add_request(s->engine, NULL, j->prompt_ids[sub], j->n_prompt_ids[sub], &rp, &id);
+        if (st == CLLM_OK && !route_add(s, id, j, sub)) {
+            (void)cllm_engine_abort(s->engine, id);
+            st = cllm_error(CLLM_ERR_OOM, "out of memory routing a request");
+        }
+        if (st != CLLM_OK) {
+            abort_job(s, j);
+            job_fail(j, st, cllm_last_error());
+            return;
+        }
+        j->engine_ids[sub] = id;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->submitted = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static srv_event *make_event(const cllm_request_output *o, int choice) {
+    srv_event *ev = calloc(1, sizeof *ev);
+    if (!ev) return NULL;
+    ev->choice = choice;
+    ev->text = malloc(o->text_delta_len + 1);
+    if (!ev->text) { free(ev); return NULL; }
+    if (o->text_delta_len) memcpy(ev->text, o->text_delta, o->text_delta_len);
+    ev->text[o->text_delta_len] = 0;
+    ev->text_len = o->text_delta_len;
+    ev->n_tokens = o->num_new_tokens;
+    ev->finished = o->finished;
+    ev->finish_reason = o->finish_reason;
+    ev->num_prompt_tokens = o->num_prompt_tokens;
+    ev->num_output_tokens = o->num_output_tokens;
+    if (o->logprobs && o->num_new_tokens > 0) {
+        ev->lps = calloc((size_t)o->num_new_tokens, sizeof *ev->lps);
+        if (!ev->lps) { srv_event_free(ev); return NULL; }
+        for (int t = 0; t < o->num_new_tokens; t++) {
+            const cllm_logprob_entry *e = &o->logprobs[t];
+            srv_logprob *l = &ev->lps[t];
+            l->id = e->token_id;
+            l->logprob = e->logprob;
+            if (e->num_top > 0) {
+                l->top_ids = malloc((size_t)e->num_top * sizeof *l->top_ids);
+                l->top_lps = malloc((size_t)e->num_top * sizeof *l->top_lps);
+                if (!l->top_ids || !l->top_lps) { srv_event_free(ev); return NULL; }
+                memcpy(l->top_ids, e->top_ids, (size_t)e->num_top * sizeof *l->top_ids);
+                memcpy(l->top_lps, e->top_logprobs, (size_t)e->num_top * sizeof *l->top_lps);
+                l->n_top = e->num_top;
+            }
+        }
+    }
+    return ev;
+}
+
+static cllm_metrics_finished_reason metrics_reason(const char *r) {
+    if (r && !strcmp(r, "length")) return CLLM_METRICS_FINISHED_LENGTH;
+    if (r && !strcmp(r, "abort")) return CLLM_METRICS_FINISHED_ABORT;
+    return CLLM_METRICS_FINISHED_STOP;
+}
+
+static void route_output(cllm_server *s, const cllm_request_output *o, double now) {
+    int ri = route_find(s, o->request_id);
+    if (ri < 0) return; /* aborted by us */
+    srv_route *r = &s->routes[ri];
+    srv_job *j = r->job;
+    int choice = r->sub * j->req.n + o->index;
+    if (o->num_new_tokens > 0) {
+        if (!r->got_first) {
+            r->got_first = true;
+            cllm_metrics_observe_time_to_first_token(s->metrics, o->first_token_time_s > 0 ? o->first_token_time_s
+                                                                                            : now - j->t_arrival);
+        }
+        double *last = &j->t_last[choice];
+        if (*last > 0) cllm_metrics_observe_time_per_output_token(s->metrics, (now - *last) / o->num_new_tokens);
+        *last = now;
+    }
+    srv_event *ev = make_event(o, choice);
+    if (!ev) { /* out of memory: fail the request rather than lose text silently */
+        (void)cllm_engine_abort(s->engine, o->request_id);
+        job_fail(j, CLLM_ERR_OOM, "out of memory while streaming the output");
+        route_drop(s, ri);
+        return;
+    }
+    bool fin = o->finished;
+    job_push(j, ev);
+    if (fin && --r->n_left <= 0) {
+        cllm_metrics_observe_e2e_request_latency(s->metrics, now - j->t_arrival);
+        cllm_metrics_request_finished(s->metrics, metrics_reason(o->finish_reason));
+        route_drop(s, ri);
+    }
+}
+
+static void update_stats(cllm_server *s) {
+    cllm_engine_stats st;
+    cllm_engine_get_stats(s->engine, &st);
+    cllm_engine_stats *p = &s->last_stats;
+    cllm_metrics_set_num_requests_running(s->metrics, st.num_running);
+    cllm_metrics_set_num_requests_waiting(s->metrics, st.num_waiting);
+    cllm_metrics_set_kv_cache_usage(s->metrics, st.kv_cache_usage);
+    cllm_metrics_add_prefix_cache(s->metrics, (int64_t)(st.prefix_cache_queries - p->prefix_cache_queries),
+                                  (int64_t)(st.prefix_cache_hits - p->prefix_cache_hits));
+    cllm_metrics_add_preemptions(s->metrics, (int64_t)(st.num_preemptions - p->num_preemptions));
+    cllm_metrics_add_prompt_tokens(s->metrics, (int64_t)(st.prompt_tokens_total - p->prompt_tokens_total));
+    cllm_metrics_add_generation_tokens(s->metrics,
+                                       (int64_t)(st.generation_tokens_total - p->generation_tokens_total));
+    *p = st;
+}
+
+static void drop_inbox(srv_msg *m) {
+    while (m) {
+        srv_msg *n = m->next;
+        if (m->kind == 0) job_fail(m->job, CLLM_ERR_NO_KV_BLOCKS, "the server is shutting down");
+        srv_job_unref(m->job);
+        free(m);
+        m = n;
+    }
+}
+
+/* Engine thread body: arg is the cllm_server. */
+void *srv_engine_main(void *arg) {
+    cllm_server *s = arg;
+    cllm_engine *e = NULL;
+    if (cllm_engine_create(&s->p.engine, &e) != CLLM_OK) {
+        snprintf(s->load_error, sizeof s->load_error, "%s", cllm_last_error());
+        atomic_store(&s->state, SRV_FAILED);
+        return NULL;
+    }
+    s->engine = e;
+    s->tok = cllm_engine_tokenizer(e);
+    s->max_model_len = cllm_engine_max_model_len(e);
+    s->vocab_size = cllm_tokenizer_vocab_size(s->tok);
+    s->limits.vocab_size = s->vocab_size;
+    cllm_engine_get_stats(e, &s->last_stats);
+    update_stats(s);
+    atomic_store(&s->state, SRV_READY);
+    cllm_log(CLLM_LOG_INFO, "model ready: max_model_len %d, %d KV blocks", s->max_model_len,
+             s->last_stats.num_kv_blocks);
+
+    for (;;) {
+        bool busy = cllm_engine_has_unfinished(e);
+        pthread_mutex_lock(&s->mu);
+        while (!s->inbox_head && !busy && !s->exit_engine) pthread_cond_wait(&s->cv, &s->mu);
+        srv_msg *m = s->inbox_head;
+        s->inbox_head = s->inbox_tail = NULL;
+        bool leave = s->exit_engine;
+        pthread_mutex_unlock(&s->mu);
+        if (leave) {
+            drop_inbox(m);
+            break;
+        }
+        while (m) {
+            srv_msg *n = m->next;
+            if (m->kind == 0) submit_job(s, m->job);
+            else abort_job(s, m->job);
+            srv_job_unref(m->job);
+            free(m);
+            m = n;
+        }
+        if (cllm_engine_has_unfinished(e)) {
+            const cllm_request_output *outs = NULL;
+            int n_out = 0;
+            if (cllm_engine_step(e, &outs, &n_out) != CLLM_OK) {
+                /* a failed step loses the batch: fail every live request */
+                char msg[600];
+                snprintf(msg, sizeof msg, "engine step failed: %s", cllm_last_error());
+                cllm_log(CLLM_LOG_ERROR, "%s", msg);
+                while (s->n_routes) {
+                    srv_job *j = s->routes[0].job;
+                    job_fail(j, CLLM_ERR_INTERNAL, msg);
+                    abort_job(s, j);
+                }
+            } else {
+                double now = srv_now();
+                for (int i = 0; i < n_out; i++) route_output(s, &outs[i], now);
+            }
+        }
+        update_stats(s);
+    }
+    while (s->n_routes) abort_job(s, s->routes[0].job);
+    /* let the aborts be processed so blocks return before destroy */
+    for (int i = 0; i < 4 && cllm_engine_has_unfinished(e); i++) {
+        const cllm_request_output *outs;
+        int n_out;
+        if (cllm_engine_step(e, &outs, &n_out) != CLLM_OK) break;
+    }
+    update_stats(s);
+    return NULL;
+}
