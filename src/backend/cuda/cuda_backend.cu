@@ -148,10 +148,28 @@ static cllm_status cuda_sample(cllm_backend *be, const float *logits, int S, int
     return cllm_cuda_sample(logits, S, V, params, workspace, tokens, IMPL(be)->stream);
 }
 
+static cllm_status cuda_apply_penalties(cllm_backend *be, const float *logits, int S, int V,
+                                        const cllm_penalty_params *params, const int32_t *token_ids, void *workspace,
+                                        float *out) {
+    return cllm_cuda_apply_penalties(logits, S, V, params, token_ids, workspace, out, IMPL(be)->stream);
+}
+static cllm_status cuda_logprobs(cllm_backend *be, const float *logits, int S, int V, const int32_t *tokens, int k,
+                                 float *token_logprob, int32_t *top_ids, float *top_logprobs) {
+    return cllm_cuda_logprobs(logits, S, V, tokens, k, token_logprob, top_ids, top_logprobs, IMPL(be)->stream);
+}
+static cllm_status cuda_copy_blocks(cllm_backend *be, void *cache, size_t block_bytes, const int32_t *pairs, int n) {
+    return cllm_cuda_copy_blocks(cache, block_bytes, pairs, n, IMPL(be)->stream);
+}
+static cllm_status cuda_mem_info(cllm_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    CLLM_CU(cudaSetDevice(IMPL(be)->device));
+    return cllm_cuda_mem_info(free_bytes, total_bytes);
+}
+
 static const cllm_backend_ops cuda_ops = {
     "cuda", cuda_destroy, cuda_alloc, cuda_free, cuda_upload, cuda_h2d, cuda_d2h, cuda_sync, cuda_embedding,
     cuda_rmsnorm, cuda_head_rmsnorm, cuda_linear, cuda_rope, cuda_silu_mul, cuda_kv_write, cuda_attention,
     cuda_gather_rows, cuda_sample, cllm_cuda_sample_workspace_bytes,
+    cuda_apply_penalties, cllm_cuda_penalties_workspace_bytes, cuda_logprobs, cuda_copy_blocks, cuda_mem_info,
 };
 
 #define CU_GOTO(call)                                                                                   \

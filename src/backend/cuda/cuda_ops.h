@@ -69,6 +69,21 @@ cllm_status cllm_cuda_sample(const float *logits, int S, int V, const cllm_sampl
                              int32_t *tokens, cudaStream_t stream);
 size_t cllm_cuda_sample_workspace_bytes(int S, int V);
 
+/* Engine ops (backend.h apply_penalties / logprobs / copy_blocks / mem_info), all device memory:
+ * penalties on logits (S, V) fp32 -> out (may alias), params (S), workspace of
+ * cllm_cuda_penalties_workspace_bytes (needs no clearing); rows the CPU op would reject are copied
+ * unchanged (no host sync to report them). */
+cllm_status cllm_cuda_apply_penalties(const float *logits, int S, int V, const cllm_penalty_params *params,
+                                      const int32_t *token_ids, void *workspace, float *out, cudaStream_t stream);
+size_t cllm_cuda_penalties_workspace_bytes(int S, int V);
+/* Raw log_softmax of logits (S, V) fp32: token_logprob (S), top-k (k <= min(V, 64)) ids/logprobs (S, k). */
+cllm_status cllm_cuda_logprobs(const float *logits, int S, int V, const int32_t *tokens, int k, float *token_logprob,
+                               int32_t *top_ids, float *top_logprobs, cudaStream_t stream);
+/* Block pairs[2i+1] <- block pairs[2i] of cache (blocks of block_bytes); pairs (2n) int32 device. */
+cllm_status cllm_cuda_copy_blocks(void *cache, size_t block_bytes, const int32_t *pairs, int n, cudaStream_t stream);
+/* cudaMemGetInfo of the current device. */
+cllm_status cllm_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
+
 /* Device Philox uniforms for tests: out[i] = cllm_philox_uniform(seeds[i], steps[i]). */
 cllm_status cllm_cuda_philox_uniform(const uint64_t *seeds, const uint64_t *steps, int n, float *out,
                                      cudaStream_t stream);
