@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # README's test command: install dependencies, build (with the CUDA code
 # compiled when nvcc is present), run every CPU test with CTest, then rebuild
-# with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again.
+# with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again,
+# then fuzz the request parser and the chat template renderer for a bounded
+# time. Tests labelled `gpu` (CUDA kernels vs the CPU reference, golden logits
+# on CUDA) need a GPU: tools/gpu_run.sh runs them on the GPU machine; here they
+# run only when a GPU is visible (nvidia-smi -L lists one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_deps.sh
 echo "== build (release) =="
 tools/build.sh
 echo "== ctest (release) =="
-ctest --test-dir build --output-on-failure -j2 --timeout 900
+GPU_FILTER="-LE gpu"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then GPU_FILTER=""; fi
+ctest --test-dir build --output-on-failure -j2 --timeout 900 $GPU_FILTER
 if [ "${CLLM_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== build (ASan + UBSan, CPU only) =="
   BUILD_DIR=build-asan tools/build.sh -DCLLM_CUDA=OFF -DCLLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
