@@ -52,6 +52,21 @@ for m in ${CLLM_E2E_MODELS:-llama3-8b qwen3-8b}; do
           --num-iters-warmup 1 --output-json "$OUT/bench_latency_$ctx.json" 2>&1 | tee "$OUT/bench_latency_$ctx.log" | tail -12 | sed 's/^/  /' | tee -a "$SUM"
     done
   fi
+  if [ $m = llama3-8b ]; then
+    say "  -- engine on CUDA: 32 requests through cllm generate --input (continuous batching) --"
+    python3 - > $OUT/prompts.jsonl <<'PY'
+import json
+for i in range(32):
+    print(json.dumps({"prompt_token_ids": [128000] + [(i * 7919 + j * 104729) % 120000 + 100 for j in range(16 + 8 * i)],
+                      "max_tokens": 64, "temperature": 0 if i % 2 == 0 else 0.8, "seed": i, "ignore_eos": True}))
+PY
+    t0=$(date +%s.%N)
+    $B/cllm generate --model $d --device cuda --input $OUT/prompts.jsonl --output $OUT/engine_out.jsonl \
+        --max-num-seqs 32 > $OUT/engine.log 2>&1; rc=$?
+    t1=$(date +%s.%N)
+    say "    rc=$rc, $(grep -c finish_reason $OUT/engine_out.jsonl 2>/dev/null) results, wall $(python3 -c "print(round($t1-$t0,1))") s (incl. load); $(grep -iE 'KV cache|blocks' $OUT/engine.log | head -2 | tr '\n' ' ')"
+    tail -3 $OUT/engine.log | sed 's/^/    /'
+  fi
   rm -rf $d
 done
 echo; echo "================ e2e summary ================"; cat "$SUM"
