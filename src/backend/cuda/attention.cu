@@ -186,24 +186,49 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_b
     }
 }
 
-/* Merge the splits' partial results: one warp per (token, head) row. */
-static __global__ void attention_combine_kernel(const float *part_o, const float *part_ml, int nsplit, int rows, int D,
-                                                __nv_bfloat16 *out) {
-    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-    if (row >= rows) return;
-    float M = -INFINITY;
-    for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, part_ml[((size_t)sp * rows + row) * 2]);
-    float L = 0.f;
-    for (int sp = 0; sp < nsplit; sp++) {
+/* Merge the splits' partial results: one CTA of 128 threads per (token, head)
+ * row; split weights 2^(m_s - M) computed in parallel into shared memory, then
+ * each thread sums its output elements over the splits (independent loads,
+ * unrolled so that several are in flight). */
+#define CMB_THREADS 128
+static __global__ void __launch_bounds__(CMB_THREADS)
+attention_combine_kernel(const float *__restrict__ part_o, const float *__restrict__ part_ml, int nsplit, int rows,
+                         int D, __nv_bfloat16 *out) {
+    extern __shared__ float wsp[]; /* [nsplit] */
+    __shared__ float red[CMB_THREADS / 32];
+    const int row = blockIdx.x, tid = threadIdx.x;
+    float mx = -INFINITY;
+    for (int sp = tid; sp < nsplit; sp += CMB_THREADS) mx = fmaxf(mx, part_ml[((size_t)sp * rows + row) * 2]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (tid % 32 == 0) red[tid / 32] = mx;
+    __syncthreads();
+    float M = red[0];
+#pragma unroll
+    for (int i = 1; i < CMB_THREADS / 32; i++) M = fmaxf(M, red[i]);
+    __syncthreads();
+    float ls = 0.f;
+    for (int sp = tid; sp < nsplit; sp += CMB_THREADS) {
         float ms = part_ml[((size_t)sp * rows + row) * 2];
-        if (ms != -INFINITY) L += exp2f(ms - M) * part_ml[((size_t)sp * rows + row) * 2 + 1];
+        float w = ms == -INFINITY ? 0.f : exp2f(ms - M);
+        wsp[sp] = w;
+        ls += w * part_ml[((size_t)sp * rows + row) * 2 + 1];
     }
-    float inv = L > 0.f ? 1.f / L : 0.f;
-    for (int d = lane; d < D; d += 32) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ls += __shfl_xor_sync(0xffffffffu, ls, o);
+    if (tid % 32 == 0) red[tid / 32] = ls;
+    __syncthreads();
+    float L = 0.f;
+#pragma unroll
+    for (int i = 0; i < CMB_THREADS / 32; i++) L += red[i];
+    const float inv = L > 0.f ? 1.f / L : 0.f;
+    for (int d = tid; d < D; d += CMB_THREADS) {
         float o = 0.f;
+        const float *po = part_o + (size_t)row * D + d;
+#pragma unroll 8
         for (int sp = 0; sp < nsplit; sp++) {
-            float ms = part_ml[((size_t)sp * rows + row) * 2];
-            if (ms != -INFINITY) o += exp2f(ms - M) * part_o[((size_t)sp * rows + row) * D + d];
+            float w = wsp[sp];
+            if (w != 0.f) o += w * po[(size_t)sp * rows * D];
         }
         out[(size_t)row * D + d] = __float2bfloat16_rn(o * inv);
     }
@@ -263,13 +288,16 @@ extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const vo
     const int G = H / Hkv, T = meta->num_tokens;
     int rows = meta->max_query_len * G;
     int rpw = rows <= ATT_NW ? 1 : rows <= 2 * ATT_NW ? 2 : 4;
-    int row_tiles = (T * G + ATT_NW * rpw - 1) / (ATT_NW * rpw) + meta->num_seqs;
+    const int ROWS = ATT_NW * rpw;
+    long row_tiles = (long)meta->num_seqs * ((rows + ROWS - 1) / ROWS); /* the grid's x extent */
+    long row_tiles_max = (long)(T * G + ROWS - 1) / ROWS + meta->num_seqs; /* CTAs with rows to do */
+    if (row_tiles > row_tiles_max) row_tiles = row_tiles_max;
     long useful = (long)row_tiles * Hkv;
-    /* Flash-decoding split: aim for ~8 CTAs per SM (several K/V tiles in flight per SM),
+    /* Flash-decoding split: aim for ~16 CTAs per SM (several K/V tiles in flight per SM),
      * each split at least 64 keys long, within the workspace. */
     int nsplit = 1;
-    if (num_sms > 0 && useful < 8L * num_sms && meta->max_seq_len > 256) {
-        nsplit = (int)((8L * num_sms + useful - 1) / useful);
+    if (num_sms > 0 && useful < 16L * num_sms && meta->max_seq_len > 256) {
+        nsplit = (int)((16L * num_sms + useful - 1) / useful);
         int by_len = (meta->max_seq_len + 63) / 64;
         if (nsplit > by_len) nsplit = by_len;
         if (nsplit > 128) nsplit = 128;
@@ -298,7 +326,8 @@ extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const vo
 #undef ATT_ARGS
     if (st != CLLM_OK || nsplit == 1) return st;
     int nrows = T * H;
-    attention_combine_kernel<<<(nrows + 7) / 8, 256, 0, stream>>>(po, pml, nsplit, nrows, D, (__nv_bfloat16 *)out);
+    attention_combine_kernel<<<nrows, CMB_THREADS, (size_t)nsplit * sizeof(float), stream>>>(po, pml, nsplit, nrows, D,
+                                                                                          (__nv_bfloat16 *)out);
     CLLM_CU_LAUNCH("attention_combine");
     return CLLM_OK;
 }

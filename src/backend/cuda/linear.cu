@@ -165,8 +165,6 @@ static __global__ void bias_add_kernel(void *out, const __nv_bfloat16 *bias, int
  * accumulation, warp-shuffle reduction, bias fused. Requires K % 8 == 0 and
  * 16-byte aligned x and W. */
 #define GV_WARPS 4
-#define GV_R 2
-#define GV_U 4
 
 static __device__ __forceinline__ uint4 ld_stream16(const uint4 *p) {
     uint4 r;
@@ -188,7 +186,7 @@ static __device__ __forceinline__ float dot8(const float (&xf)[8], uint4 w) {
     return a;
 }
 
-template <int M>
+template <int M, int GV_R, int GV_U>
 static __global__ void __launch_bounds__(GV_WARPS * 32)
 gemv_kernel(const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict__ w,
             const __nv_bfloat16 *__restrict__ bias, int N, int K, void *out, bool out_f32) {
@@ -251,21 +249,30 @@ gemv_kernel(const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict
     }
 }
 
+/* T <= 2: one row per warp, 8 loads in flight per lane (fewer dependent
+ * round trips per warp: o_proj/qkv are latency-bound at ~10 us); larger T:
+ * two rows per warp share each x chunk. */
+template <int M, int R, int U>
+static void gemv_go(const __nv_bfloat16 *x, const __nv_bfloat16 *w, const __nv_bfloat16 *b, int N, int K, void *out,
+                    bool out_f32, cudaStream_t stream) {
+    const int per_cta = GV_WARPS * R;
+    gemv_kernel<M, R, U><<<(unsigned)((N + per_cta - 1) / per_cta), GV_WARPS * 32, 0, stream>>>(x, w, b, N, K, out,
+                                                                                               out_f32);
+}
+
 static cllm_status gemv_launch(const void *x, int T, int N, int K, const void *wd, const void *bias, void *out,
                                bool out_f32, cudaStream_t stream) {
-    const int per_cta = GV_WARPS * GV_R;
-    dim3 grid((unsigned)((N + per_cta - 1) / per_cta));
     const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x, *wb = (const __nv_bfloat16 *)wd,
                         *bb = (const __nv_bfloat16 *)bias;
     switch (T) {
-    case 1: gemv_kernel<1><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    case 2: gemv_kernel<2><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    case 3: gemv_kernel<3><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    case 4: gemv_kernel<4><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    case 5: gemv_kernel<5><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    case 6: gemv_kernel<6><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    case 7: gemv_kernel<7><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
-    default: gemv_kernel<8><<<grid, GV_WARPS * 32, 0, stream>>>(xb, wb, bb, N, K, out, out_f32); break;
+    case 1: gemv_go<1, 1, 8>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 2: gemv_go<2, 1, 8>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 3: gemv_go<3, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 4: gemv_go<4, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 5: gemv_go<5, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 6: gemv_go<6, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 7: gemv_go<7, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    default: gemv_go<8, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
     }
     CLLM_CU_LAUNCH("gemv");
     return CLLM_OK;
