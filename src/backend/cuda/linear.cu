@@ -249,9 +249,9 @@ gemv_kernel(const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict
     }
 }
 
-/* T <= 2: one row per warp, 8 loads in flight per lane (fewer dependent
- * round trips per warp: o_proj/qkv are latency-bound at ~10 us); larger T:
- * two rows per warp share each x chunk. */
+/* Two rows per warp (sharing each x chunk), 4 chunks per row in flight per
+ * lane. Measured on the H200 (bench/kernels/NOTES.md): this beats one row per
+ * warp with 8 chunks in flight at T = 1 (qkv 78 vs 64 %, down 87 vs 77 %). */
 template <int M, int R, int U>
 static void gemv_go(const __nv_bfloat16 *x, const __nv_bfloat16 *w, const __nv_bfloat16 *b, int N, int K, void *out,
                     bool out_f32, cudaStream_t stream) {
@@ -265,8 +265,8 @@ static cllm_status gemv_launch(const void *x, int T, int N, int K, const void *w
     const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x, *wb = (const __nv_bfloat16 *)wd,
                         *bb = (const __nv_bfloat16 *)bias;
     switch (T) {
-    case 1: gemv_go<1, 1, 8>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 2: gemv_go<2, 1, 8>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 1: gemv_go<1, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    case 2: gemv_go<2, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
     case 3: gemv_go<3, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
     case 4: gemv_go<4, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
     case 5: gemv_go<5, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
