@@ -230,6 +230,105 @@ static void bench_elementwise(void) {
 
 
 
+/* One Llama-3.1-8B decoder layer at T = 1 (batch 1, context `ctx`), the op
+ * sequence of src/model/arch/llama.c, over NL layers of distinct weights (so
+ * weights stream from HBM): launched one by one on the stream, and captured
+ * once into a CUDA graph and replayed; beside the 4 linears alone. The
+ * differences bound what launch overhead and the small kernels cost per step. */
+typedef struct {
+    cllm_cuda_gemm *g;
+    cllm_weight qkv[32], o[32], gu[32], dn[32];
+    void *ln1, *ln2, *x, *res, *h, *qkvb, *att, *gub, *act, *kc, *vc, *ws;
+    float *inv;
+    int32_t *pos;
+    cllm_attn_meta m;
+    int sms, nl, linears_only;
+} layer_ctx;
+static void layer_step(void *c, int it) {
+    layer_ctx *L = c;
+    (void)it;
+    for (int l = 0; l < L->nl; l++) {
+        if (!L->linears_only) CK(cllm_cuda_rmsnorm(L->x, L->res, L->ln1, 1, 4096, 1e-5f, L->h, st));
+        CK(cllm_cuda_linear(L->g, L->h, 1, &L->qkv[l], L->qkvb, CLLM_DTYPE_BF16, st));
+        if (!L->linears_only) {
+            uint16_t *q = L->qkvb, *k = q + 4096, *v = q + 5120;
+            CK(cllm_cuda_rope(q, k, L->pos, 1, 32, 8, 128, 6144, 6144, L->inv, st));
+            CK(cllm_cuda_kv_write(k, v, 6144, 6144, &L->m, 8, 128, L->kc, L->vc, st));
+            CK(cllm_cuda_attention(q, 6144, L->kc, L->vc, &L->m, 32, 8, 128, 0.0883883f, L->att, L->ws, 64u << 20,
+                                   L->sms, st));
+        }
+        CK(cllm_cuda_linear(L->g, L->att, 1, &L->o[l], L->x, CLLM_DTYPE_BF16, st));
+        if (!L->linears_only) CK(cllm_cuda_rmsnorm(L->x, L->res, L->ln2, 1, 4096, 1e-5f, L->h, st));
+        CK(cllm_cuda_linear(L->g, L->h, 1, &L->gu[l], L->gub, CLLM_DTYPE_BF16, st));
+        if (!L->linears_only) CK(cllm_cuda_silu_mul(L->gub, 1, 14336, L->act, st));
+        CK(cllm_cuda_linear(L->g, L->act, 1, &L->dn[l], L->x, CLLM_DTYPE_BF16, st));
+    }
+}
+static cudaGraphExec_t layer_graph;
+static void layer_graph_fn(void *c, int i) {
+    (void)c, (void)i;
+    CU(cudaGraphLaunch(layer_graph, st));
+}
+
+static void bench_decode_layers(int ctx) {
+    layer_ctx L;
+    memset(&L, 0, sizeof L);
+    L.nl = 32;
+    CK(cllm_cuda_gemm_create(32u << 20, &L.g));
+    CU(cudaDeviceGetAttribute(&L.sms, cudaDevAttrMultiProcessorCount, 0));
+    for (int l = 0; l < L.nl; l++) {
+        L.qkv[l] = (cllm_weight){dev_random_bf16((size_t)6144 * 4096), NULL, 6144, 4096};
+        L.o[l] = (cllm_weight){dev_random_bf16((size_t)4096 * 4096), NULL, 4096, 4096};
+        L.gu[l] = (cllm_weight){dev_random_bf16((size_t)28672 * 4096), NULL, 28672, 4096};
+        L.dn[l] = (cllm_weight){dev_random_bf16((size_t)4096 * 14336), NULL, 4096, 14336};
+    }
+    L.ln1 = dev_random_bf16(4096), L.ln2 = dev_random_bf16(4096);
+    L.x = dev_random_bf16(4096), L.res = dev_random_bf16(4096), L.h = dev_random_bf16(4096);
+    L.qkvb = dev_random_bf16(6144), L.att = dev_random_bf16(4096), L.gub = dev_random_bf16(28672);
+    L.act = dev_random_bf16(14336);
+    int P = 16, nb = (ctx + P - 1) / P + 1;
+    L.kc = dev_random_bf16((size_t)nb * P * 8 * 128), L.vc = dev_random_bf16((size_t)nb * P * 8 * 128);
+    CU(cudaMalloc(&L.ws, 64u << 20));
+    int32_t h_qsl[2] = {0, 1}, h_sl[1] = {ctx}, h_slot[1] = {ctx - 1}, h_pos[1] = {ctx - 1};
+    int32_t *h_bt = malloc(nb * 4);
+    for (int i = 0; i < nb; i++) h_bt[i] = (i * 7) % nb;
+    float inv[64];
+    for (int i = 0; i < 64; i++) inv[i] = 1.f / powf(500000.f, i / 64.f);
+    void *dq, *dsl, *dbt, *dslot;
+    CU(cudaMalloc(&dq, 8));
+    CU(cudaMalloc(&dsl, 4));
+    CU(cudaMalloc(&dbt, nb * 4));
+    CU(cudaMalloc(&dslot, 4));
+    CU(cudaMalloc((void **)&L.pos, 4));
+    CU(cudaMalloc((void **)&L.inv, 256));
+    CU(cudaMemcpy(dq, h_qsl, 8, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(dsl, h_sl, 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(dbt, h_bt, nb * 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(dslot, h_slot, 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(L.pos, h_pos, 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(L.inv, inv, 256, cudaMemcpyHostToDevice));
+    L.m = (cllm_attn_meta){1, 1, 1, ctx, P, nb, dq, dsl, dbt, dslot};
+    double wbytes = 32.0 * 2 * ((double)6144 * 4096 + 4096.0 * 4096 + 28672.0 * 4096 + 4096.0 * 14336);
+    char shape[64];
+    snprintf(shape, sizeof shape, "32 layers T=1 ctx=%d", ctx);
+    L.linears_only = 1;
+    row("decode_linears_only", shape, time_ms(layer_step, &L, 3, 9), 0, wbytes);
+    L.linears_only = 0;
+    row("decode_layers_stream", shape, time_ms(layer_step, &L, 3, 9), 0, wbytes);
+    cudaGraph_t gr;
+    CU(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    layer_step(&L, 0);
+    CU(cudaStreamEndCapture(st, &gr));
+    CU(cudaGraphInstantiate(&layer_graph, gr, 0));
+    row("decode_layers_graph", shape, time_ms(layer_graph_fn, &L, 3, 9), 0, wbytes);
+    cudaGraphExecDestroy(layer_graph), cudaGraphDestroy(gr);
+    for (int l = 0; l < L.nl; l++) cudaFree(L.qkv[l].data), cudaFree(L.o[l].data), cudaFree(L.gu[l].data), cudaFree(L.dn[l].data);
+    void *fr[] = {L.ln1, L.ln2, L.x, L.res, L.h, L.qkvb, L.att, L.gub, L.act, L.kc, L.vc, L.ws, L.pos, L.inv, dq, dsl, dbt, dslot};
+    for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++) cudaFree(fr[i]);
+    free(h_bt);
+    cllm_cuda_gemm_destroy(L.g);
+}
+
 int main(int argc, char **argv) {
     CU(cudaSetDevice(0));
     CU(cudaStreamCreate(&st));
@@ -241,7 +340,10 @@ int main(int argc, char **argv) {
     bench_attention(64, 4096, 32, 8, 128, 16);
     bench_attention(8, 8192, 32, 8, 128, 16);
     bench_attention(1, 32768, 32, 8, 128, 16);
+    bench_attention(1, 2048, 32, 8, 128, 16);
     bench_elementwise();
+    bench_decode_layers(128);
+    bench_decode_layers(2048);
     if (js) fprintf(js, "\n]\n"), fclose(js);
     cudaStreamDestroy(st);
     return 0;

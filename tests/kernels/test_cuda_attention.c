@@ -1,6 +1,6 @@
 /* CUDA kv_write + paged attention vs the CPU reference on the same
  * bf16-rounded q/k/v and caches: decode batches (split-K path), prefill
- * chunks over a cached prefix, mixed batches, D 64/128/256, GQA 1/4/8,
+ * chunks over a cached prefix, mixed batches, D 8/32/64/72/80/96/128/256, GQA 1/4/8,
  * block_size 16/32, partial blocks, contexts up to 8k, padding slots. */
 #include "kt_util.h"
 
@@ -89,6 +89,16 @@ int main(void) {
     decode("decode", 9, 3000, 16, 4, 256, 32);
     decode("decode", 16, 777, 12, 12, 64, 16);
     decode("decode", 2, 8192, 16, 2, 256, 16);
+    /* every head_dim family: exact 64/128/256 and run-time D (multiple of 8) */
+    int Ds[] = {8, 32, 64, 80, 96, 128, 256};
+    for (int i = 0; i < 7; i++) {
+        decode("decode-D", 1, 2048, 8, 2, Ds[i], 16);
+        decode("decode-D", 4, 700, 4, 4, Ds[i], 16);
+        int q[] = {37, 1, 64}, l[] = {100, 300, 64};
+        t_attn("mixed-D", 3, q, l, 8, 2, Ds[i], 16, 1);
+    }
+    decode("decode-long", 1, 32768, 32, 8, 128, 16);
+    decode("decode-long", 1, 5000, 32, 8, 72, 32);
     {   /* one long prefill, no prefix */
         int q[] = {4096}, l[] = {4096};
         t_attn("prefill", 1, q, l, 4, 1, 64, 16, 0);
@@ -104,12 +114,15 @@ int main(void) {
         int q[] = {512, 3}, l[] = {2048, 8000};
         t_attn("chunk", 2, q, l, 8, 2, 256, 32, 0);
     }
-    /* Unsupported head_dim is rejected. */
+    /* Unsupported head_dim (not a multiple of 8, or > 256) is rejected. */
     cllm_attn_meta m = {1, 1, 1, 1, 16, 1, NULL, NULL, NULL, NULL};
-    int ok = be->ops->attention(be, (void *)16, 96, (void *)16, (void *)16, &m, 1, 1, 96, 1.f, (void *)16) ==
-             CLLM_ERR_INVALID_ARG;
-    printf("%s attention D=96 rejected: %s\n", ok ? "PASS" : "FAIL", cllm_last_error());
-    kt_cases++, kt_failed_cases += !ok;
+    int bad[] = {12, 264};
+    for (int i = 0; i < 2; i++) {
+        int ok = be->ops->attention(be, (void *)16, 1024, (void *)16, (void *)16, &m, 1, 1, bad[i], 1.f,
+                                    (void *)16) == CLLM_ERR_INVALID_ARG;
+        printf("%s attention D=%d rejected: %s\n", ok ? "PASS" : "FAIL", bad[i], cllm_last_error());
+        kt_cases++, kt_failed_cases += !ok;
+    }
     cllm_backend_destroy(be);
     return kt_finish("test_cuda_attention");
 }

@@ -1,6 +1,7 @@
 /* CUDA linear (cuBLASLt, bf16 in, fp32 accumulate) vs the CPU fp32 GEMM on
  * the same bf16-rounded inputs: bf16 and fp32 outputs, with/without bias,
- * odd shapes, T = 1 .. 4096, K/N up to 8192, N = 152064 (lm_head). */
+ * odd shapes, T = 1 .. 4096, K/N up to 8192, N = 152064 (lm_head); every
+ * T <= 8 (skinny weight-streaming kernel) incl. odd N and K % 8 != 0. */
 #include "kt_util.h"
 
 static cllm_backend *be;
@@ -36,7 +37,12 @@ int main(void) {
     int s[][5] = {{1, 1, 1, 0, 0},       {1, 7, 3, 1, 0},         {3, 5, 8, 1, 1},          {17, 33, 65, 0, 0},
                   {1, 6144, 4096, 0, 0}, {16, 4096, 4096, 1, 0},  {128, 28672, 4096, 0, 0}, {2048, 4096, 14336, 0, 0},
                   {4096, 1024, 4096, 1, 0}, {64, 8192, 8192, 0, 0}, {4, 152064, 4096, 0, 1},  {5, 128256, 2048, 0, 1},
-                  {7, 4608, 3584, 1, 1}, {1, 1000, 1000, 1, 1}};
+                  {7, 4608, 3584, 1, 1}, {1, 1000, 1000, 1, 1},
+                  /* skinny (T <= 8) path: every T, odd N, K % 8 == 0 and != 0 (fallback), bias, f32 */
+                  {1, 4096, 4096, 0, 0}, {1, 4096, 14336, 1, 0}, {1, 28672, 4096, 0, 1}, {1, 128256, 4096, 0, 0},
+                  {2, 131, 264, 1, 0},   {3, 4097, 1024, 1, 1},  {4, 33, 8, 0, 0},         {5, 257, 520, 0, 1},
+                  {6, 100, 12, 1, 0},    {7, 1, 16, 1, 1},       {8, 6144, 4096, 1, 0},    {8, 999, 2056, 0, 1},
+                  {2, 7, 4100, 0, 0},    {9, 515, 1032, 1, 0}};
     int n = (int)(sizeof s / sizeof s[0]);
     for (int i = 0; i < n; i++) t_linear(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4]);
     /* Bad out dtype is rejected. */

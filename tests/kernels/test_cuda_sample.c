@@ -28,9 +28,14 @@ static void t_philox(int n) {
     cudaFree(ds), cudaFree(dt), cudaFree(dout);
 }
 
-static void t_sample(int S, int V, float temp, int top_k, float top_p, float min_p, float scale) {
+/* quant > 0: logits rounded to multiples of quant, so that many tokens tie at
+ * the top_k / top_p cut-off (the CPU reference keeps the lower ids). */
+static void t_sample_q(int S, int V, float temp, int top_k, float top_p, float min_p, float scale, float quant) {
     float *logits = malloc((size_t)S * V * 4);
-    for (size_t i = 0; i < (size_t)S * V; i++) logits[i] = kt_unif(scale);
+    for (size_t i = 0; i < (size_t)S * V; i++) {
+        logits[i] = kt_unif(scale);
+        if (quant > 0.f) logits[i] = floorf(logits[i] / quant) * quant;
+    }
     if (V > 10) logits[kt_int(V)] = logits[kt_int(V)]; /* a possible tie */
     cllm_sample_params *p = malloc(S * sizeof *p);
     for (int s = 0; s < S; s++) {
@@ -49,10 +54,14 @@ static void t_sample(int S, int V, float temp, int top_k, float top_p, float min
         if (got[s] != ref[s] && bad++ < 5)
             fprintf(stderr, "  row %d: cuda %d cpu %d\n", s, got[s], ref[s]);
     kt_cases++, kt_failed_cases += bad != 0;
-    printf("%s sample S=%d V=%d temp=%g top_k=%d top_p=%g min_p=%g: %d of %d rows differ\n", bad ? "FAIL" : "PASS",
-           S, V, temp, top_k, top_p, min_p, bad, S);
+    printf("%s sample S=%d V=%d temp=%g top_k=%d top_p=%g min_p=%g quant=%g: %d of %d rows differ\n",
+           bad ? "FAIL" : "PASS", S, V, temp, top_k, top_p, min_p, quant, bad, S);
     free(logits), free(p), free(ref), free(got), free(ws);
     cudaFree(dl), cudaFree(dp), cudaFree(dws), cudaFree(dt);
+}
+
+static void t_sample(int S, int V, float temp, int top_k, float top_p, float min_p, float scale) {
+    t_sample_q(S, V, temp, top_k, top_p, min_p, scale, 0.f);
 }
 
 int main(void) {
@@ -68,6 +77,13 @@ int main(void) {
     t_sample(64, 152064, 0.8f, 40, 0.95f, 0.02f, 8.f);
     t_sample(32, 1000, 1.5f, 1, 1.f, 0.f, 3.f);
     t_sample(32, 1000, 0.3f, 1000, 0.5f, 0.f, 3.f);
+    /* ties at the cut-off: few distinct logits, so the k-th / top-p boundary falls inside a tie group */
+    t_sample_q(64, 1000, 1.f, 10, 1.f, 0.f, 4.f, 1.f);
+    t_sample_q(64, 32000, 1.f, 50, 1.f, 0.f, 6.f, 0.5f);
+    t_sample_q(64, 1000, 1.f, 0, 0.3f, 0.f, 4.f, 1.f);
+    t_sample_q(64, 32000, 0.7f, 0, 0.05f, 0.f, 6.f, 0.5f);
+    t_sample_q(64, 5000, 1.f, 20, 0.5f, 0.f, 4.f, 1.f);
+    t_sample_q(64, 5000, 1.f, 300, 0.9f, 0.1f, 4.f, 0.25f);
     cllm_backend_destroy(be);
     return kt_finish("test_cuda_sample");
 }

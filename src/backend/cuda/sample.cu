@@ -5,7 +5,8 @@
  * by binary search over the float bit patterns (positive floats order like
  * their bits), min_p as p >= min_p * max_p, then u = Philox-4x32-10(seed,
  * step) (same bits as cllm_philox_uniform) drawn by inverse CDF over the kept
- * tokens in id order. Ties at a top_k/top_p threshold keep every tied token. */
+ * tokens in id order. Ties at a top_k/top_p threshold are broken by lower id,
+ * as in the CPU reference (sort by probability desc, then id asc). */
 #include "backend/cuda/cuda_common.cuh"
 #include <math.h>
 
@@ -106,9 +107,15 @@ static __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(const float 
     for (int i = tid; i < V; i += SMP_THREADS) p[i] = expf((x[i] - mx) * inv_t);
     __syncthreads();
 
-    /* top_k: the k-th largest value, found as the largest bit pattern b with count(p >= b) >= k. */
+    /* The kept set is the CPU reference's: the first `keep` tokens in (p desc, id asc)
+     * order. It is found as a threshold value thr (that of the keep-th token) plus a
+     * quota of tokens tied at thr, taken in id order. */
     float thr = 0.f;
-    if (prm.top_k > 0 && prm.top_k < V) {
+    int quota = INT_MAX; /* tokens with p == thr that stay (lowest ids first) */
+    const bool use_k = prm.top_k > 0 && prm.top_k < V;
+    float kmass_gt = 0.f; /* mass of p > thr */
+    if (use_k) {
+        /* top_k: the k-th largest value, the largest bit pattern b with count(p >= b) >= k. */
         uint32_t lo = 0, hi = 0x3f800000u;
         while (lo < hi) {
             uint32_t mid = lo + (hi - lo + 1) / 2;
@@ -117,12 +124,25 @@ static __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(const float 
             if (block_sum_f(c, redv) >= (float)prm.top_k) lo = mid; else hi = mid - 1;
         }
         thr = __uint_as_float(lo);
+        float c = 0.f, z = 0.f;
+        for (int i = tid; i < V; i += SMP_THREADS)
+            if (p[i] > thr) c += 1.f, z += p[i];
+        c = block_sum_f(c, redv);
+        kmass_gt = block_sum_f(z, redv);
+        quota = prm.top_k - (int)c;
     }
-    /* top_p over the tokens kept so far. */
     if (prm.top_p < 1.f) {
-        float z = 0.f;
-        for (int i = tid; i < V; i += SMP_THREADS) z += p[i] >= thr ? p[i] : 0.f;
-        float target = prm.top_p * block_sum_f(z, redv);
+        /* top_p over the top_k-kept tokens: mass of the kept set, then the largest
+         * value t with mass(p >= t) >= top_p * mass, then the ties needed at t. */
+        float kmass;
+        if (use_k) {
+            kmass = kmass_gt + (float)quota * thr;
+        } else {
+            float z = 0.f;
+            for (int i = tid; i < V; i += SMP_THREADS) z += p[i];
+            kmass = block_sum_f(z, redv);
+        }
+        const float target = prm.top_p * kmass;
         uint32_t lo = __float_as_uint(thr), hi = 0x3f800000u;
         while (lo < hi) {
             uint32_t mid = lo + (hi - lo + 1) / 2;
@@ -130,17 +150,52 @@ static __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(const float 
             for (int i = tid; i < V; i += SMP_THREADS) c += p[i] >= t ? p[i] : 0.f;
             if (block_sum_f(c, redv) >= target) lo = mid; else hi = mid - 1;
         }
-        thr = fmaxf(thr, __uint_as_float(lo));
+        const float tp = __uint_as_float(lo);
+        if (tp > 0.f) {
+            float z = 0.f, c = 0.f;
+            for (int i = tid; i < V; i += SMP_THREADS) {
+                if (p[i] > tp) z += p[i];
+                else if (p[i] == tp) c += 1.f;
+            }
+            const float mg = block_sum_f(z, redv), avail = block_sum_f(c, redv);
+            int cap = tp == thr && use_k ? quota : (int)avail;
+            int need = 1;
+            while (need < cap && mg + (float)need * tp < target) need++;
+            thr = tp;
+            quota = need;
+        }
     }
-    if (prm.min_p > 0.f) thr = fmaxf(thr, prm.min_p);
+    const float minp = prm.min_p > 0.f ? prm.min_p : 0.f;
 
-    /* Inverse CDF in id order over kept tokens: chunk sums, block scan, serial search. */
+    /* Zero the dropped tokens (p[] is this row's scratch), each thread over a
+     * contiguous id chunk; ties at thr ranked in id order by a block scan. */
     const int chunk = (V + SMP_THREADS - 1) / SMP_THREADS;
     const int b = tid * chunk, e = min(V, b + chunk);
+    {
+        int nt = 0;
+        for (int i = b; i < e; i++) nt += p[i] == thr;
+        scan[tid] = (float)nt;
+        __syncthreads();
+        for (int o = 1; o < SMP_THREADS; o <<= 1) {
+            float add = tid >= o ? scan[tid - o] : 0.f;
+            __syncthreads();
+            scan[tid] += add;
+            __syncthreads();
+        }
+        int rank = (int)(scan[tid] - (float)nt);
+        __syncthreads();
+        for (int i = b; i < e; i++) {
+            float v = p[i];
+            bool keep = v > thr || (v == thr && rank++ < quota);
+            if (!keep || v < minp) p[i] = 0.f;
+        }
+    }
+
+    /* Inverse CDF in id order over kept tokens: chunk sums, block scan, serial search. */
     float cs = 0.f;
     int lastk = -1;
     for (int i = b; i < e; i++)
-        if (p[i] >= thr) cs += p[i], lastk = i;
+        if (p[i] > 0.f) cs += p[i], lastk = i;
     scan[tid] = cs;
     __syncthreads();
     for (int o = 1; o < SMP_THREADS; o <<= 1) {
@@ -156,7 +211,7 @@ static __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(const float 
     if (cs > 0.f && before <= target && target < scan[tid]) {
         float acc = before;
         for (int i = b; i < e; i++) {
-            if (p[i] >= thr) {
+            if (p[i] > 0.f) {
                 acc += p[i];
                 if (acc > target) { pick = i; break; }
             }
