@@ -5,13 +5,13 @@
  * weights and fused residual-add RMSNorm. */
 #include "model/arch/arch.h"
 #include "core/dtype.h"
+#include "core/progress.h"
 #include "core/status.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct llama_layer {
     cllm_weight qkv;      /* ((H + 2Hkv) D, E), bias for qwen2 / attention_bias */
@@ -86,15 +86,6 @@ static cllm_status load_fused(loader *L, int nparts, const char *const *names, c
         r0 += rows[i];
     }
     return CLLM_OK;
-}
-
-static void progress(bool on, int done, int total) {
-    if (!on) return;
-    int width = 30, fill = total ? done * width / total : width;
-    fprintf(stderr, "\rloading weights [");
-    for (int i = 0; i < width; i++) fputc(i < fill ? '#' : ' ', stderr);
-    fprintf(stderr, "] %d/%d layers%s", done, total, done == total ? "\n" : "");
-    fflush(stderr);
 }
 
 static cllm_status load_layer(loader *L, const cllm_model_config *c, int l, llama_layer *ly) {
@@ -177,19 +168,20 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cllm
         return cllm_error(CLLM_ERR_UNSUPPORTED, "head_dim %d is odd; rotary embeddings need an even head_dim",
                           c->head_dim);
     cllm_status st = CLLM_OK;
+    cllm_progress *bar = NULL;
     llama_model *m = calloc(1, sizeof *m);
     if (!m) return cllm_error(CLLM_ERR_OOM, "out of memory");
     m->cfg = *c;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
-    show = show && isatty(2);
+    bar = cllm_progress_create("loading weights (layers)", (uint64_t)c->num_hidden_layers, false, show);
     loader L = {be, w, info};
     int64_t V = c->vocab_size, E = c->hidden_size;
     int64_t ve[2] = {V, E};
     CLLM_TRY_GOTO(st, alloc_act(&L, (size_t)(V * E), &m->embed), fail);
     CLLM_TRY_GOTO(st, put(&L, "model.embed_tokens.weight", 2, ve, m->embed, 0), fail);
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        progress(show, l, c->num_hidden_layers);
+        cllm_progress_update(bar, (uint64_t)l, 0);
         CLLM_TRY_GOTO(st, load_layer(&L, c, l, &m->layers[l]), fail);
     }
     CLLM_TRY_GOTO(st, load_vec(&L, "model.norm.weight", E, &m->norm), fail);
@@ -201,11 +193,12 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cllm
         CLLM_TRY_GOTO(st, alloc_act(&L, (size_t)(V * E), &m->lm_head.data), fail);
         CLLM_TRY_GOTO(st, put(&L, "lm_head.weight", 2, ve, m->lm_head.data, 0), fail);
     }
-    progress(show, c->num_hidden_layers, c->num_hidden_layers);
+    cllm_progress_update(bar, (uint64_t)c->num_hidden_layers, 0);
+    cllm_progress_finish(bar);
     *model = m;
     return CLLM_OK;
 fail:
-    if (show) fputc('\n', stderr);
+    cllm_progress_finish(bar);
     llama_destroy(be, m);
     return st;
 }
