@@ -115,6 +115,12 @@ static cllm_engine *t_engine(const char *model, int max_num_seqs, int max_batche
     ep.max_num_batched_tokens = max_batched;
     ep.num_gpu_blocks_override = blocks;
     ep.enable_prefix_caching = prefix;
+    /* CLLM_TEST_DEVICE=cuda runs the same checks on the CUDA backend (gpu label). */
+    const char *dev = getenv("CLLM_TEST_DEVICE");
+    if (dev && !strcmp(dev, "cuda")) {
+        ep.model.device = CLLM_DEVICE_CUDA;
+        ep.gpu_memory_utilization = 0.3f;
+    }
     cllm_engine *e = NULL;
     if (cllm_engine_create(&ep, &e) != CLLM_OK) fprintf(stderr, "FAIL: engine_create: %s\n", cllm_last_error());
     return e;
