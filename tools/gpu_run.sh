@@ -56,7 +56,9 @@ export PATH="/usr/local/cuda/bin:$PATH"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; nvcc --version | tail -1; } 2>&1 | tee "$OUT/env.log"
 
 # ---- 2. configure + build ----
+# shared/ data for tests: ../shared where it exists, else a copy carried in .carry/shared
 SHARED=${CLLM_SHARED_DIR:-$ROOT/../shared}
+[ -d "$SHARED" ] || SHARED=$ROOT/.carry/shared
 BUILD=build-gpu
 cmake -S . -B $BUILD -DCLLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
   -DCMAKE_PREFIX_PATH=$DEPS/usr -DCLLM_SHARED_DIR="$SHARED" \
