@@ -204,7 +204,7 @@ static void req_finish(CURLM *m, bs_req *r, CURLcode res) {
         char m2[400];
         snprintf(m2, sizeof m2, "%s%s%s", curl_easy_strerror(res), r->curl_err[0] ? ": " : "", r->curl_err);
         free(r->err), r->err = NULL;
-        set_err(r, "request failed: %s (HTTP %ld)", m2, code);
+        set_err(r, code ? "request failed: %s (HTTP %ld)" : "request failed: %s", m2, code);
     } else if (code != 200) {
         if (r->buf) r->buf[r->len] = 0;
         const char *msg = r->buf ? r->buf : "";
@@ -446,11 +446,14 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
         json_object_set_new(j, "output_throughput", json_real(otp));
         json_object_set_new(j, "total_token_throughput", json_real(ttp));
         json_t *il = json_array(), *ol = json_array(), *tf = json_array(), *it = json_array(), *er = json_array();
+        json_t *el = json_array(), *rl = json_array();
         for (int i = 0; i < n; i++) {
             bs_req *r = &reqs[i];
             json_array_append_new(il, json_integer(r->in_len));
             json_array_append_new(ol, json_integer(r->err ? 0 : r->out_tokens));
+            json_array_append_new(rl, json_integer(r->out_len));
             json_array_append_new(tf, json_real(r->err ? 0.0 : r->ttft));
+            json_array_append_new(el, json_real(r->err ? 0.0 : r->t_last - r->t_start));
             json_t *a = json_array();
             for (int k = 0; !r->err && k < r->n_itl; k++) json_array_append_new(a, json_real(r->itl[k]));
             json_array_append_new(it, a);
@@ -460,6 +463,9 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
         json_object_set_new(j, "output_lens", ol);
         json_object_set_new(j, "ttfts", tf);
         json_object_set_new(j, "itls", it);
+        /* not in vLLM's file: e2e latencies (s), max_tokens sent */
+        json_object_set_new(j, "e2els", el);
+        json_object_set_new(j, "requested_output_lens", rl);
         json_object_set_new(j, "errors", er);
         json_stat(j, "ttft", s_ttft);
         json_stat(j, "tpot", s_tpot);
