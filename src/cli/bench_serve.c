@@ -82,7 +82,7 @@ static void on_data_line(bs_req *r, const char *p, size_t n) {
     if (n == 6 && !memcmp(p, "[DONE]", 6)) { r->done_marker = true; return; }
     double t = now_s();
     json_error_t je;
-    json_t *j = json_loadb(p, n, 0, &je);
+    json_t *j = json_loadb(p, n, JSON_ALLOW_NUL, &je); /* generated text may hold U+0000 */
     if (!json_is_object(j)) {
         set_err(r, "malformed SSE data (not a JSON object: %s)", je.text, 0);
         json_decref(j);

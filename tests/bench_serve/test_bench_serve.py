@@ -191,3 +191,67 @@ def test_usage_errors(args, msg):
     assert p.returncode == 2 and msg in p.stderr, p.stderr
     p = subprocess.run([BIN, "bench", "serve"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--model is required" in p.stderr
+
+
+class FakeSSE:
+    """A minimal OpenAI-style streaming server (stdlib http.server): each
+    request gets `chunks` text chunks (the first holding U+0000, as random
+    weights produced on the H200) and, if `usage`, a final usage chunk."""
+
+    def __init__(self, chunks, usage):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for k in range(chunks):
+                    text = "\u0000x" if k == 0 else " y"
+                    ev = {"object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+                    self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+                if usage:
+                    ev = {"choices": [], "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"],
+                                                   "total_tokens": len(body["prompt"]) + body["max_tokens"]}}
+                    self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_nul_text_and_usage_from_another_server(tmp_path):
+    fake = FakeSSE(chunks=5, usage=True)
+    try:
+        out = tmp_path / "r.json"
+        p = bench(fake.url, "--num-prompts", "8", "--random-input-len", "8", "--random-output-len", "5",
+                  "--max-concurrency", "2", json_path=out)
+        assert p.returncode == 0, p.stderr
+        d = json.loads(out.read_text())
+        assert d["completed"] == 8 and d["output_lens"] == [5] * 8
+        assert all(len(x) == 4 for x in d["itls"])  # 5 chunks: 4 gaps
+        check_stats(d)
+    finally:
+        fake.close()
+    fake = FakeSSE(chunks=3, usage=False)  # no usage chunk: counts content chunks, says so
+    try:
+        p = bench(fake.url, "--num-prompts", "4", "--random-input-len", "8", "--random-output-len", "5",
+                  json_path=out)
+        assert p.returncode == 0, p.stderr
+        assert "no usage chunk" in p.stderr
+        assert json.loads(out.read_text())["output_lens"] == [3] * 4
+    finally:
+        fake.close()
