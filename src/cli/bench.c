@@ -125,6 +125,7 @@ done:
 }
 
 int cllm_cli_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "serve")) return cllm_cli_bench_serve(argc, argv); /* cli/bench_serve.c */
     if (argc < 2 || strcmp(argv[1], "latency") != 0) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { usage(stdout); return 0; }
         fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency (cllm bench --help)\n");

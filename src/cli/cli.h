@@ -6,6 +6,7 @@
 int cllm_cli_generate(int argc, char **argv);  /* cli/generate.c */
 int cllm_cli_tokenize(int argc, char **argv);  /* cli/tokenize.c */
 int cllm_cli_bench(int argc, char **argv);     /* cli/bench.c */
+int cllm_cli_bench_serve(int argc, char **argv); /* cli/bench_serve.c: argv[1] is "serve" */
 int cllm_cli_serve(int argc, char **argv);     /* cli/serve.c */
 int cllm_cli_models(int argc, char **argv);    /* cli/models.c */
 

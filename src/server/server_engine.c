@@ -5,6 +5,8 @@
 #include "server/server_internal.h"
 
 #include "core/status.h"
+#include "engine/engine_internal.h"
+#include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,7 +139,28 @@ static void abort_job(cllm_server *s, srv_job *j) {
     }
 }
 
-static cllm_request_params request_params(const srv_job *j, int sub) {
+/* Record the model's generation_config.json sampling defaults (vLLM's
+ * --generation-config auto: temperature, top_p, top_k, min_p,
+ * repetition_penalty), applied to requests that leave those fields unset. */
+static void load_generation_defaults(cllm_server *s, const cllm_engine *e) {
+    const cllm_model_config *c = cllm_model_config_of(e->model);
+    s->gen_temperature = s->gen_top_p = s->gen_min_p = s->gen_repetition_penalty = -1;
+    s->gen_top_k = -1;
+    if (!c->gen.present) return;
+    s->gen_temperature = c->gen.temperature;
+    s->gen_top_p = c->gen.top_p > 0 ? c->gen.top_p : -1;
+    s->gen_top_k = c->gen.top_k > 0 ? c->gen.top_k : -1; /* 0: disabled, as the request's -1 */
+    s->gen_min_p = c->gen.min_p;
+    s->gen_repetition_penalty = c->gen.repetition_penalty > 0 ? c->gen.repetition_penalty : -1;
+    if (s->gen_temperature >= 0 || s->gen_top_p >= 0 || s->gen_top_k > 0 || s->gen_min_p >= 0 ||
+        s->gen_repetition_penalty >= 0)
+        cllm_log(CLLM_LOG_INFO, "default sampling parameters from the model's generation_config.json (used when a "
+                 "request leaves them unset): temperature %g, top_p %g, top_k %d, min_p %g, repetition_penalty %g "
+                 "(-1: not set)", (double)s->gen_temperature, (double)s->gen_top_p, s->gen_top_k,
+                 (double)s->gen_min_p, (double)s->gen_repetition_penalty);
+}
+
+static cllm_request_params request_params(const cllm_server *s, const srv_job *j, int sub) {
     const cllm_openai_request *r = &j->req;
     cllm_request_params rp = cllm_request_default_params();
     rp.n = r->n;
@@ -146,6 +169,11 @@ static cllm_request_params request_params(const srv_job *j, int sub) {
     rp.top_k = r->top_k;
     rp.min_p = (float)r->min_p;
     rp.repetition_penalty = (float)r->repetition_penalty;
+    if (!r->has_temperature && s->gen_temperature >= 0) rp.temperature = s->gen_temperature;
+    if (!r->has_top_p && s->gen_top_p > 0) rp.top_p = s->gen_top_p;
+    if (!r->has_top_k && s->gen_top_k > 0) rp.top_k = s->gen_top_k;
+    if (!r->has_min_p && s->gen_min_p >= 0) rp.min_p = s->gen_min_p;
+    if (!r->has_repetition_penalty && s->gen_repetition_penalty > 0) rp.repetition_penalty = s->gen_repetition_penalty;
     rp.presence_penalty = (float)r->presence_penalty;
     rp.frequency_penalty = (float)r->frequency_penalty;
     rp.has_seed = r->has_seed;
@@ -165,7 +193,7 @@ static cllm_request_params request_params(const srv_job *j, int sub) {
 
 static void submit_job(cllm_server *s, srv_job *j) {
     for (int sub = 0; sub < j->n_sub; sub++) {
-        cllm_request_params rp = request_params(j, sub);
+        cllm_request_params rp = request_params(s, j, sub);
         uint64_t id = 0;
         cllm_status st = cllm_engine_add_request(s->engine, NULL, j->prompt_ids[sub], j->n_prompt_ids[sub], &rp, &id);
         if (st == CLLM_OK && !route_add(s, id, j, sub)) {
@@ -294,6 +322,7 @@ void *srv_engine_main(void *arg) {
         return NULL;
     }
     s->engine = e;
+    load_generation_defaults(s, e);
     s->tok = cllm_engine_tokenizer(e);
     s->max_model_len = cllm_engine_max_model_len(e);
     s->vocab_size = cllm_tokenizer_vocab_size(s->tok);

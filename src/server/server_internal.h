@@ -116,6 +116,10 @@ struct cllm_server {
     srv_route *routes;
     int n_routes, cap_routes;
     cllm_engine_stats last_stats;
+    /* generation_config.json defaults for requests that leave the field
+     * unset (vLLM --generation-config auto); < 0: the model gives none */
+    float gen_temperature, gen_top_p, gen_min_p, gen_repetition_penalty;
+    int gen_top_k;
     void *chat_template;        /* compiled chat template (server_chat.c), under mu */
     bool chat_template_tried;
     char chat_template_error[600];
