@@ -138,6 +138,8 @@ typedef struct cllm_model_params {
     int num_threads;             /* CPU threads, 0: all cores */
     bool progress;               /* progress bar on stderr while loading (TTY only) */
     uint64_t seed;               /* seed of dummy weights, default 0 */
+    bool enforce_eager;          /* vLLM: true = no CUDA graphs; default false: on CUDA, the
+                                  * load captures decode graphs for batch sizes 1..max_num_seqs */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);

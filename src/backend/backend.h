@@ -207,6 +207,27 @@ typedef struct cllm_backend_ops {
     /* Device memory: free and total bytes (CUDA: cudaMemGetInfo; CPU: the
      * host's available and physical memory). Used to size the KV cache. */
     cllm_status (*mem_info)(cllm_backend *be, size_t *free_bytes, size_t *total_bytes);
+
+    /* ---- Added for CUDA-graph decode (src/engine/cuda_graph.c, vLLM's
+     * CUDA graphs). NULL on backends without graphs (CPU): the runner then
+     * always runs eagerly.
+     *
+     * graph_capture_begin starts recording the backend stream (relaxed
+     * thread-local capture): ops called until graph_capture_end are recorded,
+     * not run; they must not allocate, sync, or copy from pageable memory.
+     * graph_capture_end stops recording and instantiates the graph into
+     * *graph (an opaque executable graph owned by the caller; NULL on error,
+     * the capture is always ended). graph_launch replays it on the stream
+     * (asynchronous; it reads and writes the same device addresses as when
+     * captured). graph_destroy frees it (NULL is a no-op). */
+    cllm_status (*graph_capture_begin)(cllm_backend *be);
+    cllm_status (*graph_capture_end)(cllm_backend *be, void **graph);
+    cllm_status (*graph_launch)(cllm_backend *be, void *graph);
+    void (*graph_destroy)(cllm_backend *be, void *graph);
+    /* Page-locked host memory for staging buffers (h2d from it is truly
+     * asynchronous). NULL: use malloc/free. host_alloc: CLLM_ERR_OOM. */
+    cllm_status (*host_alloc)(cllm_backend *be, size_t bytes, void **out);
+    void (*host_free)(cllm_backend *be, void *p);
 } cllm_backend_ops;
 
 struct cllm_backend {

@@ -21,7 +21,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME [--load-format auto|dummy] [--device cpu|cuda]\n"
                "       [--dtype auto|bfloat16|float32] --input-len 128 --output-len 256 --batch-size 1\n"
-               "       [--num-iters 5] [--num-iters-warmup 1] [--max-model-len N] [--output-json F]\n");
+               "       [--num-iters 5] [--num-iters-warmup 1] [--max-model-len N] [--output-json F]\n"
+               "       [--enforce-eager]\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -136,6 +137,7 @@ int cllm_cli_bench(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--enforce-eager")) { mp.enforce_eager = true; continue; } /* no CUDA graphs */
         if (!cllm_arg_value(argc, argv, &i, &v)) return 2;
         int ok = 1;
         if (!strcmp(a, "--model")) mp.model = v;

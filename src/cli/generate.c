@@ -14,7 +14,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: cllm generate --model DIR|ORG/NAME --prompt TEXT [--max-tokens 64] [--temperature T]\n"
                "       [--top-p P] [--top-k K] [--min-p P] [--seed N] [--ignore-eos] [--device cpu|cuda]\n"
                "       [--dtype auto|bfloat16|float32] [--block-size 16] [--max-model-len N]\n"
-               "       [--load-format auto|dummy] [--revision REV] [--num-threads N]\n"
+               "       [--load-format auto|dummy] [--revision REV] [--num-threads N] [--enforce-eager]\n"
                "   or: cllm generate --model DIR --input prompts.jsonl [--output F] [--max-num-seqs N]\n"
                "       [--max-num-batched-tokens N] [--num-gpu-blocks-override N] [--gpu-memory-utilization F]\n"
                "       [--enable-prefix-caching | --no-enable-prefix-caching] (one JSON request per line:\n"
@@ -45,6 +45,7 @@ int cllm_cli_generate(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
+        if (!strcmp(a, "--enforce-eager")) { mp.enforce_eager = true; continue; } /* no CUDA graphs */
         if (!strcmp(a, "--enable-prefix-caching")) { ep.enable_prefix_caching = true; continue; }
         if (!strcmp(a, "--no-enable-prefix-caching")) { ep.enable_prefix_caching = false; continue; }
         const char *v;
@@ -85,6 +86,7 @@ int cllm_cli_generate(int argc, char **argv) {
     mp.num_threads = (int)threads;
     if (input) {
         ep.model = mp;
+        ep.enforce_eager = mp.enforce_eager;
         if (mp.device == CLLM_DEVICE_CPU) ep.max_num_seqs = 32; /* cllm.h: CPU default */
         if (max_num_seqs) ep.max_num_seqs = (int)max_num_seqs;
         if (max_batched) ep.max_num_batched_tokens = (int)max_batched;

@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "       [--dtype auto|bfloat16|float16|float32] [--block-size N] [--num-gpu-blocks-override N]\n"
             "       [--enable-prefix-caching | --no-enable-prefix-caching] [--load-format auto|dummy]\n"
             "       [--revision REV] [--num-threads N] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
-            "       [--registry FILE] [--dry-run]\n"
+            "       [--registry FILE] [--dry-run] [--enforce-eager]\n"
             "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
             "port. The server prints 'listening on http://HOST:PORT' once bound.\n");
 }
@@ -66,12 +66,14 @@ static void print_command(const cllm_server_params *p) {
     printf(" --max-num-seqs %d --max-num-batched-tokens %d --gpu-memory-utilization %g --block-size %d",
            e->max_num_seqs, e->max_num_batched_tokens, (double)e->gpu_memory_utilization, e->model.block_size);
     printf(" %s", e->enable_prefix_caching ? "--enable-prefix-caching" : "--no-enable-prefix-caching");
+    if (e->enforce_eager) printf(" --enforce-eager");
     if (p->api_key) printf(" --api-key '***'");
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
 static bool is_switch(const char *a) {
-    return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching");
+    return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching") ||
+           !strcmp(a, "--enforce-eager");
 }
 
 int cllm_cli_serve(int argc, char **argv) {
@@ -117,6 +119,7 @@ int cllm_cli_serve(int argc, char **argv) {
         if (!strcmp(a, "--dry-run")) { dry_run = true; continue; }
         if (!strcmp(a, "--enable-prefix-caching")) { p.engine.enable_prefix_caching = true; continue; }
         if (!strcmp(a, "--no-enable-prefix-caching")) { p.engine.enable_prefix_caching = false; continue; }
+        if (!strcmp(a, "--enforce-eager")) { p.engine.enforce_eager = true; continue; } /* no CUDA graphs */
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
         if (!strcmp(a, "--model")) p.engine.model.model = v;

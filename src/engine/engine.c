@@ -160,6 +160,7 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
     mp.max_num_seqs = p.max_num_seqs;
     bool cuda = mp.device == CLLM_DEVICE_CUDA;
     if (cuda || mp.num_kv_blocks <= 0) mp.num_kv_blocks = 1; /* sized below */
+    mp.enforce_eager = true; /* graphs are captured below, over the final KV cache */
     if (p.num_gpu_blocks_override > 0) mp.num_kv_blocks = p.num_gpu_blocks_override;
     CLLM_TRY_GOTO(st, cllm_model_load(&mp, &e->model), fail);
     e->max_model_len = cllm_model_max_model_len(e->model);
@@ -169,6 +170,7 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
     else if (cuda) CLLM_TRY_GOTO(st, profile_kv_blocks(e, &p, &blocks), fail);
     else blocks = cpu_kv_blocks(e, &p);
     if (blocks != cllm_runner_num_kv_blocks(r)) CLLM_TRY_GOTO(st, cllm_runner_resize_kv(r, blocks), fail);
+    if (!p.enforce_eager && !p.model.enforce_eager) CLLM_TRY_GOTO(st, cllm_runner_capture_graphs(r), fail);
     int P = cllm_runner_block_size(r);
     cllm_kv_params kp = cllm_kv_default_params();
     kp.num_blocks = blocks;

@@ -1,31 +1,11 @@
 /* Model runner: weights + KV cache + workspace on one backend; executes a
  * batch. See model_runner.h. */
-#include "engine/model_runner.h"
+#include "engine/model_runner_internal.h"
 #include "core/dtype.h"
 #include "core/status.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* A device buffer that grows on demand. */
-typedef struct dbuf {
-    void *p;
-    size_t cap;
-} dbuf;
-
-struct cllm_runner {
-    cllm_model_config cfg;
-    cllm_backend *be;
-    const cllm_arch *arch;
-    void *model;
-    cllm_arch_info info;
-    int block_size, num_kv_blocks, max_blocks_per_seq;
-    void **k_cache, **v_cache;     /* (layers) */
-    float *inv_freq;               /* device (D/2) */
-    dbuf ws, logits, sample_ws, tokens, params;
-    dbuf logits2, pen_params, pen_tokens, pen_ws, tok_lp, top_ids, top_lp, pairs;
-    dbuf ids, pos, qsl, seq_lens, block_tables, slots, lidx;
-};
 
 static cllm_status grow(cllm_backend *be, dbuf *b, size_t need) {
     if (need <= b->cap) return CLLM_OK;
@@ -48,6 +28,7 @@ void cllm_runner_destroy(cllm_runner *r) {
     if (!r) return;
     cllm_backend *be = r->be;
     if (be) {
+        cllm_runner_graphs_free(r);
         for (int l = 0; r->k_cache && l < r->cfg.num_hidden_layers; l++) {
             if (r->k_cache[l]) be->ops->free(be, r->k_cache[l]);
             if (r->v_cache[l]) be->ops->free(be, r->v_cache[l]);
@@ -85,6 +66,8 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     r->block_size = p->block_size;
     r->num_kv_blocks = p->num_kv_blocks;
     r->max_blocks_per_seq = (p->max_model_len + p->block_size - 1) / p->block_size;
+    r->max_model_len = p->max_model_len;
+    r->max_num_seqs = p->max_num_seqs;
     cllm_backend *be = p->backend;
     /* r->be is set only on success so that a failing create leaves the backend to the caller */
     CLLM_TRY_GOTO(st, arch->load(be, &r->cfg, p->weights, p->progress, &r->model, &r->info), fail);
@@ -178,13 +161,14 @@ cllm_status cllm_runner_execute(cllm_runner *r, const cllm_batch_host *b, const 
 }
 
 /* Logprobs, penalties and sampling of the NL logits rows (see
- * cllm_runner_execute_ex). */
-static cllm_status sample_rows(cllm_runner *r, int NL, const cllm_runner_sample_args *a, int32_t *tokens_out) {
+ * cllm_runner_execute_ex and model_runner_internal.h). */
+cllm_status cllm_runner_finish_rows(cllm_runner *r, int NL, const cllm_runner_sample_args *a, const float *logits,
+                                    int32_t *tokens, bool already_sampled, int32_t *tokens_out) {
     cllm_backend *be = r->be;
     int V = r->cfg.vocab_size;
     size_t i32 = sizeof(int32_t);
-    const float *lg = r->logits.p;
-    if (a->penalties) {
+    const float *lg = logits;
+    if (a->penalties && !already_sampled) {
         if (!be->ops->apply_penalties)
             return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no penalties op (presence/frequency/repetition "
                               "penalty)", be->ops->name);
@@ -198,19 +182,19 @@ static cllm_status sample_rows(cllm_runner *r, int NL, const cllm_runner_sample_
         CLLM_TRY(put(be, &r->pen_params, a->penalties, (size_t)NL * sizeof *a->penalties));
         CLLM_TRY(put(be, &r->pen_tokens, a->penalty_tokens, (size_t)a->num_penalty_tokens * i32 + i32));
         CLLM_TRY(grow(be, &r->pen_ws, be->ops->penalties_workspace_bytes(NL, V) + 1));
-        float *dst = r->logits.p;
+        float *dst = (float *)logits;
         if (a->logprobs_k >= 0) { /* keep the raw logits for logprobs */
             CLLM_TRY(grow(be, &r->logits2, (size_t)NL * V * sizeof(float)));
             dst = r->logits2.p;
         }
-        CLLM_TRY(be->ops->apply_penalties(be, r->logits.p, NL, V, r->pen_params.p, r->pen_tokens.p, r->pen_ws.p,
-                                          dst));
+        CLLM_TRY(be->ops->apply_penalties(be, logits, NL, V, r->pen_params.p, r->pen_tokens.p, r->pen_ws.p, dst));
         lg = dst;
     }
-    CLLM_TRY(put(be, &r->params, a->sp, (size_t)NL * sizeof *a->sp));
-    CLLM_TRY(grow(be, &r->sample_ws, be->ops->sample_workspace_bytes(NL, V) + 1));
-    CLLM_TRY(grow(be, &r->tokens, (size_t)NL * i32));
-    CLLM_TRY(be->ops->sample(be, lg, NL, V, r->params.p, r->sample_ws.p, r->tokens.p));
+    if (!already_sampled) {
+        CLLM_TRY(put(be, &r->params, a->sp, (size_t)NL * sizeof *a->sp));
+        CLLM_TRY(grow(be, &r->sample_ws, be->ops->sample_workspace_bytes(NL, V) + 1));
+        CLLM_TRY(be->ops->sample(be, lg, NL, V, r->params.p, r->sample_ws.p, tokens));
+    }
     if (a->logprobs_k >= 0) {
         int k = a->logprobs_k;
         if (!be->ops->logprobs)
@@ -218,19 +202,20 @@ static cllm_status sample_rows(cllm_runner *r, int NL, const cllm_runner_sample_
         CLLM_TRY(grow(be, &r->tok_lp, (size_t)NL * sizeof(float)));
         CLLM_TRY(grow(be, &r->top_ids, (size_t)NL * k * i32 + i32));
         CLLM_TRY(grow(be, &r->top_lp, (size_t)NL * k * sizeof(float) + 4));
-        CLLM_TRY(be->ops->logprobs(be, r->logits.p, NL, V, r->tokens.p, k, r->tok_lp.p, r->top_ids.p, r->top_lp.p));
+        CLLM_TRY(be->ops->logprobs(be, logits, NL, V, tokens, k, r->tok_lp.p, r->top_ids.p, r->top_lp.p));
         CLLM_TRY(be->ops->d2h(be, a->token_logprobs, r->tok_lp.p, (size_t)NL * sizeof(float)));
         if (k > 0) {
             CLLM_TRY(be->ops->d2h(be, a->top_ids, r->top_ids.p, (size_t)NL * k * i32));
             CLLM_TRY(be->ops->d2h(be, a->top_logprobs, r->top_lp.p, (size_t)NL * k * sizeof(float)));
         }
     }
-    return be->ops->d2h(be, tokens_out, r->tokens.p, (size_t)NL * i32);
+    return be->ops->d2h(be, tokens_out, tokens, (size_t)NL * i32);
 }
 
 cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
                                    int32_t *tokens_out, float *logits_out) {
     CLLM_TRY(validate(r, b));
+    if (cllm_runner_graph_fits(r, b, a)) return cllm_runner_graph_execute(r, b, a, tokens_out, logits_out);
     cllm_backend *be = r->be;
     int S = b->num_seqs, T = b->num_tokens, NL = b->num_logits, V = r->cfg.vocab_size;
     size_t i32 = sizeof(int32_t);
@@ -263,7 +248,10 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
     };
     CLLM_TRY(r->arch->forward(be, r->model, &fa));
     if (logits_out) CLLM_TRY(be->ops->d2h(be, logits_out, r->logits.p, (size_t)NL * V * sizeof(float)));
-    if (tokens_out) CLLM_TRY(sample_rows(r, NL, a, tokens_out));
+    if (tokens_out) {
+        CLLM_TRY(grow(be, &r->tokens, (size_t)NL * i32));
+        CLLM_TRY(cllm_runner_finish_rows(r, NL, a, r->logits.p, r->tokens.p, false, tokens_out));
+    }
     return be->ops->sync(be);
 }
 
@@ -301,6 +289,7 @@ cllm_status cllm_runner_resize_kv(cllm_runner *r, int num_blocks) {
     if (num_blocks <= 0) return cllm_error(CLLM_ERR_INVALID_ARG, "resize_kv: %d blocks", num_blocks);
     cllm_backend *be = r->be;
     int L = r->cfg.num_hidden_layers;
+    cllm_runner_graphs_reset(r); /* they point into the old cache: capture again */
     for (int l = 0; l < L; l++) {
         if (r->k_cache[l]) be->ops->free(be, r->k_cache[l]);
         if (r->v_cache[l]) be->ops->free(be, r->v_cache[l]);

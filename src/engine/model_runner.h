@@ -94,6 +94,22 @@ cllm_status cllm_runner_resize_kv(cllm_runner *r, int num_blocks);
 /* Free and total device memory (backend mem_info). */
 cllm_status cllm_runner_mem_info(cllm_runner *r, size_t *free_bytes, size_t *total_bytes);
 
+/* CUDA-graph decode (vLLM's CUDA graphs; src/engine/cuda_graph.c).
+ * Capture one graph of forward + sampling per padded decode batch size
+ * 1, 2, 4, 8, 16, 24, ... up to the first size >= max_num_seqs (at most 512),
+ * over fixed device buffers; afterwards cllm_runner_execute(_ex) runs every
+ * pure-decode step (each sequence 1 new token, no penalties) of at most that
+ * many sequences by one metadata upload + one graph launch, padding the
+ * batch with idle rows. Call it once the KV cache is final (resize_kv drops
+ * the graphs). A no-op on backends without graph ops (CPU). Logs the
+ * capture time. Errors: CLLM_ERR_OOM, CLLM_ERR_CUDA (capture failed: the
+ * runner is then eager-only; --enforce-eager avoids it). */
+cllm_status cllm_runner_capture_graphs(cllm_runner *r);
+
+/* Number of captured graphs, steps replayed through them so far, and the
+ * last capture's wall time (ms). Any pointer may be NULL. */
+void cllm_runner_graph_stats(const cllm_runner *r, int *num_graphs, uint64_t *replays, double *capture_ms);
+
 int cllm_runner_num_kv_blocks(const cllm_runner *r);
 int cllm_runner_block_size(const cllm_runner *r);
 cllm_backend *cllm_runner_backend(cllm_runner *r);   /* borrowed */

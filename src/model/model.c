@@ -133,6 +133,10 @@ cllm_status cllm_model_load(const cllm_model_params *params, cllm_model **out) {
     w = NULL;
     m->weights_ms = cllm_now_ms() - tw;
 
+    /* CUDA graphs for decode (a no-op on CPU). The engine loads with
+     * enforce_eager and captures itself once the KV cache is sized. */
+    if (!params->enforce_eager) CLLM_TRY_GOTO(st, cllm_runner_capture_graphs(m->runner), fail);
+
     m->free_blocks = malloc(sizeof(int32_t) * (size_t)nblocks);
     if (!m->free_blocks) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
     for (int i = 0; i < nblocks; i++) m->free_blocks[i] = nblocks - 1 - i; /* pop gives 0, 1, ... */

@@ -47,6 +47,9 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_b
     if (r0 >= nrows) return;
     const int ctx0 = slen - qlen;
     const int last = min(r0 + ROWS, nrows) - 1;
+    /* split_len 0 (CUDA-graph capture): this sequence's own split length, so that one
+     * launch configuration serves every context length (>= 64 keys per split). */
+    if (split_len == 0) split_len = max(64, ((slen + nsplit - 1) / nsplit + ATT_KT - 1) / ATT_KT * ATT_KT);
     const int kbeg = split * split_len;
     const int kend = min(kbeg + split_len, ctx0 + last / G + 1);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -310,6 +313,12 @@ extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const vo
     if (split_len < ATT_KT) split_len = ATT_KT;
     nsplit = (meta->max_seq_len + split_len - 1) / split_len;
     if (nsplit < 1) nsplit = 1;
+    /* Under CUDA-graph capture the launch is replayed with other seq_lens: the host's
+     * max_seq_len (the caller passes max_model_len) only bounds nsplit, and each CTA
+     * derives its sequence's split length on the device (split_len 0). */
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    CLLM_CU(cudaStreamIsCapturing(stream, &cap));
+    if (cap != cudaStreamCaptureStatusNone) split_len = 0;
     float *po = NULL, *pml = NULL;
     if (nsplit > 1) {
         po = (float *)workspace;

@@ -165,11 +165,63 @@ static cllm_status cuda_mem_info(cllm_backend *be, size_t *free_bytes, size_t *t
     return cllm_cuda_mem_info(free_bytes, total_bytes);
 }
 
+/* CUDA graphs: capture of the backend stream (thread-local mode: other
+ * threads' CUDA calls are not affected), instantiate, replay, destroy. */
+static cllm_status cuda_graph_capture_begin(cllm_backend *be) {
+    CLLM_CU(cudaStreamBeginCapture(IMPL(be)->stream, cudaStreamCaptureModeThreadLocal));
+    return CLLM_OK;
+}
+static cllm_status cuda_graph_capture_end(cllm_backend *be, void **graph) {
+    *graph = NULL;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(IMPL(be)->stream, &g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        if (g) cudaGraphDestroy(g);
+        return cllm_error(CLLM_ERR_CUDA, "CUDA graph capture failed: %s (an op in the captured region is not "
+                          "capturable); pass --enforce-eager", cudaGetErrorString(e));
+    }
+    cudaGraphExec_t x = NULL;
+    e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return cllm_error(CLLM_ERR_CUDA, "cudaGraphInstantiate failed: %s; pass --enforce-eager", cudaGetErrorString(e));
+    }
+    *graph = (void *)x;
+    return CLLM_OK;
+}
+static cllm_status cuda_graph_launch(cllm_backend *be, void *graph) {
+    CLLM_CU(cudaGraphLaunch((cudaGraphExec_t)graph, IMPL(be)->stream));
+    return CLLM_OK;
+}
+static void cuda_graph_destroy(cllm_backend *be, void *graph) {
+    (void)be;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+static cllm_status cuda_host_alloc(cllm_backend *be, size_t bytes, void **out) {
+    (void)be;
+    *out = NULL;
+    cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *out = NULL;
+        return cllm_error(CLLM_ERR_OOM, "cudaMallocHost of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
+    }
+    return CLLM_OK;
+}
+static void cuda_host_free(cllm_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFreeHost(p);
+}
+
 static const cllm_backend_ops cuda_ops = {
     "cuda", cuda_destroy, cuda_alloc, cuda_free, cuda_upload, cuda_h2d, cuda_d2h, cuda_sync, cuda_embedding,
     cuda_rmsnorm, cuda_head_rmsnorm, cuda_linear, cuda_rope, cuda_silu_mul, cuda_kv_write, cuda_attention,
     cuda_gather_rows, cuda_sample, cllm_cuda_sample_workspace_bytes,
     cuda_apply_penalties, cllm_cuda_penalties_workspace_bytes, cuda_logprobs, cuda_copy_blocks, cuda_mem_info,
+    cuda_graph_capture_begin, cuda_graph_capture_end, cuda_graph_launch, cuda_graph_destroy, cuda_host_alloc,
+    cuda_host_free,
 };
 
 #define CU_GOTO(call)                                                                                   \
