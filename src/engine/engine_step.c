@@ -3,6 +3,7 @@
  * outputs. See engine.c for the determinism rule. */
 #include "engine/engine_internal.h"
 #include "engine/engine_stop.h"
+#include "core/profile.h"
 #include "core/status.h"
 #include "model/model.h"
 
@@ -266,6 +267,7 @@ static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
         b.logits_indices = &last;
         b.num_logits = 1;
         CLLM_TRY(cllm_runner_execute(r, &b, NULL, NULL, NULL));
+        if (cllm_prof_on) cllm_prof_switch(CLLM_PROF_NONE); /* execute ends synchronized */
         return cllm_scheduler_update(e->sched, plan, NULL, 0);
     }
     cllm_runner_sample_args a = {
@@ -273,6 +275,7 @@ static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
         .logprobs_k = e->lp_k, .token_logprobs = e->tok_lp, .top_ids = e->top_ids, .top_logprobs = e->top_lp,
     };
     CLLM_TRY(cllm_runner_execute_ex(r, &e->batch, &a, e->sampled, NULL));
+    if (cllm_prof_on) cllm_prof_switch(CLLM_PROF_NONE); /* execute ends synchronized */
     CLLM_TRY(cllm_scheduler_update(e->sched, plan, e->sampled, NL));
     double now = cllm_now_ms();
     for (int i = 0; i < NL; i++) {
