@@ -251,7 +251,10 @@ typedef struct cllm_request_output {
     const char *text_delta;         /* detokenized new text (stop strings removed) */
     size_t text_delta_len;
     const cllm_logprob_entry *logprobs; /* num_new_tokens entries, or NULL */
-    const cllm_logprob_entry *prompt_logprobs; /* on the first output only, or NULL */
+    const cllm_logprob_entry *prompt_logprobs; /* on the first output only, or NULL: one entry per
+                                     * prompt token (num_prompt_logprobs = prompt length); entry i >= 1
+                                     * scores token i given tokens < i, top-k = request prompt_logprobs;
+                                     * entry 0 has none (logprob NAN, num_top 0; vLLM's None) */
     int num_prompt_logprobs;
     bool finished;
     const char *finish_reason;      /* "stop" | "length" | "abort" | NULL while running */

@@ -5,7 +5,7 @@
 #   cllm bench latency --batch-size 1..256 --input-len 1024 --output-len 128
 #   cllm bench throughput --num-prompts 200 (profiled: time split)
 #   cllm bench throughput --num-prompts ${CLLM_TP_PROMPTS:-1000} (unprofiled: the figures)
-# Logs and JSON under $OUT.
+# within CLLM_TOTAL_S seconds (default 450). Logs and JSON under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cllm_gpu_out}; mkdir -p "$OUT"
@@ -19,18 +19,16 @@ export LD_LIBRARY_PATH="$LIBD:$LIBD/openblas-pthread:/usr/local/cuda/lib64${LD_L
 [ -x $B/cllm ] || { echo "no $B/cllm"; exit 1; }
 M=/tmp/l8
 python3 .carry/make_checkpoint.py --preset llama3-8b --out $M --tokenizer .carry/tokenizers/llama3 --layers 1 > "$OUT/mk.log" 2>&1 || { echo "make_checkpoint failed"; tail -5 "$OUT/mk.log"; }
-python3 - <<'PY'
-import json; p = "/tmp/l8/config.json"; c = json.load(open(p)); c["num_hidden_layers"] = 32; json.dump(c, open(p, "w"), indent=2)
-PY
+python3 -c 'import json; p = "/tmp/l8/config.json"; c = json.load(open(p)); c["num_hidden_layers"] = 32; json.dump(c, open(p, "w"), indent=2)'
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/env.log"
 echo "== latency sweep ($(( $(date +%s) - t0 )) s) =="
 timeout 170 $B/cllm bench latency --model $M --load-format dummy --device cuda --batch-size 1,2,4,8,16,32,64,128,256 \
-    --input-len 1024 --output-len 128 --num-iters 2 --num-iters-warmup 1 --output-json "$OUT/latency_sweep.json" 2>&1 | tee "$OUT/latency_sweep.log"
+    --input-len 1024 --output-len 128 --num-iters ${CLLM_ITERS:-2} --num-iters-warmup 1 --output-json "$OUT/latency_sweep.json" 2>&1 | tee "$OUT/latency_sweep.log"
 echo "== throughput 200 prompts, profiled ($(( $(date +%s) - t0 )) s) =="
 timeout 100 $B/cllm bench throughput --model $M --load-format dummy --device cuda --num-prompts 200 --input-len 1000 \
     --output-len 1000 --max-model-len 2048 --profile --output-json "$OUT/throughput_200_profile.json" 2>&1 | tee "$OUT/throughput_200_profile.log"
-left=$(( 450 - ($(date +%s) - t0) ))
+left=$(( ${CLLM_TOTAL_S:-450} - ($(date +%s) - t0) ))
 echo "== throughput ${CLLM_TP_PROMPTS:-1000} prompts ($(( $(date +%s) - t0 )) s, ${left} s left) =="
-timeout $left $B/cllm bench throughput --model $M --load-format dummy --device cuda --num-prompts ${CLLM_TP_PROMPTS:-1000} \
+[ $left -gt 20 ] && timeout $left $B/cllm bench throughput --model $M --load-format dummy --device cuda --num-prompts ${CLLM_TP_PROMPTS:-1000} \
     --input-len 1000 --output-len 1000 --max-model-len 2048 --output-json "$OUT/throughput_${CLLM_TP_PROMPTS:-1000}.json" 2>&1 | tee "$OUT/throughput_${CLLM_TP_PROMPTS:-1000}.log"
 echo "rc=$? total $(( $(date +%s) - t0 )) s"

@@ -2,8 +2,12 @@
  * --input-len, greedy decode of --output-len tokens, median over
  * --num-iters after --num-iters-warmup. Prints each figure beside its
  * ceiling (CONVENTIONS.md §12): prefill TFLOP/s beside 790 TFLOP/s (H200
- * dense bf16), decode tokens/s beside weight bytes / 4.3e12 B/s. */
+ * dense bf16), decode tokens/s beside weight bytes / 4.3e12 B/s.
+ * --batch-size 1 (default) runs one sequence through cllm_generate (prefill
+ * and decode); --batch-size N or a list N1,N2,... runs the batched decode
+ * sweep of bench_batch.c. `cllm bench throughput` is bench_throughput.c. */
 #include "cli/args.h"
+#include "cli/bench.h"
 #include "cli/cli.h"
 #include "cllm.h"
 #include "core/status.h"
@@ -20,19 +24,37 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME [--load-format auto|dummy] [--device cpu|cuda]\n"
-               "       [--dtype auto|bfloat16|float32] --input-len 128 --output-len 256 --batch-size 1\n"
+               "       [--dtype auto|bfloat16|float32] --input-len 128 --output-len 256 --batch-size 1|N|N1,N2,...\n"
                "       [--num-iters 5] [--num-iters-warmup 1] [--max-model-len N] [--output-json F]\n"
-               "       [--enforce-eager]\n");
+               "       [--enforce-eager]\n"
+               "       cllm bench throughput --help\n"
+               "       cllm bench serve --help\n");
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+#define MAX_BATCH_SIZES 64
+
+/* "1,2,4" -> bs[], each in [1, 65536]; 0 with a message on a bad list. */
+static int parse_batch_sizes(const char *v, long *bs, int *n) {
+    *n = 0;
+    const char *p = v;
+    for (;;) {
+        char item[32];
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item || *n == MAX_BATCH_SIZES) {
+            fprintf(stderr, "cllm bench latency: --batch-size '%s' must be N or a comma-separated list of at most %d "
+                            "sizes (e.g. 1,2,4)\n", v, MAX_BATCH_SIZES);
+            return 0;
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (!cllm_arg_long("--batch-size", item, 1, 1L << 16, &bs[*n])) return 0;
+        (*n)++;
+        if (!p[len]) return 1;
+        p += len + 1;
+    }
 }
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+
+#define median cllm_bench_median
 
 typedef struct bench_opts {
     long input_len, output_len, batch_size, iters, warmup, max_len;
@@ -127,13 +149,16 @@ done:
 
 int cllm_cli_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "serve")) return cllm_cli_bench_serve(argc, argv); /* cli/bench_serve.c */
+    if (argc >= 2 && !strcmp(argv[1], "throughput")) return cllm_cli_bench_throughput(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "latency") != 0) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { usage(stdout); return 0; }
-        fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency (cllm bench --help)\n");
+        fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency, throughput, serve (cllm bench --help)\n");
         return 2;
     }
     cllm_model_params mp = cllm_model_default_params();
     bench_opts o = {.input_len = 128, .output_len = 256, .batch_size = 1, .iters = 5, .warmup = 1};
+    long bs[MAX_BATCH_SIZES] = {1};
+    int nbs = 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
@@ -143,7 +168,7 @@ int cllm_cli_bench(int argc, char **argv) {
         if (!strcmp(a, "--model")) mp.model = v;
         else if (!strcmp(a, "--input-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.input_len);
         else if (!strcmp(a, "--output-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.output_len);
-        else if (!strcmp(a, "--batch-size")) ok = cllm_arg_long(a, v, 1, 1L << 16, &o.batch_size);
+        else if (!strcmp(a, "--batch-size")) ok = parse_batch_sizes(v, bs, &nbs);
         else if (!strcmp(a, "--num-iters")) ok = cllm_arg_long(a, v, 1, 100000, &o.iters);
         else if (!strcmp(a, "--num-iters-warmup")) ok = cllm_arg_long(a, v, 0, 100000, &o.warmup);
         else if (!strcmp(a, "--max-model-len")) ok = cllm_arg_long(a, v, 1, 1L << 30, &o.max_len);
@@ -158,11 +183,8 @@ int cllm_cli_bench(int argc, char **argv) {
         if (!ok) return 2;
     }
     if (!mp.model) { fprintf(stderr, "cllm bench latency: --model is required\n"); return 2; }
-    if (o.batch_size != 1) {
-        fprintf(stderr, "cllm bench latency: --batch-size %ld is not supported yet (batching comes with the "
-                        "scheduler); use --batch-size 1\n", o.batch_size);
-        return 2;
-    }
     mp.max_model_len = (int)o.max_len;
+    if (nbs > 1 || bs[0] != 1)
+        return cllm_bench_latency_sweep(&mp, bs, nbs, o.input_len, o.output_len, o.iters, o.warmup, o.json_path);
     return run(&mp, &o);
 }

@@ -24,6 +24,7 @@
  *   sample params (smax) | block_tables (smax, M)   -- last, so that a step
  * uploads only up to the last used block-table entry. */
 #include "engine/model_runner_internal.h"
+#include "core/profile.h"
 #include "core/status.h"
 #include "model/model.h"
 
@@ -167,6 +168,9 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r) {
     if (!be->ops->graph_capture_begin || !be->ops->graph_capture_end || !be->ops->graph_launch ||
         !be->ops->graph_destroy)
         return CLLM_OK;
+    /* Profiling synchronizes inside the forward pass, which a capture forbids:
+     * profiled runs are eager. */
+    if (cllm_prof_on) return CLLM_OK;
     cllm_runner_graphs_reset(r);
     runner_graphs *g = &r->g;
     int sizes[CLLM_GRAPH_MAX_SIZES], n = 0;

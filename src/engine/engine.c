@@ -55,6 +55,10 @@ void cllm_engine_destroy(cllm_engine *e) {
     free(e->top_ids);
     free(e->top_lp);
     free(e->taken);
+    eng_plp_free_dead(e);
+    free(e->plp_dead);
+    free(e->plx_lidx), free(e->plx_tok), free(e->plx_pos), free(e->plx_req);
+    free(e->plx_lp), free(e->plx_top_ids), free(e->plx_top_lp);
     free(e);
 }
 

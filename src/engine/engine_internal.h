@@ -16,6 +16,11 @@ typedef struct eng_req {
     int *slots;               /* (n) slot of each completion */
     int num_prompt;
     int logprobs;             /* -1: none */
+    int prompt_logprobs;      /* -1: none; else top-k width of the prompt logprobs */
+    int plp_filled;           /* prompt_logprobs entries 1..plp_filled are computed */
+    cllm_logprob_entry *plp;  /* (num_prompt) prompt logprobs; entry 0 has none (NAN, 0 top) */
+    int32_t *plp_top_ids;     /* (num_prompt, prompt_logprobs) */
+    float *plp_top_lp;
     bool skip_special_tokens, include_stop_str;
     bool prompt_counted;
     bool hidden;              /* partially added (add_request failed): no outputs */
@@ -82,12 +87,40 @@ struct cllm_engine {
     cllm_seq **taken;
     int cap_taken;
     eng_step_bufs sb;
+    /* prompt_logprobs rows of this step (engine_prompt_lp.c) */
+    int32_t *plx_lidx;        /* (NL + NX) logits rows: the sampling rows, then the prompt rows */
+    int32_t *plx_tok;         /* (NX) prompt token each prompt row scores */
+    int32_t *plx_pos;         /* (NX) entry index in its request's prompt_logprobs */
+    eng_req **plx_req;        /* (NX) borrowed */
+    size_t cap_plx;
+    int plx_k;                /* max top-k over the rows */
+    float *plx_lp;            /* (NX) */
+    int32_t *plx_top_ids;     /* (NX, plx_k) */
+    float *plx_top_lp;
+    size_t cap_plx_top;
+    void **plp_dead;          /* prompt_logprobs arrays of requests finished this step: freed next step */
+    int num_plp_dead, cap_plp_dead;
     uint64_t prompt_tokens_total, generation_tokens_total, num_preemptions;
 };
 
 #define ENG_MAX_LOGPROBS 20   /* vLLM's default max_logprobs */
 
 void eng_req_free(eng_req *r);
+/* prompt_logprobs (engine_prompt_lp.c). Allocate r's prompt_logprobs for
+ * prompt ids (n) with top-k width k; entry 0 gets logprob NAN, no top. */
+cllm_status eng_plp_init(eng_req *r, const int32_t *ids, int n, int k);
+/* The prompt rows this step needs (prefill positions whose logits score the
+ * next prompt token and were not computed before); writes plx_lidx (the NL
+ * sampling rows of e->batch first), *nx = NX. */
+cllm_status eng_plp_rows(cllm_engine *e, const cllm_sched_plan *plan, int NL, int *nx);
+/* After the execute whose logits rows [NL, NL + NX) are the prompt rows:
+ * compute their logprobs and store them in the requests. */
+cllm_status eng_plp_fetch(cllm_engine *e, cllm_runner *r, int NL, int NX);
+/* Keep r's prompt_logprobs alive until the next step (outputs point at
+ * them), detaching them from r. */
+void eng_plp_retire(cllm_engine *e, eng_req *r);
+/* Free the retired arrays (start of a step, destroy). */
+void eng_plp_free_dead(cllm_engine *e);
 /* Release slot i (detokenizer, text) to the free list. */
 void eng_slot_release(cllm_engine *e, int i);
 void eng_step_bufs_free(eng_step_bufs *b);

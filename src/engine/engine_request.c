@@ -13,6 +13,9 @@ void eng_req_free(eng_req *r) {
     for (int i = 0; i < r->num_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->slots);
+    free(r->plp);
+    free(r->plp_top_ids);
+    free(r->plp_top_lp);
     free(r);
 }
 
@@ -31,6 +34,7 @@ eng_req *eng_find_req(cllm_engine *e, uint64_t id, int *pos) {
 }
 
 void eng_remove_req(cllm_engine *e, int pos) {
+    eng_plp_retire(e, e->reqs[pos]);
     eng_req_free(e->reqs[pos]);
     memmove(e->reqs + pos, e->reqs + pos + 1, sizeof(eng_req *) * (size_t)(e->num_reqs - pos - 1));
     e->num_reqs--;
@@ -52,8 +56,9 @@ static cllm_status validate(const cllm_engine *e, const cllm_request_params *p, 
     if (p->logprobs > ENG_MAX_LOGPROBS)
         return cllm_error(CLLM_ERR_INVALID_ARG, "logprobs must be <= %d (max_logprobs), got %d", ENG_MAX_LOGPROBS,
                           p->logprobs);
-    if (p->prompt_logprobs >= 0)
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "prompt_logprobs is not supported yet; leave it unset (-1)");
+    if (p->prompt_logprobs < -1 || p->prompt_logprobs > ENG_MAX_LOGPROBS)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "prompt_logprobs must be -1 (none) or in [0, %d] (max_logprobs), got %d",
+                          ENG_MAX_LOGPROBS, p->prompt_logprobs);
     if (p->n > 256) return cllm_error(CLLM_ERR_INVALID_ARG, "n must be <= 256, got %d", p->n);
     for (int i = 0; i < p->num_stop_token_ids; i++)
         if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= V)
@@ -191,6 +196,8 @@ cllm_status cllm_engine_add_request(cllm_engine *e, const char *prompt, const in
     r->n = p.n;
     r->num_prompt = (int)n;
     r->logprobs = p.logprobs;
+    r->prompt_logprobs = -1;
+    if (p.prompt_logprobs >= 0 && (st = eng_plp_init(r, ids, (int)n, p.prompt_logprobs)) != CLLM_OK) goto fail;
     r->skip_special_tokens = p.skip_special_tokens;
     r->include_stop_str = p.include_stop_str_in_output;
     r->t_add_ms = cllm_now_ms();

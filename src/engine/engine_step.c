@@ -3,6 +3,7 @@
  * outputs. See engine.c for the determinism rule. */
 #include "engine/engine_internal.h"
 #include "engine/engine_stop.h"
+#include "core/profile.h"
 #include "core/status.h"
 #include "model/model.h"
 
@@ -113,10 +114,15 @@ static cllm_status on_token(cllm_engine *e, int si, int32_t tok, int row, double
         r->prompt_counted = true;
     }
     e->generation_tokens_total++;
-    if (s->first_token_ms == 0) s->first_token_ms = now_ms;
+    bool first = s->first_token_ms == 0;
+    if (first) s->first_token_ms = now_ms;
     int oi;
     CLLM_TRY(get_out(e, si, &oi));
     eng_step_bufs *b = &e->sb;
+    if (first && r->plp) { /* kept alive until the next step even if r finishes now (eng_plp_retire) */
+        b->outs[oi].prompt_logprobs = r->plp;
+        b->outs[oi].num_prompt_logprobs = r->num_prompt;
+    }
     b->tok[oi] = tok;
     b->outs[oi].num_new_tokens = 1;
     if (r->logprobs >= 0) {
@@ -197,9 +203,10 @@ static cllm_status on_finished(cllm_engine *e, cllm_seq *q) {
 }
 
 /* Per-row sampler, penalty and logprob inputs for the flattened batch. */
-static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int NL, bool *any_pen) {
+static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int NL, int need, bool *any_pen) {
     size_t cap = (size_t)e->cap_rows;
-    if ((size_t)NL > cap) {
+    if ((size_t)need > cap) {
+        NL = need; /* grow to need rows; NL is restored below */
         size_t c = cap;
         CLLM_TRY(grow_arr((void **)&e->sp, (size_t)NL, sizeof *e->sp, &c));
         c = cap;
@@ -213,6 +220,7 @@ static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int N
         c = cap;
         CLLM_TRY(grow_arr((void **)&e->top_lp, (size_t)NL * ENG_MAX_LOGPROBS, sizeof *e->top_lp, &c));
         e->cap_rows = NL;
+        NL = e->batch.num_logits;
     }
     *any_pen = false;
     e->lp_k = -1;
@@ -257,22 +265,36 @@ static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
     cllm_runner *r = cllm_model_runner(e->model);
     CLLM_TRY(cllm_runner_copy_blocks(r, plan->copies, plan->num_copies));
     CLLM_TRY(cllm_sched_flatten(plan, cllm_runner_block_size(r), 0, &e->batch));
-    int NL = e->batch.num_logits;
+    int NL = e->batch.num_logits, NX = 0;
     bool any_pen = false;
-    if (NL > 0) CLLM_TRY(build_rows(e, plan, NL, &any_pen));
+    CLLM_TRY(eng_plp_rows(e, plan, NL, &NX)); /* prompt_logprobs rows go after the sampling rows */
+    if (NL > 0) CLLM_TRY(build_rows(e, plan, NL, NL + NX, &any_pen));
     if (NL == 0) { /* prefill chunks only: forward for the KV, one dummy logits row */
         int32_t last = e->batch.num_tokens - 1;
         cllm_batch_host b = e->batch;
-        b.logits_indices = &last;
-        b.num_logits = 1;
+        b.logits_indices = NX > 0 ? e->plx_lidx : &last;
+        b.num_logits = NX > 0 ? NX : 1;
         CLLM_TRY(cllm_runner_execute(r, &b, NULL, NULL, NULL));
+        if (cllm_prof_on) cllm_prof_switch(CLLM_PROF_NONE); /* execute ends synchronized */
+        if (NX > 0) CLLM_TRY(eng_plp_fetch(e, r, 0, NX));
         return cllm_scheduler_update(e->sched, plan, NULL, 0);
+    }
+    cllm_batch_host bx = e->batch;
+    if (NX > 0) { /* the prompt rows are sampled greedily too (ignored), without penalties */
+        for (int i = NL; i < NL + NX; i++) {
+            e->sp[i] = (cllm_sample_params){.temperature = 0.0f, .top_p = 1.0f, .top_k = -1};
+            e->pen[i] = (cllm_penalty_params){.repetition_penalty = 1.0f};
+        }
+        bx.logits_indices = e->plx_lidx;
+        bx.num_logits = NL + NX;
     }
     cllm_runner_sample_args a = {
         .sp = e->sp, .penalties = any_pen ? e->pen : NULL, .penalty_tokens = e->hist, .num_penalty_tokens = e->num_hist,
         .logprobs_k = e->lp_k, .token_logprobs = e->tok_lp, .top_ids = e->top_ids, .top_logprobs = e->top_lp,
     };
-    CLLM_TRY(cllm_runner_execute_ex(r, &e->batch, &a, e->sampled, NULL));
+    CLLM_TRY(cllm_runner_execute_ex(r, &bx, &a, e->sampled, NULL));
+    if (cllm_prof_on) cllm_prof_switch(CLLM_PROF_NONE); /* execute ends synchronized */
+    if (NX > 0) CLLM_TRY(eng_plp_fetch(e, r, NL, NX));
     CLLM_TRY(cllm_scheduler_update(e->sched, plan, e->sampled, NL));
     double now = cllm_now_ms();
     for (int i = 0; i < NL; i++) {
@@ -289,6 +311,7 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_request_output **outputs
     eng_step_bufs *b = &e->sb;
     b->num_outs = 0;
     b->text_len = 0;
+    eng_plp_free_dead(e); /* the previous step's outputs are no longer valid */
     const cllm_sched_plan *plan = NULL;
     CLLM_TRY(cllm_scheduler_schedule(e->sched, &plan));
     e->num_preemptions += (uint64_t)plan->num_preempted;

@@ -310,3 +310,27 @@ cllm_status cllm_runner_mem_info(cllm_runner *r, size_t *free_bytes, size_t *tot
         return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s cannot report its memory", r->be->ops->name);
     return r->be->ops->mem_info(r->be, free_bytes, total_bytes);
 }
+
+cllm_status cllm_runner_logprobs_rows(cllm_runner *r, int row0, int n, const int32_t *tokens, int k,
+                                      float *token_logprobs, int32_t *top_ids, float *top_logprobs) {
+    cllm_backend *be = r->be;
+    int V = r->cfg.vocab_size;
+    size_t i32 = sizeof(int32_t);
+    if (n <= 0) return CLLM_OK;
+    if (row0 < 0 || k < 0 || k > 64 || (size_t)(row0 + n) * V * sizeof(float) > r->logits.cap)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "logprobs_rows: rows [%d, %d) or k %d out of range", row0, row0 + n, k);
+    if (!be->ops->logprobs) return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no logprobs op", be->ops->name);
+    /* the sampling scratch buffers are free between executes */
+    CLLM_TRY(put(be, &r->tokens, tokens, (size_t)n * i32));
+    CLLM_TRY(grow(be, &r->tok_lp, (size_t)n * sizeof(float)));
+    CLLM_TRY(grow(be, &r->top_ids, (size_t)n * k * i32 + i32));
+    CLLM_TRY(grow(be, &r->top_lp, (size_t)n * k * sizeof(float) + 4));
+    const float *lg = (const float *)r->logits.p + (size_t)row0 * V;
+    CLLM_TRY(be->ops->logprobs(be, lg, n, V, r->tokens.p, k, r->tok_lp.p, r->top_ids.p, r->top_lp.p));
+    CLLM_TRY(be->ops->d2h(be, token_logprobs, r->tok_lp.p, (size_t)n * sizeof(float)));
+    if (k > 0) {
+        CLLM_TRY(be->ops->d2h(be, top_ids, r->top_ids.p, (size_t)n * k * i32));
+        CLLM_TRY(be->ops->d2h(be, top_logprobs, r->top_lp.p, (size_t)n * k * sizeof(float)));
+    }
+    return be->ops->sync(be);
+}

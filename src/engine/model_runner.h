@@ -77,6 +77,16 @@ cllm_status cllm_runner_execute(cllm_runner *r, const cllm_batch_host *b, const 
 cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
                                    int32_t *tokens_out, float *logits_out);
 
+/* Logprobs of logits rows [row0, row0 + n) of the last execute (the rows
+ * its batch's logits_indices selected; valid until the next execute), for
+ * given target tokens: token_logprobs (n) = raw log_softmax at tokens[i]
+ * (host, n ids), and if k > 0 the top-k ids/logprobs (n, k) (backend
+ * logprobs op semantics). Used for prompt_logprobs. All outputs host.
+ * Errors: CLLM_ERR_INVALID_ARG (rows beyond the last execute's logits, k
+ * not in [0, 64]), CLLM_ERR_UNSUPPORTED (no logprobs op). */
+cllm_status cllm_runner_logprobs_rows(cllm_runner *r, int row0, int n, const int32_t *tokens, int k,
+                                      float *token_logprobs, int32_t *top_ids, float *top_logprobs);
+
 /* Copy KV blocks (copy-on-write pairs of the block manager) in every
  * layer's K and V cache, before the step that writes into dst. Errors:
  * CLLM_ERR_INVALID_ARG (a block out of range), CLLM_ERR_UNSUPPORTED (backend

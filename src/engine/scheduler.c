@@ -252,7 +252,9 @@ static cllm_status schedule_waiting(cllm_scheduler *s, int *budget) {
     while (s->waiting.n > 0 && s->n_running < s->p.max_num_seqs && *budget > 0) {
         cllm_seq *q = dq_get(&s->waiting, 0);
         int computed = 0;
-        CLLM_TRY(cllm_kv_get_computed_blocks(s->bm, &q->kv, &computed));
+        /* prompt_logprobs need the logits of every prompt position: no
+         * prefix-cache hits for such requests (as vLLM) */
+        if (q->params.prompt_logprobs < 0) CLLM_TRY(cllm_kv_get_computed_blocks(s->bm, &q->kv, &computed));
         int num_new = q->num_tokens - computed;
         CLLM_ASSERT(num_new > 0); /* the lookup never covers the last token */
         if (num_new > *budget) num_new = *budget;

@@ -47,7 +47,7 @@ mkdir -p "$TMP/hdr"; cp "$MODEL"/* "$TMP/hdr/"; chmod -R u+w "$TMP/hdr"
 printf '\xff\xff\xff\xff\xff\xff\xff\x7f' | dd of="$TMP/hdr/model.safetensors" conv=notrunc status=none
 expect 1 "safetensors" -- generate --model "$TMP/hdr" --prompt hi
 
-expect 2 "batch-size" -- bench latency --model "$MODEL" --batch-size 4
+expect 2 "batch-size" -- bench latency --model "$MODEL" --batch-size 0
 "$CLLM" bench latency --model "$MODEL" --input-len 16 --output-len 8 --num-iters 2 --output-json "$TMP/b.json" >"$TMP/out" 2>"$TMP/err" \
   && grep -q decode_tokens_per_s "$TMP/b.json" && echo "ok: bench latency" || { echo "FAIL: bench latency: $(cat "$TMP/err")"; fail=1; }
 exit $fail

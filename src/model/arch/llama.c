@@ -5,6 +5,7 @@
  * weights and fused residual-add RMSNorm. */
 #include "model/arch/arch.h"
 #include "core/dtype.h"
+#include "core/profile.h"
 #include "core/progress.h"
 #include "core/status.h"
 
@@ -220,6 +221,17 @@ static size_t llama_workspace_bytes(const cllm_model_config *c, int T, int num_l
            align_up(t * I * a) + align_up((size_t)num_logits * E * a);
 }
 
+/* Profiling (core/profile.h): off, one predictable branch per category
+ * switch; on, sync the backend and charge the elapsed time to the category
+ * that just ended. */
+#define PROF(cat)                                                    \
+    do {                                                             \
+        if (cllm_prof_on) {                                          \
+            CLLM_TRY(be->ops->sync(be));                             \
+            cllm_prof_switch(cat);                                   \
+        }                                                            \
+    } while (0)
+
 static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forward_args *a) {
     llama_model *m = model;
     const cllm_model_config *c = &m->cfg;
@@ -240,29 +252,43 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     void *sel = p;
     char *q = qkv, *k = qkv + (size_t)H * D * as, *v = qkv + (size_t)(H + Hkv) * D * as;
 
+    PROF(CLLM_PROF_OTHER);
     CLLM_TRY(op->embedding(be, a->token_ids, T, m->embed, V, E, residual));
     for (int l = 0; l < c->num_hidden_layers; l++) {
         llama_layer *ly = &m->layers[l];
+        PROF(CLLM_PROF_OTHER);
         if (l == 0) CLLM_TRY(op->rmsnorm(be, residual, NULL, ly->ln1, T, E, eps, normed));
         else CLLM_TRY(op->rmsnorm(be, tmp, residual, ly->ln1, T, E, eps, normed));
+        PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, normed, T, &ly->qkv, qkv, act));
+        PROF(CLLM_PROF_OTHER);
         if (c->qk_norm) {
             CLLM_TRY(op->head_rmsnorm(be, q, T, H, D, NQ, ly->q_norm, eps));
             CLLM_TRY(op->head_rmsnorm(be, k, T, Hkv, D, NQ, ly->k_norm, eps));
         }
         CLLM_TRY(op->rope(be, q, k, a->positions, T, H, Hkv, D, NQ, NQ, a->inv_freq));
+        PROF(CLLM_PROF_ATTN);
         CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[l], a->v_cache[l]));
         CLLM_TRY(op->attention(be, q, NQ, a->k_cache[l], a->v_cache[l], a->meta, H, Hkv, D,
                                1.0f / sqrtf((float)D), attn));
+        PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, attn, T, &ly->o, tmp, act));
+        PROF(CLLM_PROF_OTHER);
         CLLM_TRY(op->rmsnorm(be, tmp, residual, ly->ln2, T, E, eps, normed));
+        PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, normed, T, &ly->gate_up, gu, act));
+        PROF(CLLM_PROF_OTHER);
         CLLM_TRY(op->silu_mul(be, gu, T, I, mlp));
+        PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, mlp, T, &ly->down, tmp, act));
     }
+    PROF(CLLM_PROF_OTHER);
     CLLM_TRY(op->rmsnorm(be, tmp, residual, m->norm, T, E, eps, normed));
     CLLM_TRY(op->gather_rows(be, normed, a->logits_indices, a->num_logits, E, sel));
-    return op->linear(be, sel, a->num_logits, &m->lm_head, a->logits, CLLM_DTYPE_F32);
+    PROF(CLLM_PROF_GEMM);
+    CLLM_TRY(op->linear(be, sel, a->num_logits, &m->lm_head, a->logits, CLLM_DTYPE_F32));
+    PROF(CLLM_PROF_SAMPLE); /* the runner's sampling follows; the caller closes it */
+    return CLLM_OK;
 }
 
 const cllm_arch cllm_arch_llama_family = {
