@@ -352,7 +352,7 @@ int main(int argc, char **argv) {
     bench_attention(64, 4096, 64, 8, 128, 16, 0, " G8");
     /* decode split sweep: (CTAs per SM, min split keys) */
     {
-        int tune[][2] = {{8, 256}, {32, 256}, {16, 128}, {16, 512}, {8, 512}};
+        int tune[][2] = {{8, 512}, {16, 256}, {16, 1024}, {4, 128}, {8, 1024}};
         for (int i = 0; i < 5; i++) {
             char tag[32];
             snprintf(tag, sizeof tag, " t%d/%d", tune[i][0], tune[i][1]);
@@ -361,7 +361,7 @@ int main(int argc, char **argv) {
             bench_attention(8, 8192, 32, 8, 128, 16, 0, tag);
             bench_attention(1, 32768, 32, 8, 128, 16, 0, tag);
         }
-        cllm_cuda_attention_tune(16, 256);
+        cllm_cuda_attention_tune(16, 512);
     }
     bench_elementwise();
     bench_decode_layers(128);

@@ -458,7 +458,7 @@ attention_combine_kernel(const float *__restrict__ part_o, const float *__restri
  * max_seq_len. */
 #define DEC_MAX_SPLIT 256
 static int cllm_attn_dec_ctas_per_sm = 16;
-static int cllm_attn_dec_min_split = 256;
+static int cllm_attn_dec_min_split = 512;
 
 extern "C" void cllm_cuda_attention_tune(int ctas_per_sm, int min_split_keys) {
     if (ctas_per_sm > 0) cllm_attn_dec_ctas_per_sm = ctas_per_sm;
