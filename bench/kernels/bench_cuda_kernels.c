@@ -150,7 +150,9 @@ static void attn_fn(void *c, int i) {
                            64u << 20, a->sms, st));
 }
 
-static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P) {
+/* maxlen: max_seq_len given to the kernel (0: ctx), as a CUDA graph captured at
+ * max_model_len would pass it. */
+static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P, int maxlen, const char *tag) {
     int mbps = ctx / P, B = S * mbps;
     int32_t *qsl = malloc((S + 1) * 4), *sl = malloc(S * 4), *bt = malloc((size_t)S * mbps * 4);
     for (int s = 0; s <= S; s++) qsl[s] = s;
@@ -171,10 +173,13 @@ static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P) {
     CU(cudaMemcpy(d1, qsl, (S + 1) * 4, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(d2, sl, S * 4, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(d3, bt, (size_t)S * mbps * 4, cudaMemcpyHostToDevice));
-    a.m = (cllm_attn_meta){S, S, 1, ctx, P, mbps, d1, d2, d3, NULL};
+    a.m = (cllm_attn_meta){S, S, 1, maxlen > ctx ? maxlen : ctx, P, mbps, d1, d2, d3, NULL};
     float ms = time_ms(attn_fn, &a, 10, 15);
     char shape[96];
-    snprintf(shape, sizeof shape, "S=%d ctx=%d H=%d Hkv=%d D=%d", S, ctx, H, Hkv, D);
+    if (maxlen > ctx)
+        snprintf(shape, sizeof shape, "S=%d ctx=%d max=%d%s", S, ctx, maxlen, tag);
+    else
+        snprintf(shape, sizeof shape, "S=%d ctx=%d H=%d Hkv=%d D=%d%s", S, ctx, H, Hkv, D, tag);
     double bytes = 2.0 * S * ctx * Hkv * D * 2;
     row("decode_attention", shape, ms, 4.0 * S * ctx * H * D, bytes);
     cudaFree(a.q), cudaFree(a.kc), cudaFree(a.vc), cudaFree(a.out), cudaFree(a.ws), cudaFree(d1), cudaFree(d2), cudaFree(d3);
@@ -337,10 +342,27 @@ int main(int argc, char **argv) {
     printf("%-22s %-28s %12s  %35s  %s\n", "kernel", "shape", "time", "compute (ceiling 790 TFLOP/s)",
            "bandwidth (ceiling 4.3 TB/s)");
     bench_gemm();
-    bench_attention(64, 4096, 32, 8, 128, 16);
-    bench_attention(8, 8192, 32, 8, 128, 16);
-    bench_attention(1, 32768, 32, 8, 128, 16);
-    bench_attention(1, 2048, 32, 8, 128, 16);
+    bench_attention(64, 4096, 32, 8, 128, 16, 0, "");
+    bench_attention(8, 8192, 32, 8, 128, 16, 0, "");
+    bench_attention(1, 32768, 32, 8, 128, 16, 0, "");
+    bench_attention(1, 2048, 32, 8, 128, 16, 0, "");
+    bench_attention(64, 4096, 32, 8, 128, 16, 32768, "");
+    bench_attention(8, 2048, 32, 8, 128, 16, 32768, "");
+    bench_attention(256, 1024, 32, 8, 128, 16, 0, "");
+    bench_attention(64, 4096, 64, 8, 128, 16, 0, " G8");
+    /* decode split sweep: (CTAs per SM, min split keys) */
+    {
+        int tune[][2] = {{8, 512}, {16, 256}, {16, 1024}, {4, 128}, {8, 1024}};
+        for (int i = 0; i < 5; i++) {
+            char tag[32];
+            snprintf(tag, sizeof tag, " t%d/%d", tune[i][0], tune[i][1]);
+            cllm_cuda_attention_tune(tune[i][0], tune[i][1]);
+            bench_attention(64, 4096, 32, 8, 128, 16, 0, tag);
+            bench_attention(8, 8192, 32, 8, 128, 16, 0, tag);
+            bench_attention(1, 32768, 32, 8, 128, 16, 0, tag);
+        }
+        cllm_cuda_attention_tune(16, 512);
+    }
     bench_elementwise();
     bench_decode_layers(128);
     bench_decode_layers(2048);

@@ -1,10 +1,16 @@
 /* CUDA kv_write + paged attention vs the CPU reference on the same
  * bf16-rounded q/k/v and caches: decode batches (split-K path), prefill
  * chunks over a cached prefix, mixed batches, D 8/32/64/72/80/96/128/256, GQA 1/4/8,
- * block_size 16/32, partial blocks, contexts up to 8k, padding slots. */
+ * block_size 1/8/16/24/32, partial blocks, contexts up to 32k, padding slots, and
+ * CUDA-graph style launches (max_seq_len far above the real lengths, padding
+ * sequences with seq_len 0 or 1 and slot -1). */
 #include "kt_util.h"
 
 static cllm_backend *be;
+/* Graph-replay style launches: max_seq_len given to the kernel (0: the true max) and the
+ * number of trailing padding sequences (one token, slot -1, seq_len g_pad_len; left out
+ * of the CPU reference, their output rows only checked to be finite). */
+static int g_maxs_override = 0, g_npad = 0, g_pad_len = 0;
 
 /* nseq sequences with q_len[s] new tokens and seq_len[s] total context. */
 static void t_attn(const char *tag, int S, const int *qlen, const int *slen, int H, int Hkv, int D, int P,
@@ -20,11 +26,17 @@ static void t_attn(const char *tag, int S, const int *qlen, const int *slen, int
         if (nb > mbps) mbps = nb;
     }
     T = qsl[S];
+    const int npad = g_npad;
+    if (npad) { /* append padding sequences */
+        qsl = realloc(qsl, (S + npad + 1) * 4), sl = realloc(sl, (S + npad) * 4);
+        for (int i = 0; i < npad; i++) qsl[S + i + 1] = qsl[S + i] + 1, sl[S + i] = g_pad_len;
+        if (mbps < 1) mbps = 1;
+    }
     int B = 0;
     for (int s = 0; s < S; s++) B += (slen[s] + P - 1) / P;
     B += 3;
     /* Block tables: a random permutation of the B blocks. */
-    int32_t *perm = malloc(B * 4), *bt = malloc((size_t)S * mbps * 4), *slots = malloc(T * 4);
+    int32_t *perm = malloc(B * 4), *bt = calloc((size_t)(S + npad) * mbps, 4), *slots = malloc((T + npad) * 4);
     for (int i = 0; i < B; i++) perm[i] = i;
     for (int i = B - 1; i > 0; i--) {
         int j = kt_int(i + 1), t = perm[i];
@@ -41,15 +53,22 @@ static void t_attn(const char *tag, int S, const int *qlen, const int *slen, int
         used += nb;
     }
     if (pad_slot && T > 1) slots[kt_int(T)] = -1;
+    for (int i = 0; i < npad; i++) {
+        slots[T + i] = -1;
+        if (g_pad_len > 0) bt[(S + i) * mbps] = perm[kt_int(B)];
+    }
     int qs = (H + 2 * Hkv) * D;
     size_t csz = (size_t)B * P * Hkv * D;
-    float *qkv = kt_rand((size_t)T * qs, 1.5f, 0.f), *kc = kt_rand(csz, 1.5f, 0.f), *vc = kt_rand(csz, 1.f, 0.f);
+    const int Tg = T + npad, Sg = S + npad;
+    float *qkv = kt_rand((size_t)Tg * qs, 1.5f, 0.f), *kc = kt_rand(csz, 1.5f, 0.f), *vc = kt_rand(csz, 1.f, 0.f);
     float *ref = malloc((size_t)T * H * D * 4);
-    void *dqkv = kt_dev_bf16(qkv, (size_t)T * qs), *dkc = kt_dev_bf16(kc, csz), *dvc = kt_dev_bf16(vc, csz);
-    void *dqsl = kt_dev_copy(qsl, (S + 1) * 4), *dsl = kt_dev_copy(sl, S * 4), *dbt = kt_dev_copy(bt, (size_t)S * mbps * 4);
-    void *dslots = kt_dev_copy(slots, T * 4), *dout = kt_dev_poison((size_t)T * H * D * 2);
+    void *dqkv = kt_dev_bf16(qkv, (size_t)Tg * qs), *dkc = kt_dev_bf16(kc, csz), *dvc = kt_dev_bf16(vc, csz);
+    void *dqsl = kt_dev_copy(qsl, (Sg + 1) * 4), *dsl = kt_dev_copy(sl, Sg * 4),
+         *dbt = kt_dev_copy(bt, (size_t)Sg * mbps * 4);
+    void *dslots = kt_dev_copy(slots, Tg * 4), *dout = kt_dev_poison((size_t)Tg * H * D * 2);
     cllm_attn_meta hm = {S, T, maxq, maxs, P, mbps, qsl, sl, bt, slots};
-    cllm_attn_meta dm = {S, T, maxq, maxs, P, mbps, dqsl, dsl, dbt, dslots};
+    int dmaxs = g_maxs_override > maxs ? g_maxs_override : maxs;
+    cllm_attn_meta dm = {Sg, Tg, maxq, dmaxs, P, mbps, dqsl, dsl, dbt, dslots};
     float scale = 1.f / sqrtf((float)D);
     KT_OK(cllm_cpu_kv_write(qkv + H * D, qkv + (H + Hkv) * D, qs, qs, &hm, Hkv, D, kc, vc));
     KT_OK(cllm_cpu_attention(qkv, qs, kc, vc, &hm, H, Hkv, D, scale, ref));
@@ -63,9 +82,16 @@ static void t_attn(const char *tag, int S, const int *qlen, const int *slen, int
     for (size_t i = 0; i < csz; i++) bad += gk[i] != kc[i] || gv[i] != vc[i];
     kt_cases++, kt_failed_cases += bad != 0;
     printf("%s %-60s %d cache elements differ\n", bad ? "FAIL" : "PASS", nm, bad);
-    float *g = kt_get_bf16(dout, (size_t)T * H * D);
-    snprintf(nm, sizeof nm, "attention %s S=%d T=%d maxlen=%d H=%d Hkv=%d D=%d P=%d", tag, S, T, maxs, H, Hkv, D, P);
+    float *g = kt_get_bf16(dout, (size_t)Tg * H * D);
+    snprintf(nm, sizeof nm, "attention %s S=%d T=%d maxlen=%d/%d H=%d Hkv=%d D=%d P=%d pad=%d", tag, S, T, maxs,
+             dmaxs, H, Hkv, D, P, npad);
     kt_check(nm, g, ref, (size_t)T * H * D, 1.5e-2f, 2e-2f);
+    if (npad) {
+        int nonfinite = 0;
+        for (size_t i = (size_t)T * H * D; i < (size_t)Tg * H * D; i++) nonfinite += !isfinite(g[i]);
+        kt_cases++, kt_failed_cases += nonfinite != 0;
+        printf("%s padding rows finite (%d not)\n", nonfinite ? "FAIL" : "PASS", nonfinite);
+    }
     free(qsl), free(sl), free(perm), free(bt), free(slots), free(qkv), free(kc), free(vc), free(ref), free(gk), free(gv),
         free(g);
     cudaFree(dqkv), cudaFree(dkc), cudaFree(dvc), cudaFree(dqsl), cudaFree(dsl), cudaFree(dbt), cudaFree(dslots),
@@ -98,6 +124,24 @@ int main(void) {
         t_attn("mixed-D", 3, q, l, 8, 2, Ds[i], 16, 1);
     }
     decode("decode-long", 1, 32768, 32, 8, 128, 16);
+    /* GQA 8 and 1, block sizes that are not multiples of 16 (per-key block lookup) */
+    decode("decode-G8", 7, 3000, 64, 8, 128, 16);
+    decode("decode-G1", 5, 1500, 8, 8, 128, 16);
+    decode("decode-G16", 3, 1000, 32, 2, 128, 16);
+    decode("decode-P8", 6, 2000, 32, 8, 128, 8);
+    decode("decode-P24", 4, 2500, 16, 4, 64, 24);
+    decode("decode-P1", 2, 300, 8, 2, 256, 1);
+    /* CUDA-graph style: max_seq_len far above the real lengths, padding sequences
+     * with seq_len 0 / 1 and slot -1 after the real ones */
+    g_maxs_override = 32768;
+    decode("graph", 9, 1000, 32, 8, 128, 16);
+    g_npad = 3, g_pad_len = 0;
+    decode("graph-pad0", 5, 3000, 32, 8, 128, 16);
+    g_pad_len = 1;
+    decode("graph-pad1", 4, 200, 32, 8, 64, 16);
+    g_maxs_override = 0;
+    decode("pad1", 4, 5000, 32, 8, 128, 16);
+    g_npad = 0;
     decode("decode-long", 1, 5000, 32, 8, 72, 32);
     {   /* one long prefill, no prefix */
         int q[] = {4096}, l[] = {4096};

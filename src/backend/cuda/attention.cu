@@ -189,17 +189,220 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_b
     }
 }
 
-/* Merge the splits' partial results: one CTA of 128 threads per (token, head)
- * row; split weights 2^(m_s - M) computed in parallel into shared memory, then
- * each thread sums its output elements over the splits (independent loads,
- * unrolled so that several are in flight). */
+/* ---- Decode path (every sequence has at most one new token), tensor cores ----
+ *
+ * A CTA takes one sequence s, one KV head g and one context split z of
+ * nsplit; the splits interleave in 16-key groups: warp w of split z takes groups
+ * (z * DEC_NW + w) + i * DEC_NW * nsplit, so every split gets an equal share of
+ * any seq_len (the split count, fixed by max_seq_len, stays balanced when a
+ * captured graph replays shorter sequences). Each K/V byte is read once for all
+ * G = H/Hkv query heads (G <= 8).
+ * Per group a warp computes S^T (16 keys x 8 heads) = K Q^T and O^T (D x 8
+ * heads) += V^T P^T with mma.sync m16n8k16 (bf16 in, fp32 accumulate); K and V
+ * go straight from global memory into the mma fragments with 16-byte loads:
+ * the contraction index of each product is permuted (dims of QK^T, keys of PV)
+ * so that every thread's fragment elements are 8 consecutive bf16 of one row,
+ * and the V pairs are regrouped by byte permutes. Q (bf16, unscaled) lives in
+ * registers; scores are scaled in fp32 (log2 units, exp2f); online softmax per
+ * head with the row max shared by shuffles; P is rounded to bf16 for the PV
+ * product (as FlashAttention-2 does). The warps' (m, l, O) are merged through
+ * shared memory; with one split the CTA writes bf16 output, else fp32
+ * partials indexed (split, s, h) that attention_combine_kernel merges.
+ * Fragment layouts: PTX ISA, "Matrix Fragments for mma.m16n8k16". */
+#define DEC_NW 4
+
+static __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                      uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+template <int D>
+static __global__ void __launch_bounds__(DEC_NW * 32, D <= 128 ? 4 : 1)
+attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_bfloat16 *__restrict__ kc,
+                        const __nv_bfloat16 *__restrict__ vc, const int32_t *__restrict__ qsl,
+                        const int32_t *__restrict__ seq_lens, const int32_t *__restrict__ block_tables, int mbps,
+                        int P, int H, int Hkv, float qscale, int S, __nv_bfloat16 *out,
+                        float *part_o, float *part_ml) {
+    constexpr int KS = D / 16;  /* k-steps of Q K^T; also m-tiles of V^T P^T */
+    constexpr int KJ = D / 32;  /* 16-byte K chunks per key per thread */
+    constexpr int VC = D / 64;  /* 16-byte V chunks per key per thread */
+    __shared__ __align__(16) float o_s[DEC_NW][8][D + 4];
+    __shared__ float m_s[DEC_NW][8], l_s[DEC_NW][8];
+
+    const int g = blockIdx.x, s = blockIdx.y, split = blockIdx.z, nsplit = gridDim.z;
+    const int G = H / Hkv, warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 4, t = lane % 4;
+    const int q0 = qsl[s], qlen = qsl[s + 1] - q0, slen = seq_lens[s];
+    const int kend = qlen > 0 ? slen : 0;
+
+    /* Q^T fragments: head r (zero for r >= G), dims 32j + 8t + [0, 8) of k-steps 2j, 2j+1. */
+    uint32_t qf[KS][2];
+#pragma unroll
+    for (int j = 0; j < KJ; j++) {
+        uint32_t w[4] = {0u, 0u, 0u, 0u};
+        if (r < G && qlen > 0) {
+            const uint32_t *qp =
+                (const uint32_t *)(q + (size_t)q0 * q_stride + (size_t)(g * G + r) * D + 32 * j + 8 * t);
+#pragma unroll
+            for (int e = 0; e < 4; e++) w[e] = qp[e];
+        }
+        qf[2 * j][0] = w[0], qf[2 * j][1] = w[1], qf[2 * j + 1][0] = w[2], qf[2 * j + 1][1] = w[3];
+    }
+
+    float acc[KS][4];
+#pragma unroll
+    for (int i = 0; i < KS; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f; /* heads 2t, 2t+1 */
+    const int32_t *bt = block_tables + (size_t)s * mbps;
+    const bool blk16 = P % 16 == 0;
+    const size_t rowD = (size_t)Hkv * D;
+    const uint32_t sel = (r & 1) ? 0x7632u : 0x5410u;
+
+    for (int k0 = 16 * (split * DEC_NW + warp); k0 < kend; k0 += 16 * DEC_NW * nsplit) {
+        /* Row offsets (elements) of the keys this thread loads: K keys r, r+8; V keys 2t, 2t+1, 2t+8, 2t+9. */
+        const int kk[6] = {r, r + 8, 2 * t, 2 * t + 1, 2 * t + 8, 2 * t + 9};
+        size_t off[6];
+        if (blk16) {
+            size_t base = ((size_t)bt[k0 / P] * P + k0 % P) * rowD + (size_t)g * D;
+#pragma unroll
+            for (int i = 0; i < 6; i++) off[i] = base + kk[i] * rowD;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 6; i++) {
+                int kp = min(k0 + kk[i], kend - 1);
+                off[i] = ((size_t)bt[kp / P] * P + kp % P) * rowD + (size_t)g * D;
+            }
+        }
+        uint4 kr[2][KJ], vr[4][VC];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const bool ok = k0 + kk[h] < kend;
+#pragma unroll
+            for (int j = 0; j < KJ; j++)
+                kr[h][j] = ok ? __ldg((const uint4 *)(kc + off[h] + 32 * j + 8 * t)) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int h = 0; h < 4; h++) {
+            const bool ok = k0 + kk[2 + h] < kend;
+#pragma unroll
+            for (int c = 0; c < VC; c++)
+                vr[h][c] = ok ? __ldg((const uint4 *)(vc + off[2 + h] + 8 * (r + 8 * c))) : make_uint4(0, 0, 0, 0);
+        }
+
+        /* S^T = K Q^T: c0/c1 key r heads 2t/2t+1, c2/c3 key r+8. */
+        float sc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < KJ; j++) {
+            mma_bf16_16816(sc, kr[0][j].x, kr[1][j].x, kr[0][j].y, kr[1][j].y, qf[2 * j][0], qf[2 * j][1]);
+            mma_bf16_16816(sc, kr[0][j].z, kr[1][j].z, kr[0][j].w, kr[1][j].w, qf[2 * j + 1][0], qf[2 * j + 1][1]);
+        }
+        const bool v0 = k0 + r < kend, v1 = k0 + r + 8 < kend;
+        float x0 = v0 ? sc[0] * qscale : -INFINITY, x1 = v0 ? sc[1] * qscale : -INFINITY;
+        float x2 = v1 ? sc[2] * qscale : -INFINITY, x3 = v1 ? sc[3] * qscale : -INFINITY;
+        float mx0 = fmaxf(x0, x2), mx1 = fmaxf(x1, x3);
+#pragma unroll
+        for (int o = 4; o < 32; o <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o));
+        }
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
+        const float c0 = exp2f(m0 - mu0), c1 = exp2f(m1 - mu1);
+        const float p0 = exp2f(x0 - mu0), p1 = exp2f(x1 - mu1), p2 = exp2f(x2 - mu0), p3 = exp2f(x3 - mu1);
+        m0 = mn0, m1 = mn1;
+        l0 = l0 * c0 + p0 + p2, l1 = l1 * c1 + p1 + p3;
+#pragma unroll
+        for (int i = 0; i < KS; i++) acc[i][0] *= c0, acc[i][1] *= c1, acc[i][2] *= c0, acc[i][3] *= c1;
+
+        /* P^T fragment: b0 = P[keys 2t, 2t+1][head r], b1 = P[keys 2t+8, 2t+9][head r]. */
+        const uint32_t plo = pack_bf16x2(p0, p1), phi = pack_bf16x2(p2, p3);
+        const int src = 8 * t + r / 2;
+        const uint32_t y0 = __shfl_sync(0xffffffffu, plo, src), y1 = __shfl_sync(0xffffffffu, plo, src + 4);
+        const uint32_t z0 = __shfl_sync(0xffffffffu, phi, src), z1 = __shfl_sync(0xffffffffu, phi, src + 4);
+        const uint32_t b0 = __byte_perm(y0, y1, sel), b1 = __byte_perm(z0, z1, sel);
+
+        /* O^T += V^T P^T; m-tile i covers chunk c = i / 4, word w = i % 4 of the thread's V chunks. */
+#pragma unroll
+        for (int i = 0; i < KS; i++) {
+            const int c = i / 4, w = i % 4;
+            const uint32_t va = (&vr[0][c].x)[w], vb = (&vr[1][c].x)[w], vc8 = (&vr[2][c].x)[w],
+                           vd = (&vr[3][c].x)[w];
+            mma_bf16_16816(acc[i], __byte_perm(va, vb, 0x5410), __byte_perm(va, vb, 0x7632),
+                           __byte_perm(vc8, vd, 0x5410), __byte_perm(vc8, vd, 0x7632), b0, b1);
+        }
+    }
+
+    /* Per-warp results to shared memory: heads 2t, 2t+1; dims (r + 8c) * 8 + 2w (+1). */
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, o);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, o);
+    }
+#pragma unroll
+    for (int i = 0; i < KS; i++) {
+        const int d = (r + 8 * (i / 4)) * 8 + 2 * (i % 4);
+        *(float2 *)&o_s[warp][2 * t][d] = make_float2(acc[i][0], acc[i][2]);
+        *(float2 *)&o_s[warp][2 * t + 1][d] = make_float2(acc[i][1], acc[i][3]);
+    }
+    if (r == 0) {
+        m_s[warp][2 * t] = m0, m_s[warp][2 * t + 1] = m1;
+        l_s[warp][2 * t] = l0, l_s[warp][2 * t + 1] = l1;
+    }
+    __syncthreads();
+    if (qlen <= 0) return;
+    for (int i = threadIdx.x; i < G * (D / 2); i += DEC_NW * 32) {
+        const int h = i / (D / 2), d = 2 * (i % (D / 2));
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_NW; w++) M = fmaxf(M, m_s[w][h]);
+        float L = 0.f, ox = 0.f, oy = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < DEC_NW; w++) {
+                const float wt = exp2f(m_s[w][h] - M);
+                L += wt * l_s[w][h];
+                ox += wt * o_s[w][h][d], oy += wt * o_s[w][h][d + 1];
+            }
+        }
+        const int hq = g * G + h;
+        if (nsplit == 1) {
+            const float inv = L > 0.f ? 1.f / L : 0.f;
+            *(__nv_bfloat162 *)(out + ((size_t)q0 * H + hq) * D + d) = __floats2bfloat162_rn(ox * inv, oy * inv);
+        } else {
+            const size_t prow = ((size_t)split * S + s) * H + hq;
+            *(float2 *)(part_o + prow * D + d) = make_float2(ox, oy);
+            if (d == 0) part_ml[prow * 2] = M, part_ml[prow * 2 + 1] = L;
+        }
+    }
+}
+
+/* Merge the splits' partial results: one CTA of 128 threads per partial row;
+ * split weights 2^(m_s - M) computed in parallel into shared memory; then the
+ * threads form groups of D/2 (each thread two output elements), group k sums
+ * splits k, k + ngroups, ... (independent loads in flight), and the groups'
+ * sums are added through shared memory. Partial row `row` is output row `row`
+ * (qsl == NULL), or with qsl (decode layout, rows = S * H) sequence row / H,
+ * head row % H, written to token qsl[s] (skipped when s has no new token). */
 #define CMB_THREADS 128
 static __global__ void __launch_bounds__(CMB_THREADS)
 attention_combine_kernel(const float *__restrict__ part_o, const float *__restrict__ part_ml, int nsplit, int rows,
-                         int D, __nv_bfloat16 *out) {
-    extern __shared__ float wsp[]; /* [nsplit] */
+                         int D, const int32_t *__restrict__ qsl, int H, __nv_bfloat16 *out) {
+    extern __shared__ __align__(16) float wsp[]; /* [nsplit] weights, then [CMB_THREADS * 2] group sums */
     __shared__ float red[CMB_THREADS / 32];
     const int row = blockIdx.x, tid = threadIdx.x;
+    size_t orow = row;
+    if (qsl) {
+        const int s = row / H, h = row % H, q0 = qsl[s];
+        if (qsl[s + 1] <= q0) return;
+        orow = (size_t)q0 * H + h;
+    }
     float mx = -INFINITY;
     for (int sp = tid; sp < nsplit; sp += CMB_THREADS) mx = fmaxf(mx, part_ml[((size_t)sp * rows + row) * 2]);
 #pragma unroll
@@ -225,16 +428,79 @@ attention_combine_kernel(const float *__restrict__ part_o, const float *__restri
 #pragma unroll
     for (int i = 0; i < CMB_THREADS / 32; i++) L += red[i];
     const float inv = L > 0.f ? 1.f / L : 0.f;
-    for (int d = tid; d < D; d += CMB_THREADS) {
-        float o = 0.f;
-        const float *po = part_o + (size_t)row * D + d;
-#pragma unroll 8
-        for (int sp = 0; sp < nsplit; sp++) {
-            float w = wsp[sp];
-            if (w != 0.f) o += w * po[(size_t)sp * rows * D];
+    const int half = D / 2, ng = CMB_THREADS / half, grp = tid / half, e = tid % half;
+    float *gs = wsp + ((nsplit + 1) & ~1); /* [ng][half] float2, 8-byte aligned */
+    float2 o = make_float2(0.f, 0.f);
+    if (grp < ng) {
+        const float2 *po = (const float2 *)(part_o + (size_t)row * D) + e;
+#pragma unroll 4
+        for (int sp = grp; sp < nsplit; sp += ng) {
+            const float w = wsp[sp];
+            const float2 v = po[(size_t)sp * rows * half];
+            if (w != 0.f) o.x += w * v.x, o.y += w * v.y;
         }
-        out[(size_t)row * D + d] = __float2bfloat16_rn(o * inv);
+        if (ng > 1) ((float2 *)gs)[grp * half + e] = o;
     }
+    if (ng > 1) {
+        __syncthreads();
+        if (grp == 0)
+            for (int k = 1; k < ng; k++) {
+                float2 v = ((float2 *)gs)[k * half + e];
+                o.x += v.x, o.y += v.y;
+            }
+    }
+    if (grp == 0 && e < half)
+        ((__nv_bfloat162 *)(out + orow * D))[e] = __floats2bfloat162_rn(o.x * inv, o.y * inv);
+}
+
+/* Split the context of a decode batch: about `cllm_attn_dec_ctas_per_sm` CTAs per SM
+ * in all, at least cllm_attn_dec_min_split keys of max_seq_len per split, at most
+ * DEC_MAX_SPLIT splits,
+ * within the workspace. Depends only on (S, Hkv, max_seq_len, H, D, num_sms,
+ * workspace_bytes): a captured CUDA graph replays correctly for any seq_lens <=
+ * max_seq_len. */
+#define DEC_MAX_SPLIT 256
+static int cllm_attn_dec_ctas_per_sm = 16;
+static int cllm_attn_dec_min_split = 512;
+
+extern "C" void cllm_cuda_attention_tune(int ctas_per_sm, int min_split_keys) {
+    if (ctas_per_sm > 0) cllm_attn_dec_ctas_per_sm = ctas_per_sm;
+    if (min_split_keys > 0) cllm_attn_dec_min_split = min_split_keys;
+}
+
+template <int D>
+static cllm_status launch_decode(const void *q, int q_stride, const void *kc, const void *vc, const cllm_attn_meta *m,
+                                 int H, int Hkv, float scale, void *out, void *ws, size_t ws_bytes, int num_sms,
+                                 cudaStream_t stream) {
+    const int S = m->num_seqs, maxlen = m->max_seq_len > 0 ? m->max_seq_len : 1;
+    long base = (long)S * Hkv;
+    int nsplit = 1;
+    long target = (long)cllm_attn_dec_ctas_per_sm * (num_sms > 0 ? num_sms : 1);
+    if (base < target) nsplit = (int)((target + base - 1) / base);
+    int by_len = (maxlen + cllm_attn_dec_min_split - 1) / cllm_attn_dec_min_split;
+    if (nsplit > by_len) nsplit = by_len;
+    if (nsplit > DEC_MAX_SPLIT) nsplit = DEC_MAX_SPLIT;
+    const size_t per = (size_t)S * H * (D + 2) * sizeof(float);
+    if (nsplit > 1 && (size_t)nsplit * per > ws_bytes) nsplit = (int)(ws_bytes / per);
+    if (nsplit < 1 || !ws) nsplit = 1;
+    float *po = NULL, *pml = NULL;
+    if (nsplit > 1) {
+        po = (float *)ws;
+        pml = po + (size_t)nsplit * S * H * D;
+    }
+    dim3 grid((unsigned)Hkv, (unsigned)S, (unsigned)nsplit);
+    attention_decode_kernel<D><<<grid, DEC_NW * 32, 0, stream>>>(
+        (const __nv_bfloat16 *)q, q_stride, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, m->query_start_loc,
+        m->seq_lens, m->block_tables, m->max_blocks_per_seq, m->block_size, H, Hkv, scale * 1.4426950408889634f, S,
+        (__nv_bfloat16 *)out, po, pml);
+    CLLM_CU_LAUNCH("attention_decode");
+    if (nsplit == 1) return CLLM_OK;
+    const int rows = S * H, ng = CMB_THREADS / (D / 2);
+    size_t smem = (size_t)(nsplit + 1) * sizeof(float) + (ng > 1 ? (size_t)CMB_THREADS * 2 * sizeof(float) : 0);
+    attention_combine_kernel<<<rows, CMB_THREADS, smem, stream>>>(po, pml, nsplit, rows, D, m->query_start_loc, H,
+                                                                  (__nv_bfloat16 *)out);
+    CLLM_CU_LAUNCH("attention_combine");
+    return CLLM_OK;
 }
 
 template <int DP, int RPW, bool EXACT>
@@ -289,6 +555,17 @@ extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const vo
              meta->num_tokens, meta->block_size, meta->max_query_len, meta->max_seq_len);
     if (meta->num_tokens == 0 || meta->num_seqs == 0) return CLLM_OK;
     const int G = H / Hkv, T = meta->num_tokens;
+    /* Pure decode, G <= 8, D in {64, 128, 256}: the tensor-core decode kernel. */
+    if (meta->max_query_len <= 1 && G <= 8 && (D == 64 || D == 128 || D == 256)) {
+        if (D == 64)
+            return launch_decode<64>(q, q_stride, k_cache, v_cache, meta, H, Hkv, scale, out, workspace,
+                                     workspace_bytes, num_sms, stream);
+        if (D == 128)
+            return launch_decode<128>(q, q_stride, k_cache, v_cache, meta, H, Hkv, scale, out, workspace,
+                                      workspace_bytes, num_sms, stream);
+        return launch_decode<256>(q, q_stride, k_cache, v_cache, meta, H, Hkv, scale, out, workspace,
+                                  workspace_bytes, num_sms, stream);
+    }
     int rows = meta->max_query_len * G;
     int rpw = rows <= ATT_NW ? 1 : rows <= 2 * ATT_NW ? 2 : 4;
     const int ROWS = ATT_NW * rpw;
@@ -335,8 +612,10 @@ extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const vo
 #undef ATT_ARGS
     if (st != CLLM_OK || nsplit == 1) return st;
     int nrows = T * H;
-    attention_combine_kernel<<<nrows, CMB_THREADS, (size_t)nsplit * sizeof(float), stream>>>(po, pml, nsplit, nrows, D,
-                                                                                          (__nv_bfloat16 *)out);
+    const int ng = CMB_THREADS / (D / 2);
+    size_t csmem = (size_t)(nsplit + 1) * sizeof(float) + (ng > 1 ? (size_t)CMB_THREADS * 2 * sizeof(float) : 0);
+    attention_combine_kernel<<<nrows, CMB_THREADS, csmem, stream>>>(po, pml, nsplit, nrows, D, NULL, H,
+                                                                   (__nv_bfloat16 *)out);
     CLLM_CU_LAUNCH("attention_combine");
     return CLLM_OK;
 }

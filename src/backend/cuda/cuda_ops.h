@@ -61,6 +61,11 @@ cllm_status cllm_cuda_attention(const void *q, int q_stride, const void *k_cache
                                 const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, void *out,
                                 void *workspace, size_t workspace_bytes, int num_sms, cudaStream_t stream);
 
+/* Benchmark knob for the decode split (defaults 16, 512): aim for ctas_per_sm CTAs per
+ * SM, splits at least min_split_keys long; values <= 0 leave a setting unchanged.
+ * Process-wide; not thread-safe against concurrent attention launches. */
+void cllm_cuda_attention_tune(int ctas_per_sm, int min_split_keys);
+
 /* out (S, E) = x[idx[s]]. */
 cllm_status cllm_cuda_gather_rows(const void *x, const int32_t *idx, int S, int E, void *out, cudaStream_t stream);
 
