@@ -1,7 +1,8 @@
 /* CUDA linear (cuBLASLt, bf16 in, fp32 accumulate) vs the CPU fp32 GEMM on
  * the same bf16-rounded inputs: bf16 and fp32 outputs, with/without bias,
  * odd shapes, T = 1 .. 4096, K/N up to 8192, N = 152064 (lm_head); every
- * T <= 8 (skinny weight-streaming kernel) incl. odd N and K % 8 != 0. */
+ * T <= 2 (skinny weight-streaming kernel) and T = 3..9 (cuBLASLt) incl. odd N
+ * and K % 8 != 0. */
 #include "kt_util.h"
 
 static cllm_backend *be;
@@ -38,7 +39,7 @@ int main(void) {
                   {1, 6144, 4096, 0, 0}, {16, 4096, 4096, 1, 0},  {128, 28672, 4096, 0, 0}, {2048, 4096, 14336, 0, 0},
                   {4096, 1024, 4096, 1, 0}, {64, 8192, 8192, 0, 0}, {4, 152064, 4096, 0, 1},  {5, 128256, 2048, 0, 1},
                   {7, 4608, 3584, 1, 1}, {1, 1000, 1000, 1, 1},
-                  /* skinny (T <= 8) path: every T, odd N, K % 8 == 0 and != 0 (fallback), bias, f32 */
+                  /* small T (skinny kernel for T <= 2, cuBLASLt above): every T, odd N, K % 8 == 0 and != 0 (fallback), bias, f32 */
                   {1, 4096, 4096, 0, 0}, {1, 4096, 14336, 1, 0}, {1, 28672, 4096, 0, 1}, {1, 128256, 4096, 0, 0},
                   {2, 131, 264, 1, 0},   {3, 4097, 1024, 1, 1},  {4, 33, 8, 0, 0},         {5, 257, 520, 0, 1},
                   {6, 100, 12, 1, 0},    {7, 1, 16, 1, 1},       {8, 6144, 4096, 1, 0},    {8, 999, 2056, 0, 1},

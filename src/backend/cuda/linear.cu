@@ -10,8 +10,12 @@
  *
  * Algorithms come from cublasLtMatmulAlgoGetHeuristic once per
  * (T, N, K, out dtype, bias, pointer alignments) and are cached; the one
- * workspace is allocated at creation. T <= 8 with K % 8 == 0 and 16-byte
- * aligned x/W goes to a skinny weight-streaming kernel instead (decode). */
+ * workspace is allocated at creation. T <= CLLM_CUDA_GEMV_MAX_T (2) with K % 8 == 0
+ * and 16-byte aligned x/W goes to a skinny weight-streaming kernel instead
+ * (decode). Measured on an H200 (Llama-3.1-8B decode step, bench latency
+ * --batch-size sweep): the skinny kernel wins at 1-2 tokens (4.70 / 5.07 ms per
+ * step) but loses above (4 tokens 5.64 ms, 8 tokens 8.13 ms) to cuBLASLt,
+ * whose time is flat up to 16 tokens (5.33 ms at 16). */
 #include "backend/cuda/cuda_common.cuh"
 #include <cublasLt.h>
 #include <stdlib.h>
@@ -26,7 +30,7 @@
     } while (0)
 
 #define GEMM_CACHE 128
-#define CLLM_CUDA_GEMV_MAX_T 8
+#define CLLM_CUDA_GEMV_MAX_T 2
 
 typedef struct {
     int T, N, K, out_f32, bias, align;
@@ -159,7 +163,7 @@ static __global__ void bias_add_kernel(void *out, const __nv_bfloat16 *bias, int
     }
 }
 
-/* Skinny GEMM for T <= 8 tokens (decode): weight-bandwidth bound, so each warp
+/* Skinny GEMM for T <= CLLM_CUDA_GEMV_MAX_T tokens (decode): weight-bandwidth bound, so each warp
  * streams GV_R rows of W with 16-byte non-allocating loads, GV_U chunks in
  * flight per row, x (T, K) read through L1 (shared by the CTA's warps), fp32
  * accumulation, warp-shuffle reduction, bias fused. Requires K % 8 == 0 and
@@ -266,13 +270,7 @@ static cllm_status gemv_launch(const void *x, int T, int N, int K, const void *w
                         *bb = (const __nv_bfloat16 *)bias;
     switch (T) {
     case 1: gemv_go<1, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 2: gemv_go<2, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 3: gemv_go<3, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 4: gemv_go<4, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 5: gemv_go<5, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 6: gemv_go<6, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    case 7: gemv_go<7, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
-    default: gemv_go<8, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
+    default: gemv_go<2, 2, 4>(xb, wb, bb, N, K, out, out_f32, stream); break;
     }
     CLLM_CU_LAUNCH("gemv");
     return CLLM_OK;
