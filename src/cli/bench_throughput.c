@@ -5,7 +5,8 @@
  * output tokens/s and total tokens/s (vLLM's figures), the number of engine
  * steps, and with --profile (or CLLM_PROFILE=1) the per-step time split
  * between GEMMs, attention, other forward ops, sampling and the rest (host:
- * scheduling, metadata upload, detokenization). Lengths: fixed
+ * scheduling, metadata upload, detokenization; profiled steps run eagerly,
+ * without CUDA graphs, so that decode time is split too). Lengths: fixed
  * --input-len/--output-len, or with --random-range-ratio R uniform integers
  * in [floor(L(1-R)), ceil(L(1+R))] (vLLM RandomDataset). */
 #include "cli/args.h"

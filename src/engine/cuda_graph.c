@@ -211,6 +211,12 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r) {
 bool cllm_runner_graph_fits(const cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a) {
     const runner_graphs *g = &r->g;
     int S = b->num_seqs, P = r->block_size;
+    /* Profiling (core/profile.h) charges time to op categories at syncs
+     * inside the forward pass; a graph replay has none, so while profiling
+     * is on every step runs eagerly. (Graphs may have been captured before
+     * profiling was turned on, e.g. `bench throughput --profile`: replaying
+     * them put each decode step's whole device time into "rest".) */
+    if (cllm_prof_on) return false;
     if (g->num_sizes == 0 || S > g->sizes[g->num_sizes - 1] || b->num_tokens != S || b->num_logits != S) return false;
     if (a && a->penalties) return false;
     for (int s = 0; s < S; s++) {

@@ -55,7 +55,7 @@ cllm_status cllm_runner_finish_rows(cllm_runner *r, int NL, const cllm_runner_sa
 
 /* cuda_graph.c: true when batch b (already validated) with sampling args a
  * can run through a captured graph (pure decode, S <= largest size, no
- * penalties). */
+ * penalties, profiling off). */
 bool cllm_runner_graph_fits(const cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a);
 /* Run batch b through the graph of its padded size (see
  * cllm_runner_execute_ex for the arguments). */
