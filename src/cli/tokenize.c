@@ -6,10 +6,19 @@
  * {"ids": [...], "decoded": "..."} with decoded = decode(ids) keeping special
  * tokens (Hugging Face `Tokenizer.decode(ids, skip_special_tokens=False)`).
  * Works on any directory (or file) with tokenizer.json; no weights needed.
- * (A later `--chat FILE.json [--add-generation-prompt]` renders a chat
- * template first; it is parsed here as not yet available.) */
+ *
+ *   cllm tokenize --model DIR --chat FILE.json [--add-generation-prompt]
+ *
+ * renders the model's chat template (tokenizer_config.json's chat_template,
+ * src/tokenizer/chat_template.c) as transformers' apply_chat_template does,
+ * for FILE.json = a list of messages, or an object {"messages": [...],
+ * "tools": [...], other template kwargs}, then tokenizes the text without
+ * adding special tokens (the template writes them), and prints one line
+ * {"text": "...", "ids": [...]}. A template that raises prints its message. */
 #include "cli/cli.h"
 #include "cllm.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -19,11 +28,16 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cllm tokenize --model DIR --input FILE.jsonl [--add-special-tokens]\n\n"
+            "usage: cllm tokenize --model DIR --input FILE.jsonl [--add-special-tokens]\n"
+            "       cllm tokenize --model DIR --chat FILE.json [--add-generation-prompt]\n\n"
             "  --model DIR            directory with tokenizer.json (or the tokenizer.json file)\n"
             "  --input FILE.jsonl     one JSON string per line ('-' for stdin)\n"
-            "  --add-special-tokens   apply the tokenizer's post-processor (e.g. BOS)\n\n"
-            "Prints one line per input: {\"ids\": [...], \"decoded\": \"...\"}.\n");
+            "  --add-special-tokens   apply the tokenizer's post-processor (e.g. BOS)\n"
+            "  --chat FILE.json       render the chat template for a list of messages (or an object with\n"
+            "                         messages, tools and other template variables)\n"
+            "  --add-generation-prompt  end the rendered text with the assistant's turn header\n\n"
+            "Prints one line per input: {\"ids\": [...], \"decoded\": \"...\"}; with --chat one line\n"
+            "{\"text\": \"<rendered>\", \"ids\": [...]}.\n");
 }
 
 /* Tokenize one line; returns 0, or 1 after printing a message naming lineno. */
@@ -64,26 +78,82 @@ static int process_line(const cllm_tokenizer *tok, const char *line, size_t n, s
     return rc;
 }
 
+/* --chat: render tok's chat template for the messages in path, tokenize the
+ * text (no special tokens added) and print {"text", "ids"}. Returns the exit code. */
+static int render_chat(const cllm_tokenizer *tok, const char *path, bool add_generation_prompt) {
+    const char *src = cllm_tokenizer_chat_template(tok);
+    if (!src) {
+        fprintf(stderr, "cllm tokenize: the model has no chat_template in tokenizer_config.json\n");
+        return 1;
+    }
+    json_error_t jerr;
+    json_t *in = json_load_file(path, JSON_DECODE_ANY, &jerr);
+    if (!in || !(json_is_array(in) || json_is_object(in))) {
+        fprintf(stderr, "cllm tokenize: %s: expected a JSON list of messages or an object with \"messages\"%s%s\n",
+                path, in ? "" : ": ", in ? "" : jerr.text);
+        json_decref(in);
+        return 1;
+    }
+    json_t *ctx = json_is_object(in) ? json_deep_copy(in) : json_object();
+    if (json_is_array(in)) json_object_set(ctx, "messages", in);
+    json_decref(in);
+    if (!json_is_array(json_object_get(ctx, "messages"))) {
+        fprintf(stderr, "cllm tokenize: %s: \"messages\" must be a list\n", path);
+        json_decref(ctx);
+        return 1;
+    }
+    json_object_set_new(ctx, "add_generation_prompt", json_boolean(add_generation_prompt));
+    const char *bos = cllm_tokenizer_bos_token(tok), *eos = cllm_tokenizer_eos_token(tok);
+    if (bos && !json_object_get(ctx, "bos_token")) json_object_set_new(ctx, "bos_token", json_string(bos));
+    if (eos && !json_object_get(ctx, "eos_token")) json_object_set_new(ctx, "eos_token", json_string(eos));
+    cllm_chat_template *t = NULL;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc = 1;
+    if (cllm_chat_template_create(src, &t) != CLLM_OK) {
+        fprintf(stderr, "cllm tokenize: the chat template does not compile: %s\n", cllm_last_error());
+    } else if (cllm_chat_template_render(t, ctx, &text) != CLLM_OK) {
+        fprintf(stderr, "cllm tokenize: the chat template failed: %s\n", cllm_last_error());
+    } else if (cllm_tokenizer_encode(tok, text, strlen(text), false, &ids, &n_ids) != CLLM_OK) {
+        fprintf(stderr, "cllm tokenize: %s\n", cllm_last_error());
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n_ids; i++) json_array_append_new(arr, json_integer(ids[i]));
+        json_t *o = json_object();
+        json_object_set_new(o, "text", json_string(text));
+        json_object_set_new(o, "ids", arr);
+        char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (s) { puts(s); rc = 0; }
+        free(s);
+        json_decref(o);
+    }
+    cllm_free(ids);
+    free(text);
+    cllm_chat_template_destroy(t);
+    json_decref(ctx);
+    return rc;
+}
+
 int cllm_cli_tokenize(int argc, char **argv) {
-    const char *model = NULL, *input = NULL;
-    bool add_special = false;
+    const char *model = NULL, *input = NULL, *chat = NULL;
+    bool add_special = false, add_gen = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--add-special-tokens")) add_special = true;
         else if (!strcmp(a, "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(a, "--input") && i + 1 < argc) input = argv[++i];
-        else if (!strcmp(a, "--chat") || !strcmp(a, "--add-generation-prompt")) {
-            fprintf(stderr, "cllm tokenize: %s is not available yet (chat templates are not built)\n", a);
-            return 2;
-        } else {
+        else if (!strcmp(a, "--chat") && i + 1 < argc) chat = argv[++i];
+        else if (!strcmp(a, "--add-generation-prompt")) add_gen = true;
+        else {
             fprintf(stderr, "cllm tokenize: unknown or incomplete option '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
-    if (!model || !input) {
-        fprintf(stderr, "cllm tokenize: --model and --input are required\n");
+    if (!model || !input == !chat) {
+        fprintf(stderr, "cllm tokenize: --model and one of --input or --chat are required\n");
         usage(stderr);
         return 2;
     }
@@ -91,6 +161,11 @@ int cllm_cli_tokenize(int argc, char **argv) {
     if (cllm_tokenizer_load(model, &tok) != CLLM_OK) {
         fprintf(stderr, "cllm tokenize: %s\n", cllm_last_error());
         return 1;
+    }
+    if (chat) {
+        int crc = render_chat(tok, chat, add_gen);
+        cllm_tokenizer_destroy(tok);
+        return crc;
     }
     FILE *f = strcmp(input, "-") ? fopen(input, "rb") : stdin;
     if (!f) {
