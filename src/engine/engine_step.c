@@ -193,6 +193,7 @@ static cllm_status on_finished(cllm_engine *e, cllm_seq *q) {
     }
     cllm_seq_destroy(q);
     s->seq = NULL;
+    r->slots[s->index] = -1; /* the slot is reused by later requests: abort(r) must not reach it */
     eng_slot_release(e, si);
     r->num_done++;
     if (r->num_done == r->n) {

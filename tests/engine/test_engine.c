@@ -13,7 +13,9 @@
  *  sampling: n > 1 with seeds (distinct, reproducible), logprobs vs a direct
  *            log_softmax of the runner's logits, greedy with penalties vs
  *            the naive formulas on the runner's logits;
- *  errors:   bad parameters name the field, context length. */
+ *  errors:   bad parameters name the field, context length;
+ *  abort_partial: aborting an n > 1 request after one completion finished
+ *            leaves the request that reused its slot alone. */
 #include "engine_util.h"
 #include "engine/model_runner.h"
 #include "model/model.h"
@@ -189,6 +191,62 @@ static int test_preempt(void) {
     return 0;
 }
 
+
+/* Regression (CI soak failure): when one completion of an n > 1 request
+ * finishes, its slot is reused by the next request; aborting the first
+ * request afterwards must abort only its own unfinished completions, never
+ * the request that now holds the reused slot. */
+static int test_abort_partial(void) {
+    cllm_engine *e = t_engine(g_model, 16, 256, 0, false);
+    if (!e) return 1;
+    int32_t prompt[8] = {1, 20, 30, 40, 50, 60, 70, 80};
+    static const char *stop_e[] = {"e"};
+    for (uint64_t seed = 1; seed < 200; seed++) {
+        t_request a = {.prompt_ids = prompt, .n_prompt = 8, .p = cllm_request_default_params()};
+        a.p.n = 2, a.p.temperature = 1.0f, a.p.seed = seed, a.p.has_seed = true, a.p.max_tokens = 60;
+        a.p.ignore_eos = true, a.p.stop = stop_e, a.p.num_stop = 1;
+        a.c = calloc(2, sizeof(t_completion));
+        if (cllm_engine_add_request(e, NULL, prompt, 8, &a.p, &a.id) != CLLM_OK) return 1;
+        /* step until exactly one completion of a has finished */
+        int one = 0;
+        while (cllm_engine_has_unfinished(e)) {
+            const cllm_request_output *o;
+            int n;
+            if (cllm_engine_step(e, &o, &n) != CLLM_OK) return 1;
+            t_collect(&a, 1, o, n);
+            int nf = (a.c[0].finish_reason != NULL) + (a.c[1].finish_reason != NULL);
+            if (nf == 1) { one = 1; break; }
+            if (nf == 2) break;
+        }
+        if (!one) { free(a.c); continue; } /* both finished in the same step: try another seed */
+        t_request reqs[2] = {a, {.prompt_ids = prompt, .n_prompt = 8, .p = greedy(20)}};
+        reqs[1].c = calloc(1, sizeof(t_completion));
+        if (cllm_engine_add_request(e, NULL, prompt, 8, &reqs[1].p, &reqs[1].id) != CLLM_OK) return 1;
+        const cllm_request_output *o;
+        int n;
+        if (cllm_engine_step(e, &o, &n) != CLLM_OK) return 1;
+        t_collect(reqs, 2, o, n);
+        if (cllm_engine_has_unfinished(e) && (!reqs[0].c[0].finish_reason || !reqs[0].c[1].finish_reason))
+            T_CHECK(cllm_engine_abort(e, reqs[0].id) == CLLM_OK, "abort of the partly finished request");
+        while (cllm_engine_has_unfinished(e)) {
+            if (cllm_engine_step(e, &o, &n) != CLLM_OK) return 1;
+            t_collect(reqs, 2, o, n);
+        }
+        T_CHECK(reqs[1].c[0].finish_reason && !strcmp(reqs[1].c[0].finish_reason, "length") && reqs[1].c[0].n == 20,
+                "the request that reused a finished slot was hit by another request's abort: finish %s after %d tokens",
+                reqs[1].c[0].finish_reason ? reqs[1].c[0].finish_reason : "NULL", reqs[1].c[0].n);
+        cllm_engine_stats st;
+        cllm_engine_get_stats(e, &st);
+        T_CHECK(st.num_free_kv_blocks == st.num_kv_blocks, "blocks leaked");
+        printf("abort_partial: seed %llu\n", (unsigned long long)seed);
+        t_free(reqs, 2);
+        cllm_engine_destroy(e);
+        return 0;
+    }
+    T_CHECK(0, "no seed gave a partly finished n=2 request (test does not test)");
+    cllm_engine_destroy(e);
+    return 1;
+}
 
 /* Run one request alone on e and return its completion 0 (static storage
  * per call index). */
@@ -411,7 +469,7 @@ static int test_errors(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL_DIR batch|prefix|preempt|stop|sampling|errors [FIXTURE_DIR]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL_DIR batch|prefix|preempt|stop|sampling|errors|abort_partial [FIXTURE_DIR]\n", argv[0]);
         return 2;
     }
     g_model = argv[1];
@@ -424,6 +482,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(t, "stop")) rc = test_stop();
     else if (!strcmp(t, "sampling")) rc = test_sampling();
     else if (!strcmp(t, "errors")) rc = test_errors();
+    else if (!strcmp(t, "abort_partial")) rc = test_abort_partial();
     else { fprintf(stderr, "unknown test %s\n", t); return 2; }
     if (rc || t_fails) { fprintf(stderr, "FAILED (%d checks)\n", t_fails); return 1; }
     printf("ok\n");

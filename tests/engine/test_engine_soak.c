@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
             if (rnd() % 4 == 0) p.repetition_penalty = 0.8f + (rnd() % 50) / 100.0f;
             if (rnd() % 4 == 0) p.presence_penalty = ((int)(rnd() % 200) - 100) / 100.0f;
             if (rnd() % 4 == 0) p.frequency_penalty = ((int)(rnd() % 200) - 100) / 100.0f;
-            if (rnd() % 2) p.seed = rnd(), p.has_seed = true;
+            p.seed = rnd(), p.has_seed = true; /* every request seeded: a failure reproduces */
             const char *st[2];
             if (rnd() % 4 == 0) {
                 st[0] = stops[rnd() % 6], st[1] = stops[rnd() % 6];
