@@ -4,7 +4,7 @@
  * pool (preemption), at most MAX in flight. Every completion must get
  * exactly one final output ("abort" only if aborted); the engine checks the
  * block manager after every step (CLLM_ENGINE_CHECK=1); at the end every
- * block is free. usage: test_engine_soak MODEL_DIR COUNT */
+ * block is free. usage: [CLLM_SOAK_SEED=N] test_engine_soak MODEL_DIR COUNT */
 #include "cllm.h"
 
 #include <stdio.h>
@@ -25,6 +25,7 @@ typedef struct req {
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: %s MODEL_DIR COUNT\n", argv[0]); return 2; }
     int count = atoi(argv[2]), fails = 0;
+    if (getenv("CLLM_SOAK_SEED")) rs ^= strtoull(getenv("CLLM_SOAK_SEED"), NULL, 10) * 0x9E3779B97F4A7C15ull; /* other runs */
     cllm_engine_params ep = cllm_engine_default_params();
     ep.model.model = argv[1];
     ep.model.progress = false;
