@@ -35,7 +35,7 @@ void cllm_runner_destroy(cllm_runner *r) {
         }
         if (r->inv_freq) be->ops->free(be, r->inv_freq);
         dbuf *bufs[] = {&r->ws, &r->logits, &r->sample_ws, &r->tokens, &r->params, &r->ids, &r->pos,
-                        &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx,
+                        &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx, &r->qsl_prefill,
                         &r->logits2, &r->pen_params, &r->pen_tokens, &r->pen_ws, &r->tok_lp, &r->top_ids,
                         &r->top_lp, &r->pairs};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(be, bufs[i]);
@@ -64,6 +64,8 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     r->cfg = *p->cfg;
     r->arch = arch;
     r->block_size = p->block_size;
+    const char *nosplit = getenv("CLLM_NO_ATTN_SPLIT");
+    r->no_attn_split = nosplit && nosplit[0] && strcmp(nosplit, "0") != 0;
     r->num_kv_blocks = p->num_kv_blocks;
     r->max_blocks_per_seq = (p->max_model_len + p->block_size - 1) / p->block_size;
     r->max_model_len = p->max_model_len;
@@ -241,8 +243,45 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
         .query_start_loc = r->qsl.p, .seq_lens = r->seq_lens.p, .block_tables = r->block_tables.p,
         .slot_mapping = r->slots.p,
     };
+    /* A mixed batch whose leading sequences have one new token each (the
+     * scheduler puts running decodes first) runs attention in two parts, so
+     * the decode rows get the backend's decode kernel (tensor cores on CUDA)
+     * and the prefill chunks the prefill kernel. */
+    cllm_attn_meta mdec, mpre;
+    bool split = false;
+    int Sd = 0, dec_len = 0;
+    while (Sd < S && b->query_start_loc[Sd + 1] - b->query_start_loc[Sd] == 1) {
+        if (b->seq_lens[Sd] > dec_len) dec_len = b->seq_lens[Sd];
+        Sd++;
+    }
+    if (Sd > 0 && Sd < S && max_q > 1 && !r->no_attn_split) {
+        int Sp = S - Sd, Td = b->query_start_loc[Sd], pre_q = 0, pre_len = 0;
+        CLLM_TRY(grow(be, &r->qsl_prefill, (size_t)(Sp + 1) * i32));
+        int32_t *h = malloc((size_t)(Sp + 1) * i32);
+        if (!h) return cllm_error(CLLM_ERR_OOM, "out of memory");
+        for (int s = 0; s <= Sp; s++) h[s] = b->query_start_loc[Sd + s] - Td;
+        for (int s = Sd; s < S; s++) {
+            int q = b->query_start_loc[s + 1] - b->query_start_loc[s];
+            if (q > pre_q) pre_q = q;
+            if (b->seq_lens[s] > pre_len) pre_len = b->seq_lens[s];
+        }
+        cllm_status st = be->ops->h2d(be, r->qsl_prefill.p, h, (size_t)(Sp + 1) * i32);
+        free(h);
+        CLLM_TRY(st);
+        mdec = meta;
+        mdec.num_seqs = Sd, mdec.num_tokens = Td, mdec.max_query_len = 1, mdec.max_seq_len = dec_len;
+        mpre = meta;
+        mpre.num_seqs = Sp, mpre.num_tokens = T - Td, mpre.max_query_len = pre_q, mpre.max_seq_len = pre_len;
+        mpre.query_start_loc = r->qsl_prefill.p;
+        mpre.seq_lens = (const int32_t *)r->seq_lens.p + Sd;
+        mpre.block_tables = (const int32_t *)r->block_tables.p + (size_t)Sd * b->max_blocks_per_seq;
+        mpre.slot_mapping = (const int32_t *)r->slots.p + Td;
+        split = true;
+        r->attn_split_steps++;
+    }
     cllm_forward_args fa = {
         .num_tokens = T, .token_ids = r->ids.p, .positions = r->pos.p, .meta = &meta,
+        .attn_decode = split ? &mdec : NULL, .attn_prefill = split ? &mpre : NULL,
         .k_cache = r->k_cache, .v_cache = r->v_cache, .inv_freq = r->inv_freq,
         .logits_indices = r->lidx.p, .num_logits = NL, .logits = r->logits.p, .workspace = r->ws.p,
     };
@@ -255,6 +294,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
     return be->ops->sync(be);
 }
 
+uint64_t cllm_runner_attn_split_steps(const cllm_runner *r) { return r->attn_split_steps; }
 int cllm_runner_num_kv_blocks(const cllm_runner *r) { return r->num_kv_blocks; }
 int cllm_runner_block_size(const cllm_runner *r) { return r->block_size; }
 cllm_backend *cllm_runner_backend(cllm_runner *r) { return r->be; }

@@ -120,6 +120,11 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r);
  * last capture's wall time (ms). Any pointer may be NULL. */
 void cllm_runner_graph_stats(const cllm_runner *r, int *num_graphs, uint64_t *replays, double *capture_ms);
 
+/* Steps so far whose attention ran in two parts (a mixed batch: the leading
+ * one-token sequences through the backend's decode kernel, the prefill
+ * chunks separately; CLLM_NO_ATTN_SPLIT=1 turns the split off). */
+uint64_t cllm_runner_attn_split_steps(const cllm_runner *r);
+
 int cllm_runner_num_kv_blocks(const cllm_runner *r);
 int cllm_runner_block_size(const cllm_runner *r);
 cllm_backend *cllm_runner_backend(cllm_runner *r);   /* borrowed */

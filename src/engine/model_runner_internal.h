@@ -44,6 +44,9 @@ struct cllm_runner {
     dbuf ws, logits, sample_ws, tokens, params;
     dbuf logits2, pen_params, pen_tokens, pen_ws, tok_lp, top_ids, top_lp, pairs;
     dbuf ids, pos, qsl, seq_lens, block_tables, slots, lidx;
+    dbuf qsl_prefill;  /* query_start_loc of the prefill part of a split mixed batch, rebased to 0 */
+    uint64_t attn_split_steps;
+    bool no_attn_split;  /* CLLM_NO_ATTN_SPLIT=1: mixed batches in one attention call (A/B tests, benchmarks) */
     runner_graphs g;
 };
 

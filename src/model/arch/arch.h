@@ -16,6 +16,14 @@ typedef struct cllm_forward_args {
     const int32_t *token_ids;       /* (T) */
     const int32_t *positions;       /* (T) */
     const cllm_attn_meta *meta;     /* host struct holding device arrays */
+    /* Optional split of a mixed batch for attention (vLLM reorders decodes
+     * first for the same reason): attn_decode covers the first
+     * attn_decode->num_tokens tokens (sequences with one new token, served by
+     * the backend's decode kernel), attn_prefill the rest, as a batch of its
+     * own (query_start_loc rebased to 0; q and out offset by the decode
+     * tokens). Both NULL: one attention call over meta. The KV write always
+     * uses meta. */
+    const cllm_attn_meta *attn_decode, *attn_prefill;
     void *const *k_cache;           /* host array (layers) of device (B, P, Hkv, D) */
     void *const *v_cache;
     const float *inv_freq;          /* (D/2) f32 */

@@ -269,8 +269,16 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         CLLM_TRY(op->rope(be, q, k, a->positions, T, H, Hkv, D, NQ, NQ, a->inv_freq));
         PROF(CLLM_PROF_ATTN);
         CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[l], a->v_cache[l]));
-        CLLM_TRY(op->attention(be, q, NQ, a->k_cache[l], a->v_cache[l], a->meta, H, Hkv, D,
-                               1.0f / sqrtf((float)D), attn));
+        if (a->attn_decode && a->attn_prefill) { /* mixed batch: decode rows, then the prefill chunks */
+            size_t Td = (size_t)a->attn_decode->num_tokens;
+            CLLM_TRY(op->attention(be, q, NQ, a->k_cache[l], a->v_cache[l], a->attn_decode, H, Hkv, D,
+                                   1.0f / sqrtf((float)D), attn));
+            CLLM_TRY(op->attention(be, q + Td * NQ * as, NQ, a->k_cache[l], a->v_cache[l], a->attn_prefill, H, Hkv,
+                                   D, 1.0f / sqrtf((float)D), (char *)attn + Td * H * D * as));
+        } else {
+            CLLM_TRY(op->attention(be, q, NQ, a->k_cache[l], a->v_cache[l], a->meta, H, Hkv, D,
+                                   1.0f / sqrtf((float)D), attn));
+        }
         PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, attn, T, &ly->o, tmp, act));
         PROF(CLLM_PROF_OTHER);
