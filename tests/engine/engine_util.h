@@ -10,11 +10,14 @@
 #include <string.h>
 
 #define T_MAX_TOK 1024
+#define T_TOPK 5
 
 typedef struct t_completion {
     int32_t ids[T_MAX_TOK];
     float lp[T_MAX_TOK];      /* logprob of each token (when requested) */
     int32_t top[T_MAX_TOK];   /* first top id */
+    int32_t topk[T_MAX_TOK][T_TOPK]; /* the first T_TOPK top ids (logprobs >= T_TOPK) */
+    int ntop[T_MAX_TOK];
     size_t tok_end[T_MAX_TOK];/* text length after the step that produced token i */
     int n;
     char text[8192];
@@ -62,6 +65,8 @@ static void t_collect(t_request *r, int nr, const cllm_request_output *outs, int
             if (o->logprobs) {
                 c->lp[c->n] = o->logprobs[k].logprob;
                 c->top[c->n] = o->logprobs[k].num_top > 0 ? o->logprobs[k].top_ids[0] : -1;
+                c->ntop[c->n] = o->logprobs[k].num_top < T_TOPK ? o->logprobs[k].num_top : T_TOPK;
+                for (int j = 0; j < c->ntop[c->n]; j++) c->topk[c->n][j] = o->logprobs[k].top_ids[j];
             }
             c->ids[c->n++] = o->new_token_ids[k];
         }
@@ -98,6 +103,34 @@ static int t_run_all(cllm_engine *e, t_request *r, int nr) {
         }
         t_collect(r, nr, outs, n);
         if (++steps > 1000000) { fprintf(stderr, "FAIL: no progress\n"); return 1; }
+    }
+    return 0;
+}
+
+/* vLLM's check_logprobs_close (tests/models/utils.py): two runs of the same
+ * request may diverge only where bf16 rounding flips a near-tie: at the
+ * first differing token, each run's token must be among the other run's top
+ * logprobs; after it the outputs are not compared. Returns 0 if close,
+ * else 1 (with a message). *diverged_at: index of the first difference or -1. */
+static int t_logprobs_close(const t_completion *a, const t_completion *b, const char *what, int *diverged_at) {
+    *diverged_at = -1;
+    int n = a->n < b->n ? a->n : b->n;
+    for (int i = 0; i < n; i++) {
+        if (a->ids[i] == b->ids[i]) continue;
+        *diverged_at = i;
+        bool a_in_b = false, b_in_a = false;
+        for (int j = 0; j < b->ntop[i]; j++) a_in_b |= b->topk[i][j] == a->ids[i];
+        for (int j = 0; j < a->ntop[i]; j++) b_in_a |= a->topk[i][j] == b->ids[i];
+        if (!a_in_b || !b_in_a) {
+            fprintf(stderr, "FAIL: %s: token %d differs (%d vs %d) and is not in the other run's top %d\n", what, i,
+                    a->ids[i], b->ids[i], T_TOPK);
+            return 1;
+        }
+        return 0;
+    }
+    if (a->n != b->n) {
+        fprintf(stderr, "FAIL: %s: %d vs %d tokens with no differing token\n", what, a->n, b->n);
+        return 1;
     }
     return 0;
 }
