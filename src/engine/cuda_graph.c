@@ -108,6 +108,26 @@ static cllm_status alloc_buffers(cllm_runner *r, int smax, int mbps) {
     return CLLM_OK;
 }
 
+/* vLLM's capture sizes: 1, 2, 4, 8, then steps of 8 up to the first size >=
+ * max_num_seqs (at most CLLM_GRAPH_MAX_BATCH). Returns how many. */
+static int graph_sizes(const cllm_runner *r, int *sizes) {
+    int n = 0;
+    for (int s = 1;; s = s < 8 ? 2 * s : s + 8) {
+        sizes[n++] = s;
+        if (s >= r->max_num_seqs || s >= CLLM_GRAPH_MAX_BATCH) break;
+    }
+    return n;
+}
+
+cllm_status cllm_runner_reserve_graph_buffers(cllm_runner *r) {
+    cllm_backend *be = r->be;
+    if (!be->ops->graph_capture_begin || !be->ops->graph_capture_end || !be->ops->graph_launch ||
+        !be->ops->graph_destroy)
+        return CLLM_OK;
+    int sizes[CLLM_GRAPH_MAX_SIZES], n = graph_sizes(r, sizes);
+    return alloc_buffers(r, sizes[n - 1], r->max_blocks_per_seq);
+}
+
 /* Pack S real decode rows of b (may be NULL: no real rows) and padding up to
  * Sp rows into the staging buffer; returns the bytes to upload. */
 static size_t pack(cllm_runner *r, const cllm_batch_host *b, const cllm_sample_params *sp, int S, int Sp) {
@@ -173,11 +193,7 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r) {
     if (cllm_prof_on) return CLLM_OK;
     cllm_runner_graphs_reset(r);
     runner_graphs *g = &r->g;
-    int sizes[CLLM_GRAPH_MAX_SIZES], n = 0;
-    for (int s = 1;; s = s < 8 ? 2 * s : s + 8) {
-        sizes[n++] = s;
-        if (s >= r->max_num_seqs || s >= CLLM_GRAPH_MAX_BATCH) break;
-    }
+    int sizes[CLLM_GRAPH_MAX_SIZES], n = graph_sizes(r, sizes);
     int smax = sizes[n - 1];
     CLLM_TRY(alloc_buffers(r, smax, r->max_blocks_per_seq));
     /* all rows idle: the warm-up and capture runs touch no KV and no real sequence */

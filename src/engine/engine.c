@@ -171,7 +171,11 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
     cllm_runner *r = cllm_model_runner(e->model);
     int blocks = 0;
     if (p.num_gpu_blocks_override > 0) blocks = p.num_gpu_blocks_override;
-    else if (cuda) CLLM_TRY_GOTO(st, profile_kv_blocks(e, &p, &blocks), fail);
+    else if (cuda) {
+        /* the graphs' fixed buffers first, so the sizing counts them (else KV + graphs exceed the budget) */
+        if (!p.enforce_eager && !p.model.enforce_eager) CLLM_TRY_GOTO(st, cllm_runner_reserve_graph_buffers(r), fail);
+        CLLM_TRY_GOTO(st, profile_kv_blocks(e, &p, &blocks), fail);
+    }
     else blocks = cpu_kv_blocks(e, &p);
     if (blocks != cllm_runner_num_kv_blocks(r)) CLLM_TRY_GOTO(st, cllm_runner_resize_kv(r, blocks), fail);
     if (!p.enforce_eager && !p.model.enforce_eager) CLLM_TRY_GOTO(st, cllm_runner_capture_graphs(r), fail);

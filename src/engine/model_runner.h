@@ -116,6 +116,13 @@ cllm_status cllm_runner_mem_info(cllm_runner *r, size_t *free_bytes, size_t *tot
  * runner is then eager-only; --enforce-eager avoids it). */
 cllm_status cllm_runner_capture_graphs(cllm_runner *r);
 
+/* Allocate the graphs' fixed device buffers (metadata, workspace, logits,
+ * sampler workspace for the largest capture size) now, so that a KV-cache
+ * sizing pass that runs afterwards counts them as used memory;
+ * cllm_runner_capture_graphs then reuses them. No-op on backends without
+ * graph ops. Errors: CLLM_ERR_OOM. */
+cllm_status cllm_runner_reserve_graph_buffers(cllm_runner *r);
+
 /* Number of captured graphs, steps replayed through them so far, and the
  * last capture's wall time (ms). Any pointer may be NULL. */
 void cllm_runner_graph_stats(const cllm_runner *r, int *num_graphs, uint64_t *replays, double *capture_ms);
