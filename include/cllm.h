@@ -71,7 +71,8 @@ cllm_status cllm_tokenizer_encode(const cllm_tokenizer *tok, const char *text, s
 
 /* Decode ids to UTF-8 text, as Hugging Face `Tokenizer.decode(ids,
  * skip_special_tokens=...)`. *text is NUL-terminated, caller-owned (cllm_free).
- * Out-of-range ids give CLLM_ERR_INVALID_ARG. */
+ * Ids past the vocabulary decode to nothing (as Hugging Face skips ids it
+ * has no token for); negative ids give CLLM_ERR_INVALID_ARG. */
 cllm_status cllm_tokenizer_decode(const cllm_tokenizer *tok, const int32_t *ids, size_t n_ids,
                                   bool skip_special_tokens, char **text, size_t *len);
 

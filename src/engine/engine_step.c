@@ -322,10 +322,12 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_request_output **outputs
             /* leave the scheduler consistent: apply the plan without tokens is
              * impossible, so abort every request of the failed step */
             for (int i = 0; i < plan->num_seqs; i++) cllm_scheduler_abort(e->sched, plan->entries[i].seq->id);
-            int32_t *zeros = calloc((size_t)plan->num_sample + 1, sizeof(int32_t));
-            if (zeros) cllm_scheduler_update(e->sched, plan, zeros, plan->num_sample); /* no-op if applied */
-            free(zeros);
-            return st;
+            if (cllm_scheduler_plan_pending(e->sched)) { /* the failure came before the plan was applied */
+                int32_t *zeros = calloc((size_t)plan->num_sample + 1, sizeof(int32_t));
+                if (zeros) cllm_scheduler_update(e->sched, plan, zeros, plan->num_sample);
+                free(zeros);
+            }
+            return st; /* cllm_last_error() still says what failed */
         }
     } else {
         CLLM_TRY(cllm_scheduler_update(e->sched, plan, NULL, 0));

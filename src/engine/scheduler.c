@@ -308,6 +308,8 @@ static cllm_seq_status check_stop(const cllm_scheduler *s, cllm_seq *q) {
     return CLLM_SEQ_RUNNING;
 }
 
+bool cllm_scheduler_plan_pending(const cllm_scheduler *s) { return s->plan_pending; }
+
 cllm_status cllm_scheduler_update(cllm_scheduler *s, const cllm_sched_plan *plan, const int32_t *sampled,
                                   int num_sampled) {
     if (!s->plan_pending || plan != &s->plan)

@@ -89,6 +89,9 @@ cllm_status cllm_scheduler_schedule(cllm_scheduler *s, const cllm_sched_plan **p
  * min_tokens outputs, then eos (unless ignore_eos), then stop_token_ids.
  * Entries aborted since schedule are skipped. Errors: CLLM_ERR_INVALID_ARG
  * (not the pending plan, wrong count), CLLM_ERR_OOM. */
+/* True between cllm_scheduler_schedule and the cllm_scheduler_update of its plan. */
+bool cllm_scheduler_plan_pending(const cllm_scheduler *s);
+
 cllm_status cllm_scheduler_update(cllm_scheduler *s, const cllm_sched_plan *plan, const int32_t *sampled,
                                   int num_sampled);
 

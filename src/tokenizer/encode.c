@@ -87,10 +87,15 @@ cllm_status cllm_tokenizer_decode(const cllm_tokenizer *tok, const int32_t *ids,
     cllm_status st = CLLM_OK;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
-        if (id < 0 || id >= tok->vocab_size) {
-            st = cllm_error(CLLM_ERR_INVALID_ARG, "token id %d at position %zu is out of range [0, %d)", id, i, tok->vocab_size);
+        if (id < 0) {
+            st = cllm_error(CLLM_ERR_INVALID_ARG, "token id %d at position %zu is negative", id, i);
             break;
         }
+        /* Ids past the tokenizer's vocabulary decode to nothing, as Hugging Face
+         * tokenizers' decode skips ids it has no token for: a model's embedding
+         * is often padded past its tokenizer (Qwen2.5: 152064 rows, 151665 tokens)
+         * and a sampler may pick such an id. */
+        if (id >= tok->vocab_size) continue;
         const cllm_added_token *t = cllm_added_vocab_by_id(tok->added, id);
         if (t && t->special && skip_special_tokens) continue;
         const char *s = t ? t->content : cllm_bpe_id_to_token(tok->model, id);

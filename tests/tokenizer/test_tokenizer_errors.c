@@ -87,13 +87,34 @@ int main(int argc, char **argv) {
         expect("encode ok", cllm_tokenizer_encode(tok, "abab", 4, true, &ids, &n), CLLM_OK, NULL);
         if (n != 2 || ids[0] != 2 || ids[1] != 2) { g_fail++; fprintf(stderr, "FAIL tiny BPE: \"abab\" should be [2, 2]\n"); }
         cllm_free(ids);
-        int32_t bad[] = {0, 7};
-        char *text = NULL;
-        expect("decode out-of-range id", cllm_tokenizer_decode(tok, bad, 2, false, &text, NULL), CLLM_ERR_INVALID_ARG, "7");
+        /* Hugging Face decode skips ids past the vocabulary (tokenizers
+         * 0.2x: decode([300, vocab + 5, 301]) == decode([300, 301])): a model's
+         * embedding may be larger than its tokenizer and the sampler may pick
+         * such an id. Negative ids are errors. */
+        int32_t past[] = {0, 7, 0}, good[] = {0, 0};
+        char *text = NULL, *text2 = NULL;
+        expect("decode id past the vocabulary", cllm_tokenizer_decode(tok, past, 3, false, &text, NULL), CLLM_OK, NULL);
+        expect("decode", cllm_tokenizer_decode(tok, good, 2, false, &text2, NULL), CLLM_OK, NULL);
+        if (!text || !text2 || strcmp(text, text2)) {
+            g_fail++;
+            fprintf(stderr, "FAIL decode([0, 7, 0]) = '%s', want decode([0, 0]) = '%s'\n", text ? text : "", text2 ? text2 : "");
+        }
+        cllm_free(text), cllm_free(text2), text = NULL;
         int32_t neg[] = {-1};
         expect("decode negative id", cllm_tokenizer_decode(tok, neg, 1, false, &text, NULL), CLLM_ERR_INVALID_ARG, "-1");
         cllm_detokenizer *d = NULL;
-        expect("detokenizer bad prompt id", cllm_detokenizer_create(tok, bad, 2, false, &d), CLLM_ERR_INVALID_ARG, "7");
+        expect("detokenizer negative prompt id", cllm_detokenizer_create(tok, neg, 1, false, &d), CLLM_ERR_INVALID_ARG, "-1");
+        expect("detokenizer", cllm_detokenizer_create(tok, good, 2, false, &d), CLLM_OK, NULL);
+        if (d) {
+            char *delta = NULL;
+            size_t dl = 99;
+            expect("detokenizer step past the vocabulary", cllm_detokenizer_step(d, 7, &delta, &dl), CLLM_OK, NULL);
+            if (dl != 0) { g_fail++; fprintf(stderr, "FAIL an id past the vocabulary gave %zu bytes of text\n", dl); }
+            cllm_free(delta);
+            expect("detokenizer step negative", cllm_detokenizer_step(d, -3, &delta, &dl), CLLM_ERR_INVALID_ARG, "-3");
+            cllm_detokenizer_destroy(d);
+            d = NULL;
+        }
         if (cllm_tokenizer_token_to_id(tok, "zzz") != -1 || cllm_tokenizer_id_to_token(tok, 99) != NULL) {
             g_fail++;
             fprintf(stderr, "FAIL unknown token lookups should give -1 / NULL\n");
