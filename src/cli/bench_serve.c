@@ -4,11 +4,19 @@
  *
  * Each request sends `prompt` as a list of random token ids (so prompt
  * lengths are exact), `max_tokens`, `ignore_eos: true`, `temperature: 0`,
- * `stream: true` and `stream_options.include_usage`. All requests run on one
+ * `stream: true` and `stream_options.include_usage`. --backend openai-chat
+ * (or an --endpoint ending in chat/completions) sends the prompt as text
+ * instead, as vLLM's openai-chat backend: the random ids are decoded with
+ * the --tokenizer and re-encoded until the text encodes to the drawn length
+ * (vLLM's gen_prompt_decode_to_target_len), and each request is
+ * `messages: [{"role": "user", "content": TEXT}]` with
+ * `max_completion_tokens`; deltas are chat chunks (choices[0].delta), and
+ * since the chat template adds tokens, input tokens are the server's
+ * usage.prompt_tokens. All requests run on one
  * libcurl multi handle (no thread per request): arrivals follow a Poisson
  * process of --request-rate (inf: all at time 0), and at most
  * --max-concurrency are in flight. Per request, as vLLM measures them:
- * TTFT = first chunk with a `choices` entry - send time; ITL = gaps between
+ * TTFT = first chunk with a `choices` entry (chat: with delta content) - send time; ITL = gaps between
  * later such chunks; E2E = last chunk - send time; TPOT = (E2E - TTFT) /
  * (output tokens - 1), output tokens from the final usage chunk.
  * Percentiles interpolate linearly (numpy.percentile's default).
@@ -16,6 +24,8 @@
  * 2 on a usage error. */
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cllm.h"
+#include "core/status.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -30,6 +40,8 @@
 
 typedef struct bs_opts {
     const char *base_url, *host, *model, *served_model_name, *tokenizer, *endpoint, *api_key, *json_path;
+    const char *backend;          /* NULL (from --endpoint), "openai", "vllm" or "openai-chat" */
+    bool chat;                    /* chat completions: text prompts in messages */
     long port, num_prompts, in_len, out_len, max_conc, seed;
     double range_ratio, rate, ready_timeout_s;
 } bs_opts;
@@ -37,7 +49,8 @@ typedef struct bs_opts {
 /* One request: its prompt, the HTTP transfer and what was measured. */
 typedef struct bs_req {
     int32_t *ids;                 /* (in_len) prompt token ids, owned */
-    int in_len, out_len;          /* prompt tokens; requested max_tokens */
+    int in_len, out_len;          /* prompt tokens (chat: of the text alone); requested max_tokens */
+    bool chat;                    /* the stream holds chat chunks (choices[0].delta) */
     char *body;                   /* JSON request body, owned */
     CURL *h;
     char *buf;                    /* bytes of the response not yet split into lines */
@@ -47,6 +60,7 @@ typedef struct bs_req {
     double *itl;                  /* (n_itl) seconds */
     int n_itl, cap_itl;
     long out_tokens;              /* usage.completion_tokens, -1 if none came */
+    long prompt_tokens;           /* usage.prompt_tokens, -1 if none came */
     int n_chunks;
     char *err;                    /* owned; NULL on success */
     char curl_err[CURL_ERROR_SIZE];
@@ -77,6 +91,16 @@ static void set_err(bs_req *r, const char *fmt, const char *a, long n) {
 
 /* ------------------------------------------------------------ SSE reading */
 
+/* o[key] is a non-empty string. */
+static bool has_text(const json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) && json_string_length(v) > 0;
+}
+
+/* One SSE `data:` payload. Completions: every chunk with a choices entry is
+ * a token chunk (vLLM's rule). Chat: only chunks whose choices[0].delta has
+ * non-empty content (or reasoning_content) are, so that the role-only first
+ * delta does not count as the first token. */
 static void on_data_line(bs_req *r, const char *p, size_t n) {
     while (n && (*p == ' ')) p++, n--;
     if (n == 6 && !memcmp(p, "[DONE]", 6)) { r->done_marker = true; return; }
@@ -95,6 +119,17 @@ static void on_data_line(bs_req *r, const char *p, size_t n) {
         json_t *m = json_is_object(e) ? json_object_get(e, "message") : e;
         set_err(r, "error event in the stream: %s", json_is_string(m) ? json_string_value(m) : "(no message)", 0);
     } else if (json_is_array(ch) && json_array_size(ch) > 0) {
+        json_t *delta = json_object_get(json_array_get(ch, 0), "delta");
+        if (r->chat && !json_is_object(delta)) {
+            set_err(r, "a chunk without choices[0].delta: not a chat completion stream (is --endpoint a chat "
+                       "completions endpoint?)%s", NULL, 0);
+            json_decref(j);
+            return;
+        }
+        if (r->chat && !has_text(delta, "content") && !has_text(delta, "reasoning_content")) {
+            json_decref(j); /* the role chunk (cllm sends it before the first token), a bare finish_reason */
+            return;
+        }
         if (!r->got_first) {
             r->got_first = true;
             r->ttft = t - r->t_start;
@@ -111,7 +146,9 @@ static void on_data_line(bs_req *r, const char *p, size_t n) {
         r->n_chunks++;
     } else if (json_is_object(u)) {
         json_t *c = json_object_get(u, "completion_tokens");
+        json_t *pt = json_object_get(u, "prompt_tokens");
         if (json_is_integer(c)) r->out_tokens = (long)json_integer_value(c);
+        if (json_is_integer(pt)) r->prompt_tokens = (long)json_integer_value(pt);
     }
     json_decref(j);
 }
@@ -146,11 +183,22 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud) {
 
 /* ------------------------------------------------------------ requests */
 
-static char *make_body(const bs_opts *o, const bs_req *r) {
+/* The request body; text: the chat prompt (chat backend only). */
+static char *make_body(const bs_opts *o, const bs_req *r, const char *text) {
+    const char *model = o->served_model_name ? o->served_model_name : o->model;
+    if (o->chat) {
+        json_t *content = json_string(text); /* NULL if the decoded text is not valid UTF-8 */
+        if (!content) return NULL;
+        json_t *j = json_pack("{s:s, s:[{s:s, s:o}], s:i, s:f, s:b, s:b, s:{s:b}}", "model", model, "messages",
+                              "role", "user", "content", content, "max_completion_tokens", r->out_len,
+                              "temperature", 0.0, "ignore_eos", 1, "stream", 1, "stream_options", "include_usage", 1);
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        return s;
+    }
     json_t *ids = json_array();
     for (int i = 0; i < r->in_len; i++) json_array_append_new(ids, json_integer(r->ids[i]));
-    json_t *j = json_pack("{s:s, s:o, s:i, s:f, s:b, s:b, s:{s:b}}", "model",
-                          o->served_model_name ? o->served_model_name : o->model, "prompt", ids, "max_tokens",
+    json_t *j = json_pack("{s:s, s:o, s:i, s:f, s:b, s:b, s:{s:b}}", "model", model, "prompt", ids, "max_tokens",
                           r->out_len, "temperature", 0.0, "ignore_eos", 1, "stream", 1, "stream_options",
                           "include_usage", 1);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -165,7 +213,7 @@ static void req_reset(bs_req *r) {
     r->itl = NULL, r->err = NULL, r->buf = NULL;
     r->n_itl = r->cap_itl = 0, r->len = r->cap = 0;
     r->got_first = r->done_marker = false;
-    r->out_tokens = -1, r->n_chunks = 0, r->ttft = r->t_last = 0;
+    r->out_tokens = r->prompt_tokens = -1, r->n_chunks = 0, r->ttft = r->t_last = 0;
     r->curl_err[0] = 0;
 }
 
@@ -363,6 +411,12 @@ static void json_stat(json_t *j, const char *key, bs_stat s) {
     snprintf(k, sizeof k, "p99_%s_ms", key), json_object_set_new(j, k, json_real(s.p99));
 }
 
+/* Input tokens of a request: chat, the server's usage.prompt_tokens (the
+ * template adds tokens) or, when none came, the prompt text's; else the ids sent. */
+static long input_len(const bs_opts *o, const bs_req *r) {
+    return o->chat && r->prompt_tokens >= 0 ? r->prompt_tokens : r->in_len;
+}
+
 /* Print vLLM's summary and write the JSON result. Returns the exit code. */
 static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
     size_t n_itl = 0;
@@ -383,8 +437,9 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
         if (r->err) { failed++; if (!first_err) first_err = r->err; continue; }
         long out = r->out_tokens;
         if (out < 0) usage_missing = true, out = r->n_chunks, r->out_tokens = out;
+        if (o->chat && r->prompt_tokens < 0) usage_missing = true;
         double lat = r->t_last - r->t_start;
-        completed++, tot_in += r->in_len, tot_out += out;
+        completed++, tot_in += input_len(o, r), tot_out += out;
         ttft[nt++] = r->ttft * 1e3;
         e2el[ne++] = lat * 1e3;
         if (out > 1) tpot[np++] = (lat - r->ttft) / (double)(out - 1) * 1e3;
@@ -392,7 +447,8 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
     }
     if (usage_missing)
         fprintf(stderr, "cllm bench serve: warning: the server sent no usage chunk (stream_options.include_usage); "
-                        "output tokens are counted as content chunks\n");
+                        "output tokens are counted as content chunks%s\n",
+                o->chat ? ", input tokens as the prompt text's tokens (without the chat template)" : "");
     if (failed)
         fprintf(stderr, "cllm bench serve: %ld of %d requests failed; first error: %s\n", failed, n, first_err);
     bs_stat s_ttft = stat_of(ttft, nt), s_tpot = stat_of(tpot, np), s_itl = stat_of(itl, ni),
@@ -423,7 +479,7 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
         struct tm tmv;
         strftime(date, sizeof date, "%Y%m%d-%H%M%S", localtime_r(&tt, &tmv));
         json_object_set_new(j, "date", json_string(date));
-        json_object_set_new(j, "backend", json_string("openai"));
+        json_object_set_new(j, "backend", json_string(o->chat ? "openai-chat" : "openai"));
         json_object_set_new(j, "base_url", json_string(o->base_url));
         json_object_set_new(j, "endpoint", json_string(o->endpoint));
         json_object_set_new(j, "model_id", json_string(o->model));
@@ -446,10 +502,11 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
         json_object_set_new(j, "output_throughput", json_real(otp));
         json_object_set_new(j, "total_token_throughput", json_real(ttp));
         json_t *il = json_array(), *ol = json_array(), *tf = json_array(), *it = json_array(), *er = json_array();
-        json_t *el = json_array(), *rl = json_array();
+        json_t *el = json_array(), *rl = json_array(), *tl = o->chat ? json_array() : NULL;
         for (int i = 0; i < n; i++) {
             bs_req *r = &reqs[i];
-            json_array_append_new(il, json_integer(r->in_len));
+            json_array_append_new(il, json_integer(input_len(o, r)));
+            if (tl) json_array_append_new(tl, json_integer(r->in_len));
             json_array_append_new(ol, json_integer(r->err ? 0 : r->out_tokens));
             json_array_append_new(rl, json_integer(r->out_len));
             json_array_append_new(tf, json_real(r->err ? 0.0 : r->ttft));
@@ -466,6 +523,7 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
         /* not in vLLM's file: e2e latencies (s), max_tokens sent */
         json_object_set_new(j, "e2els", el);
         json_object_set_new(j, "requested_output_lens", rl);
+        if (tl) json_object_set_new(j, "prompt_text_lens", tl); /* chat: tokens of the text without the template */
         json_object_set_new(j, "errors", er);
         json_stat(j, "ttft", s_ttft);
         json_stat(j, "tpot", s_tpot);
@@ -486,15 +544,50 @@ static int report(const bs_opts *o, bs_req *reqs, int n, double dur) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cllm bench serve --model NAME [--base-url http://127.0.0.1:8000 | --host H --port P]\n"
-            "       [--endpoint /v1/completions] [--served-model-name NAME] [--tokenizer DIR] [--num-prompts 1000]\n"
+            "       [--backend openai|openai-chat] [--endpoint /v1/completions] [--served-model-name NAME]\n"
+            "       [--tokenizer DIR] [--num-prompts 1000]\n"
             "       [--random-input-len 1024] [--random-output-len 128] [--random-range-ratio 0.0]\n"
             "       [--request-rate inf] [--max-concurrency N] [--seed 0] [--api-key KEY]\n"
             "       [--ready-check-timeout-sec 600] [--output-json F]\n"
             "Sends random token-id prompts (ignore_eos, streaming) to a running OpenAI-compatible server and\n"
             "prints vLLM's serving summary (TTFT, TPOT, ITL, E2EL). Token ids are drawn from the vocabulary of\n"
             "--tokenizer DIR (default: --model when it is a directory), special tokens excluded.\n"
+            "--backend openai-chat (default when --endpoint ends in chat/completions; its default endpoint is\n"
+            "/v1/chat/completions) sends each prompt as text, decoded with the --tokenizer, in one user message;\n"
+            "input tokens are then the server's usage.prompt_tokens (chat template included).\n"
             "--request-rate: Poisson arrivals per second (inf: all at once). --ready-check-timeout-sec 0\n"
             "skips the initial single-prompt test run. Exit 0 if every request succeeded, else 1.\n");
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* --backend and --endpoint -> o->chat and the endpoint, as vLLM checks them.
+ * Returns -1 (go on) or 2 (usage error, message printed). */
+static int resolve_backend(bs_opts *o) {
+    if (o->backend && strcmp(o->backend, "openai") && strcmp(o->backend, "vllm") &&
+        strcmp(o->backend, "openai-chat")) {
+        fprintf(stderr, "cllm bench serve: --backend %s is not supported; use openai (or vllm: /v1/completions "
+                        "with token-id prompts) or openai-chat (/v1/chat/completions with text prompts)\n",
+                o->backend);
+        return 2;
+    }
+    bool chat_endpoint = o->endpoint && ends_with(o->endpoint, "chat/completions");
+    o->chat = o->backend ? !strcmp(o->backend, "openai-chat") : chat_endpoint;
+    if (!o->endpoint) o->endpoint = o->chat ? "/v1/chat/completions" : "/v1/completions";
+    else if (o->chat && !chat_endpoint) {
+        fprintf(stderr, "cllm bench serve: --backend openai-chat needs a chat completions URL: --endpoint %s must end "
+                        "with 'chat/completions'\n", o->endpoint);
+        return 2;
+    } else if (!o->chat && chat_endpoint) {
+        fprintf(stderr, "cllm bench serve: --endpoint %s is a chat endpoint, which does not take the token-id prompts "
+                        "of --backend %s; use --backend openai-chat (or --endpoint /v1/completions)\n",
+                o->endpoint, o->backend);
+        return 2;
+    }
+    return -1;
 }
 
 static int parse(int argc, char **argv, bs_opts *o) {
@@ -510,6 +603,7 @@ static int parse(int argc, char **argv, bs_opts *o) {
         else if (!strcmp(a, "--served-model-name")) o->served_model_name = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
         else if (!strcmp(a, "--endpoint")) o->endpoint = v;
+        else if (!strcmp(a, "--backend")) o->backend = v;
         else if (!strcmp(a, "--api-key")) o->api_key = v;
         else if (!strcmp(a, "--output-json")) o->json_path = v;
         else if (!strcmp(a, "--num-prompts")) ok = cllm_arg_long(a, v, 1, 10000000, &o->num_prompts);
@@ -529,21 +623,61 @@ static int parse(int argc, char **argv, bs_opts *o) {
         if (!ok) return 2;
     }
     if (!o->model) { fprintf(stderr, "cllm bench serve: --model is required (the served model's name)\n"); return 2; }
-    if (strstr(o->endpoint, "chat")) {
-        fprintf(stderr, "cllm bench serve: --endpoint %s: only completions endpoints (/v1/completions) take token-id "
-                        "prompts; use --endpoint /v1/completions\n", o->endpoint);
-        return 2;
-    }
-    return -1;
+    return resolve_backend(o);
 }
 
-/* Draw the random dataset (vLLM's RandomDataset bounds). */
+/* Chat prompt text for r->ids (r->in_len ids), as vLLM's
+ * gen_prompt_decode_to_target_len: decode, re-encode (no special tokens),
+ * truncate or extend with random allowed ids until the text encodes to
+ * r->in_len tokens (10 tries at most). r->ids/in_len become the text's final
+ * encoding. Returns the text (cllm_free) or NULL (cllm_last_error says why). */
+static char *chat_prompt(const cllm_tokenizer *tok, bs_req *r, const int32_t *allowed, int n_allowed, uint64_t *rng) {
+    int target = r->in_len;
+    for (int tries = 10;; tries--) {
+        char *text = NULL;
+        int32_t *enc = NULL;
+        size_t len = 0, n = 0;
+        if (cllm_tokenizer_decode(tok, r->ids, (size_t)r->in_len, false, &text, &len) != CLLM_OK) return NULL;
+        if (cllm_tokenizer_encode(tok, text, len, false, &enc, &n) != CLLM_OK) { cllm_free(text); return NULL; }
+        size_t keep = n < (size_t)target ? n : (size_t)target;
+        size_t cap = n > (size_t)target ? n : (size_t)target;
+        int32_t *ids = realloc(r->ids, sizeof(int32_t) * (cap ? cap : 1));
+        if (!ids) { cllm_free(text); cllm_free(enc); cllm_error(CLLM_ERR_OOM, "out of memory"); return NULL; }
+        r->ids = ids;
+        if (tries <= 0 || n == (size_t)target) { /* done: the text and its encoding */
+            memcpy(ids, enc, sizeof(int32_t) * n);
+            r->in_len = (int)n;
+            cllm_free(enc);
+            return text;
+        }
+        memcpy(ids, enc, sizeof(int32_t) * keep);
+        for (size_t k = keep; k < (size_t)target; k++) ids[k] = allowed[splitmix(rng) % (uint64_t)n_allowed];
+        r->in_len = target;
+        cllm_free(enc);
+        cllm_free(text);
+    }
+}
+
+/* Draw the random dataset (vLLM's RandomDataset bounds); chat: text prompts
+ * by the tokenizer of dir. Returns false after printing why. */
 static bool make_requests(const bs_opts *o, bs_req *reqs, int n) {
     int n_allowed = 0;
     const char *dir = o->tokenizer;
     if (!dir && access(o->model, R_OK) == 0) dir = o->model;
+    cllm_tokenizer *tok = NULL;
+    if (o->chat && (!dir || cllm_tokenizer_load(dir, &tok) != CLLM_OK)) {
+        fprintf(stderr, "cllm bench serve: error: --backend openai-chat decodes the random token ids into text with "
+                        "the model's tokenizer: %s\n",
+                dir ? cllm_last_error() : "pass --tokenizer DIR (a directory with tokenizer.json)");
+        return false;
+    }
     int32_t *allowed = allowed_ids(dir, &n_allowed);
-    if (!allowed || n_allowed == 0) { free(allowed); return false; }
+    if (!allowed || n_allowed == 0) {
+        fprintf(stderr, "cllm bench serve: error: out of memory building %d prompts\n", n);
+        free(allowed);
+        cllm_tokenizer_destroy(tok);
+        return false;
+    }
     uint64_t rng = (uint64_t)o->seed * 0x2545F4914F6CDD1Dull + 1;
     long in_lo = (long)floor(o->in_len * (1 - o->range_ratio)), in_hi = (long)ceil(o->in_len * (1 + o->range_ratio));
     long out_lo = (long)floor(o->out_len * (1 - o->range_ratio)), out_hi = (long)ceil(o->out_len * (1 + o->range_ratio));
@@ -552,16 +686,33 @@ static bool make_requests(const bs_opts *o, bs_req *reqs, int n) {
     bool ok = true;
     for (int i = 0; i < n && ok; i++) {
         bs_req *r = &reqs[i];
+        r->chat = o->chat;
         r->in_len = (int)uniform_int(&rng, in_lo, in_hi);
         r->out_len = (int)uniform_int(&rng, out_lo, out_hi);
         r->ids = malloc(sizeof(int32_t) * (size_t)r->in_len);
-        if (!r->ids) { ok = false; break; }
+        r->out_tokens = r->prompt_tokens = -1;
+        if (!r->ids) {
+            fprintf(stderr, "cllm bench serve: error: out of memory building %d prompts\n", n);
+            ok = false;
+            break;
+        }
         for (int k = 0; k < r->in_len; k++) r->ids[k] = allowed[splitmix(&rng) % (uint64_t)n_allowed];
-        r->body = make_body(o, r);
-        r->out_tokens = -1;
-        ok = r->body != NULL;
+        char *text = NULL;
+        if (tok && !(text = chat_prompt(tok, r, allowed, n_allowed, &rng))) {
+            fprintf(stderr, "cllm bench serve: error: cannot make prompt %d's text: %s\n", i, cllm_last_error());
+            ok = false;
+            break;
+        }
+        r->body = make_body(o, r, text);
+        cllm_free(text);
+        if (!r->body) {
+            fprintf(stderr, "cllm bench serve: error: cannot build request %d's JSON body (out of memory, or the "
+                            "decoded prompt is not valid UTF-8)\n", i);
+            ok = false;
+        }
     }
     free(allowed);
+    cllm_tokenizer_destroy(tok);
     return ok;
 }
 
@@ -569,7 +720,7 @@ static bool make_requests(const bs_opts *o, bs_req *reqs, int n) {
  * succeeds or timeout_s passes. Returns true when it succeeded. */
 static bool ready_check(const char *url, struct curl_slist *hdrs, const bs_req *first, double timeout_s) {
     bs_req t = {0};
-    t.in_len = first->in_len, t.out_len = first->out_len, t.body = first->body;
+    t.in_len = first->in_len, t.out_len = first->out_len, t.body = first->body, t.chat = first->chat;
     double t0 = now_s(), arrival = 0;
     bool ok = false;
     for (;;) {
@@ -587,7 +738,7 @@ static bool ready_check(const char *url, struct curl_slist *hdrs, const bs_req *
 
 /* cllm bench serve (dispatched from cli/bench.c): argv[1] is "serve". */
 int cllm_cli_bench_serve(int argc, char **argv) {
-    bs_opts o = {.host = "127.0.0.1", .port = 8000, .endpoint = "/v1/completions", .num_prompts = 1000,
+    bs_opts o = {.host = "127.0.0.1", .port = 8000, .num_prompts = 1000,
                  .in_len = 1024, .out_len = 128, .rate = INFINITY, .ready_timeout_s = 600};
     int prc = parse(argc, argv, &o);
     if (prc >= 0) return prc;
@@ -610,10 +761,11 @@ int cllm_cli_bench_serve(int argc, char **argv) {
         free(reqs), free(arrival);
         return 1;
     }
-    if (!reqs || !arrival || !make_requests(&o, reqs, n)) {
+    if (!reqs || !arrival) {
         fprintf(stderr, "cllm bench serve: error: out of memory building %d prompts\n", n);
         goto done;
     }
+    if (!make_requests(&o, reqs, n)) goto done;
     hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Accept: text/event-stream");
     if (o.api_key) {

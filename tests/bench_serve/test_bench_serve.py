@@ -184,7 +184,7 @@ def test_dead_port(tmp_path):
     (["--num-prompts", "0"], "--num-prompts"),
     (["--request-rate", "fast"], "--request-rate"),
     (["--random-range-ratio", "1.5"], "--random-range-ratio"),
-    (["--endpoint", "/v1/chat/completions"], "completions"),
+    (["--endpoint", "/v1/chat/completions", "--backend", "vllm"], "use --backend openai-chat"),
 ])
 def test_usage_errors(args, msg):
     p = subprocess.run([BIN, "bench", "serve", "--model", "m", *args], capture_output=True, text=True, timeout=30)
