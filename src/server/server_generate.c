@@ -186,6 +186,7 @@ typedef struct stream_st {
     int *completion_tokens;     /* (total) */
     int *prompt_tokens;         /* (n_sub) */
     bool complete;              /* every choice finished (no abort needed) */
+    bool role_sent;             /* chat: the role deltas went out (with the first tokens, as vLLM) */
 } stream_st;
 
 static bool buf_add(stream_st *st, char *frame, size_t n) {
@@ -252,7 +253,7 @@ static bool stream_fill(stream_st *st) {
         for (int i = 0; i < st->total; i++) {
             cllm_openai_chunk c = base_chunk(st, i);
             if (r->endpoint == CLLM_OPENAI_CHAT) {
-                c.first = true;
+                break; /* role deltas go out with the first tokens (phase 1), as vLLM sends them */
             } else if (r->echo) {
                 const cllm_openai_prompt *p = &r->prompts[i / r->n];
                 char *t = NULL;
@@ -293,6 +294,16 @@ static bool stream_fill(stream_st *st) {
         memcpy(msg, j->message, sizeof msg);
         pthread_mutex_unlock(&j->mu);
         bool ok = true;
+        if (r->endpoint == CLLM_OPENAI_CHAT && !st->role_sent && !failed && (ev || done || stopped)) {
+            /* vLLM's first iteration: one role delta per choice when the first output arrives, so a
+             * client's time to first chunk is the time to the first token */
+            for (int i = 0; ok && i < st->total; i++) {
+                cllm_openai_chunk c = base_chunk(st, i);
+                c.first = true;
+                ok = add_chunk(st, &c);
+            }
+            st->role_sent = true;
+        }
         while (ev) {
             srv_event *n = ev->next;
             if (ok) ok = emit_event(st, ev);
