@@ -13,6 +13,7 @@
 #include "core/status.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ struct cllm_tool_stream {
     int mode;
     bool ended, failed;
     size_t region;         /* where the tool-call region starts (content fallback start) */
-    size_t search_from;    /* hermes: resume point of the end-tag search */
+    size_t call_start;     /* hermes: the current call's "<tool_call>" */
     bool scanning;         /* bracket scanner state */
     size_t scan_pos;
     int depth;
@@ -89,7 +90,7 @@ typedef struct sbuf {
 } sbuf;
 
 static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n > SIZE_MAX / 4) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = (b->n + n + 1) * 2;
         char *np = realloc(b->p, cap);
@@ -231,7 +232,9 @@ static char *make_call_id(cllm_tool_parser_kind k) {
     return strdup(cllm_openai_make_id("chatcmpl-tool-", id, sizeof id));
 }
 
-/* Decode one call object from buf[a, b). 1: call added, 0: malformed, -1: OOM. */
+/* Decode one call object from buf[a, b) into s->calls, pending: it is
+ * emitted (emit_pending) once what follows it is well-formed (end tag, ';',
+ * ',' or ']', or the end of the text). 1: call added, 0: malformed, -1: OOM. */
 static int add_call(cllm_tool_stream *s, size_t a, size_t b) {
     json_error_t jerr;
     json_t *o = json_loadb(s->buf + a, b - a, 0, &jerr);
@@ -255,17 +258,23 @@ static int add_call(cllm_tool_stream *s, size_t a, size_t b) {
         return -1;
     }
     s->calls[s->n_calls] = c;
-    if (!add_rec(s, (ev_rec){.is_call = true, .call = s->n_calls})) {
-        free(c.id); free(c.name); free(c.arguments);
-        return -1;
-    }
     s->n_calls++;
     return 1;
+}
+
+/* Emit the pending (last decoded) call. 1, or -1 on OOM. */
+static int emit_pending(cllm_tool_stream *s) {
+    return add_rec(s, (ev_rec){.is_call = true, .call = s->n_calls - 1}) ? 1 : -1;
 }
 
 /* Malformed call at `at`: from there on (from the region start when no call
  * was streamed yet) everything is content. */
 static bool fail(cllm_tool_stream *s, size_t at) {
+    if (s->mode == M_SEP) { /* drop the pending call */
+        s->n_calls--;
+        cllm_openai_tool_call *c = &s->calls[s->n_calls];
+        free(c->id); free(c->name); free(c->arguments);
+    }
     s->failed = true;
     s->mode = M_FAILED;
     size_t from = s->n_calls ? at : s->region;
@@ -305,18 +314,19 @@ static void skip_ws(cllm_tool_stream *s) {
     while (s->pos < s->len && is_ws(s->buf[s->pos])) s->pos++;
 }
 
-/* Decode one bracket-delimited call at s->pos; then mode M_SEP.
+/* Decode one bracket-delimited call at s->pos; then mode M_SEP. at: where
+ * the content fallback starts if it is malformed.
  * 1: progressed, 0: wait for more text, -1: OOM. */
-static int object_call(cllm_tool_stream *s, bool final) {
+static int object_call(cllm_tool_stream *s, bool final, size_t at) {
     size_t end = scan_object(s);
     if (!end) {
         if (!final) return 0;
         s->scanning = false;
-        return fail(s, s->pos) ? 1 : -1;
+        return fail(s, at) ? 1 : -1;
     }
     int r = add_call(s, s->pos, end);
     if (r < 0) return -1;
-    if (r == 0) return fail(s, s->pos) ? 1 : -1;
+    if (r == 0) return fail(s, at) ? 1 : -1;
     s->pos = end;
     s->mode = M_SEP;
     return 1;
@@ -337,41 +347,49 @@ static int scan_marker(cllm_tool_stream *s, const char *marker, bool final) {
     return 0;
 }
 
-/* One step of the hermes machine. 1: progressed, 0: wait, -1: OOM. */
+/* One step of the hermes machine. 1: progressed, 0: wait, -1: OOM. The
+ * call's object is delimited by bracket matching, not by the first
+ * "</tool_call>", so that the tag inside a JSON string does not cut it
+ * (vLLM's regex would, and fall back to content). */
 static int step_hermes(cllm_tool_stream *s, bool final) {
     const size_t sl = sizeof HERMES_START - 1, el = sizeof HERMES_END - 1;
-    if (s->mode == M_SCAN) {
+    switch (s->mode) {
+    case M_SCAN: {
         int r = scan_marker(s, HERMES_START, final);
-        if (r == 1) { s->mode = M_TOOLS; s->search_from = s->pos + sl; }
+        if (r == 1) { s->call_start = s->pos; s->pos += sl; s->mode = M_TOOLS; }
         return r;
     }
-    if (s->mode == M_TOOLS) { /* s->pos at "<tool_call>" */
-        size_t body = s->pos + sl, from = s->search_from > body ? s->search_from : body;
-        size_t e = from + find(s->buf + from, s->len - from, HERMES_END), next = e + el;
-        if (e >= s->len) {
-            if (!final) {
-                s->search_from = s->len >= el ? (s->len - el + 1 > body ? s->len - el + 1 : body) : body;
-                return 0;
-            }
-            e = next = s->len; /* unterminated last call */
+    case M_TOOLS: /* after "<tool_call>" */
+        skip_ws(s);
+        if (s->pos == s->len) return final ? (fail(s, s->call_start) ? 1 : -1) : 0;
+        if (s->buf[s->pos] != '{') return fail(s, s->call_start) ? 1 : -1;
+        return object_call(s, final, s->call_start);
+    case M_SEP: { /* after the object: "</tool_call>" (or the end of the text) */
+        skip_ws(s);
+        size_t rest = s->len - s->pos, m = rest < el ? rest : el;
+        if (memcmp(s->buf + s->pos, HERMES_END, m)) return fail(s, s->call_start) ? 1 : -1;
+        if (rest < el) {
+            if (!final) return 0;
+            if (rest) return fail(s, s->call_start) ? 1 : -1; /* a cut-off end tag */
+            s->mode = M_DONE;
+        } else {
+            s->pos += el;
+            s->mode = M_BETWEEN;
         }
-        int r = add_call(s, body, e);
-        if (r < 0) return -1;
-        if (r == 0) return fail(s, s->pos) ? 1 : -1;
-        s->pos = next;
-        s->mode = M_BETWEEN;
-        return 1;
+        return emit_pending(s);
     }
-    /* M_BETWEEN: text after a call is dropped until the next <tool_call> */
-    size_t k = s->pos + find(s->buf + s->pos, s->len - s->pos, HERMES_START);
-    if (k < s->len) {
-        s->pos = k;
-        s->mode = M_TOOLS;
-        s->search_from = k + sl;
-        return 1;
+    default: { /* M_BETWEEN: text after a call is dropped until the next <tool_call> */
+        size_t k = s->pos + find(s->buf + s->pos, s->len - s->pos, HERMES_START);
+        if (k < s->len) {
+            s->call_start = k;
+            s->pos = k + sl;
+            s->mode = M_TOOLS;
+            return 1;
+        }
+        s->pos = s->len - (final ? 0 : partial_suffix(s->buf + s->pos, s->len - s->pos, HERMES_START));
+        return 0;
     }
-    s->pos = s->len - (final ? 0 : partial_suffix(s->buf + s->pos, s->len - s->pos, HERMES_START));
-    return 0;
+    }
 }
 
 static int step_mistral(cllm_tool_stream *s, bool final) {
@@ -392,12 +410,12 @@ static int step_mistral(cllm_tool_stream *s, bool final) {
         skip_ws(s);
         if (s->pos == s->len) return final ? (fail(s, s->pos) ? 1 : -1) : 0;
         if (s->buf[s->pos] != '{') return fail(s, s->pos) ? 1 : -1; /* "]" with no call is malformed too */
-        return object_call(s, final);
+        return object_call(s, final, s->pos);
     default: /* M_SEP */
         skip_ws(s);
         if (s->pos == s->len) return final ? (fail(s, s->pos) ? 1 : -1) : 0;
-        if (s->buf[s->pos] == ',') { s->pos++; s->mode = M_TOOLS; return 1; }
-        if (s->buf[s->pos] == ']') { s->mode = M_DONE; s->pos = s->len; return 1; }
+        if (s->buf[s->pos] == ',') { s->pos++; s->mode = M_TOOLS; return emit_pending(s); }
+        if (s->buf[s->pos] == ']') { s->mode = M_DONE; s->pos = s->len; return emit_pending(s); }
         return fail(s, s->pos) ? 1 : -1;
     }
 }
@@ -425,11 +443,15 @@ static int step_llama(cllm_tool_stream *s, bool final) {
             return 0;
         }
         if (s->buf[s->pos] != '{') return fail(s, s->pos) ? 1 : -1;
-        return object_call(s, final);
+        return object_call(s, final, s->pos);
     default: /* M_SEP */
         skip_ws(s);
-        if (s->pos == s->len) return 0;
-        if (s->buf[s->pos] == ';') { s->pos++; s->mode = M_TOOLS; return 1; }
+        if (s->pos == s->len) {
+            if (!final) return 0;
+            s->mode = M_DONE;
+            return emit_pending(s);
+        }
+        if (s->buf[s->pos] == ';') { s->pos++; s->mode = M_TOOLS; return emit_pending(s); }
         return fail(s, s->pos) ? 1 : -1;
     }
 }
@@ -545,6 +567,7 @@ cllm_status cllm_tool_parse(cllm_tool_parser_kind k, const char *text, size_t le
         st = cllm_error(CLLM_ERR_OOM, "out of memory parsing tool calls");
         goto out;
     }
+    if (!content.n) { free(content.p); content.p = NULL; }
     out->content = content.p;
     out->content_len = content.n;
 out:
