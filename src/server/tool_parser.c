@@ -574,3 +574,20 @@ out:
     cllm_tool_stream_destroy(s);
     return st;
 }
+
+cllm_status cllm_tool_parse_choice(cllm_tool_parser_kind k, const char *text, size_t len,
+                                   cllm_tool_parse_result *res, cllm_openai_choice *ch) {
+    CLLM_TRY(cllm_tool_parse(k, text ? text : "", text ? len : 0, res));
+    if (!res->n_calls) { /* plain content: the text as generated ("" rather than null) */
+        ch->text = res->content ? res->content : "";
+        ch->text_len = res->content_len;
+        return CLLM_OK;
+    }
+    ch->text = res->content;
+    ch->text_len = res->content_len;
+    ch->tool_calls = res->calls;
+    ch->n_tool_calls = res->n_calls;
+    if (ch->finish_reason == CLLM_OPENAI_FINISH_STOP || ch->finish_reason == CLLM_OPENAI_FINISH_LENGTH)
+        ch->finish_reason = CLLM_OPENAI_FINISH_TOOL_CALLS;
+    return CLLM_OK;
+}

@@ -88,6 +88,16 @@ void cllm_tool_parse_result_free(cllm_tool_parse_result *r);
 /* Release the strings of n calls and the array itself. */
 void cllm_tool_calls_free(cllm_openai_tool_call *calls, size_t n);
 
+/* A chat choice from its generated text (vLLM's serving_chat with
+ * auto tool choice): parse text with k into *res (caller-owned, release
+ * with cllm_tool_parse_result_free after the choice is formatted), then
+ * point ch->text / tool_calls at it (borrowed). With calls, the message
+ * content is the text before them (NULL -> JSON null) and finish_reason
+ * "stop"/"length" becomes "tool_calls"; without, the content is the text.
+ * Returns CLLM_OK or CLLM_ERR_OOM. */
+cllm_status cllm_tool_parse_choice(cllm_tool_parser_kind k, const char *text, size_t len,
+                                   cllm_tool_parse_result *res, cllm_openai_choice *ch);
+
 /* ------------------------------------------------------------ streaming */
 typedef struct cllm_tool_stream cllm_tool_stream;
 
