@@ -429,7 +429,7 @@ static int step_llama(cllm_tool_stream *s, bool final) {
         size_t rest = s->len - q;
         if (rest && s->buf[q] == '{') { s->pos = q; s->mode = M_TOOLS; return 1; }
         if (rest >= tl && !memcmp(s->buf + q, LLAMA_TAG, tl)) { s->pos = q + tl; s->mode = M_TOOLS; return 1; }
-        if (!final && (rest == 0 || !memcmp(s->buf + q, LLAMA_TAG, rest))) return 0;
+        if (!final && (rest == 0 || (rest < tl && !memcmp(s->buf + q, LLAMA_TAG, rest)))) return 0;
         s->mode = M_PASS;
         s->pos = 0;
         return 1;
@@ -465,6 +465,9 @@ cllm_status cllm_tool_stream_create(cllm_tool_parser_kind k, cllm_tool_stream **
                           cllm_tool_parser_names());
     cllm_tool_stream *s = calloc(1, sizeof *s);
     if (!s) return cllm_error(CLLM_ERR_OOM, "out of memory creating a tool call parser");
+    s->cap = 64;
+    if (!(s->buf = malloc(s->cap))) { free(s); return cllm_error(CLLM_ERR_OOM, "out of memory creating a tool call parser"); }
+    s->buf[0] = 0;
     s->kind = k;
     s->mode = M_SCAN;
     *out = s;
