@@ -7,9 +7,10 @@ them (the calls are the messages' own tool_calls: outside truth).
 
 Templates: hermes   = /work/shared/tokenizers/minimind (Qwen3 template, <tool_call> JSON)
            mistral  = /work/shared/tokenizers/mistral-v0.3 (Mistral-7B-Instruct-v0.3)
-           llama3_json = tests/tools/llama3.1_json.jinja, a verbatim copy of vLLM's
-                     examples/tool_chat_template_llama3.1_json.jinja (Apache-2.0),
-                     the template vLLM's docs prescribe with --tool-call-parser llama3_json.
+           llama3_json = Llama 3.1's JSON tool-call format as Meta's model card and
+                     Llama-3.1-Instruct's chat template write an assistant tool call:
+                     {"name": NAME, "parameters": ARGUMENTS} (the shared llama3
+                     tokenizer's template has no tools, so the text is formed here).
 The output text of an assistant message is render(messages + [assistant]) minus
 render(messages, add_generation_prompt=True), minus the end-of-turn token
 (<|im_end|>\\n, </s>, <|eot_id|>), i.e. what the model generates before its stop token.
@@ -109,12 +110,12 @@ def main():
     text = output(mistral, {"role": "assistant", "content": "It is sunny [really]."}, ctx, "</s>")
     cases.append(case("mistral", "plain_content", text, [], text))
 
-    llama = open(os.path.join(here, "llama3.1_json.jinja")).read()
-    ctx = {"tools": [WEATHER], "bos_token": "<|begin_of_text|>", "date_string": "26 Jul 2024"}
+    def llama_call(n, a):  # Llama-3.1-Instruct's template: '{"name": "' + name + '", "parameters": ' + args|tojson + '}'
+        return '{"name": "' + n + '", "parameters": ' + json.dumps(a, ensure_ascii=False) + "}"
     singles = []
     for name, n, a in [("one_call", "get_weather", ARGS[0]), ("unicode_args", "get_weather", ARGS[1]),
                        ("escapes_nested", "search", ARGS[2]), ("empty_args", "ping", ARGS[3])]:
-        text = output(llama, {"role": "assistant", "tool_calls": [call(0, n, a)]}, ctx, "<|eot_id|>")
+        text = llama_call(n, a)
         singles.append((text, n, a))
         cases.append(case("llama3_json", name, text, [{"name": n, "arguments": a}], None))
     # several calls: vLLM's llama3_json parser reads JSON objects separated by "; "
@@ -123,7 +124,7 @@ def main():
                       None))
     text = "<|python_tag|>" + singles[1][0]
     cases.append(case("llama3_json", "python_tag", text, [{"name": singles[1][1], "arguments": singles[1][2]}], None))
-    text = output(llama, {"role": "assistant", "content": "The answer is {not json}."}, ctx, "<|eot_id|>")
+    text = "The answer is {not json}."
     cases.append(case("llama3_json", "plain_content", text, [], text))
     json.dump(cases, sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
