@@ -26,8 +26,8 @@ FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
 if [ "$FUZZ_SECONDS" != 0 ]; then
   echo "== fuzz (libFuzzer + ASan/UBSan, ${FUZZ_SECONDS}s per target) =="
   cmake -S . -B build-fuzz -DCLLM_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCLLM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build-fuzz -j"$(nproc)" --target openai_request_fuzz chat_template_fuzz
-  for t in openai_request_fuzz:fuzz/corpus chat_template_fuzz:fuzz/corpus/chat_template; do
+  cmake --build build-fuzz -j"$(nproc)" --target openai_request_fuzz chat_template_fuzz tool_parser_fuzz
+  for t in openai_request_fuzz:fuzz/corpus chat_template_fuzz:fuzz/corpus/chat_template tool_parser_fuzz:fuzz/corpus/tool_parser; do
     bin=${t%%:*}; corpus=${t#*:}
     work=$(mktemp -d); cp -r "$corpus"/. "$work"/
     build-fuzz/fuzz/$bin -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 "$work" 2>&1 | tail -4

@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "server/http_server.h"
 #include "server/registry.h"
+#include "server/tool_parser.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -28,8 +29,11 @@ static void usage(FILE *f) {
             "       [--enable-prefix-caching | --no-enable-prefix-caching] [--load-format auto|dummy]\n"
             "       [--revision REV] [--num-threads N] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
             "       [--registry FILE] [--dry-run] [--enforce-eager]\n"
+            "       [--enable-auto-tool-choice --tool-call-parser hermes|llama3_json|mistral]\n"
             "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
-            "port. The server prints 'listening on http://HOST:PORT' once bound.\n");
+            "port. The server prints 'listening on http://HOST:PORT' once bound. --enable-auto-tool-choice parses\n"
+            "tool calls out of chat outputs (tool_choice \"auto\") in the format --tool-call-parser names:\n"
+            "hermes (Qwen2.5/Qwen3), llama3_json (Llama 3.1/3.2), mistral (Mistral v0.3).\n");
 }
 
 /* Apply a registry entry to the params. 0 on a bad value (message printed). */
@@ -68,12 +72,14 @@ static void print_command(const cllm_server_params *p) {
     printf(" %s", e->enable_prefix_caching ? "--enable-prefix-caching" : "--no-enable-prefix-caching");
     if (e->enforce_eager) printf(" --enforce-eager");
     if (p->api_key) printf(" --api-key '***'");
+    if (p->enable_auto_tool_choice) printf(" --enable-auto-tool-choice");
+    if (p->tool_call_parser) printf(" --tool-call-parser %s", p->tool_call_parser);
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
 static bool is_switch(const char *a) {
     return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching") ||
-           !strcmp(a, "--enforce-eager");
+           !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice");
 }
 
 int cllm_cli_serve(int argc, char **argv) {
@@ -120,6 +126,7 @@ int cllm_cli_serve(int argc, char **argv) {
         if (!strcmp(a, "--enable-prefix-caching")) { p.engine.enable_prefix_caching = true; continue; }
         if (!strcmp(a, "--no-enable-prefix-caching")) { p.engine.enable_prefix_caching = false; continue; }
         if (!strcmp(a, "--enforce-eager")) { p.engine.enforce_eager = true; continue; } /* no CUDA graphs */
+        if (!strcmp(a, "--enable-auto-tool-choice")) { p.enable_auto_tool_choice = true; continue; }
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
         if (!strcmp(a, "--model")) p.engine.model.model = v;
@@ -142,6 +149,15 @@ int cllm_cli_serve(int argc, char **argv) {
         else if (!strcmp(a, "--num-threads")) { ok = cllm_arg_long(a, v, 0, 4096, &l); p.engine.model.num_threads = (int)l; }
         else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
         else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
+        else if (!strcmp(a, "--tool-call-parser")) {
+            cllm_tool_parser_kind k;
+            if (cllm_tool_parser_from_name(v, &k) != CLLM_OK) {
+                fprintf(stderr, "cllm serve: --tool-call-parser '%s' is not known: valid parsers are %s\n", v,
+                        cllm_tool_parser_names());
+                goto out;
+            }
+            p.tool_call_parser = v;
+        }
         else {
             fprintf(stderr, "cllm serve: unknown flag '%s' (cllm serve --help)\n", a);
             goto out;
@@ -150,6 +166,11 @@ int cllm_cli_serve(int argc, char **argv) {
     }
     if (!p.engine.model.model) {
         fprintf(stderr, "cllm serve: --model DIR|ORG/NAME (or a registry NAME) is required (cllm serve --help)\n");
+        goto out;
+    }
+    if (p.enable_auto_tool_choice && !p.tool_call_parser) {
+        fprintf(stderr, "cllm serve: --enable-auto-tool-choice needs a parser: add --tool-call-parser NAME (one of "
+                        "%s) matching the model's tool-call format\n", cllm_tool_parser_names());
         goto out;
     }
     p.engine.model.max_num_seqs = p.engine.max_num_seqs;

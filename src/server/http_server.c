@@ -289,8 +289,17 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
         return cllm_error(CLLM_ERR_INVALID_ARG, "cllm_server_start: a model (--model) is required");
     if (params->port < 0 || params->port > 65535)
         return cllm_error(CLLM_ERR_INVALID_ARG, "--port %d is out of range 0..65535", params->port);
+    cllm_tool_parser_kind tool_parser = CLLM_TOOL_PARSER_NONE;
+    if (params->tool_call_parser && cllm_tool_parser_from_name(params->tool_call_parser, &tool_parser) != CLLM_OK)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "--tool-call-parser '%s' is not known: valid parsers are %s",
+                          params->tool_call_parser, cllm_tool_parser_names());
+    if (params->enable_auto_tool_choice && !tool_parser)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "--enable-auto-tool-choice needs a parser: add --tool-call-parser "
+                                                "NAME (one of %s) matching the model's tool-call format",
+                          cllm_tool_parser_names());
     cllm_server *s = calloc(1, sizeof *s);
     if (!s) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    s->tool_parser = (int)tool_parser;
     cllm_status st = CLLM_OK;
     s->p = *params;
     pthread_mutex_init(&s->mu, NULL);

@@ -19,6 +19,7 @@
 #include "cllm.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -37,6 +38,10 @@ typedef struct cllm_server_params {
                                     * waiting); beyond -> 503 + Retry-After.
                                     * 0: max_num_seqs + engine.max_num_waiting */
     double shutdown_timeout_s;     /* grace period on SIGTERM/SIGINT; default 10 */
+    bool enable_auto_tool_choice;  /* vLLM --enable-auto-tool-choice: parse tool calls out of
+                                    * chat outputs (needs tool_call_parser); default false */
+    const char *tool_call_parser;  /* vLLM --tool-call-parser: "hermes", "llama3_json",
+                                    * "mistral" (server/tool_parser.h); NULL: none */
 } cllm_server_params;
 
 cllm_server_params cllm_server_default_params(void);
@@ -46,7 +51,10 @@ typedef struct cllm_server cllm_server;
 /* Bind the socket and start serving: /health answers 503 while the engine
  * thread loads the model, 200 once ready. *out is caller-owned
  * (cllm_server_destroy). Errors: CLLM_ERR_INVALID_ARG (bad host/params),
- * CLLM_ERR_IO (cannot bind: port in use, permission), CLLM_ERR_OOM. */
+ * CLLM_ERR_IO (cannot bind: port in use, permission), CLLM_ERR_OOM.
+ * enable_auto_tool_choice without tool_call_parser, or an unknown parser
+ * name, is CLLM_ERR_INVALID_ARG (the message says what to add / lists the
+ * valid names). */
 cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **out);
 
 /* The bound TCP port (useful with port 0). */

@@ -248,6 +248,12 @@ char *cllm_openai_format_chat_chunk(const cllm_openai_chunk *c) {
     int ok = o && choices && ch && delta;
     if (c->first) put(delta, "role", json_string("assistant"), &ok);
     if (c->text || c->first) put(delta, "content", jstr(c->text ? c->text : "", c->text ? c->text_len : 0), &ok);
+    if (c->n_tool_calls) {
+        json_t *tc = tool_calls_json(c->tool_calls, c->n_tool_calls);
+        for (size_t i = 0; tc && i < c->n_tool_calls; i++)
+            put(json_array_get(tc, i), "index", json_integer((json_int_t)c->tool_call_index + (json_int_t)i), &ok);
+        put(delta, "tool_calls", tc, &ok);
+    }
     put(ch, "index", json_integer(c->index), &ok);
     put(ch, "delta", delta, &ok);
     put(ch, "logprobs", c->has_logprobs ? chat_logprobs(c->logprobs, c->n_logprobs) : json_null(), &ok);

@@ -316,6 +316,11 @@ typedef struct cllm_openai_chunk {
     size_t n_logprobs;
     cllm_openai_finish_reason finish_reason; /* NONE -> null */
     bool include_usage;          /* stream_options.include_usage: adds "usage": null */
+    /* chat: delta.tool_calls [{index, id, type:"function", function:{name,
+     * arguments}}] with indices tool_call_index, +1, ... (server/tool_parser.h) */
+    const cllm_openai_tool_call *tool_calls; /* (n_tool_calls) borrowed */
+    size_t n_tool_calls;
+    uint32_t tool_call_index;
 } cllm_openai_chunk;
 
 /* object "text_completion" chunk: choices [{text, index, logprobs, finish_reason}]. */

@@ -122,6 +122,37 @@ static int send_submit_error(struct MHD_Connection *conn, cllm_status st, const 
     return srv_send_error(conn, &err);
 }
 
+/* tools / tool_choice of a chat request, as vLLM's serving_chat checks them:
+ * "auto" (also when unset with tools) parses tool calls when the server has
+ * --enable-auto-tool-choice; explicit "auto" without it is a 400; "required"
+ * and a named function need structured outputs (guided decoding), which
+ * cllm does not implement: 400. Parsing keeps special tokens in the text
+ * (vLLM's parsers' adjust_request), since markers such as [TOOL_CALLS] and
+ * <|python_tag|> are special tokens. */
+static cllm_status check_tools(cllm_server *s, srv_job *j, cllm_openai_error *err) {
+    cllm_openai_request *r = &j->req;
+    if (r->endpoint != CLLM_OPENAI_CHAT) return CLLM_OK;
+    cllm_openai_tool_choice tc = r->tool_choice;
+    if (tc == CLLM_OPENAI_TOOL_CHOICE_REQUIRED || tc == CLLM_OPENAI_TOOL_CHOICE_NAMED)
+        return cllm_openai_error_set(err, 400, "invalid_request_error", "tool_choice",
+                                     "tool_choice %s%s%s needs structured outputs (guided decoding) to force the "
+                                     "call, which cllm does not implement; use tool_choice \"auto\" (with "
+                                     "--enable-auto-tool-choice --tool-call-parser NAME) or \"none\"",
+                                     tc == CLLM_OPENAI_TOOL_CHOICE_REQUIRED ? "\"required\"" : "naming function '",
+                                     tc == CLLM_OPENAI_TOOL_CHOICE_NAMED ? r->tool_choice_name : "",
+                                     tc == CLLM_OPENAI_TOOL_CHOICE_NAMED ? "'" : "");
+    bool enabled = s->p.enable_auto_tool_choice && s->tool_parser;
+    if (tc == CLLM_OPENAI_TOOL_CHOICE_AUTO && !enabled)
+        return cllm_openai_error_set(err, 400, "invalid_request_error", "tool_choice",
+                                     "\"auto\" tool choice requires --enable-auto-tool-choice and "
+                                     "--tool-call-parser to be set");
+    if (enabled && r->n_tools && tc != CLLM_OPENAI_TOOL_CHOICE_NONE) {
+        j->tool_parser = s->tool_parser;
+        r->skip_special_tokens = false;
+    }
+    return CLLM_OK;
+}
+
 /* Tokenize every prompt of j->req into j->prompt_ids and check lengths. */
 static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error *err) {
     cllm_openai_request *r = &j->req;
@@ -187,6 +218,7 @@ typedef struct stream_st {
     int *prompt_tokens;         /* (n_sub) */
     bool complete;              /* every choice finished (no abort needed) */
     bool role_sent;             /* chat: the role deltas went out (with the first tokens, as vLLM) */
+    cllm_tool_stream **tp;      /* (total) tool-call parsers, or NULL */
 } stream_st;
 
 static bool buf_add(stream_st *st, char *frame, size_t n) {
@@ -222,6 +254,39 @@ static cllm_openai_chunk base_chunk(stream_st *st, int index) {
     return c;
 }
 
+/* A chat event through the choice's tool-call parser: one chunk per parser
+ * event (content, or one whole tool call); logprobs ride on the first chunk
+ * (alone when the parser holds the text back); the finish chunk says
+ * "tool_calls" when the choice called any. false on OOM. */
+static bool emit_tool_event(stream_st *st, const srv_event *ev, cllm_openai_finish_reason fin,
+                            const cllm_openai_token_logprob *lps) {
+    cllm_tool_stream *tp = st->tp[ev->choice];
+    const cllm_tool_event *te;
+    size_t n = 0;
+    if (cllm_tool_stream_feed(tp, ev->text, ev->text_len, ev->finished, &te, &n) != CLLM_OK) return false;
+    if (fin == CLLM_OPENAI_FINISH_STOP || fin == CLLM_OPENAI_FINISH_LENGTH)
+        if (cllm_tool_stream_n_calls(tp)) fin = CLLM_OPENAI_FINISH_TOOL_CALLS;
+    for (size_t i = 0; i < n || (i == 0 && (lps || fin != CLLM_OPENAI_FINISH_NONE)); i++) {
+        cllm_openai_chunk c = base_chunk(st, ev->choice);
+        if (i < n && te[i].is_call) {
+            c.tool_calls = te[i].call;
+            c.n_tool_calls = 1;
+            c.tool_call_index = te[i].index;
+        } else if (i < n) {
+            c.text = te[i].text;
+            c.text_len = te[i].text_len;
+        }
+        if (i == 0 && lps) {
+            c.logprobs = lps;
+            c.has_logprobs = true;
+            c.n_logprobs = (size_t)ev->n_tokens;
+        }
+        if (i + 1 >= n) c.finish_reason = fin;
+        if (!add_chunk(st, &c)) return false;
+    }
+    return true;
+}
+
 static bool emit_event(stream_st *st, const srv_event *ev) {
     const cllm_openai_request *r = &st->j->req;
     int sub = ev->choice / r->n;
@@ -230,6 +295,16 @@ static bool emit_event(stream_st *st, const srv_event *ev) {
     cllm_openai_finish_reason fin = ev->finished ? finish_of(ev->finish_reason) : CLLM_OPENAI_FINISH_NONE;
     if (!ev->text_len && !ev->finished && !ev->lps) return true; /* nothing to say yet */
     pool pl = {0};
+    if (st->tp) {
+        const cllm_openai_token_logprob *lps = NULL;
+        if (r->logprobs >= 0 && ev->lps) {
+            lps = event_logprobs(st->s, &pl, ev, &st->offsets[ev->choice], &st->prev[ev->choice]);
+            if (!lps) { pool_free(&pl); return false; }
+        }
+        bool ok = emit_tool_event(st, ev, fin, lps);
+        pool_free(&pl);
+        return ok;
+    }
     cllm_openai_chunk c = base_chunk(st, ev->choice);
     c.text = ev->finished && !ev->text_len && r->endpoint == CLLM_OPENAI_CHAT ? NULL : ev->text;
     c.text_len = ev->text_len;
@@ -375,6 +450,8 @@ static void stream_free(void *cls) {
     free(st->prev);
     free(st->completion_tokens);
     free(st->prompt_tokens);
+    for (int i = 0; st->tp && i < st->total; i++) cllm_tool_stream_destroy(st->tp[i]);
+    free(st->tp);
     free(st);
 }
 
@@ -390,6 +467,14 @@ static int start_stream(cllm_server *s, struct MHD_Connection *conn, srv_job *j)
         }
         st->completion_tokens = calloc((size_t)total, sizeof *st->completion_tokens);
         st->prompt_tokens = calloc((size_t)j->n_sub, sizeof *st->prompt_tokens);
+        bool tp_ok = true;
+        if (j->tool_parser && (st->tp = calloc((size_t)total, sizeof *st->tp)))
+            for (int i = 0; i < total; i++)
+                tp_ok = tp_ok && cllm_tool_stream_create((cllm_tool_parser_kind)j->tool_parser, &st->tp[i]) == CLLM_OK;
+        if (j->tool_parser && (!st->tp || !tp_ok)) { /* OOM: give up below */
+            free(st->prompt_tokens);
+            st->prompt_tokens = NULL;
+        }
     }
     struct MHD_Response *resp = NULL;
     if (st && st->offsets && st->prev && st->completion_tokens && st->prompt_tokens) {
@@ -402,7 +487,12 @@ static int start_stream(cllm_server *s, struct MHD_Connection *conn, srv_job *j)
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, st, stream_free);
     }
     if (!resp) { /* the caller still owns j and the inflight slot */
-        if (st) { free(st->offsets); free(st->prev); free(st->completion_tokens); free(st->prompt_tokens); free(st); }
+        if (st) {
+            free(st->offsets); free(st->prev); free(st->completion_tokens); free(st->prompt_tokens);
+            for (int i = 0; st->tp && i < total; i++) cllm_tool_stream_destroy(st->tp[i]);
+            free(st->tp);
+            free(st);
+        }
         return -1;
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
@@ -462,6 +552,7 @@ static int finish_blocking(cllm_server *s, struct MHD_Connection *conn, srv_job 
     const cllm_openai_request *r = &j->req;
     int total = j->n_sub * r->n;
     acc_choice *acc = calloc((size_t)total, sizeof *acc);
+    cllm_tool_parse_result *parsed = NULL; /* (total) with a tool parser */
     int *prompt_tokens = calloc((size_t)j->n_sub, sizeof *prompt_tokens);
     pool pl = {0};
     int ret = MHD_NO;
@@ -527,6 +618,14 @@ static int finish_blocking(cllm_server *s, struct MHD_Connection *conn, srv_job 
         resp.usage.completion_tokens += acc[i].completion_tokens;
     }
     for (int i = 0; i < j->n_sub; i++) resp.usage.prompt_tokens += prompt_tokens[i];
+    if (j->tool_parser && !(parsed = calloc((size_t)total, sizeof *parsed))) ok = false;
+    for (int i = 0; ok && j->tool_parser && i < total; i++) /* each choice parses on its own */
+        ok = cllm_tool_parse_choice((cllm_tool_parser_kind)j->tool_parser, acc[i].text, acc[i].len, &parsed[i],
+                                    &ch[i]) == CLLM_OK;
+    if (!ok) {
+        ret = srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory parsing tool calls");
+        goto out;
+    }
     char *body = r->endpoint == CLLM_OPENAI_CHAT ? cllm_openai_format_chat_completion(&resp)
                                                  : cllm_openai_format_completion(&resp);
     ret = body ? srv_send(conn, 200, "application/json", body, strlen(body))
@@ -538,6 +637,8 @@ out:
     }
     free(acc);
     free(prompt_tokens);
+    for (int i = 0; parsed && i < total; i++) cllm_tool_parse_result_free(&parsed[i]);
+    free(parsed);
     pool_free(&pl);
     return ret;
 }
@@ -556,6 +657,7 @@ int srv_handle_generate(cllm_server *s, struct MHD_Connection *conn, cllm_openai
         cllm_openai_error_set(&err, 404, "NotFoundError", "model", "The model `%s` does not exist.", j->req.model);
         st = CLLM_ERR_NOT_FOUND;
     }
+    if (st == CLLM_OK) st = check_tools(s, j, &err);
     if (st == CLLM_OK) st = prepare_prompts(s, j, &err);
     if (st != CLLM_OK) {
         srv_job_unref(j);

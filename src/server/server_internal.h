@@ -16,6 +16,7 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/openai_protocol.h"
+#include "server/tool_parser.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -59,6 +60,7 @@ typedef struct srv_job {
     size_t *n_prompt_ids;       /* (n_sub) */
     int64_t *max_tokens;        /* (n_sub) after the context-length check */
     double t_arrival;           /* monotonic seconds */
+    int tool_parser;            /* chat with auto tool choice: cllm_tool_parser_kind, else 0 */
     /* engine-thread state */
     uint64_t *engine_ids;       /* (n_sub) */
     double *t_last;             /* (n_sub * n) time of the last token per choice */
@@ -120,6 +122,7 @@ struct cllm_server {
      * unset (vLLM --generation-config auto); < 0: the model gives none */
     float gen_temperature, gen_top_p, gen_min_p, gen_repetition_penalty;
     int gen_top_k;
+    int tool_parser;            /* cllm_tool_parser_kind of --tool-call-parser, 0: none */
     void *chat_template;        /* compiled chat template (server_chat.c), under mu */
     bool chat_template_tried;
     char chat_template_error[600];
