@@ -231,11 +231,21 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
     CLLM_TRY(grow(be, &r->ws, r->arch->workspace_bytes(&r->cfg, T, NL, be->act)));
     CLLM_TRY(grow(be, &r->logits, (size_t)NL * V * sizeof(float)));
 
-    int max_q = 0, max_len = 0;
+    /* One pass over the sequences: the whole batch's bounds, and for a mixed
+     * batch the split below: the leading one-token sequences (Sd of them,
+     * the scheduler puts running decodes first) and the rest. */
+    int max_q = 0, max_len = 0, Sd = 0, dec_len = 0, pre_q = 0, pre_len = 0;
     for (int s = 0; s < S; s++) {
-        int q = b->query_start_loc[s + 1] - b->query_start_loc[s];
+        int q = b->query_start_loc[s + 1] - b->query_start_loc[s], len = b->seq_lens[s];
         if (q > max_q) max_q = q;
-        if (b->seq_lens[s] > max_len) max_len = b->seq_lens[s];
+        if (len > max_len) max_len = len;
+        if (Sd == s && q == 1) {
+            Sd++;
+            if (len > dec_len) dec_len = len;
+        } else {
+            if (q > pre_q) pre_q = q;
+            if (len > pre_len) pre_len = len;
+        }
     }
     cllm_attn_meta meta = {
         .num_seqs = S, .num_tokens = T, .max_query_len = max_q, .max_seq_len = max_len,
@@ -243,29 +253,17 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
         .query_start_loc = r->qsl.p, .seq_lens = r->seq_lens.p, .block_tables = r->block_tables.p,
         .slot_mapping = r->slots.p,
     };
-    /* A mixed batch whose leading sequences have one new token each (the
-     * scheduler puts running decodes first) runs attention in two parts, so
-     * the decode rows get the backend's decode kernel (tensor cores on CUDA)
-     * and the prefill chunks the prefill kernel. */
+    /* A mixed batch runs attention in two parts, so the decode rows get the
+     * backend's decode kernel (tensor cores on CUDA) and the prefill chunks
+     * the prefill kernel as a batch of their own. */
     cllm_attn_meta mdec, mpre;
-    bool split = false;
-    int Sd = 0, dec_len = 0;
-    while (Sd < S && b->query_start_loc[Sd + 1] - b->query_start_loc[Sd] == 1) {
-        if (b->seq_lens[Sd] > dec_len) dec_len = b->seq_lens[Sd];
-        Sd++;
-    }
-    if (Sd > 0 && Sd < S && max_q > 1 && !r->no_attn_split) {
-        int Sp = S - Sd, Td = b->query_start_loc[Sd], pre_q = 0, pre_len = 0;
-        CLLM_TRY(grow(be, &r->qsl_prefill, (size_t)(Sp + 1) * i32));
+    bool split = Sd > 0 && Sd < S && pre_q > 1 && !r->no_attn_split;
+    if (split) {
+        int Sp = S - Sd, Td = b->query_start_loc[Sd];
         int32_t *h = malloc((size_t)(Sp + 1) * i32);
         if (!h) return cllm_error(CLLM_ERR_OOM, "out of memory");
-        for (int s = 0; s <= Sp; s++) h[s] = b->query_start_loc[Sd + s] - Td;
-        for (int s = Sd; s < S; s++) {
-            int q = b->query_start_loc[s + 1] - b->query_start_loc[s];
-            if (q > pre_q) pre_q = q;
-            if (b->seq_lens[s] > pre_len) pre_len = b->seq_lens[s];
-        }
-        cllm_status st = be->ops->h2d(be, r->qsl_prefill.p, h, (size_t)(Sp + 1) * i32);
+        for (int s = 0; s <= Sp; s++) h[s] = b->query_start_loc[Sd + s] - Td; /* rebased to 0 */
+        cllm_status st = put(be, &r->qsl_prefill, h, (size_t)(Sp + 1) * i32);
         free(h);
         CLLM_TRY(st);
         mdec = meta;
@@ -276,7 +274,6 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
         mpre.seq_lens = (const int32_t *)r->seq_lens.p + Sd;
         mpre.block_tables = (const int32_t *)r->block_tables.p + (size_t)Sd * b->max_blocks_per_seq;
         mpre.slot_mapping = (const int32_t *)r->slots.p + Td;
-        split = true;
         r->attn_split_steps++;
     }
     cllm_forward_args fa = {

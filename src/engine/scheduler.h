@@ -81,6 +81,9 @@ cllm_status cllm_scheduler_add(cllm_scheduler *s, cllm_seq *seq);
  * updated yet), CLLM_ERR_OOM. */
 cllm_status cllm_scheduler_schedule(cllm_scheduler *s, const cllm_sched_plan **plan);
 
+/* True between cllm_scheduler_schedule and the cllm_scheduler_update of its plan. */
+bool cllm_scheduler_plan_pending(const cllm_scheduler *s);
+
 /* Apply an executed plan: sampled (num_sampled == plan->num_sample) holds
  * one token per entry with sample set, in entry order (= logits_indices
  * order of cllm_sched_flatten). Advances num_computed_tokens, appends the
@@ -89,9 +92,6 @@ cllm_status cllm_scheduler_schedule(cllm_scheduler *s, const cllm_sched_plan **p
  * min_tokens outputs, then eos (unless ignore_eos), then stop_token_ids.
  * Entries aborted since schedule are skipped. Errors: CLLM_ERR_INVALID_ARG
  * (not the pending plan, wrong count), CLLM_ERR_OOM. */
-/* True between cllm_scheduler_schedule and the cllm_scheduler_update of its plan. */
-bool cllm_scheduler_plan_pending(const cllm_scheduler *s);
-
 cllm_status cllm_scheduler_update(cllm_scheduler *s, const cllm_sched_plan *plan, const int32_t *sampled,
                                   int num_sampled);
 

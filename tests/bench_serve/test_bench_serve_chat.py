@@ -8,7 +8,6 @@ records the request bodies, whose prompt texts are re-tokenized with PyPI
 import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server_e2e"))
-from conftest import BIN, MODEL_DIR, Server, chat_template  # noqa: E402
+from conftest import BIN, MODEL_DIR, Server, make_chat_model_dir  # noqa: E402
 from test_bench_serve import bench, check_stats, counters, summary  # noqa: E402
 
 # vLLM's result-file keys (vllm/benchmarks/serve.py: result_json + the metrics' fields)
@@ -35,13 +34,7 @@ ARGS = ["--random-input-len", "16", "--random-output-len", "16"]
 @pytest.fixture(scope="module")
 def chat_dir(tmp_path_factory):
     """stories260K with minimind's (ChatML) chat_template added."""
-    d = tmp_path_factory.mktemp("stories_chat")
-    for f in os.listdir(MODEL_DIR):
-        shutil.copy(os.path.join(MODEL_DIR, f), d / f)
-    cfg = json.loads((d / "tokenizer_config.json").read_text())
-    cfg["chat_template"] = chat_template()
-    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
-    return str(d)
+    return make_chat_model_dir(tmp_path_factory.mktemp("stories_chat"))
 
 
 @pytest.fixture(scope="module")

@@ -16,28 +16,9 @@
  *         fixtures' golden logits are within 0.0097), equal argmax where the
  *         fp32 top-2 gap exceeds 0.05, and the unsplit CUDA runner within the
  *         same bounds. */
-#include "cllm.h"
-#include "core/status.h"
-#include "engine/model_runner.h"
-#include "model/model.h"
+#include "runner_util.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define MAX_LEN 512
-
-static int fails = 0;
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fprintf(stderr, "\n");                                       \
-            fails++;                                                     \
-        }                                                                \
-    } while (0)
 
 static cllm_model *load(const char *dir, cllm_device dev, bool no_split) {
     if (no_split) setenv("CLLM_NO_ATTN_SPLIT", "1", 1);
@@ -55,44 +36,15 @@ static cllm_model *load(const char *dir, cllm_device dev, bool no_split) {
     return m;
 }
 
-typedef struct seqs {
-    int S, P, mbps;
-    int32_t *ids; /* (S, MAX_LEN) */
-    int *len;     /* (S) tokens so far, including this step's new ones */
-    int32_t *bt;  /* (S, mbps) */
-} seqs;
-
-/* One step: sequence s has n_new[s] new tokens (the last of its ids);
- * logits of every token of the batch into logits (T, V). */
-static cllm_status step(cllm_runner *r, const seqs *q, const int *n_new, int V, float *logits) {
-    int S = q->S, T = 0;
-    for (int s = 0; s < S; s++) T += n_new[s];
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T), *pos = malloc(sizeof(int32_t) * (size_t)T);
-    int32_t *slots = malloc(sizeof(int32_t) * (size_t)T), *qsl = malloc(sizeof(int32_t) * (size_t)(S + 1));
-    int32_t *lens = malloc(sizeof(int32_t) * (size_t)S), *lidx = malloc(sizeof(int32_t) * (size_t)T);
+/* Logits of every token of one step (T, V), greedy. */
+static cllm_status step_all(cllm_runner *r, const seqs *q, const int *n_new, float *logits) {
+    int T = 0;
+    for (int s = 0; s < q->S; s++) T += n_new[s];
     cllm_sample_params *sp = calloc((size_t)T, sizeof *sp);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)T);
-    int t = 0;
-    qsl[0] = 0;
-    for (int s = 0; s < S; s++) {
-        for (int i = 0; i < n_new[s]; i++, t++) {
-            int p = q->len[s] - n_new[s] + i;
-            ids[t] = q->ids[(size_t)s * MAX_LEN + p];
-            pos[t] = p;
-            slots[t] = q->bt[(size_t)s * q->mbps + p / q->P] * q->P + p % q->P;
-        }
-        qsl[s + 1] = t;
-        lens[s] = q->len[s];
-    }
-    for (int i = 0; i < T; i++) lidx[i] = i, sp[i] = (cllm_sample_params){.temperature = 0, .top_p = 1, .top_k = -1};
-    cllm_batch_host b = {
-        .num_seqs = S, .num_tokens = T, .token_ids = ids, .positions = pos, .query_start_loc = qsl,
-        .seq_lens = lens, .block_tables = q->bt, .max_blocks_per_seq = q->mbps, .slot_mapping = slots,
-        .logits_indices = lidx, .num_logits = T,
-    };
-    cllm_status st = cllm_runner_execute(r, &b, sp, tok, logits);
-    (void)V;
-    free(ids), free(pos), free(slots), free(qsl), free(lens), free(lidx), free(sp), free(tok);
+    for (int i = 0; i < T; i++) sp[i] = (cllm_sample_params){.temperature = 0, .top_p = 1, .top_k = -1};
+    cllm_status st = step(r, q, n_new, sp, tok, logits, true);
+    free(sp), free(tok);
     return st;
 }
 
@@ -131,10 +83,10 @@ static int run(cllm_runner **rs, int nr, const layout *L, int V, float **out, in
             one.S = 1, one.ids += (size_t)s * MAX_LEN, one.bt += (size_t)s * mbps;
             int n = L->ctx[s];
             one.len = &n;
-            CHECK(step(rs[k], &one, &n, V, scratch) == CLLM_OK, "prefill seq %d: %s", s, cllm_last_error());
+            CHECK(step_all(rs[k], &one, &n, scratch) == CLLM_OK, "prefill seq %d: %s", s, cllm_last_error());
         }
         for (int s = 0; s < L->S; s++) q.len[s] = L->ctx[s] + L->n_new[s];
-        CHECK(step(rs[k], &q, L->n_new, V, out[k]) == CLLM_OK, "mixed step: %s", cllm_last_error());
+        CHECK(step_all(rs[k], &q, L->n_new, out[k]) == CLLM_OK, "mixed step: %s", cllm_last_error());
     }
     free(scratch), free(q.ids), free(q.len), free(q.bt);
     return fails;

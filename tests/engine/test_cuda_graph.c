@@ -12,29 +12,11 @@
  *     runner must have replayed a graph for every decode step.
  *   cpu: capture is a no-op (no graph ops): zero graphs, zero replays, and
  *     decode still runs. */
-#include "cllm.h"
-#include "core/status.h"
-#include "engine/model_runner.h"
-#include "model/model.h"
+#include "runner_util.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define MAX_LEN 512
 #define STEPS 12
-
-static int fails = 0;
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fprintf(stderr, "\n");                                       \
-            fails++;                                                     \
-        }                                                                \
-    } while (0)
 
 static cllm_model *load(const char *dir, cllm_device dev, bool eager) {
     cllm_model_params p = cllm_model_default_params();
@@ -50,45 +32,6 @@ static cllm_model *load(const char *dir, cllm_device dev, bool eager) {
         return NULL;
     }
     return m;
-}
-
-typedef struct seqs {
-    int S, P, mbps;
-    int32_t *ids;    /* (S, MAX_LEN) tokens so far */
-    int *len;        /* (S) */
-    int32_t *bt;     /* (S, mbps): sequence s owns blocks s*mbps.. */
-} seqs;
-
-/* One runner step over rows [0, S) of q: n_new[s] new tokens each (the last
- * n_new[s] of its ids). Returns tokens (S) and logits (S, V). */
-static cllm_status step(cllm_runner *r, seqs *q, const int *n_new, const cllm_sample_params *sp, int32_t *tok,
-                        float *logits) {
-    int S = q->S, T = 0;
-    for (int s = 0; s < S; s++) T += n_new[s];
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T), *pos = malloc(sizeof(int32_t) * (size_t)T);
-    int32_t *slots = malloc(sizeof(int32_t) * (size_t)T), *qsl = malloc(sizeof(int32_t) * (size_t)(S + 1));
-    int32_t *lens = malloc(sizeof(int32_t) * (size_t)S), *lidx = malloc(sizeof(int32_t) * (size_t)S);
-    int t = 0;
-    qsl[0] = 0;
-    for (int s = 0; s < S; s++) {
-        for (int i = 0; i < n_new[s]; i++, t++) {
-            int p = q->len[s] - n_new[s] + i;
-            ids[t] = q->ids[(size_t)s * MAX_LEN + p];
-            pos[t] = p;
-            slots[t] = q->bt[(size_t)s * q->mbps + p / q->P] * q->P + p % q->P;
-        }
-        qsl[s + 1] = t;
-        lens[s] = q->len[s];
-        lidx[s] = t - 1;
-    }
-    cllm_batch_host b = {
-        .num_seqs = S, .num_tokens = T, .token_ids = ids, .positions = pos, .query_start_loc = qsl,
-        .seq_lens = lens, .block_tables = q->bt, .max_blocks_per_seq = q->mbps, .slot_mapping = slots,
-        .logits_indices = lidx, .num_logits = S,
-    };
-    cllm_status st = cllm_runner_execute(r, &b, sp, tok, logits);
-    free(ids), free(pos), free(slots), free(qsl), free(lens), free(lidx);
-    return st;
 }
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
@@ -127,7 +70,7 @@ static void run_batch(cllm_runner *rg, cllm_runner *re, int S, int V, bool graph
             one.S = 1, one.ids += (size_t)s * MAX_LEN, one.len += s, one.bt += (size_t)s * mbps;
             int nn = q[k].len[s];
             int32_t tk;
-            cllm_status st = step(k ? re : rg, &one, &nn, &g, &tk, k ? le : lg);
+            cllm_status st = step(k ? re : rg, &one, &nn, &g, &tk, k ? le : lg, false);
             CHECK(st == CLLM_OK, "prefill S=%d seq %d: %s", S, s, cllm_last_error());
             (k ? te : tg)[0] = tk;
         }
@@ -144,8 +87,8 @@ static void run_batch(cllm_runner *rg, cllm_runner *re, int S, int V, bool graph
             sp[s] = (cllm_sample_params){.temperature = rnd ? 0.9f : 0.f, .top_p = rnd ? 0.9f : 1.f, .min_p = 0,
                                          .top_k = rnd ? 40 : -1, .seed = 1000u + (uint64_t)s, .step = (uint64_t)it};
         }
-        CHECK(step(rg, &q[0], n_new, sp, tg, lg) == CLLM_OK, "graph decode S=%d: %s", S, cllm_last_error());
-        CHECK(step(re, &q[1], n_new, sp, te, le) == CLLM_OK, "eager decode S=%d: %s", S, cllm_last_error());
+        CHECK(step(rg, &q[0], n_new, sp, tg, lg, false) == CLLM_OK, "graph decode S=%d: %s", S, cllm_last_error());
+        CHECK(step(re, &q[1], n_new, sp, te, le, false) == CLLM_OK, "eager decode S=%d: %s", S, cllm_last_error());
         for (int s = 0; s < S; s++) {
             CHECK(tg[s] == te[s], "S=%d step %d seq %d (context %d): graph token %d, eager token %d", S, it, s,
                   q[0].len[s], tg[s], te[s]);

@@ -110,16 +110,21 @@ def chat_template():
         return json.load(f)["chat_template"]
 
 
-@pytest.fixture(scope="session")
-def chat_model_dir(tmp_path_factory):
-    """stories260K with minimind's (ChatML, Qwen3-style) chat_template added."""
-    d = tmp_path_factory.mktemp("stories_chat")
+def make_chat_model_dir(d):
+    """Copy stories260K into directory d (a pathlib.Path) with minimind's
+    (ChatML, Qwen3-style) chat_template added; returns str(d)."""
     for f in os.listdir(MODEL_DIR):
         shutil.copy(os.path.join(MODEL_DIR, f), d / f)
     cfg = json.loads((d / "tokenizer_config.json").read_text())
     cfg["chat_template"] = chat_template()
     (d / "tokenizer_config.json").write_text(json.dumps(cfg))
     return str(d)
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory):
+    """stories260K with minimind's (ChatML, Qwen3-style) chat_template added."""
+    return make_chat_model_dir(tmp_path_factory.mktemp("stories_chat"))
 
 
 @pytest.fixture(scope="session")
