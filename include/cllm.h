@@ -43,6 +43,7 @@ typedef enum cllm_status {
     CLLM_ERR_CONTEXT_LENGTH = 10,/* prompt (+ max_tokens) longer than max_model_len */
     CLLM_ERR_NO_KV_BLOCKS = 11,  /* KV cache is full */
     CLLM_ERR_INTERNAL = 12,      /* broken invariant (a bug) */
+    CLLM_ERR_DISTRIBUTED = 13,   /* a peer rank died, a collective timed out or failed (NCCL/TCP) */
 } cllm_status;
 
 /* Short name of a status ("CLLM_ERR_IO"). Never NULL. */

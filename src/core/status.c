@@ -23,6 +23,7 @@ const char *cllm_status_str(cllm_status s) {
     case CLLM_ERR_CONTEXT_LENGTH: return "CLLM_ERR_CONTEXT_LENGTH";
     case CLLM_ERR_NO_KV_BLOCKS: return "CLLM_ERR_NO_KV_BLOCKS";
     case CLLM_ERR_INTERNAL: return "CLLM_ERR_INTERNAL";
+    case CLLM_ERR_DISTRIBUTED: return "CLLM_ERR_DISTRIBUTED";
     }
     return "CLLM_ERR_UNKNOWN";
 }

@@ -1,0 +1,82 @@
+/* The process's distributed environment (internal): who am I (rank, local
+ * rank, world size), how was I launched, where is the rendezvous, and the
+ * session secret that every rank presents at bootstrap. One per process,
+ * detected once (vLLM's / the seeds' "NCCL environment").
+ *
+ * Launchers, detected in this order:
+ *   - "mp": a worker process that cllm started itself (self-launch; the
+ *     parent set CLLM_DIST_RANK, CLLM_DIST_WORLD_SIZE, CLLM_DIST_LOCAL_RANK,
+ *     CLLM_DIST_INIT_ADDR=host:port, CLLM_DIST_SECRET=hex, CLLM_DIST_PARENT_PID).
+ *   - "mpirun": Open MPI (OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK /
+ *     _LOCAL_SIZE). Rank 0 makes the secret and its rendezvous address and
+ *     broadcasts both with MPI (built with MPI), unless CLLM_DIST_INIT_ADDR /
+ *     MASTER_ADDR+MASTER_PORT and CLLM_DIST_SECRET are set.
+ *   - "srun": Slurm job step of several tasks (SLURM_STEP_NUM_TASKS > 1;
+ *     SLURM_PROCID, SLURM_LOCALID, SLURM_STEP_TASKS_PER_NODE); rendezvous
+ *     from CLLM_DIST_INIT_ADDR or MASTER_ADDR + MASTER_PORT, secret from
+ *     CLLM_DIST_SECRET (scripts/slurm/ set them).
+ *   - "env": torchrun-style RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+ *     MASTER_PORT, with CLLM_DIST_SECRET.
+ *   - "single": none of these: rank 0 of a world of 1. cllm may then
+ *     self-launch workers (cllm_dist_launch_local).
+ */
+#ifndef CLLM_DIST_DIST_ENV_H
+#define CLLM_DIST_DIST_ENV_H
+
+#include "cllm.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CLLM_DIST_SECRET_BYTES 32
+#define CLLM_DIST_MAX_LOCAL 64
+
+struct cllm_dist_env {
+    int rank, world_size;            /* in the world */
+    int local_rank, local_world_size;/* on this node */
+    char launcher[16];               /* "single" | "mp" | "mpirun" | "srun" | "env" */
+    char init_host[256];             /* rendezvous: rank 0's address (host name or IP) */
+    int init_port;                   /* 0 before known */
+    int listen_fd;                   /* rank 0 of a self-launch: the rendezvous socket, already
+                                      * listening (the workers were given its port); else -1 */
+    uint8_t secret[CLLM_DIST_SECRET_BYTES];
+    int cuda_device;                 /* local_rank, unless CUDA_VISIBLE_DEVICES-style mapping says */
+    pid_t parent_pid;                /* "mp" workers: the process that launched them; else 0 */
+    /* rank 0 of a self-launch: the worker processes (index = rank, 0 unused) */
+    pid_t child_pids[CLLM_DIST_MAX_LOCAL];
+    int num_children;
+};
+typedef struct cllm_dist_env cllm_dist_env;
+
+/* Detect the launcher from the environment (see above) and fill env. For
+ * "mpirun" with world_size > 1 this is collective (MPI_Init + broadcast of
+ * rank 0's rendezvous address and secret). Errors: CLLM_ERR_INVALID_ARG (an
+ * inconsistent or incomplete environment, naming the variable to set),
+ * CLLM_ERR_UNSUPPORTED (mpirun without MPI support and no MASTER_ADDR). */
+cllm_status cllm_dist_env_detect(cllm_dist_env *env);
+
+/* Self-launch (launcher "single" -> "mp"): make the secret (getrandom),
+ * listen on 127.0.0.1 port 0, and start world_size - 1 worker processes:
+ * exe (NULL: $CLLM_WORKER_EXE, else /proc/self/exe) with argv (NULL-
+ * terminated; argv[0] is replaced by exe) and the CLLM_DIST_* variables for
+ * ranks 1..world_size-1, local ranks equal to ranks. env becomes rank 0 of
+ * world_size, listen_fd set, child_pids filled. Errors: CLLM_ERR_IO (spawn
+ * failed, naming exe), CLLM_ERR_INVALID_ARG (world_size out of range). */
+cllm_status cllm_dist_launch_local(cllm_dist_env *env, int world_size, const char *exe, char *const argv[]);
+
+/* Rank 0 of a self-launch: check the workers without blocking. Returns
+ * CLLM_OK while all run; CLLM_ERR_DISTRIBUTED with "worker rank R (pid P)
+ * exited with status S / was killed by signal N" once one has ended. */
+cllm_status cllm_dist_check_children(cllm_dist_env *env);
+/* Rank 0 of a self-launch: wait up to timeout_s for the workers to exit,
+ * then SIGKILL the rest and reap them. */
+void cllm_dist_reap_children(cllm_dist_env *env, double timeout_s);
+
+/* A worker process of a self-launch: die with the parent (PR_SET_PDEATHSIG)
+ * and exit at once if the parent is already gone. No-op otherwise. */
+void cllm_dist_worker_bind_parent(const cllm_dist_env *env);
+
+/* Host name of this machine, for logs and error messages. */
+const char *cllm_dist_hostname(void);
+
+#endif
