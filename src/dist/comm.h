@@ -144,6 +144,10 @@ cllm_status cllm_comm_check_health(cllm_comm *c);
 bool cllm_comm_is_broken(const cllm_comm *c);
 /* Statistics; thread-safe (a consistent enough snapshot for monitoring). */
 void cllm_comm_get_stats(const cllm_comm *c, cllm_comm_stats *out);
+/* Add times * delta's calls/bytes/time to c's statistics (the name and
+ * ranks of delta are ignored). The runner uses it for CUDA-graph replays,
+ * whose collectives were enqueued once, at capture. */
+void cllm_comm_stats_add(cllm_comm *c, const cllm_comm_stats *delta, uint64_t times);
 /* NULL is a no-op. Children first. Does not synchronize with the peers. */
 void cllm_comm_destroy(cllm_comm *c);
 

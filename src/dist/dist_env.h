@@ -55,6 +55,12 @@ typedef struct cllm_dist_env cllm_dist_env;
  * CLLM_ERR_UNSUPPORTED (mpirun without MPI support and no MASTER_ADDR). */
 cllm_status cllm_dist_env_detect(cllm_dist_env *env);
 
+/* This process's world rank as the launcher variables say (CLLM_DIST_RANK,
+ * OMPI_COMM_WORLD_RANK, SLURM_PROCID of a multi-task step, RANK with
+ * WORLD_SIZE > 1), without side effects (no MPI_Init); 0 when none is set.
+ * main() uses it to turn ranks > 0 into workers before parsing a command. */
+int cllm_dist_env_peek_rank(void);
+
 /* Self-launch (launcher "single" -> "mp"): make the secret (getrandom),
  * listen on 127.0.0.1 port 0, and start world_size - 1 worker processes:
  * exe (NULL: $CLLM_WORKER_EXE, else /proc/self/exe) with argv (NULL-
