@@ -103,9 +103,21 @@ typedef struct cllm_backend_ops {
     cllm_status (*h2d)(cllm_backend *be, void *dst, const void *src, size_t bytes);
     cllm_status (*d2h)(cllm_backend *be, void *dst, const void *src, size_t bytes);
     cllm_status (*sync)(cllm_backend *be);
+    /* 2-D copy inside the backend's memory (cudaMemcpy2DAsync): rows rows of
+     * width_bytes, from src (row pitch src_pitch bytes) to dst (dst_pitch);
+     * asynchronous on the stream, capturable. Used to lay the all-gathered
+     * vocabulary shards of the logits side by side. */
+    cllm_status (*copy2d)(cllm_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                          size_t width_bytes, size_t rows);
 
-    /* out (T, E) = table[ids[t]]; ids (T) int32; table (V, E). */
-    cllm_status (*embedding)(cllm_backend *be, const int32_t *ids, int T, const void *table, int V, int E, void *out);
+    /* out (T, E) = table[ids[t] - vocab_start]; ids (T) int32; table (V, E)
+     * holds the rows [vocab_start, vocab_start + V) of the vocabulary. An id
+     * outside that range gives a zero row (vLLM's VocabParallelEmbedding:
+     * each tensor-parallel rank looks up its own rows, an all-reduce sums
+     * them). With vocab_start 0 and every id in [0, V) it is the plain
+     * lookup; callers validate ids against the whole vocabulary. */
+    cllm_status (*embedding)(cllm_backend *be, const int32_t *ids, int T, const void *table, int vocab_start, int V,
+                             int E, void *out);
 
     /* RMSNorm over the last dim E of rows rows (HF LlamaRMSNorm: fp32 math,
      * x * rsqrt(mean(x^2) + eps) * w). If residual != NULL it is first
@@ -228,6 +240,9 @@ typedef struct cllm_backend_ops {
      * asynchronous). NULL: use malloc/free. host_alloc: CLLM_ERR_OOM. */
     cllm_status (*host_alloc)(cllm_backend *be, size_t bytes, void **out);
     void (*host_free)(cllm_backend *be, void *p);
+    /* The native stream (CUDA: cudaStream_t) that ops run on, for
+     * communicators that enqueue on it (NCCL). NULL op or NULL result: none. */
+    void *(*native_stream)(cllm_backend *be);
 } cllm_backend_ops;
 
 struct cllm_backend {
@@ -235,6 +250,20 @@ struct cllm_backend {
     cllm_dtype act;   /* activation and weight dtype */
     void *impl;       /* backend-private state */
 };
+
+/* Strided weight upload (a tensor-parallel column slice): rows rows of cols
+ * elements each, row r read from src + r * src_ld elements (dtype src_t:
+ * F32/BF16/F16, host), written contiguously (rows, cols) into dst at element
+ * offset dst_off in the act dtype. Packs rows into a bounded host buffer and
+ * calls ops->upload per chunk. Errors: CLLM_ERR_OOM, upload's errors. */
+cllm_status cllm_backend_upload2d(cllm_backend *be, void *dst, size_t dst_off, const void *src, cllm_dtype src_t,
+                                  size_t rows, size_t cols, size_t src_ld);
+/* Upload n zero elements into dst at element offset dst_off (padding rows). */
+cllm_status cllm_backend_upload_zeros(cllm_backend *be, void *dst, size_t dst_off, size_t n);
+
+/* Native stream of the backend (CUDA: its cudaStream_t; CPU: NULL), for the
+ * NCCL communicator that must enqueue on it. */
+void *cllm_backend_native_stream(cllm_backend *be);
 
 /* Create the CPU backend. num_threads 0 = all cores. */
 cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out);

@@ -20,7 +20,8 @@ typedef enum cllm_prof_cat {
     CLLM_PROF_ATTN = 1,      /* kv_write + paged attention */
     CLLM_PROF_OTHER = 2,     /* embedding, norms, RoPE, SiLU, gather */
     CLLM_PROF_SAMPLE = 3,    /* logprobs, penalties, sampler, result copy */
-    CLLM_PROF_NCAT = 4,
+    CLLM_PROF_COMM = 4,      /* tensor-parallel collectives (all-reduce, logits all-gather) */
+    CLLM_PROF_NCAT = 5,
 } cllm_prof_cat;
 
 extern bool cllm_prof_on; /* read in the hot path; set only through cllm_prof_enable */
@@ -35,7 +36,7 @@ void cllm_prof_switch(cllm_prof_cat cat);
 /* Accumulated milliseconds per category (ms[CLLM_PROF_NCAT]); reset zeroes. */
 void cllm_prof_get(double *ms);
 void cllm_prof_reset(void);
-/* Name of a category ("gemm", "attention", "other", "sample"). */
+/* Name of a category ("gemm", "attention", "other", "sample", "comm"). */
 const char *cllm_prof_name(cllm_prof_cat cat);
 
 #endif

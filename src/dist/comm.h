@@ -122,6 +122,13 @@ cllm_status cllm_comm_barrier(cllm_comm *c);
  * stream; TCP: nothing to wait for). */
 cllm_status cllm_comm_sync(cllm_comm *c);
 
+/* Timeout of later operations on c and its split children (seconds; <= 0:
+ * wait forever, still failing at once when a peer closes). The workers wait
+ * for rank 0's next command without a timeout; setup phases (weight loading
+ * on every rank) use a longer one. */
+void cllm_comm_set_timeout(cllm_comm *c, double timeout_s);
+double cllm_comm_timeout(const cllm_comm *c);
+
 /* ------------------------------------------------------------- groups */
 /* Collective over c: ranks with the same color form a new communicator named
  * name, ordered by (key, rank in c). color < 0: this rank joins none (*out =

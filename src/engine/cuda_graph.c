@@ -99,7 +99,7 @@ static cllm_status alloc_buffers(cllm_runner *r, int smax, int mbps) {
         g->staging_pinned = false;
         if (!g->staging) return cllm_error(CLLM_ERR_OOM, "out of host memory for the graph staging buffer");
     }
-    CLLM_TRY(be->ops->alloc(be, r->arch->workspace_bytes(&r->cfg, smax, smax, be->act), &g->ws));
+    CLLM_TRY(be->ops->alloc(be, r->arch->workspace_bytes(r->model, smax, smax, be->act), &g->ws));
     CLLM_TRY(be->ops->alloc(be, (size_t)smax * V * sizeof(float), &g->logits));
     CLLM_TRY(be->ops->alloc(be, be->ops->sample_workspace_bytes(smax, V) + 1, &g->sample_ws));
     CLLM_TRY(be->ops->alloc(be, (size_t)smax * sizeof(int32_t), &g->tokens));
@@ -177,6 +177,7 @@ static cllm_status forward_sample(cllm_runner *r, int S) {
         .num_tokens = S, .token_ids = (const int32_t *)(d + L.ids), .positions = (const int32_t *)(d + L.pos),
         .meta = &meta, .k_cache = r->k_cache, .v_cache = r->v_cache, .inv_freq = r->inv_freq,
         .logits_indices = (const int32_t *)(d + L.lidx), .num_logits = S, .logits = g->logits, .workspace = g->ws,
+        .tp = r->tp,
     };
     CLLM_TRY(r->arch->forward(be, r->model, &fa));
     return be->ops->sample(be, g->logits, S, r->cfg.vocab_size, (const cllm_sample_params *)(d + L.sp), g->sample_ws,
@@ -234,7 +235,7 @@ bool cllm_runner_graph_fits(const cllm_runner *r, const cllm_batch_host *b, cons
      * them put each decode step's whole device time into "rest".) */
     if (cllm_prof_on) return false;
     if (g->num_sizes == 0 || S > g->sizes[g->num_sizes - 1] || b->num_tokens != S || b->num_logits != S) return false;
-    if (a && a->penalties) return false;
+    if (a && (a->penalties || a->no_graph)) return false;
     for (int s = 0; s < S; s++) {
         if (b->query_start_loc[s + 1] != s + 1 || b->logits_indices[s] != s) return false;
         if ((b->seq_lens[s] + P - 1) / P > g->mbps) return false;

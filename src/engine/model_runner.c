@@ -49,9 +49,6 @@ void cllm_runner_destroy(cllm_runner *r) {
 
 cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     *out = NULL;
-    if (p->comm || p->world_size > 1)
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "tensor/pipeline parallelism is not implemented yet (world_size %d)",
-                          p->world_size);
     if (p->block_size <= 0 || p->num_kv_blocks <= 0 || p->max_model_len <= 0 || p->max_num_seqs <= 0)
         return cllm_error(CLLM_ERR_INVALID_ARG,
                           "runner: block_size %d, num_kv_blocks %d, max_model_len %d, max_num_seqs %d must be > 0",
@@ -63,6 +60,14 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     if (!r) return cllm_error(CLLM_ERR_OOM, "out of memory");
     r->cfg = *p->cfg;
     r->arch = arch;
+    if (p->shard) r->shard = *p->shard;
+    else cllm_shard_whole(p->cfg, &r->shard);
+    r->tp = r->shard.tp_size > 1 ? p->tp : NULL;
+    if (r->shard.tp_size > 1 && (!r->tp || cllm_comm_size(r->tp) != r->shard.tp_size)) {
+        int tps = r->shard.tp_size;
+        free(r);
+        return cllm_error(CLLM_ERR_INVALID_ARG, "runner: a tensor-parallel shard of size %d needs its group", tps);
+    }
     r->block_size = p->block_size;
     const char *nosplit = getenv("CLLM_NO_ATTN_SPLIT");
     r->no_attn_split = nosplit && nosplit[0] && strcmp(nosplit, "0") != 0;
@@ -72,13 +77,13 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     r->max_num_seqs = p->max_num_seqs;
     cllm_backend *be = p->backend;
     /* r->be is set only on success so that a failing create leaves the backend to the caller */
-    CLLM_TRY_GOTO(st, arch->load(be, &r->cfg, p->weights, p->progress, &r->model, &r->info), fail);
+    CLLM_TRY_GOTO(st, arch->load(be, &r->cfg, &r->shard, p->weights, p->progress, &r->model, &r->info), fail);
 
     int L = r->cfg.num_hidden_layers, D = r->cfg.head_dim;
     r->k_cache = calloc((size_t)L, sizeof(void *));
     r->v_cache = calloc((size_t)L, sizeof(void *));
     if (!r->k_cache || !r->v_cache) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
-    size_t kv_bytes = (size_t)p->num_kv_blocks * p->block_size * r->cfg.num_key_value_heads * D *
+    size_t kv_bytes = (size_t)p->num_kv_blocks * p->block_size * r->shard.num_kv_heads * D *
                       cllm_dtype_size(be->act);
     for (int l = 0; l < L; l++) {
         st = be->ops->alloc(be, kv_bytes, &r->k_cache[l]);
@@ -117,7 +122,7 @@ fail:
 }
 
 /* Check the host metadata the ops rely on (they trust it). */
-static cllm_status validate(const cllm_runner *r, const cllm_batch_host *b) {
+cllm_status cllm_runner_check_batch(const cllm_runner *r, const cllm_batch_host *b) {
     int S = b->num_seqs, T = b->num_tokens, P = r->block_size;
     if (S <= 0 || T <= 0 || b->num_logits <= 0 || b->max_blocks_per_seq <= 0)
         return cllm_error(CLLM_ERR_INVALID_ARG, "batch: %d sequences, %d tokens, %d logits rows (all must be > 0)", S,
@@ -216,7 +221,7 @@ cllm_status cllm_runner_finish_rows(cllm_runner *r, int NL, const cllm_runner_sa
 
 cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
                                    int32_t *tokens_out, float *logits_out) {
-    CLLM_TRY(validate(r, b));
+    CLLM_TRY(cllm_runner_check_batch(r, b));
     if (cllm_runner_graph_fits(r, b, a)) return cllm_runner_graph_execute(r, b, a, tokens_out, logits_out);
     cllm_backend *be = r->be;
     int S = b->num_seqs, T = b->num_tokens, NL = b->num_logits, V = r->cfg.vocab_size;
@@ -228,7 +233,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
     CLLM_TRY(put(be, &r->block_tables, b->block_tables, (size_t)S * b->max_blocks_per_seq * i32));
     CLLM_TRY(put(be, &r->slots, b->slot_mapping, (size_t)T * i32));
     CLLM_TRY(put(be, &r->lidx, b->logits_indices, (size_t)NL * i32));
-    CLLM_TRY(grow(be, &r->ws, r->arch->workspace_bytes(&r->cfg, T, NL, be->act)));
+    CLLM_TRY(grow(be, &r->ws, r->arch->workspace_bytes(r->model, T, NL, be->act)));
     CLLM_TRY(grow(be, &r->logits, (size_t)NL * V * sizeof(float)));
 
     /* One pass over the sequences: the whole batch's bounds, and for a mixed
@@ -281,6 +286,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
         .attn_decode = split ? &mdec : NULL, .attn_prefill = split ? &mpre : NULL,
         .k_cache = r->k_cache, .v_cache = r->v_cache, .inv_freq = r->inv_freq,
         .logits_indices = r->lidx.p, .num_logits = NL, .logits = r->logits.p, .workspace = r->ws.p,
+        .tp = r->tp,
     };
     CLLM_TRY(r->arch->forward(be, r->model, &fa));
     if (logits_out) CLLM_TRY(be->ops->d2h(be, logits_out, r->logits.p, (size_t)NL * V * sizeof(float)));
@@ -292,6 +298,8 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
 }
 
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r) { return r->attn_split_steps; }
+const cllm_shard *cllm_runner_shard(const cllm_runner *r) { return &r->shard; }
+cllm_comm *cllm_runner_tp(const cllm_runner *r) { return r->tp; }
 int cllm_runner_num_kv_blocks(const cllm_runner *r) { return r->num_kv_blocks; }
 int cllm_runner_block_size(const cllm_runner *r) { return r->block_size; }
 cllm_backend *cllm_runner_backend(cllm_runner *r) { return r->be; }
@@ -318,7 +326,7 @@ cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, i
 }
 
 size_t cllm_runner_kv_bytes_per_block(const cllm_runner *r) {
-    return 2 * (size_t)r->cfg.num_hidden_layers * (size_t)r->block_size * (size_t)r->cfg.num_key_value_heads *
+    return 2 * (size_t)r->cfg.num_hidden_layers * (size_t)r->block_size * (size_t)r->shard.num_kv_heads *
            (size_t)r->cfg.head_dim * cllm_dtype_size(r->be->act);
 }
 

@@ -4,9 +4,11 @@
  * sample) given host-side metadata. The block manager / scheduler above it
  * decide which KV blocks a sequence uses (vLLM's GPUModelRunner role).
  *
- * Parallelism hook: cllm_runner_params.comm / rank / world_size are where
- * tensor/pipeline parallelism plugs in (a communicator from src/dist/); for
- * now comm must be NULL and world_size 1. */
+ * Tensor parallelism: the runner holds one rank's shard (model/shard.h: its
+ * heads, KV heads, intermediate and vocabulary rows) and the tensor-parallel
+ * group the forward's collectives run on; every rank of the group executes
+ * the same batches in the same order (the executor, engine/executor.c,
+ * sends them), and each gets the whole (all-gathered) logits. */
 #ifndef CLLM_ENGINE_MODEL_RUNNER_H
 #define CLLM_ENGINE_MODEL_RUNNER_H
 
@@ -27,8 +29,9 @@ typedef struct cllm_runner_params {
     int max_model_len;             /* bounds max_blocks_per_seq */
     int max_num_seqs;
     bool progress;                 /* progress bar while uploading weights */
-    void *comm;                    /* TP/PP communicator (future); must be NULL */
-    int rank, world_size;          /* 0 and 1 for now */
+    const cllm_shard *shard;       /* copied; NULL: the whole model (tp_size 1) */
+    cllm_comm *tp;                 /* borrowed tensor-parallel group, NULL when tp_size is 1;
+                                    * must outlive the runner */
 } cllm_runner_params;
 
 /* One batch, host memory (vLLM's input batch): the scheduler's
@@ -50,23 +53,31 @@ typedef struct cllm_runner_sample_args {
     float *token_logprobs;                 /* out (num_logits): raw logprob of the sampled token */
     int32_t *top_ids;                      /* out (num_logits, logprobs_k) when logprobs_k > 0 */
     float *top_logprobs;                   /* out (num_logits, logprobs_k) */
+    bool no_graph;                         /* run eagerly even if a CUDA graph fits (a tensor-parallel
+                                            * worker follows rank 0's choice: penalties force eager there) */
 } cllm_runner_sample_args;
 
 /* Load the weights through the architecture of cfg->model_type and allocate
- * the KV cache. Errors: CLLM_ERR_UNSUPPORTED (model_type, comm != NULL),
+ * the KV cache. Errors: CLLM_ERR_UNSUPPORTED (model_type),
  * CLLM_ERR_NOT_FOUND / CLLM_ERR_FORMAT (tensor), CLLM_ERR_OOM. On failure
  * the backend is still the caller's. */
 cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out);
 /* Frees everything, including the backend. NULL is a no-op. */
 void cllm_runner_destroy(cllm_runner *r);
 
-/* Upload batch b, run the forward pass and, if tokens_out != NULL, sample
+/* Upload batch b, run the forward pass (collective over the tensor-parallel
+ * group: every rank calls it with the same batch) and, if tokens_out != NULL, sample
  * one token per logits row with sp (num_logits params, host) into tokens_out
  * (num_logits, host). If logits_out != NULL the (num_logits, V) f32 logits
  * are copied to it (host). Validates the metadata (CLLM_ERR_INVALID_ARG);
  * grows the workspace for larger batches (CLLM_ERR_OOM). Synchronous. */
 cllm_status cllm_runner_execute(cllm_runner *r, const cllm_batch_host *b, const cllm_sample_params *sp,
                                 int32_t *tokens_out, float *logits_out);
+
+/* The checks execute makes of batch b before anything runs (shapes, block
+ * and slot ranges, token ids): CLLM_ERR_INVALID_ARG naming the first bad
+ * field. The executor calls it before sending a batch to the workers. */
+cllm_status cllm_runner_check_batch(const cllm_runner *r, const cllm_batch_host *b);
 
 /* Like cllm_runner_execute, with the engine's sampling options: logprobs
  * of the raw logits (before penalties/temperature, vLLM's default), then
@@ -131,6 +142,10 @@ void cllm_runner_graph_stats(const cllm_runner *r, int *num_graphs, uint64_t *re
  * one-token sequences through the backend's decode kernel, the prefill
  * chunks separately; CLLM_NO_ATTN_SPLIT=1 turns the split off). */
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r);
+
+/* The shard this runner holds, and the tensor-parallel group (or NULL). */
+const cllm_shard *cllm_runner_shard(const cllm_runner *r);
+cllm_comm *cllm_runner_tp(const cllm_runner *r);
 
 int cllm_runner_num_kv_blocks(const cllm_runner *r);
 int cllm_runner_block_size(const cllm_runner *r);

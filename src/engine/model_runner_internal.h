@@ -33,6 +33,8 @@ typedef struct runner_graphs {
 
 struct cllm_runner {
     cllm_model_config cfg;
+    cllm_shard shard;
+    cllm_comm *tp;                 /* borrowed, NULL for tp_size 1 */
     cllm_backend *be;
     const cllm_arch *arch;
     void *model;

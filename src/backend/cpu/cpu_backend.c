@@ -34,9 +34,18 @@ static cllm_status cpu_copy(cllm_backend *be, void *dst, const void *src, size_t
 
 static cllm_status cpu_sync(cllm_backend *be) { return CLLM_OK; }
 
-static cllm_status cpu_embedding(cllm_backend *be, const int32_t *ids, int T, const void *table, int V, int E,
-                                 void *out) {
-    return cllm_cpu_embedding(ids, T, table, V, E, out);
+static cllm_status cpu_embedding(cllm_backend *be, const int32_t *ids, int T, const void *table, int vocab_start,
+                                 int V, int E, void *out) {
+    return cllm_cpu_embedding(ids, T, table, vocab_start, V, E, out);
+}
+static cllm_status cpu_copy2d(cllm_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                              size_t width_bytes, size_t rows) {
+    if (width_bytes > dst_pitch || width_bytes > src_pitch)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "copy2d: width %zu beyond a pitch (%zu, %zu)", width_bytes, dst_pitch,
+                          src_pitch);
+    for (size_t r = 0; r < rows; r++)
+        memmove((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width_bytes);
+    return CLLM_OK;
 }
 static cllm_status cpu_rmsnorm(cllm_backend *be, const void *x, void *residual, const void *w, int rows, int E,
                                float eps, void *out) {
@@ -102,6 +111,7 @@ static const cllm_backend_ops cpu_ops = {
     .h2d = cpu_copy,
     .d2h = cpu_copy,
     .sync = cpu_sync,
+    .copy2d = cpu_copy2d,
     .embedding = cpu_embedding,
     .rmsnorm = cpu_rmsnorm,
     .head_rmsnorm = cpu_head_rmsnorm,

@@ -11,14 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-cllm_status cllm_cpu_embedding(const int32_t *ids, int T, const float *table, int V, int E, float *out) {
-    if (T < 0 || V <= 0 || E <= 0) return cllm_error(CLLM_ERR_INVALID_ARG, "embedding: bad shape T=%d V=%d E=%d", T, V, E);
-    for (int t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= V)
-            return cllm_error(CLLM_ERR_INVALID_ARG, "embedding: token id %d at %d outside the vocabulary [0, %d)",
-                              ids[t], t, V);
+cllm_status cllm_cpu_embedding(const int32_t *ids, int T, const float *table, int vocab_start, int V, int E,
+                               float *out) {
+    if (T < 0 || V <= 0 || E <= 0 || vocab_start < 0)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "embedding: bad shape T=%d vocab_start=%d V=%d E=%d", T, vocab_start, V, E);
 #pragma omp parallel for if (T > 1)
-    for (int t = 0; t < T; t++) memcpy(out + (size_t)t * E, table + (size_t)ids[t] * E, sizeof(float) * (size_t)E);
+    for (int t = 0; t < T; t++) {
+        int64_t r = (int64_t)ids[t] - vocab_start; /* another shard's id: a zero row */
+        if (r >= 0 && r < V) memcpy(out + (size_t)t * E, table + (size_t)r * E, sizeof(float) * (size_t)E);
+        else memset(out + (size_t)t * E, 0, sizeof(float) * (size_t)E);
+    }
     return CLLM_OK;
 }
 

@@ -13,7 +13,7 @@
 #include "backend/backend.h"
 
 /* out (T, E) = table[ids[t]]; ids outside [0, V) give INVALID_ARG. */
-cllm_status cllm_cpu_embedding(const int32_t *ids, int T, const float *table, int V, int E, float *out);
+cllm_status cllm_cpu_embedding(const int32_t *ids, int T, const float *table, int vocab_start, int V, int E, float *out);
 
 /* HF LlamaRMSNorm over rows of E; with residual: residual += x first and the
  * norm reads residual (vLLM fused_add_rms_norm). Sum of squares in double. */

@@ -106,10 +106,20 @@ static cllm_status cuda_sync(cllm_backend *be) {
     return CLLM_OK;
 }
 
-static cllm_status cuda_embedding(cllm_backend *be, const int32_t *ids, int T, const void *table, int V, int E,
-                                  void *out) {
-    return cllm_cuda_embedding(ids, T, table, V, E, out, IMPL(be)->stream);
+static cllm_status cuda_embedding(cllm_backend *be, const int32_t *ids, int T, const void *table, int vocab_start,
+                                  int V, int E, void *out) {
+    return cllm_cuda_embedding(ids, T, table, vocab_start, V, E, out, IMPL(be)->stream);
 }
+static cllm_status cuda_copy2d(cllm_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                               size_t width_bytes, size_t rows) {
+    CLLM_ARG(width_bytes <= dst_pitch && width_bytes <= src_pitch, "copy2d: width %zu beyond a pitch (%zu, %zu)",
+             width_bytes, dst_pitch, src_pitch);
+    if (rows == 0 || width_bytes == 0) return CLLM_OK;
+    CLLM_CU(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width_bytes, rows, cudaMemcpyDeviceToDevice,
+                              IMPL(be)->stream));
+    return CLLM_OK;
+}
+static void *cuda_native_stream(cllm_backend *be) { return (void *)IMPL(be)->stream; }
 static cllm_status cuda_rmsnorm(cllm_backend *be, const void *x, void *residual, const void *w, int rows, int E,
                                 float eps, void *out) {
     return cllm_cuda_rmsnorm(x, residual, w, rows, E, eps, out, IMPL(be)->stream);
@@ -215,14 +225,44 @@ static void cuda_host_free(cllm_backend *be, void *p) {
     if (p) cudaFreeHost(p);
 }
 
-static const cllm_backend_ops cuda_ops = {
-    "cuda", cuda_destroy, cuda_alloc, cuda_free, cuda_upload, cuda_h2d, cuda_d2h, cuda_sync, cuda_embedding,
-    cuda_rmsnorm, cuda_head_rmsnorm, cuda_linear, cuda_rope, cuda_silu_mul, cuda_kv_write, cuda_attention,
-    cuda_gather_rows, cuda_sample, cllm_cuda_sample_workspace_bytes,
-    cuda_apply_penalties, cllm_cuda_penalties_workspace_bytes, cuda_logprobs, cuda_copy_blocks, cuda_mem_info,
-    cuda_graph_capture_begin, cuda_graph_capture_end, cuda_graph_launch, cuda_graph_destroy, cuda_host_alloc,
-    cuda_host_free,
-};
+static cllm_backend_ops make_cuda_ops(void) {
+    cllm_backend_ops o;
+    memset(&o, 0, sizeof o);
+    o.name = "cuda";
+    o.destroy = cuda_destroy;
+    o.alloc = cuda_alloc;
+    o.free = cuda_free;
+    o.upload = cuda_upload;
+    o.h2d = cuda_h2d;
+    o.d2h = cuda_d2h;
+    o.sync = cuda_sync;
+    o.copy2d = cuda_copy2d;
+    o.embedding = cuda_embedding;
+    o.rmsnorm = cuda_rmsnorm;
+    o.head_rmsnorm = cuda_head_rmsnorm;
+    o.linear = cuda_linear;
+    o.rope = cuda_rope;
+    o.silu_mul = cuda_silu_mul;
+    o.kv_write = cuda_kv_write;
+    o.attention = cuda_attention;
+    o.gather_rows = cuda_gather_rows;
+    o.sample = cuda_sample;
+    o.sample_workspace_bytes = cllm_cuda_sample_workspace_bytes;
+    o.apply_penalties = cuda_apply_penalties;
+    o.penalties_workspace_bytes = cllm_cuda_penalties_workspace_bytes;
+    o.logprobs = cuda_logprobs;
+    o.copy_blocks = cuda_copy_blocks;
+    o.mem_info = cuda_mem_info;
+    o.graph_capture_begin = cuda_graph_capture_begin;
+    o.graph_capture_end = cuda_graph_capture_end;
+    o.graph_launch = cuda_graph_launch;
+    o.graph_destroy = cuda_graph_destroy;
+    o.host_alloc = cuda_host_alloc;
+    o.host_free = cuda_host_free;
+    o.native_stream = cuda_native_stream;
+    return o;
+}
+static const cllm_backend_ops cuda_ops = make_cuda_ops(); /* C++ (nvcc): dynamic initialization */
 
 #define CU_GOTO(call)                                                                                   \
     do {                                                                                                \

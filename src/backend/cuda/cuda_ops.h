@@ -22,7 +22,7 @@ extern "C" {
 cllm_status cllm_cuda_convert_to_bf16(void *dst, const void *src, cllm_dtype src_t, size_t n, cudaStream_t stream);
 
 /* out (T, E) bf16 = table (V, E) bf16 [ids (T) int32]; ids outside [0, V) give a zero row. */
-cllm_status cllm_cuda_embedding(const int32_t *ids, int T, const void *table, int V, int E, void *out,
+cllm_status cllm_cuda_embedding(const int32_t *ids, int T, const void *table, int vocab_start, int V, int E, void *out,
                                 cudaStream_t stream);
 
 /* Fused residual add + RMSNorm (HF LlamaRMSNorm; vLLM fused_add_rms_norm):

@@ -6,7 +6,9 @@
 #define CLLM_MODEL_ARCH_H
 
 #include "backend/backend.h"
+#include "dist/comm.h"
 #include "model/config.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 /* Inputs and outputs of one forward pass; every pointer is device memory of
@@ -29,24 +31,28 @@ typedef struct cllm_forward_args {
     const float *inv_freq;          /* (D/2) f32 */
     const int32_t *logits_indices;  /* (num_logits) rows of the batch that need logits */
     int num_logits;
-    float *logits;                  /* (num_logits, V) f32 out */
-    void *workspace;                /* workspace_bytes(cfg, T, num_logits, act) bytes */
+    float *logits;                  /* (num_logits, V) f32 out, V the whole vocabulary */
+    void *workspace;                /* workspace_bytes(model, T, num_logits, act) bytes */
+    cllm_comm *tp;                  /* tensor-parallel group of the model's shard (NULL: tp_size 1);
+                                     * device memory comm on CUDA (NCCL), host on CPU (TCP) */
 } cllm_forward_args;
 
 typedef struct cllm_arch_info {
-    size_t weight_bytes;            /* bytes of weights on the backend */
-    int64_t num_params;             /* parameters (tied embeddings counted once) */
+    size_t weight_bytes;            /* bytes of this rank's weights on the backend */
+    int64_t num_params;             /* parameters of this rank's shard (tied embeddings counted once) */
 } cllm_arch_info;
 
 typedef struct cllm_arch {
     const char *model_type;
-    /* Load every tensor through cllm_weights_get (shape-checked), upload it to
-     * backend buffers in be->act (fusing q/k/v and gate/up), release it.
-     * *model is owned by the caller, freed with destroy. */
-    cllm_status (*load)(cllm_backend *be, const cllm_model_config *cfg, cllm_weights *w, bool progress,
-                        void **model, cllm_arch_info *info);
+    /* Load this rank's slice (shard) of every tensor through cllm_weights_get
+     * (shape-checked against the whole tensor), upload it to backend buffers
+     * in be->act (fusing q/k/v and gate/up), release it. *model is owned by
+     * the caller, freed with destroy. */
+    cllm_status (*load)(cllm_backend *be, const cllm_model_config *cfg, const cllm_shard *shard, cllm_weights *w,
+                        bool progress, void **model, cllm_arch_info *info);
     void (*destroy)(cllm_backend *be, void *model);
-    size_t (*workspace_bytes)(const cllm_model_config *cfg, int T, int num_logits, cllm_dtype act);
+    /* Workspace of a forward of T tokens and num_logits logits rows. */
+    size_t (*workspace_bytes)(const void *model, int T, int num_logits, cllm_dtype act);
     cllm_status (*forward)(cllm_backend *be, void *model, const cllm_forward_args *a);
 } cllm_arch;
 

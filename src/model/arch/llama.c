@@ -2,7 +2,15 @@
  * (per-head q_norm/k_norm before RoPE, head_dim independent of E/H).
  * Sources: transformers modeling_llama.py, modeling_mistral.py,
  * modeling_qwen2.py, modeling_qwen3.py; vLLM's fused QKV and gate_up
- * weights and fused residual-add RMSNorm. */
+ * weights and fused residual-add RMSNorm.
+ *
+ * Tensor parallelism (model/shard.h, Megatron-LM / vLLM layout): each rank
+ * holds its query heads, KV heads (or a replica), intermediate rows and
+ * vocabulary rows; o_proj and down_proj are row parallel (their bias on rank
+ * 0 only) and followed by an all-reduce of the (T, E) partial sums; the
+ * embedding is a masked lookup followed by an all-reduce; the lm_head
+ * computes this rank's vocabulary columns of the logits, all-gathered and
+ * laid side by side. */
 #include "model/arch/arch.h"
 #include "core/dtype.h"
 #include "core/profile.h"
@@ -25,6 +33,7 @@ typedef struct llama_layer {
 
 typedef struct llama_model {
     cllm_model_config cfg;
+    cllm_shard sh;
     void *embed;          /* (V, E) */
     void *norm;           /* (E) */
     cllm_weight lm_head;  /* (V, E); data == embed when tied */
@@ -39,20 +48,39 @@ typedef struct loader {
     cllm_arch_info *info;
 } loader;
 
+/* A slice of a 2-D tensor (rows, cols) = the rows [r0, r0 + nr) and columns
+ * [c0, c0 + nc); a 1-D tensor (rows) uses rows only. */
+typedef struct slice {
+    int64_t r0, nr, c0, nc;
+} slice;
+
 static int64_t numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
 }
 
-/* Upload tensor `name` (shape-checked) into dst at element offset off. */
-static cllm_status put(loader *L, const char *name, int ndim, const int64_t *shape, void *dst, size_t off) {
+/* Upload tensor `name` (shape-checked against the whole tensor) into dst at
+ * element offset off: all of it (sl NULL) or the slice sl (row slices are
+ * contiguous in the mapping; column slices go through the strided upload). */
+static cllm_status put(loader *L, const char *name, int ndim, const int64_t *shape, const slice *sl, void *dst,
+                       size_t off) {
     const cllm_tensor_info *t;
     CLLM_TRY(cllm_weights_get(L->w, name, ndim, shape, &t));
-    cllm_status st = L->be->ops->upload(L->be, dst, off, t->data, t->dtype, (size_t)numel(ndim, shape));
+    cllm_status st;
+    int64_t cols = ndim == 2 ? shape[1] : 1, n;
+    if (!sl) {
+        n = numel(ndim, shape);
+        st = L->be->ops->upload(L->be, dst, off, t->data, t->dtype, (size_t)n);
+    } else {
+        size_t es = cllm_dtype_size(t->dtype);
+        const char *src = (const char *)t->data + ((size_t)sl->r0 * (size_t)cols + (size_t)sl->c0) * es;
+        n = sl->nr * sl->nc;
+        st = cllm_backend_upload2d(L->be, dst, off, src, t->dtype, (size_t)sl->nr, (size_t)sl->nc, (size_t)cols);
+    }
     cllm_weights_release(L->w, t);
     if (st != CLLM_OK) return cllm_error_wrap(st, "uploading %s", name);
-    L->info->num_params += numel(ndim, shape);
+    L->info->num_params += n;
     return CLLM_OK;
 }
 
@@ -63,35 +91,74 @@ static cllm_status alloc_act(loader *L, size_t n, void **out) {
     return CLLM_OK;
 }
 
-/* A 1-D tensor of length n: name. */
+/* A 1-D tensor of length n: name (replicated on every rank). */
 static cllm_status load_vec(loader *L, const char *name, int64_t n, void **out) {
     CLLM_TRY(alloc_act(L, (size_t)n, out));
-    return put(L, name, 1, &n, *out, 0);
+    return put(L, name, 1, &n, NULL, *out, 0);
 }
 
-/* Fuse parts[i] (rows[i], K) row-wise into one (sum rows, K) weight; with
- * bias_names, the (rows[i]) biases too. */
+/* Column-parallel fused weight: part i is the rows [row0[i], row0[i] +
+ * rows[i]) of the whole (full_rows[i], K) tensor names[i]; the parts are
+ * stacked row-wise into one (sum rows, K) weight; with bias_names, the
+ * matching slices of the (full_rows[i]) biases too. */
 static cllm_status load_fused(loader *L, int nparts, const char *const *names, const char *const *bias_names,
-                              const int64_t *rows, int64_t K, cllm_weight *out) {
+                              const int64_t *full_rows, const int64_t *row0, const int64_t *rows, int64_t K,
+                              cllm_weight *out) {
     int64_t N = 0;
     for (int i = 0; i < nparts; i++) N += rows[i];
     out->n = N;
     out->k = K;
     CLLM_TRY(alloc_act(L, (size_t)(N * K), &out->data));
     if (bias_names) CLLM_TRY(alloc_act(L, (size_t)N, &out->bias));
-    int64_t r0 = 0;
+    int64_t r = 0;
     for (int i = 0; i < nparts; i++) {
-        int64_t shape[2] = {rows[i], K};
-        CLLM_TRY(put(L, names[i], 2, shape, out->data, (size_t)(r0 * K)));
-        if (bias_names) CLLM_TRY(put(L, bias_names[i], 1, &rows[i], out->bias, (size_t)r0));
-        r0 += rows[i];
+        int64_t shape[2] = {full_rows[i], K};
+        slice sl = {row0[i], rows[i], 0, K}, bl = {row0[i], rows[i], 0, 1};
+        CLLM_TRY(put(L, names[i], 2, shape, &sl, out->data, (size_t)(r * K)));
+        if (bias_names) CLLM_TRY(put(L, bias_names[i], 1, &full_rows[i], &bl, out->bias, (size_t)r));
+        r += rows[i];
     }
     return CLLM_OK;
 }
 
-static cllm_status load_layer(loader *L, const cllm_model_config *c, int l, llama_layer *ly) {
+/* Row-parallel weight: the columns [c0, c0 + nc) of the whole (N, K) tensor
+ * name; its (N) bias (bias_name, may be NULL) only where with_bias (rank 0:
+ * added once before the all-reduce). */
+static cllm_status load_row_parallel(loader *L, const char *name, const char *bias_name, bool with_bias, int64_t N,
+                                     int64_t K, int64_t c0, int64_t nc, cllm_weight *out) {
+    out->n = N;
+    out->k = nc;
+    CLLM_TRY(alloc_act(L, (size_t)(N * nc), &out->data));
+    int64_t shape[2] = {N, K};
+    slice sl = {0, N, c0, nc};
+    CLLM_TRY(put(L, name, 2, shape, &sl, out->data, 0));
+    if (bias_name && with_bias) {
+        CLLM_TRY(alloc_act(L, (size_t)N, &out->bias));
+        CLLM_TRY(put(L, bias_name, 1, &N, NULL, out->bias, 0));
+    }
+    return CLLM_OK;
+}
+
+/* Vocabulary-parallel (V, E) table: this rank's Vp rows, the real ones from
+ * name and zero padding past the vocabulary. */
+static cllm_status load_vocab(loader *L, const cllm_shard *sh, const char *name, int64_t E, void **out) {
+    int64_t Vp = sh->vocab_per_rank, V = sh->vocab_size;
+    CLLM_TRY(alloc_act(L, (size_t)(Vp * E), out));
+    int64_t shape[2] = {V, E};
+    if (sh->vocab_rows > 0) {
+        slice sl = {sh->vocab_start, sh->vocab_rows, 0, E};
+        CLLM_TRY(put(L, name, 2, shape, sh->tp_size > 1 ? &sl : NULL, *out, 0));
+    }
+    if (sh->vocab_rows < Vp)
+        CLLM_TRY(cllm_backend_upload_zeros(L->be, *out, (size_t)(sh->vocab_rows * E),
+                                           (size_t)((Vp - sh->vocab_rows) * E)));
+    return CLLM_OK;
+}
+
+static cllm_status load_layer(loader *L, const cllm_model_config *c, const cllm_shard *sh, int l, llama_layer *ly) {
     int64_t E = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
     int64_t H = c->num_attention_heads, Hkv = c->num_key_value_heads;
+    int64_t Hl = sh->num_heads, Hkvl = sh->num_kv_heads, Il = sh->intermediate_size, r = sh->tp_rank;
     char n[6][128];
     const char *p = "model.layers";
     snprintf(n[0], 128, "%s.%d.self_attn.q_proj.weight", p, l);
@@ -101,25 +168,24 @@ static cllm_status load_layer(loader *L, const cllm_model_config *c, int l, llam
     snprintf(n[4], 128, "%s.%d.self_attn.k_proj.bias", p, l);
     snprintf(n[5], 128, "%s.%d.self_attn.v_proj.bias", p, l);
     const char *qkv_names[3] = {n[0], n[1], n[2]}, *qkv_bias[3] = {n[3], n[4], n[5]};
-    int64_t qkv_rows[3] = {H * D, Hkv * D, Hkv * D};
+    int64_t qkv_full[3] = {H * D, Hkv * D, Hkv * D}, qkv_rows[3] = {Hl * D, Hkvl * D, Hkvl * D};
+    int64_t qkv_r0[3] = {r * Hl * D, sh->kv_head_start * D, sh->kv_head_start * D};
     bool qkv_has_bias = c->attention_bias || !strcmp(c->model_type, "qwen2");
-    CLLM_TRY(load_fused(L, 3, qkv_names, qkv_has_bias ? qkv_bias : NULL, qkv_rows, E, &ly->qkv));
+    CLLM_TRY(load_fused(L, 3, qkv_names, qkv_has_bias ? qkv_bias : NULL, qkv_full, qkv_r0, qkv_rows, E, &ly->qkv));
 
     /* o_proj has a bias under attention_bias in Llama/Mistral/Qwen3, never in Qwen2 */
     snprintf(n[0], 128, "%s.%d.self_attn.o_proj.weight", p, l);
     snprintf(n[1], 128, "%s.%d.self_attn.o_proj.bias", p, l);
-    const char *o_names[1] = {n[0]}, *o_bias[1] = {n[1]};
-    int64_t o_rows[1] = {E};
     bool o_has_bias = c->attention_bias && strcmp(c->model_type, "qwen2") != 0;
-    CLLM_TRY(load_fused(L, 1, o_names, o_has_bias ? o_bias : NULL, o_rows, H * D, &ly->o));
+    CLLM_TRY(load_row_parallel(L, n[0], o_has_bias ? n[1] : NULL, r == 0, E, H * D, r * Hl * D, Hl * D, &ly->o));
 
     snprintf(n[0], 128, "%s.%d.mlp.gate_proj.weight", p, l);
     snprintf(n[1], 128, "%s.%d.mlp.up_proj.weight", p, l);
     snprintf(n[2], 128, "%s.%d.mlp.down_proj.weight", p, l);
-    const char *gu_names[2] = {n[0], n[1]}, *down_names[1] = {n[2]};
-    int64_t gu_rows[2] = {I, I}, down_rows[1] = {E};
-    CLLM_TRY(load_fused(L, 2, gu_names, NULL, gu_rows, E, &ly->gate_up));
-    CLLM_TRY(load_fused(L, 1, down_names, NULL, down_rows, I, &ly->down));
+    const char *gu_names[2] = {n[0], n[1]};
+    int64_t gu_full[2] = {I, I}, gu_r0[2] = {r * Il, r * Il}, gu_rows[2] = {Il, Il};
+    CLLM_TRY(load_fused(L, 2, gu_names, NULL, gu_full, gu_r0, gu_rows, E, &ly->gate_up));
+    CLLM_TRY(load_row_parallel(L, n[2], NULL, false, E, I, r * Il, Il, &ly->down));
 
     snprintf(n[0], 128, "%s.%d.input_layernorm.weight", p, l);
     snprintf(n[1], 128, "%s.%d.post_attention_layernorm.weight", p, l);
@@ -161,8 +227,8 @@ static void llama_destroy(cllm_backend *be, void *model) {
     free(m);
 }
 
-static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cllm_weights *w, bool show,
-                              void **model, cllm_arch_info *info) {
+static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, const cllm_shard *sh, cllm_weights *w,
+                              bool show, void **model, cllm_arch_info *info) {
     *model = NULL;
     memset(info, 0, sizeof *info);
     if (c->head_dim % 2)
@@ -173,27 +239,22 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cllm
     llama_model *m = calloc(1, sizeof *m);
     if (!m) return cllm_error(CLLM_ERR_OOM, "out of memory");
     m->cfg = *c;
+    m->sh = *sh;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
     bar = cllm_progress_create("loading weights (layers)", (uint64_t)c->num_hidden_layers, false, show);
     loader L = {be, w, info};
-    int64_t V = c->vocab_size, E = c->hidden_size;
-    int64_t ve[2] = {V, E};
-    CLLM_TRY_GOTO(st, alloc_act(&L, (size_t)(V * E), &m->embed), fail);
-    CLLM_TRY_GOTO(st, put(&L, "model.embed_tokens.weight", 2, ve, m->embed, 0), fail);
+    int64_t E = c->hidden_size;
+    CLLM_TRY_GOTO(st, load_vocab(&L, sh, "model.embed_tokens.weight", E, &m->embed), fail);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         cllm_progress_update(bar, (uint64_t)l, 0);
-        CLLM_TRY_GOTO(st, load_layer(&L, c, l, &m->layers[l]), fail);
+        CLLM_TRY_GOTO(st, load_layer(&L, c, sh, l, &m->layers[l]), fail);
     }
     CLLM_TRY_GOTO(st, load_vec(&L, "model.norm.weight", E, &m->norm), fail);
-    m->lm_head.n = V;
+    m->lm_head.n = sh->vocab_per_rank;
     m->lm_head.k = E;
-    if (c->tie_word_embeddings) {
-        m->lm_head.data = m->embed;
-    } else {
-        CLLM_TRY_GOTO(st, alloc_act(&L, (size_t)(V * E), &m->lm_head.data), fail);
-        CLLM_TRY_GOTO(st, put(&L, "lm_head.weight", 2, ve, m->lm_head.data, 0), fail);
-    }
+    if (c->tie_word_embeddings) m->lm_head.data = m->embed;
+    else CLLM_TRY_GOTO(st, load_vocab(&L, sh, "lm_head.weight", E, &m->lm_head.data), fail);
     cllm_progress_update(bar, (uint64_t)c->num_hidden_layers, 0);
     cllm_progress_finish(bar);
     *model = m;
@@ -209,16 +270,31 @@ fail:
 #define WS_ALIGN 256
 static size_t align_up(size_t n) { return (n + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
 
-/* Workspace carve-up, in this order (elements of act dtype):
- * residual (T,E), normed (T,E), tmp (T,E), qkv (T,(H+2Hkv)D), attn (T,HD),
- * gate_up (T,2I), act (T,I), sel (num_logits,E). */
-static size_t llama_workspace_bytes(const cllm_model_config *c, int T, int num_logits, cllm_dtype act) {
+/* Workspace carve-up, in this order (elements of act dtype unless noted;
+ * local sizes of the shard): residual (T,E), normed (T,E), tmp (T,E), qkv
+ * (T,(Hl+2Hkvl)D), attn (T,Hl D), gate_up (T,2Il), act (T,Il), sel
+ * (num_logits,E); with tp > 1, the lm_head's local logits (num_logits,Vp) f32
+ * and their all-gather (tp,num_logits,Vp) f32. */
+static size_t llama_workspace_bytes(const void *model, int T, int num_logits, cllm_dtype act) {
+    const llama_model *m = model;
+    const cllm_model_config *c = &m->cfg;
+    const cllm_shard *sh = &m->sh;
     size_t a = cllm_dtype_size(act), E = (size_t)c->hidden_size, D = (size_t)c->head_dim;
-    size_t qkv = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * D;
-    size_t HD = (size_t)c->num_attention_heads * D, I = (size_t)c->intermediate_size;
-    size_t t = (size_t)T;
-    return align_up(t * E * a) * 3 + align_up(t * qkv * a) + align_up(t * HD * a) + align_up(t * 2 * I * a) +
-           align_up(t * I * a) + align_up((size_t)num_logits * E * a);
+    size_t qkv = (size_t)(sh->num_heads + 2 * sh->num_kv_heads) * D;
+    size_t HD = (size_t)sh->num_heads * D, I = (size_t)sh->intermediate_size;
+    size_t t = (size_t)T, nl = (size_t)num_logits;
+    size_t b = align_up(t * E * a) * 3 + align_up(t * qkv * a) + align_up(t * HD * a) + align_up(t * 2 * I * a) +
+               align_up(t * I * a) + align_up(nl * E * a);
+    if (sh->tp_size > 1)
+        b += align_up(nl * (size_t)sh->vocab_per_rank * 4) * (1 + (size_t)sh->tp_size);
+    return b;
+}
+
+/* Sum the (n) partial results of a row-parallel layer over the
+ * tensor-parallel group (in place). */
+static cllm_status tp_all_reduce(cllm_backend *be, cllm_comm *tp, void *x, size_t n) {
+    if (!tp) return CLLM_OK;
+    return cllm_comm_all_reduce(tp, x, x, n, be->act, CLLM_REDUCE_SUM);
 }
 
 /* Profiling (core/profile.h): off, one predictable branch per category
@@ -235,9 +311,13 @@ static size_t llama_workspace_bytes(const cllm_model_config *c, int T, int num_l
 static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forward_args *a) {
     llama_model *m = model;
     const cllm_model_config *c = &m->cfg;
+    const cllm_shard *sh = &m->sh;
     const cllm_backend_ops *op = be->ops;
-    int T = a->num_tokens, E = c->hidden_size, H = c->num_attention_heads, Hkv = c->num_key_value_heads;
-    int D = c->head_dim, I = c->intermediate_size, V = c->vocab_size, NQ = (H + 2 * Hkv) * D;
+    int T = a->num_tokens, E = c->hidden_size, H = sh->num_heads, Hkv = sh->num_kv_heads;
+    int D = c->head_dim, I = sh->intermediate_size, Vp = sh->vocab_per_rank, NQ = (H + 2 * Hkv) * D;
+    int tps = sh->tp_size, NL = a->num_logits;
+    cllm_comm *tp = tps > 1 ? a->tp : NULL;
+    if (tps > 1 && !tp) return cllm_error(CLLM_ERR_INVALID_ARG, "forward: a tensor-parallel shard needs its group");
     size_t as = cllm_dtype_size(be->act);
     cllm_dtype act = be->act;
     float eps = c->rms_norm_eps;
@@ -249,11 +329,17 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     void *attn = p;     p += align_up((size_t)T * H * D * as);
     void *gu = p;       p += align_up((size_t)T * 2 * I * as);
     void *mlp = p;      p += align_up((size_t)T * I * as);
-    void *sel = p;
+    void *sel = p;      p += align_up((size_t)NL * E * as);
+    float *lg_local = (float *)p; p += tp ? align_up((size_t)NL * Vp * 4) : 0;
+    float *lg_all = (float *)p;
     char *q = qkv, *k = qkv + (size_t)H * D * as, *v = qkv + (size_t)(H + Hkv) * D * as;
 
     PROF(CLLM_PROF_OTHER);
-    CLLM_TRY(op->embedding(be, a->token_ids, T, m->embed, V, E, residual));
+    CLLM_TRY(op->embedding(be, a->token_ids, T, m->embed, sh->vocab_start, Vp, E, residual));
+    if (tp) {
+        PROF(CLLM_PROF_COMM);
+        CLLM_TRY(tp_all_reduce(be, tp, residual, (size_t)T * E));
+    }
     for (int l = 0; l < c->num_hidden_layers; l++) {
         llama_layer *ly = &m->layers[l];
         PROF(CLLM_PROF_OTHER);
@@ -281,6 +367,10 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         }
         PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, attn, T, &ly->o, tmp, act));
+        if (tp) {
+            PROF(CLLM_PROF_COMM);
+            CLLM_TRY(tp_all_reduce(be, tp, tmp, (size_t)T * E));
+        }
         PROF(CLLM_PROF_OTHER);
         CLLM_TRY(op->rmsnorm(be, tmp, residual, ly->ln2, T, E, eps, normed));
         PROF(CLLM_PROF_GEMM);
@@ -289,12 +379,29 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         CLLM_TRY(op->silu_mul(be, gu, T, I, mlp));
         PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, mlp, T, &ly->down, tmp, act));
+        if (tp) {
+            PROF(CLLM_PROF_COMM);
+            CLLM_TRY(tp_all_reduce(be, tp, tmp, (size_t)T * E));
+        }
     }
     PROF(CLLM_PROF_OTHER);
     CLLM_TRY(op->rmsnorm(be, tmp, residual, m->norm, T, E, eps, normed));
     CLLM_TRY(op->gather_rows(be, normed, a->logits_indices, a->num_logits, E, sel));
     PROF(CLLM_PROF_GEMM);
-    CLLM_TRY(op->linear(be, sel, a->num_logits, &m->lm_head, a->logits, CLLM_DTYPE_F32));
+    if (!tp) {
+        CLLM_TRY(op->linear(be, sel, NL, &m->lm_head, a->logits, CLLM_DTYPE_F32));
+    } else { /* this rank's vocabulary columns, gathered, laid side by side into (NL, V) */
+        CLLM_TRY(op->linear(be, sel, NL, &m->lm_head, lg_local, CLLM_DTYPE_F32));
+        PROF(CLLM_PROF_COMM);
+        CLLM_TRY(cllm_comm_all_gather(tp, lg_local, lg_all, (size_t)NL * Vp, CLLM_DTYPE_F32));
+        PROF(CLLM_PROF_OTHER);
+        for (int r = 0; r < tps; r++) {
+            int cols = sh->vocab_size - r * Vp < Vp ? sh->vocab_size - r * Vp : Vp;
+            if (cols <= 0) break;
+            CLLM_TRY(op->copy2d(be, a->logits + (size_t)r * Vp, (size_t)sh->vocab_size * 4,
+                                lg_all + (size_t)r * NL * Vp, (size_t)Vp * 4, (size_t)cols * 4, (size_t)NL));
+        }
+    }
     PROF(CLLM_PROF_SAMPLE); /* the runner's sampling follows; the caller closes it */
     return CLLM_OK;
 }

@@ -1,0 +1,41 @@
+/* What one rank holds of a model (internal): the tensor-parallel slice of
+ * every layer (Megatron-LM layout, as vLLM's ColumnParallelLinear /
+ * RowParallelLinear / VocabParallelEmbedding) and, later, its pipeline
+ * stage's layer range. The forward reads its dimensions from here, never
+ * from the full config.
+ *
+ *   q_proj, k_proj, v_proj, gate_proj, up_proj: column parallel (rows split);
+ *   o_proj, down_proj: row parallel (columns split), then an all-reduce;
+ *   embed_tokens, lm_head: vocabulary parallel (rows split, padded to a
+ *   multiple of tp_size): masked lookup + all-reduce; logits all-gathered.
+ *   KV heads: split when tp_size divides num_key_value_heads, else (tp_size a
+ *   multiple of it) each KV head is replicated on tp_size / Hkv ranks. */
+#ifndef CLLM_MODEL_SHARD_H
+#define CLLM_MODEL_SHARD_H
+
+#include "model/config.h"
+
+typedef struct cllm_shard {
+    int tp_rank, tp_size;
+    int num_heads;           /* H / tp: query heads [tp_rank * num_heads, +num_heads) */
+    int num_kv_heads;        /* Hkv / tp, or 1 when replicated */
+    int kv_head_start;       /* first KV head of this rank */
+    int intermediate_size;   /* I / tp: rows [tp_rank * I/tp, +I/tp) of gate and up */
+    int vocab_size;          /* V, the whole vocabulary (logits width) */
+    int vocab_per_rank;      /* Vp = ceil(V / tp): rows of the embedding / lm_head shard */
+    int vocab_start;         /* tp_rank * Vp */
+    int vocab_rows;          /* real rows of this shard: min(Vp, V - vocab_start), >= 0 */
+    int layer_start, layer_end; /* [0, num_hidden_layers) until pipeline parallelism */
+} cllm_shard;
+
+/* The shard of tp_rank in tp_size ranks. Errors: CLLM_ERR_INVALID_ARG with
+ * the sizes that would work when tp_size does not divide
+ * num_attention_heads or intermediate_size, or neither divides nor is a
+ * multiple of num_key_value_heads ("tensor_parallel_size 3 does not divide
+ * num_attention_heads 32; use one of 1, 2, 4, 8, ..."). */
+cllm_status cllm_shard_init(const cllm_model_config *cfg, int tp_rank, int tp_size, cllm_shard *out);
+
+/* The whole model on one rank. */
+void cllm_shard_whole(const cllm_model_config *cfg, cllm_shard *out);
+
+#endif
