@@ -142,6 +142,14 @@ typedef struct cllm_model_params {
     uint64_t seed;               /* seed of dummy weights, default 0 */
     bool enforce_eager;          /* vLLM: true = no CUDA graphs; default false: on CUDA, the
                                   * load captures decode graphs for batch sizes 1..max_num_seqs */
+    int tensor_parallel_size;    /* vLLM's -tp: ranks the model is sharded over (Megatron layout),
+                                  * default 1. Without a launcher cllm starts the other ranks' worker
+                                  * processes itself (`cllm worker`: $CLLM_WORKER_EXE or this
+                                  * executable); under mpirun / srun the launcher's ranks are used
+                                  * (docs/distributed.md). CPU ranks talk over TCP, CUDA ranks
+                                  * (device = local rank) over NCCL. */
+    double dist_timeout_s;       /* a collective, a step or a worker that does not answer within
+                                  * this long fails the engine (CLLM_ERR_DISTRIBUTED); default 60 */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);
@@ -299,6 +307,52 @@ cllm_status cllm_engine_abort(cllm_engine *e, uint64_t request_id);
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_request_output **outputs, int *num_outputs);
 bool cllm_engine_has_unfinished(const cllm_engine *e);
 void cllm_engine_get_stats(const cllm_engine *e, cllm_engine_stats *stats);
+
+/* CLLM_OK while the engine can run; otherwise the error that stopped it for
+ * good (a worker rank died, a collective failed or timed out: the engine
+ * then only answers with that error; vLLM's check_health). Thread-safe:
+ * a server's monitoring thread may call it while another thread steps. */
+cllm_status cllm_engine_check_health(const cllm_engine *e);
+
+/* Communicator statistics (vLLM's distributed stats): one entry per rank and
+ * group, cumulative. group: "world" (rank 0's commands to the workers, TCP),
+ * "tp" (the tensor-parallel collectives: TCP on CPU, NCCL on CUDA, whose
+ * time_s counts only the host-side enqueue and whose CUDA-graph replays add
+ * the captured collectives). */
+typedef enum cllm_comm_op {
+    CLLM_COMM_ALL_REDUCE = 0,
+    CLLM_COMM_ALL_GATHER,
+    CLLM_COMM_REDUCE_SCATTER,
+    CLLM_COMM_BROADCAST,
+    CLLM_COMM_SEND,
+    CLLM_COMM_RECV,
+    CLLM_COMM_ALL_TO_ALLV,
+    CLLM_COMM_BARRIER,
+    CLLM_COMM_NUM_OPS
+} cllm_comm_op;
+
+typedef struct cllm_comm_op_stats {
+    uint64_t calls;
+    uint64_t bytes;                 /* payload bytes of this rank's buffer (nccl-tests' size) */
+    double time_s;                  /* host wall time inside the calls */
+} cllm_comm_op_stats;
+
+typedef struct cllm_comm_stats {
+    char name[16];                  /* "world", "tp" */
+    char transport[8];              /* "tcp" | "nccl" */
+    int rank, size;                 /* in the group */
+    int world_rank;
+    cllm_comm_op_stats ops[CLLM_COMM_NUM_OPS];
+} cllm_comm_stats;
+
+/* "all_reduce", "all_gather", "reduce_scatter", "broadcast", "send", "recv",
+ * "all_to_allv", "barrier". */
+const char *cllm_comm_op_name(cllm_comm_op op);
+
+/* Every rank's statistics (collective: must be called by the thread that
+ * steps the engine). *stats (cllm_free) has *n entries; one rank: *n = 0.
+ * Errors: CLLM_ERR_DISTRIBUTED. */
+cllm_status cllm_engine_get_distributed_stats(cllm_engine *e, cllm_comm_stats **stats, int *n);
 
 #ifdef __cplusplus
 }

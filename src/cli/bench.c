@@ -8,11 +8,13 @@
  * sweep of bench_batch.c. `cllm bench throughput` is bench_throughput.c. */
 #include "cli/args.h"
 #include "cli/bench.h"
+#include "cli/engine_args.h"
 #include "cli/cli.h"
 #include "cllm.h"
 #include "core/status.h"
 #include "engine/generate.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -23,12 +25,13 @@
 #define PEAK_BYTES_PER_S 4.3e12
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME [--load-format auto|dummy] [--device cpu|cuda]\n"
-               "       [--dtype auto|bfloat16|float32] --input-len 128 --output-len 256 --batch-size 1|N|N1,N2,...\n"
-               "       [--num-iters 5] [--num-iters-warmup 1] [--max-model-len N] [--output-json F]\n"
-               "       [--enforce-eager]\n"
+    fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME --input-len 128 --output-len 256\n"
+               "       --batch-size 1|N|N1,N2,... [--num-iters 5] [--num-iters-warmup 1] [--output-json F]\n"
+               "       [engine arguments]\n"
                "       cllm bench throughput --help\n"
-               "       cllm bench serve --help\n");
+               "       cllm bench serve --help\n"
+               "       cllm bench comm --help\n\n");
+    cllm_engine_args_usage(f);
 }
 
 #define MAX_BATCH_SIZES 64
@@ -113,7 +116,7 @@ static int run(cllm_model_params *mp, const bench_opts *o) {
            c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", info->num_params / 1e9,
            info->weight_bytes / 1e9, o->input_len, o->output_len, o->batch_size, k);
     printf("%-22s %14s %20s\n", "metric", "measured", "ceiling");
-    printf("%-22s %14.1f %20s\n", "weight load (ms)", m->weights_ms, "-");
+    printf("%-22s %14.1f %20s\n", "weight load (ms)", cllm_model_weights_ms(m), "-");
     printf("%-22s %14.2f %20s\n", "prefill (ms)", pre_ms, "-");
     printf("%-22s %14.1f %20s\n", "prefill (tokens/s)", pre_ms > 0 ? T / (pre_ms / 1e3) : 0, "-");
     printf("%-22s %14.3f %14.0f (H200)\n", "prefill (TFLOP/s)", pre_tflops, PEAK_TFLOPS);
@@ -125,7 +128,7 @@ static int run(cllm_model_params *mp, const bench_opts *o) {
                               "model_type", c->model_type, "device", mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu",
                               "input_len", (json_int_t)o->input_len, "output_len", (json_int_t)o->output_len,
                               "batch_size", (json_int_t)o->batch_size, "num_iters", k, "weight_load_ms",
-                              m->weights_ms, "prefill_ms", pre_ms, "prefill_tflops", pre_tflops,
+                              cllm_model_weights_ms(m), "prefill_ms", pre_ms, "prefill_tflops", pre_tflops,
                               "prefill_tflops_peak", PEAK_TFLOPS, "decode_ms_per_token", dec_ms,
                               "decode_tokens_per_s", dec_tps, "decode_tokens_per_s_roofline", roof_tps,
                               "avg_latency_ms", tot_ms, "weight_bytes", (double)info->weight_bytes, "num_params",
@@ -155,35 +158,34 @@ int cllm_cli_bench(int argc, char **argv) {
         fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency, throughput, serve (cllm bench --help)\n");
         return 2;
     }
-    cllm_model_params mp = cllm_model_default_params();
+    cllm_engine_args ea;
+    cllm_engine_args_init(&ea);
     bench_opts o = {.input_len = 128, .output_len = 256, .batch_size = 1, .iters = 5, .warmup = 1};
     long bs[MAX_BATCH_SIZES] = {1};
     int nbs = 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--enforce-eager")) { mp.enforce_eager = true; continue; } /* no CUDA graphs */
+        int e = cllm_engine_args_parse(&ea, argc, argv, &i);
+        if (e < 0) return 2;
+        if (e > 0) continue;
         if (!cllm_arg_value(argc, argv, &i, &v)) return 2;
         int ok = 1;
-        if (!strcmp(a, "--model")) mp.model = v;
-        else if (!strcmp(a, "--input-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.input_len);
+        if (!strcmp(a, "--input-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.input_len);
         else if (!strcmp(a, "--output-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.output_len);
         else if (!strcmp(a, "--batch-size")) ok = parse_batch_sizes(v, bs, &nbs);
         else if (!strcmp(a, "--num-iters")) ok = cllm_arg_long(a, v, 1, 100000, &o.iters);
         else if (!strcmp(a, "--num-iters-warmup")) ok = cllm_arg_long(a, v, 0, 100000, &o.warmup);
-        else if (!strcmp(a, "--max-model-len")) ok = cllm_arg_long(a, v, 1, 1L << 30, &o.max_len);
         else if (!strcmp(a, "--output-json")) o.json_path = v;
-        else if (!strcmp(a, "--device")) ok = cllm_arg_device(a, v, &mp.device);
-        else if (!strcmp(a, "--dtype")) ok = cllm_arg_dtype(a, v, &mp.dtype);
-        else if (!strcmp(a, "--load-format")) ok = cllm_arg_load_format(a, v, &mp.load_format);
         else {
             fprintf(stderr, "cllm bench latency: unknown flag '%s' (cllm bench --help)\n", a);
             return 2;
         }
         if (!ok) return 2;
     }
+    cllm_model_params mp = ea.p.model;
+    o.max_len = mp.max_model_len;
     if (!mp.model) { fprintf(stderr, "cllm bench latency: --model is required\n"); return 2; }
-    mp.max_model_len = (int)o.max_len;
     if (nbs > 1 || bs[0] != 1)
         return cllm_bench_latency_sweep(&mp, bs, nbs, o.input_len, o.output_len, o.iters, o.warmup, o.json_path);
     return run(&mp, &o);

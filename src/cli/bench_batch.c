@@ -7,7 +7,8 @@
 #include "cli/cli.h"
 #include "core/dtype.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -27,7 +28,8 @@ double cllm_bench_median(double *v, int n) {
 }
 
 typedef struct sweep {
-    cllm_runner *r;
+    cllm_executor *ex;            /* every rank runs each step (tensor parallelism) */
+    cllm_runner *r;               /* rank 0's: its shard sets the per-rank roofline */
     int P, bps;                 /* block size, blocks per sequence */
     int32_t *ids, *pos, *slots, *qsl, *lens, *bt, *lidx, *tok;
     cllm_sample_params *sp;
@@ -78,7 +80,8 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
         return 1;
     }
     const cllm_model_config *c = cllm_model_config_of(m);
-    sweep w = {.r = cllm_model_runner(m), .P = P, .bps = bps};
+    sweep w = {.ex = cllm_model_executor(m), .r = cllm_model_runner(m), .P = P, .bps = bps};
+    const cllm_shard *sh = cllm_runner_shard(w.r);
     const cllm_arch_info *info = cllm_runner_info(w.r);
     size_t as = cllm_dtype_size(cllm_runner_backend(w.r)->act);
     /* prefill groups: whole sequences, about 8192 tokens per forward */
@@ -112,18 +115,20 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
     for (long s0 = 0; s0 < maxN; s0 += group) {
         int n = (int)(maxN - s0 < group ? maxN - s0 : group);
         cllm_batch_host b = make_batch(&w, (int)s0, n, 0, (int)input_len, prompt);
-        if (cllm_runner_execute(w.r, &b, w.sp, w.tok, NULL) != CLLM_OK) goto fail;
+        if (cllm_executor_execute(w.ex, &b, w.sp, w.tok, NULL) != CLLM_OK) goto fail;
         memcpy(cur + s0, w.tok, sizeof(int32_t) * (size_t)n);
     }
     double prefill_ms = cllm_now_ms() - t0;
-    printf("cllm bench latency (batched decode): %s, %s backend, %.3fB params, input %ld, output %ld, %ld iters "
-           "(+%ld warm-up); prefill of %ld x %ld tokens took %.0f ms\n",
-           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", info->num_params / 1e9, input_len,
-           output_len, iters, warmup, maxN, input_len, prefill_ms);
-    double V = c->vocab_size, E = c->hidden_size, L = c->num_hidden_layers;
+    printf("cllm bench latency (batched decode): %s, %s backend, tensor_parallel_size %d, %.3fB params per rank, "
+           "input %ld, output %ld, %ld iters (+%ld warm-up); prefill of %ld x %ld tokens took %.0f ms\n",
+           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", sh->tp_size, info->num_params / 1e9,
+           input_len, output_len, iters, warmup, maxN, input_len, prefill_ms);
+    /* per rank: each rank reads its shard at the same time (tensor parallelism), so the step's floor is one
+     * rank's bytes / bandwidth; V is this rank's vocabulary rows */
+    double V = sh->vocab_per_rank, E = c->hidden_size, L = c->num_hidden_layers;
     double wbytes = (double)info->weight_bytes - (c->tie_word_embeddings ? 0.0 : V * E * (double)as); /* embedding rows only */
     double body_params = (double)info->num_params - V * E * (c->tie_word_embeddings ? 1 : 2);
-    double kv_per_tok = L * 2.0 * c->num_key_value_heads * c->head_dim * (double)as;
+    double kv_per_tok = L * 2.0 * sh->num_kv_heads * c->head_dim * (double)as;
     double ctx_avg = input_len + (output_len + 1) / 2.0; /* mean seq_len over the decode steps */
     printf("%6s %12s %14s %14s %12s %16s %8s\n", "batch", "step (ms)", "tokens/s", "floor (ms)", "bound",
            "ceiling tok/s", "ratio");
@@ -137,7 +142,7 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
             for (long j = 0; j < output_len; j++) {
                 double a = cllm_now_ms();
                 cllm_batch_host b = make_batch(&w, 0, N, (int)(input_len + j), 1, tokens);
-                cllm_status st = cllm_runner_execute(w.r, &b, w.sp, tokens, NULL);
+                cllm_status st = cllm_executor_execute(w.ex, &b, w.sp, tokens, NULL);
                 double d = cllm_now_ms() - a;
                 if (st != CLLM_OK) { free(tokens); goto fail; }
                 if (it >= warmup) steps[k++] = d;
@@ -149,7 +154,7 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
         mean = k ? mean / (double)k : 0;
         double med = cllm_bench_median(steps, (int)k);
         double kv_bytes = N * ctx_avg * kv_per_tok;
-        double flops = N * (2.0 * body_params + 2.0 * V * E) + N * L * 4.0 * c->num_attention_heads * c->head_dim * ctx_avg;
+        double flops = N * (2.0 * body_params + 2.0 * V * E) + N * L * 4.0 * sh->num_heads * c->head_dim * ctx_avg;
         double t_mem = (wbytes + kv_bytes) / CLLM_BENCH_PEAK_BYTES_PER_S, t_fl = flops / CLLM_BENCH_PEAK_FLOPS;
         double floor_ms = 1e3 * (t_mem > t_fl ? t_mem : t_fl);
         double tps = med > 0 ? N * 1e3 / med : 0, ceil_tps = N * 1e3 / floor_ms;

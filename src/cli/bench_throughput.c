@@ -10,11 +10,13 @@
  * --input-len/--output-len, or with --random-range-ratio R uniform integers
  * in [floor(L(1-R)), ceil(L(1+R))] (vLLM RandomDataset). */
 #include "cli/args.h"
+#include "cli/engine_args.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
 #include "core/profile.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -23,12 +25,10 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cllm bench throughput --model DIR|ORG/NAME [--load-format auto|dummy] [--device cpu|cuda]\n"
-               "       [--dtype auto|bfloat16|float32] --num-prompts 1000 --input-len 1024 --output-len 128\n"
-               "       [--random-range-ratio 0] [--seed 0] [--max-num-seqs 256] [--max-num-batched-tokens 2048]\n"
-               "       [--gpu-memory-utilization 0.9] [--max-model-len N] [--num-gpu-blocks-override N]\n"
-               "       [--enforce-eager] [--profile] [--output-json F]\n"
-               "  --profile (or CLLM_PROFILE=1): time per op category (synchronizes after each; slower)\n");
+    fprintf(f, "usage: cllm bench throughput --model DIR|ORG/NAME --num-prompts 1000 --input-len 1024 --output-len 128\n"
+               "       [--random-range-ratio 0] [--seed 0] [--profile] [--output-json F] [engine arguments]\n"
+               "  --profile (or CLLM_PROFILE=1): time per op category (synchronizes after each; slower)\n\n");
+    cllm_engine_args_usage(f);
 }
 
 typedef struct tp_opts {
@@ -163,49 +163,34 @@ done:
 }
 
 int cllm_cli_bench_throughput(int argc, char **argv) {
-    cllm_engine_params ep = cllm_engine_default_params();
+    cllm_engine_args ea;
+    cllm_engine_args_init(&ea);
     tp_opts o = {.num_prompts = 1000, .input_len = 1024, .output_len = 128, .profile = cllm_prof_env()};
-    long max_len = 0, seqs = 0, btok = 0, blocks = 0;
-    bool seqs_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--enforce-eager")) { ep.enforce_eager = true; continue; }
         if (!strcmp(a, "--profile")) { o.profile = true; continue; }
+        int e = cllm_engine_args_parse(&ea, argc, argv, &i);
+        if (e < 0) return 2;
+        if (e > 0) continue;
         if (!cllm_arg_value(argc, argv, &i, &v)) return 2;
         int ok = 1;
-        double d;
-        if (!strcmp(a, "--model")) ep.model.model = v;
-        else if (!strcmp(a, "--num-prompts")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.num_prompts);
+        if (!strcmp(a, "--num-prompts")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.num_prompts);
         else if (!strcmp(a, "--input-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.input_len);
         else if (!strcmp(a, "--output-len")) ok = cllm_arg_long(a, v, 1, 1L << 24, &o.output_len);
         else if (!strcmp(a, "--random-range-ratio")) ok = cllm_arg_double(a, v, 0.0, 1.0, &o.range_ratio);
         else if (!strcmp(a, "--seed")) ok = cllm_arg_long(a, v, 0, 1L << 30, &o.seed);
-        else if (!strcmp(a, "--max-num-seqs")) { ok = cllm_arg_long(a, v, 1, 1L << 16, &seqs); seqs_set = true; }
-        else if (!strcmp(a, "--max-num-batched-tokens")) ok = cllm_arg_long(a, v, 1, 1L << 24, &btok);
-        else if (!strcmp(a, "--gpu-memory-utilization")) {
-            ok = cllm_arg_double(a, v, 1e-3, 1.0, &d);
-            ep.gpu_memory_utilization = (float)d;
-        }
-        else if (!strcmp(a, "--max-model-len")) ok = cllm_arg_long(a, v, 1, 1L << 30, &max_len);
-        else if (!strcmp(a, "--num-gpu-blocks-override")) ok = cllm_arg_long(a, v, 1, 1L << 24, &blocks);
         else if (!strcmp(a, "--output-json")) o.json_path = v;
-        else if (!strcmp(a, "--device")) ok = cllm_arg_device(a, v, &ep.model.device);
-        else if (!strcmp(a, "--dtype")) ok = cllm_arg_dtype(a, v, &ep.model.dtype);
-        else if (!strcmp(a, "--load-format")) ok = cllm_arg_load_format(a, v, &ep.model.load_format);
         else {
             fprintf(stderr, "cllm bench throughput: unknown flag '%s' (cllm bench throughput --help)\n", a);
             return 2;
         }
         if (!ok) return 2;
     }
+    cllm_engine_params ep = ea.p;
     if (!ep.model.model) { fprintf(stderr, "cllm bench throughput: --model is required\n"); return 2; }
     ep.model.progress = false;
-    ep.model.max_model_len = (int)max_len;
-    if (seqs_set) ep.max_num_seqs = (int)seqs;
-    else if (ep.model.device == CLLM_DEVICE_CPU) ep.max_num_seqs = 32; /* the engine's CPU default */
-    if (btok) ep.max_num_batched_tokens = (int)btok;
-    if (blocks) ep.num_gpu_blocks_override = (int)blocks;
+    if (!ea.max_num_seqs_set && ep.model.device == CLLM_DEVICE_CPU) ep.max_num_seqs = 32; /* the engine's CPU default */
     ep.max_num_waiting = o.num_prompts + 16 > (1L << 30) ? 1 << 30 : (int)(o.num_prompts + 16);
     return run(&ep, &o);
 }

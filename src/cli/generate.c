@@ -3,22 +3,22 @@
  * generation_config.json, then the flags (temperature 0 = greedy). */
 #include "cli/cli.h"
 #include "cli/args.h"
+#include "cli/engine_args.h"
 #include "cllm.h"
 #include "core/dtype.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cllm generate --model DIR|ORG/NAME --prompt TEXT [--max-tokens 64] [--temperature T]\n"
-               "       [--top-p P] [--top-k K] [--min-p P] [--seed N] [--ignore-eos] [--device cpu|cuda]\n"
-               "       [--dtype auto|bfloat16|float32] [--block-size 16] [--max-model-len N]\n"
-               "       [--load-format auto|dummy] [--revision REV] [--num-threads N] [--enforce-eager]\n"
-               "   or: cllm generate --model DIR --input prompts.jsonl [--output F] [--max-num-seqs N]\n"
-               "       [--max-num-batched-tokens N] [--num-gpu-blocks-override N] [--gpu-memory-utilization F]\n"
-               "       [--enable-prefix-caching | --no-enable-prefix-caching] (one JSON request per line:\n"
-               "       {\"prompt\": ...} or {\"prompt_token_ids\": [...]} plus vLLM sampling params)\n");
+               "       [--top-p P] [--top-k K] [--min-p P] [--seed N] [--ignore-eos] [engine arguments]\n"
+               "   or: cllm generate --model DIR --input prompts.jsonl [--output F] [engine arguments]\n"
+               "       (one JSON request per line: {\"prompt\": ...} or {\"prompt_token_ids\": [...]} plus vLLM\n"
+               "       sampling params)\n\n");
+    cllm_engine_args_usage(f);
 }
 
 static bool on_delta(const char *delta, size_t len, int32_t id, void *user) {
@@ -31,69 +31,49 @@ static bool on_delta(const char *delta, size_t len, int32_t id, void *user) {
 }
 
 int cllm_cli_generate(int argc, char **argv) {
-    cllm_model_params mp = cllm_model_default_params();
+    cllm_engine_args ea;
+    cllm_engine_args_init(&ea);
     const char *prompt = NULL;
     /* flags given by the user override generation_config.json */
     double temperature = -1, top_p = -1, min_p = -1;
-    long top_k = -2, max_tokens = 64, seed = 0, block_size = 16, max_len = 0, threads = 0;
+    long top_k = -2, max_tokens = 64, seed = 0;
     bool has_seed = false, ignore_eos = false;
     const char *input = NULL, *output = NULL;
-    cllm_engine_params ep = cllm_engine_default_params();
-    long max_num_seqs = 0, max_batched = 0, blocks_override = 0;
-    double gpu_util = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
-        if (!strcmp(a, "--enforce-eager")) { mp.enforce_eager = true; continue; } /* no CUDA graphs */
-        if (!strcmp(a, "--enable-prefix-caching")) { ep.enable_prefix_caching = true; continue; }
-        if (!strcmp(a, "--no-enable-prefix-caching")) { ep.enable_prefix_caching = false; continue; }
+        int e = cllm_engine_args_parse(&ea, argc, argv, &i);
+        if (e < 0) return 2;
+        if (e > 0) continue;
         const char *v;
         if (!cllm_arg_value(argc, argv, &i, &v)) return 2;
         int ok = 1;
-        if (!strcmp(a, "--model")) mp.model = v;
-        else if (!strcmp(a, "--prompt")) prompt = v;
+        if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--input")) input = v;
         else if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--max-num-seqs")) ok = cllm_arg_long(a, v, 1, 1 << 20, &max_num_seqs);
-        else if (!strcmp(a, "--max-num-batched-tokens")) ok = cllm_arg_long(a, v, 1, 1 << 24, &max_batched);
-        else if (!strcmp(a, "--num-gpu-blocks-override")) ok = cllm_arg_long(a, v, 1, 1 << 24, &blocks_override);
-        else if (!strcmp(a, "--gpu-memory-utilization")) ok = cllm_arg_double(a, v, 0.01, 1, &gpu_util);
-        else if (!strcmp(a, "--revision")) mp.revision = v;
         else if (!strcmp(a, "--max-tokens")) ok = cllm_arg_long(a, v, 1, 1L << 30, &max_tokens);
         else if (!strcmp(a, "--temperature")) ok = cllm_arg_double(a, v, 0, 1e6, &temperature);
         else if (!strcmp(a, "--top-p")) ok = cllm_arg_double(a, v, 1e-9, 1, &top_p);
         else if (!strcmp(a, "--top-k")) ok = cllm_arg_long(a, v, -1, 1L << 30, &top_k);
         else if (!strcmp(a, "--min-p")) ok = cllm_arg_double(a, v, 0, 1, &min_p);
         else if (!strcmp(a, "--seed")) { ok = cllm_arg_long(a, v, 0, (1L << 62), &seed); has_seed = true; }
-        else if (!strcmp(a, "--block-size")) ok = cllm_arg_long(a, v, 1, 4096, &block_size);
-        else if (!strcmp(a, "--max-model-len")) ok = cllm_arg_long(a, v, 1, 1L << 30, &max_len);
-        else if (!strcmp(a, "--num-threads")) ok = cllm_arg_long(a, v, 0, 4096, &threads);
-        else if (!strcmp(a, "--device")) ok = cllm_arg_device(a, v, &mp.device);
-        else if (!strcmp(a, "--dtype")) ok = cllm_arg_dtype(a, v, &mp.dtype);
-        else if (!strcmp(a, "--load-format")) ok = cllm_arg_load_format(a, v, &mp.load_format);
         else {
             fprintf(stderr, "cllm generate: unknown flag '%s' (cllm generate --help)\n", a);
             return 2;
         }
         if (!ok) return 2;
     }
+    cllm_model_params mp = ea.p.model;
     if (!mp.model) { fprintf(stderr, "cllm generate: --model is required\n"); return 2; }
     if (!prompt && !input) { fprintf(stderr, "cllm generate: --prompt or --input is required\n"); return 2; }
     if (prompt && input) { fprintf(stderr, "cllm generate: give --prompt or --input, not both\n"); return 2; }
-    mp.block_size = (int)block_size;
-    mp.max_model_len = (int)max_len;
-    mp.num_threads = (int)threads;
     if (input) {
-        ep.model = mp;
-        ep.enforce_eager = mp.enforce_eager;
-        if (mp.device == CLLM_DEVICE_CPU) ep.max_num_seqs = 32; /* cllm.h: CPU default */
-        if (max_num_seqs) ep.max_num_seqs = (int)max_num_seqs;
-        if (max_batched) ep.max_num_batched_tokens = (int)max_batched;
-        if (blocks_override) ep.num_gpu_blocks_override = (int)blocks_override;
-        if (gpu_util > 0) ep.gpu_memory_utilization = (float)gpu_util;
+        cllm_engine_params ep = ea.p;
+        if (mp.device == CLLM_DEVICE_CPU && !ea.max_num_seqs_set) ep.max_num_seqs = 32; /* cllm.h: CPU default */
         return cllm_cli_generate_jsonl(&ep, input, output);
     }
+    mp.max_num_seqs = 1;
 
     cllm_model *m = NULL;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
@@ -122,7 +102,7 @@ int cllm_cli_generate(int argc, char **argv) {
     }
     fprintf(stderr, "[%d prompt + %d generated tokens, finish: %s, ttft %.1f ms, decode %.1f tokens/s, load %.0f ms]\n",
             res.num_prompt_tokens, res.num_generated_tokens, res.finish_reason, res.ttft_ms,
-            res.decode_tokens_per_s, m->load_ms);
+            res.decode_tokens_per_s, cllm_model_load_ms(m));
     cllm_model_destroy(m);
     return 0;
 }

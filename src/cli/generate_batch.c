@@ -6,8 +6,9 @@
  * (and on stderr); the other lines still run. Sampling defaults: vLLM's,
  * then the model's generation_config.json, then the line. */
 #include "cli/cli.h"
-#include "engine/engine_internal.h"
-#include "model/model.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -108,7 +109,7 @@ static void add_line(cllm_engine *e, line_req *r, int lineno, const char *text) 
     }
     cllm_request_params p = cllm_request_default_params();
     cllm_sampling_params gs = cllm_sampling_default_params();
-    cllm_model_apply_generation_config(e->model, &gs);
+    cllm_config_apply_generation(cllm_engine_model_config(e), &gs);
     p.temperature = gs.temperature, p.top_p = gs.top_p, p.top_k = gs.top_k, p.min_p = gs.min_p;
     const char *stops[16];
     int32_t stop_ids[64];
@@ -233,7 +234,8 @@ int cllm_cli_generate_jsonl(const cllm_engine_params *ep, const char *input, con
     fclose(in);
     int next_add = 0, next_write = 0, in_flight = 0, n_added = 0;
     int *added = malloc(sizeof(int) * (size_t)(nl + 1)); /* lines added, in id order */
-    int max_in_flight = e->max_num_waiting / 2 > 0 ? e->max_num_waiting / 2 : 1;
+    int max_waiting = ep->max_num_waiting > 0 ? ep->max_num_waiting : 4096;
+    int max_in_flight = max_waiting / 2 > 0 ? max_waiting / 2 : 1;
     while (next_write < nl) {
         while (next_add < nl && in_flight < max_in_flight) {
             line_req *r = &L[next_add];

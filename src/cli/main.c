@@ -1,6 +1,8 @@
 /* `cllm` command-line entry point: dispatches to a subcommand. */
 #include "cli/cli.h"
 #include "cllm.h"
+#include "dist/dist_env.h"
+#include "engine/worker.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +22,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Ranks > 0 of a distributed launch (mpirun / srun / torchrun-style env, or the workers cllm starts
+     * itself) become workers whatever the command: rank 0 drives, they receive the engine arguments
+     * from it. `cllm worker` is the explicit form. */
+    bool spmd_bench = argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "comm");
+    if ((argc >= 2 && !strcmp(argv[1], "worker")) || (cllm_dist_env_peek_rank() > 0 && !spmd_bench))
+        return cllm_worker_main();
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return cllm_cli_generate(argc - 1, argv + 1);

@@ -4,6 +4,7 @@
  * SIGTERM/SIGINT: stop accepting, finish in-flight requests within
  * --shutdown-timeout seconds, abort the rest, exit 0. */
 #include "cli/args.h"
+#include "cli/engine_args.h"
 #include "cli/cli.h"
 #include "cllm.h"
 #include "core/dtype.h"
@@ -23,17 +24,14 @@ static void on_signal(int sig) { (void)sig; g_stop = 1; }
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cllm serve [NAME] --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8000] [--api-key KEY]\n"
-            "       [--served-model-name NAME] [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N]\n"
-            "       [--max-num-waiting N] [--gpu-memory-utilization F] [--device cpu|cuda]\n"
-            "       [--dtype auto|bfloat16|float16|float32] [--block-size N] [--num-gpu-blocks-override N]\n"
-            "       [--enable-prefix-caching | --no-enable-prefix-caching] [--load-format auto|dummy]\n"
-            "       [--revision REV] [--num-threads N] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
-            "       [--registry FILE] [--dry-run] [--enforce-eager]\n"
+            "       [--served-model-name NAME] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
+            "       [--registry FILE] [--dry-run] [engine arguments]\n"
             "       [--enable-auto-tool-choice --tool-call-parser hermes|llama3_json|mistral]\n"
             "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
             "port. The server prints 'listening on http://HOST:PORT' once bound. --enable-auto-tool-choice parses\n"
             "tool calls out of chat outputs (tool_choice \"auto\") in the format --tool-call-parser names:\n"
-            "hermes (Qwen2.5/Qwen3), llama3_json (Llama 3.1/3.2), mistral (Mistral v0.3).\n");
+            "hermes (Qwen2.5/Qwen3), llama3_json (Llama 3.1/3.2), mistral (Mistral v0.3).\n\n");
+    cllm_engine_args_usage(f);
 }
 
 /* Apply a registry entry to the params. 0 on a bad value (message printed). */
@@ -43,12 +41,13 @@ static int apply_entry(const cllm_registry_entry *e, cllm_server_params *p) {
     p->served_model_name = e->served_model_name ? e->served_model_name : e->name;
     if (e->dtype && !cllm_arg_dtype("dtype (registry)", e->dtype, &p->engine.model.dtype)) return 0;
     if (e->device && !cllm_arg_device("device (registry)", e->device, &p->engine.model.device)) return 0;
-    if (e->tensor_parallel_size > 1 || e->pipeline_parallel_size > 1) {
-        fprintf(stderr, "cllm serve: deployment '%s' asks for tensor/pipeline parallelism (%d x %d), which cllm "
-                        "serve does not support yet; use a single-device deployment\n",
-                e->name, e->tensor_parallel_size, e->pipeline_parallel_size);
+    if (e->pipeline_parallel_size > 1) {
+        fprintf(stderr, "cllm serve: deployment '%s' asks for pipeline parallelism (%d), which cllm does not "
+                        "implement yet; use tensor_parallel_size\n",
+                e->name, e->pipeline_parallel_size);
         return 0;
     }
+    if (e->tensor_parallel_size > 1) p->engine.model.tensor_parallel_size = e->tensor_parallel_size;
     if (e->gpu_memory_utilization > 0) p->engine.gpu_memory_utilization = (float)e->gpu_memory_utilization;
     if (e->max_num_seqs > 0) p->engine.max_num_seqs = e->max_num_seqs;
     if (e->max_model_len > 0) p->engine.model.max_model_len = e->max_model_len;
@@ -67,6 +66,7 @@ static void print_command(const cllm_server_params *p) {
     printf(" --device %s --dtype %s", e->model.device == CLLM_DEVICE_CUDA ? "cuda" : "cpu",
            e->model.dtype == CLLM_DTYPE_AUTO ? "auto" : cllm_dtype_name(e->model.dtype));
     if (e->model.max_model_len) printf(" --max-model-len %d", e->model.max_model_len);
+    if (e->model.tensor_parallel_size > 1) printf(" --tensor-parallel-size %d", e->model.tensor_parallel_size);
     printf(" --max-num-seqs %d --max-num-batched-tokens %d --gpu-memory-utilization %g --block-size %d",
            e->max_num_seqs, e->max_num_batched_tokens, (double)e->gpu_memory_utilization, e->model.block_size);
     printf(" %s", e->enable_prefix_caching ? "--enable-prefix-caching" : "--no-enable-prefix-caching");
@@ -118,35 +118,24 @@ int cllm_cli_serve(int argc, char **argv) {
         if (!apply_entry(e, &p)) goto out;
     }
     long l;
-    double d;
+    cllm_engine_args ea; /* the engine flags, over the registry entry */
+    cllm_engine_args_init(&ea);
+    ea.p = p.engine;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (a[0] != '-') continue; /* NAME */
         if (!strcmp(a, "--dry-run")) { dry_run = true; continue; }
-        if (!strcmp(a, "--enable-prefix-caching")) { p.engine.enable_prefix_caching = true; continue; }
-        if (!strcmp(a, "--no-enable-prefix-caching")) { p.engine.enable_prefix_caching = false; continue; }
-        if (!strcmp(a, "--enforce-eager")) { p.engine.enforce_eager = true; continue; } /* no CUDA graphs */
         if (!strcmp(a, "--enable-auto-tool-choice")) { p.enable_auto_tool_choice = true; continue; }
+        int e = cllm_engine_args_parse(&ea, argc, argv, &i);
+        if (e < 0) goto out;
+        if (e > 0) continue;
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
-        if (!strcmp(a, "--model")) p.engine.model.model = v;
-        else if (!strcmp(a, "--registry")) continue;
+        if (!strcmp(a, "--registry")) continue;
         else if (!strcmp(a, "--host")) p.host = v;
         else if (!strcmp(a, "--port")) { ok = cllm_arg_long(a, v, 0, 65535, &l); p.port = (int)l; }
         else if (!strcmp(a, "--api-key")) p.api_key = v;
         else if (!strcmp(a, "--served-model-name")) p.served_model_name = v;
-        else if (!strcmp(a, "--revision")) p.engine.model.revision = v;
-        else if (!strcmp(a, "--max-model-len")) { ok = cllm_arg_long(a, v, 1, 1L << 30, &l); p.engine.model.max_model_len = (int)l; }
-        else if (!strcmp(a, "--max-num-seqs")) { ok = cllm_arg_long(a, v, 1, 1 << 20, &l); p.engine.max_num_seqs = (int)l; }
-        else if (!strcmp(a, "--max-num-batched-tokens")) { ok = cllm_arg_long(a, v, 1, 1L << 30, &l); p.engine.max_num_batched_tokens = (int)l; }
-        else if (!strcmp(a, "--max-num-waiting")) { ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p.engine.max_num_waiting = (int)l; }
-        else if (!strcmp(a, "--num-gpu-blocks-override")) { ok = cllm_arg_long(a, v, 1, 1L << 30, &l); p.engine.num_gpu_blocks_override = (int)l; }
-        else if (!strcmp(a, "--gpu-memory-utilization")) { ok = cllm_arg_double(a, v, 1e-6, 1, &d); p.engine.gpu_memory_utilization = (float)d; }
-        else if (!strcmp(a, "--device")) ok = cllm_arg_device(a, v, &p.engine.model.device);
-        else if (!strcmp(a, "--dtype")) ok = cllm_arg_dtype(a, v, &p.engine.model.dtype);
-        else if (!strcmp(a, "--load-format")) ok = cllm_arg_load_format(a, v, &p.engine.model.load_format);
-        else if (!strcmp(a, "--block-size")) { ok = cllm_arg_long(a, v, 1, 4096, &l); p.engine.model.block_size = (int)l; }
-        else if (!strcmp(a, "--num-threads")) { ok = cllm_arg_long(a, v, 0, 4096, &l); p.engine.model.num_threads = (int)l; }
         else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
         else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
         else if (!strcmp(a, "--tool-call-parser")) {
@@ -164,6 +153,7 @@ int cllm_cli_serve(int argc, char **argv) {
         }
         if (!ok) goto out;
     }
+    p.engine = ea.p;
     if (!p.engine.model.model) {
         fprintf(stderr, "cllm serve: --model DIR|ORG/NAME (or a registry NAME) is required (cllm serve --help)\n");
         goto out;

@@ -42,41 +42,13 @@ typedef struct cllm_comm cllm_comm;
 
 typedef enum cllm_reduce_op { CLLM_REDUCE_SUM = 0, CLLM_REDUCE_MAX = 1, CLLM_REDUCE_MIN = 2 } cllm_reduce_op;
 
-/* Operations, for statistics (nccl-tests' names). */
-typedef enum cllm_comm_op {
-    CLLM_COMM_ALL_REDUCE = 0,
-    CLLM_COMM_ALL_GATHER,
-    CLLM_COMM_REDUCE_SCATTER,
-    CLLM_COMM_BROADCAST,
-    CLLM_COMM_SEND,
-    CLLM_COMM_RECV,
-    CLLM_COMM_ALL_TO_ALLV,
-    CLLM_COMM_BARRIER,
-    CLLM_COMM_NUM_OPS
-} cllm_comm_op;
-
-/* "all_reduce", "all_gather", ... */
-const char *cllm_comm_op_name(cllm_comm_op op);
-
-/* Per-communicator statistics, cumulative since creation. bytes: payload
- * bytes of this rank's buffer (nccl-tests' "size": count * dtype size; for
+/* cllm_comm_op, cllm_comm_op_stats, cllm_comm_stats and cllm_comm_op_name
+ * are public (include/cllm.h: cllm_engine_get_distributed_stats). Stats:
+ * bytes are this rank's buffer (nccl-tests' "size": count * dtype size; for
  * all_gather the gathered output, for reduce_scatter the input, for
- * all_to_allv what this rank sent). time_s: host wall time inside the call
- * (TCP: the whole transfer; NCCL: only the enqueue, the device time is not
- * known per call, see cllm bench comm for timed runs). */
-typedef struct cllm_comm_op_stats {
-    uint64_t calls;
-    uint64_t bytes;
-    double time_s;
-} cllm_comm_op_stats;
-
-typedef struct cllm_comm_stats {
-    char name[16];                 /* "world", "tp", ... */
-    char transport[8];             /* "tcp" | "nccl" */
-    int rank, size;                /* in this communicator */
-    int world_rank;                /* this process's rank in the world */
-    cllm_comm_op_stats ops[CLLM_COMM_NUM_OPS];
-} cllm_comm_stats;
+ * all_to_allv what this rank sent); time_s is host wall time inside the call
+ * (TCP: the whole transfer; NCCL: only the enqueue; cllm bench comm times
+ * device transfers). */
 
 /* Dtypes the collectives take: F32, BF16, F16, I32, I64, U8 (reductions on
  * U8 are not supported). Reductions of BF16/F16 on TCP accumulate in f32

@@ -26,7 +26,7 @@
 #include "engine/model_runner_internal.h"
 #include "core/profile.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "core/clock.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -13,7 +13,10 @@
 #include "engine/engine_stop.h"
 #include "engine/engine_internal.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "core/clock.h"
+#include "engine/engine.h"
+#include "model/arch/arch.h"
+#include "model/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +47,9 @@ void cllm_engine_destroy(cllm_engine *e) {
     for (int i = 0; i < e->num_reqs; i++) eng_req_free(e->reqs[i]);
     free(e->reqs);
     cllm_kv_destroy(e->bm);
-    cllm_model_destroy(e->model);
+    cllm_executor_destroy(e->ex); /* stops the worker processes */
+    cllm_tokenizer_destroy(e->tok);
+    free(e->dir);
     cllm_batch_host_free(&e->batch);
     eng_step_bufs_free(&e->sb);
     free(e->sp);
@@ -62,78 +67,18 @@ void cllm_engine_destroy(cllm_engine *e) {
     free(e);
 }
 
-/* KV blocks on CPU: the override, else max_num_seqs * max_model_len tokens,
- * capped at a quarter of the host's memory. */
-static int cpu_kv_blocks(cllm_engine *e, const cllm_engine_params *p) {
-    if (p->num_gpu_blocks_override > 0) return p->num_gpu_blocks_override;
-    if (p->model.num_kv_blocks > 0) return p->model.num_kv_blocks;
-    cllm_runner *r = cllm_model_runner(e->model);
-    int P = cllm_runner_block_size(r), per_seq = (e->max_model_len + P - 1) / P;
-    int64_t want = (int64_t)p->max_num_seqs * per_seq;
-    size_t fr = 0, tot = 0;
-    size_t bpb = cllm_runner_kv_bytes_per_block(r);
-    if (cllm_runner_mem_info(r, &fr, &tot) == CLLM_OK && bpb > 0) {
-        int64_t cap = (int64_t)(tot / 4 / bpb);
-        if (want > cap) want = cap;
-    }
-    if (want < per_seq + 1) want = per_seq + 1;
-    if (want > (1 << 24)) want = 1 << 24;
-    return (int)want;
-}
-
-/* CUDA: a forward pass at the largest batch, then what is left of
- * total * gpu_memory_utilization goes to the KV cache (vLLM's
- * determine_num_available_blocks). */
-static cllm_status profile_kv_blocks(cllm_engine *e, const cllm_engine_params *p, int *out_blocks) {
-    cllm_runner *r = cllm_model_runner(e->model);
-    int P = cllm_runner_block_size(r), L = e->max_model_len, per_seq = (L + P - 1) / P;
-    int T = p->max_num_batched_tokens, S = (T + L - 1) / L;
-    if (S < 1) S = 1;
-    int NL = p->max_num_seqs < T ? p->max_num_seqs : T;
-    cllm_status st = CLLM_OK;
-    cllm_batch_host b = {0};
-    int32_t *ids = calloc((size_t)T, 4), *pos = calloc((size_t)T, 4), *slot = calloc((size_t)T, 4);
-    int32_t *qsl = calloc((size_t)S + 1, 4), *lens = calloc((size_t)S, 4), *bt = calloc((size_t)S * per_seq, 4);
-    int32_t *lidx = calloc((size_t)NL, 4), *tok = calloc((size_t)NL, 4);
-    cllm_sample_params *sp = calloc((size_t)NL, sizeof *sp);
-    if (!ids || !pos || !slot || !qsl || !lens || !bt || !lidx || !tok || !sp) {
-        st = cllm_error(CLLM_ERR_OOM, "out of host memory for the profiling batch");
-        goto done;
-    }
-    for (int s = 0; s < S; s++) {
-        int a = s * L, n = (s + 1) * L < T ? L : T - a;
-        qsl[s] = a;
-        qsl[s + 1] = a + n;
-        lens[s] = n;
-        for (int j = 0; j < per_seq; j++) bt[(size_t)s * per_seq + j] = j % cllm_runner_num_kv_blocks(r);
-        for (int i = 0; i < n; i++) pos[a + i] = i, slot[a + i] = -1; /* no KV writes */
-    }
-    for (int i = 0; i < NL; i++) lidx[i] = T - 1 - i, sp[i].temperature = 1.0f, sp[i].top_p = 1.0f, sp[i].top_k = -1;
-    b.num_seqs = S, b.num_tokens = T, b.token_ids = ids, b.positions = pos, b.query_start_loc = qsl;
-    b.seq_lens = lens, b.block_tables = bt, b.max_blocks_per_seq = per_seq, b.slot_mapping = slot;
-    b.logits_indices = lidx, b.num_logits = NL;
-    CLLM_TRY_GOTO(st, cllm_runner_execute(r, &b, sp, tok, NULL), done);
-    size_t fr = 0, tot = 0;
-    CLLM_TRY_GOTO(st, cllm_runner_mem_info(r, &fr, &tot), done);
-    size_t bpb = cllm_runner_kv_bytes_per_block(r);
-    double budget = (double)tot * p->gpu_memory_utilization - (double)(tot - fr) +
-                    (double)bpb * cllm_runner_num_kv_blocks(r); /* the profiling cache is given back */
-    int64_t nb = budget > 0 ? (int64_t)(budget / (double)bpb) : 0;
-    if (nb < per_seq) {
-        st = cllm_error(CLLM_ERR_OOM,
-                        "only %lld KV blocks fit in gpu_memory_utilization %.2f of %.1f GiB (one sequence of "
-                        "max_model_len %d needs %d); raise gpu_memory_utilization or lower max_model_len / "
-                        "max_num_batched_tokens",
-                        (long long)nb, p->gpu_memory_utilization, tot / 1073741824.0, L, per_seq);
-        goto done;
-    }
-    *out_blocks = nb > (1 << 24) ? (1 << 24) : (int)nb;
-done:
-    free(ids), free(pos), free(slot), free(qsl), free(lens), free(bt), free(lidx), free(tok), free(sp);
-    return st;
-}
-
 static cllm_status check_engine_params(const cllm_engine_params *p) {
+    const cllm_model_params *m = &p->model;
+    if (!m->model || !*m->model) return cllm_error(CLLM_ERR_INVALID_ARG, "no model given (--model DIR or ORG/NAME)");
+    if (m->block_size <= 0 || m->block_size > 4096)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "block_size %d must be in [1, 4096]", m->block_size);
+    if (m->max_model_len < 0 || m->num_kv_blocks < 0 || m->num_threads < 0)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "max_model_len, num_kv_blocks, num_threads must be >= 0");
+    if (m->device != CLLM_DEVICE_CPU && m->device != CLLM_DEVICE_CUDA)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "unknown device %d", (int)m->device);
+    if (m->tensor_parallel_size < 0 || m->tensor_parallel_size > 64)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size must be in [1, 64], got %d", m->tensor_parallel_size);
+    if (m->dist_timeout_s < 0) return cllm_error(CLLM_ERR_INVALID_ARG, "dist_timeout must be > 0 seconds");
     if (p->max_num_seqs < 1) return cllm_error(CLLM_ERR_INVALID_ARG, "max_num_seqs must be >= 1, got %d", p->max_num_seqs);
     if (p->max_num_batched_tokens < 1)
         return cllm_error(CLLM_ERR_INVALID_ARG, "max_num_batched_tokens must be >= 1, got %d", p->max_num_batched_tokens);
@@ -145,10 +90,29 @@ static cllm_status check_engine_params(const cllm_engine_params *p) {
     return CLLM_OK;
 }
 
+/* Resolve the model, read its config and tokenizer, settle max_model_len. */
+static cllm_status load_model_info(cllm_engine *e, const cllm_model_params *mp) {
+    CLLM_TRY(cllm_hub_resolve(mp->model, mp->revision, mp->progress, &e->dir));
+    CLLM_TRY(cllm_config_load(e->dir, &e->cfg));
+    if (!cllm_arch_find(e->cfg.model_type)) return CLLM_ERR_UNSUPPORTED;
+    int max_len = mp->max_model_len ? mp->max_model_len : e->cfg.max_position_embeddings;
+    if (max_len > e->cfg.max_position_embeddings)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "max_model_len %d is larger than the model's max_position_embeddings %d",
+                          max_len, e->cfg.max_position_embeddings);
+    if (e->cfg.sliding_window > 0 && max_len > e->cfg.sliding_window)
+        return cllm_error(CLLM_ERR_UNSUPPORTED,
+                          "the model uses sliding-window attention (window %d) which cllm does not implement; "
+                          "pass --max-model-len %d or less",
+                          e->cfg.sliding_window, e->cfg.sliding_window);
+    e->max_model_len = max_len;
+    return cllm_tokenizer_load(e->dir, &e->tok);
+}
+
 cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **out) {
     *out = NULL;
     cllm_engine_params p = params ? *params : cllm_engine_default_params();
     CLLM_TRY(check_engine_params(&p));
+    double t0 = cllm_now_ms();
     cllm_engine *e = calloc(1, sizeof *e);
     if (!e) return cllm_error(CLLM_ERR_OOM, "out of memory");
     cllm_status st = CLLM_OK;
@@ -160,25 +124,27 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
 #else
     e->check = chk && chk[0] == '1';
 #endif
-    cllm_model_params mp = p.model;
-    mp.max_num_seqs = p.max_num_seqs;
-    bool cuda = mp.device == CLLM_DEVICE_CUDA;
-    if (cuda || mp.num_kv_blocks <= 0) mp.num_kv_blocks = 1; /* sized below */
-    mp.enforce_eager = true; /* graphs are captured below, over the final KV cache */
-    if (p.num_gpu_blocks_override > 0) mp.num_kv_blocks = p.num_gpu_blocks_override;
-    CLLM_TRY_GOTO(st, cllm_model_load(&mp, &e->model), fail);
-    e->max_model_len = cllm_model_max_model_len(e->model);
-    cllm_runner *r = cllm_model_runner(e->model);
+    CLLM_TRY_GOTO(st, load_model_info(e, &p.model), fail);
+    bool cuda = p.model.device == CLLM_DEVICE_CUDA, eager = p.enforce_eager || p.model.enforce_eager;
+    /* the model loads with a 1-block KV cache (an override: its final size); the cache is sized below */
+    int initial = p.num_gpu_blocks_override > 0 ? p.num_gpu_blocks_override : 1;
+    cllm_executor_params xp = {
+        .model = &p.model, .model_dir = e->dir, .cfg = &e->cfg, .max_model_len = e->max_model_len,
+        .max_num_seqs = p.max_num_seqs, .num_kv_blocks = initial,
+    };
+    CLLM_TRY_GOTO(st, cllm_executor_create(&xp, &e->ex), fail);
+    cllm_runner *r = cllm_executor_runner(e->ex);
     int blocks = 0;
     if (p.num_gpu_blocks_override > 0) blocks = p.num_gpu_blocks_override;
-    else if (cuda) {
+    else if (!cuda && p.model.num_kv_blocks > 0) blocks = p.model.num_kv_blocks;
+    else {
         /* the graphs' fixed buffers first, so the sizing counts them (else KV + graphs exceed the budget) */
-        if (!p.enforce_eager && !p.model.enforce_eager) CLLM_TRY_GOTO(st, cllm_runner_reserve_graph_buffers(r), fail);
-        CLLM_TRY_GOTO(st, profile_kv_blocks(e, &p, &blocks), fail);
+        if (cuda && !eager) CLLM_TRY_GOTO(st, cllm_executor_reserve_graph_buffers(e->ex), fail);
+        CLLM_TRY_GOTO(st, cllm_executor_available_blocks(e->ex, p.max_num_batched_tokens, p.max_num_seqs,
+                                                         p.gpu_memory_utilization, &blocks), fail);
     }
-    else blocks = cpu_kv_blocks(e, &p);
-    if (blocks != cllm_runner_num_kv_blocks(r)) CLLM_TRY_GOTO(st, cllm_runner_resize_kv(r, blocks), fail);
-    if (!p.enforce_eager && !p.model.enforce_eager) CLLM_TRY_GOTO(st, cllm_runner_capture_graphs(r), fail);
+    if (blocks != cllm_runner_num_kv_blocks(r)) CLLM_TRY_GOTO(st, cllm_executor_resize_kv(e->ex, blocks), fail);
+    if (!eager) CLLM_TRY_GOTO(st, cllm_executor_capture_graphs(e->ex), fail);
     int P = cllm_runner_block_size(r);
     cllm_kv_params kp = cllm_kv_default_params();
     kp.num_blocks = blocks;
@@ -191,6 +157,7 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
     sp.max_model_len = e->max_model_len;
     CLLM_TRY_GOTO(st, cllm_scheduler_create(&sp, e->bm, &e->sched), fail);
     e->max_blocks_per_seq = (e->max_model_len + P - 1) / P + 1;
+    e->load_ms = cllm_now_ms() - t0;
     CLLM_LOG_I("KV cache: %d blocks, %lld tokens, max concurrency %.2fx for max_model_len %d", blocks,
                (long long)blocks * P, (double)blocks * P / e->max_model_len, e->max_model_len);
     *out = e;
@@ -200,7 +167,18 @@ fail:
     return st;
 }
 
-const cllm_tokenizer *cllm_engine_tokenizer(const cllm_engine *e) { return cllm_model_tokenizer(e->model); }
+cllm_status cllm_engine_check_health(const cllm_engine *e) { return cllm_executor_check_health(e->ex); }
+
+cllm_status cllm_engine_get_distributed_stats(cllm_engine *e, cllm_comm_stats **stats, int *n) {
+    return cllm_executor_dist_stats(e->ex, stats, n);
+}
+
+const cllm_model_config *cllm_engine_model_config(const cllm_engine *e) { return &e->cfg; }
+cllm_executor *cllm_engine_executor(cllm_engine *e) { return e->ex; }
+double cllm_engine_load_ms(const cllm_engine *e) { return e->load_ms; }
+const char *cllm_engine_model_dir(const cllm_engine *e) { return e->dir; }
+
+const cllm_tokenizer *cllm_engine_tokenizer(const cllm_engine *e) { return e->tok; }
 int32_t cllm_engine_max_model_len(const cllm_engine *e) { return e->max_model_len; }
 
 bool cllm_engine_has_unfinished(const cllm_engine *e) { return e->num_reqs > 0; }

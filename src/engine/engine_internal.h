@@ -4,7 +4,9 @@
 #define CLLM_ENGINE_ENGINE_INTERNAL_H
 
 #include "cllm.h"
+#include "engine/executor.h"
 #include "engine/model_runner.h"
+#include "model/config.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "kv/block_manager.h"
@@ -59,7 +61,11 @@ typedef struct eng_step_bufs {
 
 struct cllm_engine {
     cllm_engine_params p;
-    cllm_model *model;
+    char *dir;                /* resolved model directory (owned) */
+    cllm_model_config cfg;
+    cllm_tokenizer *tok;      /* owned */
+    cllm_executor *ex;        /* owned: rank 0's worker and the other ranks' channel */
+    double load_ms;           /* wall time of cllm_engine_create */
     cllm_kv *bm;
     cllm_scheduler *sched;
     int max_model_len, max_blocks_per_seq, max_num_waiting;
@@ -115,7 +121,7 @@ cllm_status eng_plp_init(eng_req *r, const int32_t *ids, int n, int k);
 cllm_status eng_plp_rows(cllm_engine *e, const cllm_sched_plan *plan, int NL, int *nx);
 /* After the execute whose logits rows [NL, NL + NX) are the prompt rows:
  * compute their logprobs and store them in the requests. */
-cllm_status eng_plp_fetch(cllm_engine *e, cllm_runner *r, int NL, int NX);
+cllm_status eng_plp_fetch(cllm_engine *e, int NL, int NX);
 /* Keep r's prompt_logprobs alive until the next step (outputs point at
  * them), detaching them from r. */
 void eng_plp_retire(cllm_engine *e, eng_req *r);

@@ -91,9 +91,9 @@ cllm_status eng_plp_rows(cllm_engine *e, const cllm_sched_plan *plan, int NL, in
     return CLLM_OK;
 }
 
-cllm_status eng_plp_fetch(cllm_engine *e, cllm_runner *r, int NL, int NX) {
+cllm_status eng_plp_fetch(cllm_engine *e, int NL, int NX) {
     int K = e->plx_k;
-    CLLM_TRY(cllm_runner_logprobs_rows(r, NL, NX, e->plx_tok, K, e->plx_lp, e->plx_top_ids, e->plx_top_lp));
+    CLLM_TRY(cllm_executor_logprobs_rows(e->ex, NL, NX, e->plx_tok, K, e->plx_lp, e->plx_top_ids, e->plx_top_lp));
     for (int j = 0; j < NX; j++) {
         eng_req *q = e->plx_req[j];
         int k = q->prompt_logprobs, pos = e->plx_pos[j];

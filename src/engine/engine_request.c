@@ -2,7 +2,7 @@
  * See include/cllm.h (engine section) and engine.c. */
 #include "engine/engine_internal.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "core/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,8 +100,8 @@ void eng_slot_release(cllm_engine *e, int i) {
 /* Tokenize (or copy) the prompt into *ids. */
 static cllm_status get_prompt(cllm_engine *e, const char *prompt, const int32_t *prompt_ids, size_t n,
                               int32_t **ids, size_t *n_ids) {
-    const cllm_tokenizer *tok = cllm_model_tokenizer(e->model);
-    int V = cllm_model_vocab_size(e->model);
+    const cllm_tokenizer *tok = e->tok;
+    int V = e->cfg.vocab_size;
     if (prompt_ids) {
         for (size_t i = 0; i < n; i++)
             if (prompt_ids[i] < 0 || prompt_ids[i] >= V)
@@ -120,7 +120,7 @@ static cllm_status get_prompt(cllm_engine *e, const char *prompt, const int32_t 
 /* Build one sequence of request r for completion index k. */
 static cllm_status add_completion(cllm_engine *e, eng_req *r, int k, const int32_t *ids, int n,
                                   const cllm_request_params *p, uint64_t seed) {
-    const cllm_model_config *cfg = cllm_model_config_of(e->model);
+    const cllm_model_config *cfg = &e->cfg;
     cllm_request_params q = *p;
     q.n = 1;
     /* extra eos ids of generation_config become stop tokens (vLLM
@@ -134,7 +134,7 @@ static cllm_status add_completion(cllm_engine *e, eng_req *r, int k, const int32
     q.stop_token_ids = stop_ids;
     q.num_stop_token_ids = ns;
     q.stop = NULL, q.num_stop = 0; /* matched on text here, not by the scheduler */
-    int32_t eos = cfg->num_eos_token_ids > 0 ? cfg->eos_token_ids[0] : cllm_tokenizer_eos_id(cllm_model_tokenizer(e->model));
+    int32_t eos = cfg->num_eos_token_ids > 0 ? cfg->eos_token_ids[0] : cllm_tokenizer_eos_id(e->tok);
     int si = -1;
     CLLM_TRY(slot_take(e, &si));
     eng_slot *s = &e->slots[si];
@@ -144,7 +144,7 @@ static cllm_status add_completion(cllm_engine *e, eng_req *r, int k, const int32
     s->seed = seed;
     s->out_pos = -1;
     r->slots[k] = si;
-    cllm_status st = cllm_detokenizer_create(cllm_model_tokenizer(e->model), ids, (size_t)n, p->skip_special_tokens,
+    cllm_status st = cllm_detokenizer_create(e->tok, ids, (size_t)n, p->skip_special_tokens,
                                              &s->detok);
     cllm_seq *seq = NULL;
     if (st == CLLM_OK) st = cllm_seq_create(si, ids, n, &q, eos, &seq);
@@ -164,7 +164,7 @@ cllm_status cllm_engine_add_request(cllm_engine *e, const char *prompt, const in
                                     uint64_t *request_id) {
     cllm_request_params p = params ? *params : cllm_request_default_params();
     if (p.max_tokens <= 0) p.max_tokens = -1; /* public API: <= 0 means up to max_model_len */
-    CLLM_TRY(validate(e, &p, cllm_model_vocab_size(e->model)));
+    CLLM_TRY(validate(e, &p, e->cfg.vocab_size));
     if (cllm_scheduler_num_waiting(e->sched) + p.n > e->max_num_waiting)
         return cllm_error(CLLM_ERR_NO_KV_BLOCKS, "the waiting queue is full (%d sequences, max_num_waiting %d); retry later",
                           cllm_scheduler_num_waiting(e->sched), e->max_num_waiting);

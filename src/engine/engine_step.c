@@ -5,7 +5,7 @@
 #include "engine/engine_stop.h"
 #include "core/profile.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "core/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -263,9 +263,9 @@ static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int N
 
 /* Run a non-empty plan through the runner and apply the tokens. */
 static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
-    cllm_runner *r = cllm_model_runner(e->model);
-    CLLM_TRY(cllm_runner_copy_blocks(r, plan->copies, plan->num_copies));
-    CLLM_TRY(cllm_sched_flatten(plan, cllm_runner_block_size(r), 0, &e->batch));
+    cllm_executor *ex = e->ex;
+    CLLM_TRY(cllm_executor_copy_blocks(ex, plan->copies, plan->num_copies));
+    CLLM_TRY(cllm_sched_flatten(plan, cllm_runner_block_size(cllm_executor_runner(ex)), 0, &e->batch));
     int NL = e->batch.num_logits, NX = 0;
     bool any_pen = false;
     CLLM_TRY(eng_plp_rows(e, plan, NL, &NX)); /* prompt_logprobs rows go after the sampling rows */
@@ -275,9 +275,9 @@ static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
         cllm_batch_host b = e->batch;
         b.logits_indices = NX > 0 ? e->plx_lidx : &last;
         b.num_logits = NX > 0 ? NX : 1;
-        CLLM_TRY(cllm_runner_execute(r, &b, NULL, NULL, NULL));
+        CLLM_TRY(cllm_executor_execute(ex, &b, NULL, NULL, NULL));
         if (cllm_prof_on) cllm_prof_switch(CLLM_PROF_NONE); /* execute ends synchronized */
-        if (NX > 0) CLLM_TRY(eng_plp_fetch(e, r, 0, NX));
+        if (NX > 0) CLLM_TRY(eng_plp_fetch(e, 0, NX));
         return cllm_scheduler_update(e->sched, plan, NULL, 0);
     }
     cllm_batch_host bx = e->batch;
@@ -293,9 +293,9 @@ static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
         .sp = e->sp, .penalties = any_pen ? e->pen : NULL, .penalty_tokens = e->hist, .num_penalty_tokens = e->num_hist,
         .logprobs_k = e->lp_k, .token_logprobs = e->tok_lp, .top_ids = e->top_ids, .top_logprobs = e->top_lp,
     };
-    CLLM_TRY(cllm_runner_execute_ex(r, &bx, &a, e->sampled, NULL));
+    CLLM_TRY(cllm_executor_execute_ex(ex, &bx, &a, e->sampled, NULL));
     if (cllm_prof_on) cllm_prof_switch(CLLM_PROF_NONE); /* execute ends synchronized */
-    if (NX > 0) CLLM_TRY(eng_plp_fetch(e, r, NL, NX));
+    if (NX > 0) CLLM_TRY(eng_plp_fetch(e, NL, NX));
     CLLM_TRY(cllm_scheduler_update(e->sched, plan, e->sampled, NL));
     double now = cllm_now_ms();
     for (int i = 0; i < NL; i++) {

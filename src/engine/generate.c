@@ -1,59 +1,105 @@
-/* cllm_generate: one sequence, one prefill step then decode steps, KV blocks
- * from the model's simple free list (a block manager replaces it later).
- * Stop rules follow vLLM: eos (unless ignore_eos), max_tokens, and the
- * sequence reaching max_model_len. */
+/* The single-sequence API of include/cllm.h (cllm_model_load, cllm_generate)
+ * as a thin wrapper over the engine: one KV allocator (the engine's block
+ * manager), the same executor (so tensor parallelism works here too), the
+ * same scheduler with one running sequence. Stop rules are the engine's
+ * (vLLM's): eos unless ignore_eos, the generation_config's other eos ids,
+ * max_tokens; a generation that would pass max_model_len stops there with
+ * finish "length" (max_tokens is capped, never an error). */
 #include "engine/generate.h"
+#include "core/clock.h"
 #include "core/status.h"
-#include "model/model.h"
+#include "engine/engine.h"
+#include "model/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* Per-sequence state of the running generation. */
-typedef struct seq_state {
-    int32_t *block_table;   /* (max_blocks) */
-    int num_blocks, max_blocks;
-} seq_state;
+struct cllm_model {
+    cllm_engine *e;
+};
 
-/* Make sure seq has blocks for n tokens. */
-static cllm_status ensure_blocks(cllm_model *m, seq_state *s, int n) {
-    int P = cllm_runner_block_size(m->runner), need = (n + P - 1) / P;
-    if (need > s->max_blocks)
-        return cllm_error(CLLM_ERR_CONTEXT_LENGTH, "sequence of %d tokens exceeds max_model_len %d", n,
-                          m->max_model_len);
-    while (s->num_blocks < need) {
-        if (m->num_free_blocks == 0)
-            return cllm_error(CLLM_ERR_NO_KV_BLOCKS, "no free KV-cache blocks (%d in all); raise num_kv_blocks",
-                              cllm_runner_num_kv_blocks(m->runner));
-        s->block_table[s->num_blocks++] = m->free_blocks[--m->num_free_blocks];
+cllm_model_params cllm_model_default_params(void) {
+    cllm_model_params p;
+    memset(&p, 0, sizeof p);
+    p.revision = "main";
+    p.device = CLLM_DEVICE_CPU;
+    p.dtype = CLLM_DTYPE_AUTO;
+    p.load_format = CLLM_LOAD_AUTO;
+    p.block_size = 16;
+    p.max_num_seqs = 1;
+    p.progress = true;
+    p.tensor_parallel_size = 1;
+    p.dist_timeout_s = 60.0;
+    return p;
+}
+
+cllm_sampling_params cllm_sampling_default_params(void) {
+    cllm_sampling_params s;
+    memset(&s, 0, sizeof s);
+    s.temperature = 1.0f;
+    s.top_p = 1.0f;
+    s.top_k = -1;
+    s.min_p = 0.0f;
+    s.max_tokens = 16;
+    return s;
+}
+
+cllm_status cllm_model_load(const cllm_model_params *params, cllm_model **out) {
+    *out = NULL;
+    if (!params || !params->model || !*params->model)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "no model given (--model DIR or ORG/NAME)");
+    cllm_engine_params ep = cllm_engine_default_params();
+    ep.model = *params;
+    ep.max_num_seqs = params->max_num_seqs > 0 ? params->max_num_seqs : 1;
+    ep.enforce_eager = params->enforce_eager;
+    ep.enable_prefix_caching = false; /* one prompt at a time: each call computes its prefill (benchmarks time it) */
+    /* the KV cache holds max_num_seqs sequences of max_model_len (or num_kv_blocks), not a memory fraction */
+    int P = params->block_size > 0 ? params->block_size : 16;
+    int max_len = params->max_model_len;
+    if (!max_len) {
+        char *dir = NULL;
+        cllm_model_config cfg;
+        cllm_status st = cllm_hub_resolve(params->model, params->revision, params->progress, &dir);
+        if (st == CLLM_OK) st = cllm_config_load(dir, &cfg);
+        free(dir);
+        CLLM_TRY(st);
+        max_len = cfg.max_position_embeddings;
     }
+    int64_t blocks = params->num_kv_blocks > 0 ? params->num_kv_blocks
+                                               : (int64_t)ep.max_num_seqs * ((max_len + P - 1) / P + 1);
+    if (blocks > (1 << 24)) blocks = 1 << 24;
+    ep.num_gpu_blocks_override = (int)blocks;
+    ep.max_num_batched_tokens = max_len > 2048 ? max_len : 2048; /* a prompt prefills in one step */
+    cllm_model *m = calloc(1, sizeof *m);
+    if (!m) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    cllm_status st = cllm_engine_create(&ep, &m->e);
+    if (st != CLLM_OK) {
+        free(m);
+        return st;
+    }
+    *out = m;
     return CLLM_OK;
 }
 
-static void free_blocks(cllm_model *m, seq_state *s) {
-    while (s->num_blocks > 0) m->free_blocks[m->num_free_blocks++] = s->block_table[--s->num_blocks];
+void cllm_model_destroy(cllm_model *m) {
+    if (!m) return;
+    cllm_engine_destroy(m->e);
+    free(m);
 }
 
-/* Run tokens [start, start + n) of the sequence ids (whose KV for [0, start)
- * is cached) and sample the next token. */
-static cllm_status step(cllm_model *m, seq_state *s, const int32_t *ids, int start, int n,
-                        const cllm_sample_params *sp, int32_t *next, int32_t *scratch) {
-    int P = cllm_runner_block_size(m->runner), len = start + n;
-    CLLM_TRY(ensure_blocks(m, s, len));
-    int32_t *pos = scratch, *slots = scratch + n;
-    for (int i = 0; i < n; i++) {
-        int p = start + i;
-        pos[i] = p;
-        slots[i] = s->block_table[p / P] * P + p % P;
-    }
-    int32_t qsl[2] = {0, n}, seq_lens[1] = {len}, lidx[1] = {n - 1};
-    cllm_batch_host b = {
-        .num_seqs = 1, .num_tokens = n, .token_ids = (int32_t *)ids + start, .positions = pos, .query_start_loc = qsl,
-        .seq_lens = seq_lens, .block_tables = s->block_table, .max_blocks_per_seq = s->max_blocks,
-        .slot_mapping = slots, .logits_indices = lidx, .num_logits = 1,
-    };
-    return cllm_runner_execute(m->runner, &b, sp, next, NULL);
+const cllm_tokenizer *cllm_model_tokenizer(const cllm_model *m) { return cllm_engine_tokenizer(m->e); }
+int32_t cllm_model_vocab_size(const cllm_model *m) { return cllm_engine_model_config(m->e)->vocab_size; }
+int32_t cllm_model_max_model_len(const cllm_model *m) { return cllm_engine_max_model_len(m->e); }
+const cllm_model_config *cllm_model_config_of(const cllm_model *m) { return cllm_engine_model_config(m->e); }
+cllm_engine *cllm_model_engine(cllm_model *m) { return m->e; }
+cllm_executor *cllm_model_executor(cllm_model *m) { return cllm_engine_executor(m->e); }
+cllm_runner *cllm_model_runner(cllm_model *m) { return cllm_executor_runner(cllm_engine_executor(m->e)); }
+double cllm_model_load_ms(const cllm_model *m) { return cllm_engine_load_ms(m->e); }
+double cllm_model_weights_ms(const cllm_model *m) { return cllm_executor_weights_ms(cllm_engine_executor(m->e)); }
+
+void cllm_model_apply_generation_config(const cllm_model *m, cllm_sampling_params *sp) {
+    cllm_config_apply_generation(cllm_model_config_of(m), sp);
 }
 
 static uint64_t clock_seed(void) {
@@ -71,76 +117,81 @@ static cllm_status check_sampling(const cllm_sampling_params *sp) {
     return CLLM_OK;
 }
 
+/* Step the engine until request id finishes; streams through cb. */
+static cllm_status run(cllm_model *m, uint64_t id, double t0, bool with_text, cllm_stream_fn cb, void *user,
+                       cllm_generate_result *res) {
+    double t_first = t0;
+    int gen = 0;
+    bool aborted = false;
+    for (;;) {
+        const cllm_request_output *outs = NULL;
+        int n = 0;
+        CLLM_TRY(cllm_engine_step(m->e, &outs, &n));
+        for (int i = 0; i < n; i++) {
+            const cllm_request_output *o = &outs[i];
+            if (o->request_id != id) continue;
+            for (int k = 0; k < o->num_new_tokens; k++) {
+                if (gen++ == 0) t_first = cllm_now_ms();
+                /* the text delta of the step goes with its last token */
+                bool last = k == o->num_new_tokens - 1;
+                const char *d = with_text && last ? o->text_delta : "";
+                size_t dl = with_text && last ? o->text_delta_len : 0;
+                if (cb && !aborted && !cb(d, dl, o->new_token_ids[k], user)) {
+                    aborted = true;
+                    (void)cllm_engine_abort(m->e, id);
+                }
+            }
+            if (!o->num_new_tokens && with_text && o->text_delta_len && cb && !aborted)
+                (void)cb(o->text_delta, o->text_delta_len, -1, user); /* held-back text at the end */
+            if (o->finished) {
+                double t_end = cllm_now_ms();
+                res->num_generated_tokens = gen;
+                res->finish_reason = aborted ? "abort" : o->finish_reason;
+                res->ttft_ms = t_first - t0;
+                res->decode_tokens_per_s = gen > 1 && t_end > t_first ? (gen - 1) / ((t_end - t_first) / 1e3) : 0.0;
+                return CLLM_OK;
+            }
+        }
+        if (!cllm_engine_has_unfinished(m->e))
+            return cllm_error(CLLM_ERR_INTERNAL, "generate: the request ended without a final output");
+    }
+}
+
 cllm_status cllm_generate_ids(cllm_model *m, const int32_t *prompt, int n_prompt, const cllm_sampling_params *sp,
                               bool with_text, cllm_stream_fn cb, void *user, cllm_generate_result *result) {
     cllm_generate_result res = {.num_prompt_tokens = n_prompt, .finish_reason = "abort"};
     if (result) *result = res;
     CLLM_TRY(check_sampling(sp));
+    int L = cllm_model_max_model_len(m);
     if (n_prompt < 1)
         return cllm_error(CLLM_ERR_INVALID_ARG, "the prompt has no tokens (the tokenizer adds no BOS); give some text");
-    if (n_prompt > m->max_model_len)
+    if (n_prompt > L)
         return cllm_error(CLLM_ERR_CONTEXT_LENGTH,
                           "This model's maximum context length is %d tokens. However, your request has %d input "
                           "tokens. Please reduce the length of the input (or raise --max-model-len).",
-                          m->max_model_len, n_prompt);
-    int budget = m->max_model_len - n_prompt; /* vLLM: stop when the sequence reaches max_model_len */
+                          L, n_prompt);
+    int budget = L - n_prompt; /* vLLM: stop when the sequence reaches max_model_len */
     if (budget < 1) budget = 1;
-    int max_new = sp->max_tokens < budget ? sp->max_tokens : budget;
-    cllm_status st = CLLM_OK;
-    int P = cllm_runner_block_size(m->runner);
-    seq_state s = {0};
-    s.max_blocks = (m->max_model_len + 1 + P - 1) / P;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n_prompt + max_new + 1));
-    int32_t *scratch = malloc(sizeof(int32_t) * 2 * (size_t)n_prompt);
-    s.block_table = calloc((size_t)s.max_blocks, sizeof(int32_t));
-    cllm_detokenizer *dt = NULL;
-    if (!ids || !scratch || !s.block_table) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto done; }
-    memcpy(ids, prompt, sizeof(int32_t) * (size_t)n_prompt);
-    if (with_text && cb) CLLM_TRY_GOTO(st, cllm_detokenizer_create(m->tok, prompt, (size_t)n_prompt, true, &dt), done);
-
-    cllm_sample_params p = {.temperature = sp->temperature, .top_p = sp->top_p, .min_p = sp->min_p,
-                            .top_k = sp->top_k, .seed = sp->has_seed ? sp->seed : clock_seed(), .step = 0};
-    double t0 = cllm_now_ms(), t_first = t0;
-    int len = n_prompt, gen = 0;
-    for (;;) {
-        int32_t next;
-        p.step = (uint64_t)gen;
-        if (gen == 0) CLLM_TRY_GOTO(st, step(m, &s, ids, 0, n_prompt, &p, &next, scratch), done);
-        else CLLM_TRY_GOTO(st, step(m, &s, ids, len - 1, 1, &p, &next, scratch), done);
-        if (gen == 0) t_first = cllm_now_ms();
-        ids[len++] = next;
-        gen++;
-        bool keep_going = true;
-        if (cb) {
-            char *delta = NULL;
-            size_t dlen = 0;
-            if (dt) CLLM_TRY_GOTO(st, cllm_detokenizer_step(dt, next, &delta, &dlen), done);
-            keep_going = cb(delta ? delta : "", dlen, next, user);
-            cllm_free(delta);
-        }
-        if (!sp->ignore_eos && cllm_config_is_eos(&m->cfg, next)) { res.finish_reason = "stop"; break; }
-        if (gen >= max_new) { res.finish_reason = "length"; break; }
-        if (!keep_going) { res.finish_reason = "abort"; break; }
+    cllm_request_params rp = cllm_request_default_params();
+    rp.temperature = sp->temperature;
+    rp.top_p = sp->top_p;
+    rp.top_k = sp->top_k;
+    rp.min_p = sp->min_p;
+    rp.seed = sp->has_seed ? sp->seed : clock_seed();
+    rp.has_seed = true;
+    rp.ignore_eos = sp->ignore_eos;
+    rp.max_tokens = sp->max_tokens < budget ? sp->max_tokens : budget;
+    if (n_prompt + rp.max_tokens > L) rp.max_tokens = 0; /* a full prompt: up to max_model_len */
+    double t0 = cllm_now_ms();
+    uint64_t id = 0;
+    CLLM_TRY(cllm_engine_add_request(m->e, NULL, prompt, (size_t)n_prompt, &rp, &id));
+    cllm_status st = run(m, id, t0, with_text, cb, user, &res);
+    if (st != CLLM_OK) {
+        (void)cllm_engine_abort(m->e, id);
+        return st;
     }
-    if (dt && cb) {
-        char *tail = NULL;
-        size_t tlen = 0;
-        CLLM_TRY_GOTO(st, cllm_detokenizer_flush(dt, &tail, &tlen), done);
-        if (tlen) cb(tail, tlen, -1, user);
-        cllm_free(tail);
-    }
-    double t_end = cllm_now_ms();
-    res.num_generated_tokens = gen;
-    res.ttft_ms = t_first - t0;
-    res.decode_tokens_per_s = gen > 1 && t_end > t_first ? (gen - 1) / ((t_end - t_first) / 1e3) : 0.0;
     if (result) *result = res;
-done:
-    free_blocks(m, &s);
-    cllm_detokenizer_destroy(dt);
-    free(s.block_table);
-    free(scratch);
-    free(ids);
-    return st;
+    return CLLM_OK;
 }
 
 cllm_status cllm_generate(cllm_model *m, const char *prompt, const cllm_sampling_params *sp, cllm_stream_fn cb,
@@ -148,13 +199,14 @@ cllm_status cllm_generate(cllm_model *m, const char *prompt, const cllm_sampling
     if (!m || !prompt || !sp) return cllm_error(CLLM_ERR_INVALID_ARG, "cllm_generate: model, prompt and params are required");
     int32_t *ids = NULL;
     size_t n = 0;
-    CLLM_TRY(cllm_tokenizer_encode(m->tok, prompt, strlen(prompt), true, &ids, &n));
+    CLLM_TRY(cllm_tokenizer_encode(cllm_model_tokenizer(m), prompt, strlen(prompt), true, &ids, &n));
     cllm_status st;
-    if (n > (size_t)m->max_model_len)
+    int L = cllm_model_max_model_len(m);
+    if (n > (size_t)L)
         st = cllm_error(CLLM_ERR_CONTEXT_LENGTH,
                         "This model's maximum context length is %d tokens. However, your request has %zu input "
                         "tokens. Please reduce the length of the input (or raise --max-model-len).",
-                        m->max_model_len, n);
+                        L, n);
     else
         st = cllm_generate_ids(m, ids, (int)n, sp, true, cb, user, result);
     cllm_free(ids);

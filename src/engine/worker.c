@@ -92,6 +92,13 @@ fail:
 }
 
 cllm_runner *cllm_worker_runner(cllm_worker *w) { return w->runner; }
+
+void cllm_worker_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats *out) {
+    memset(out, 0, sizeof *out * CLLM_WORKER_STATS);
+    cllm_comm *c[CLLM_WORKER_STATS] = {world, w ? w->tp_host : NULL, w ? w->tp_nccl : NULL};
+    for (int i = 0; i < CLLM_WORKER_STATS; i++)
+        if (c[i]) cllm_comm_get_stats(c[i], &out[i]);
+}
 cllm_comm *cllm_worker_tp_group(cllm_worker *w) { return w->tp_nccl ? w->tp_nccl : w->tp_host; }
 cllm_comm *cllm_worker_tp_host_group(cllm_worker *w) { return w->tp_host; }
 double cllm_worker_weights_ms(const cllm_worker *w) { return w->weights_ms; }

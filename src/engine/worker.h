@@ -46,6 +46,12 @@ double cllm_worker_weights_ms(const cllm_worker *w);
 /* Peak resident host memory of this process so far (bytes, getrusage). */
 size_t cllm_worker_peak_rss_bytes(void);
 
+/* Statistics of this rank's groups: world (may be NULL), tp over TCP, tp
+ * over NCCL; a group this rank does not have leaves its entry zeroed (empty
+ * name). out has CLLM_WORKER_STATS entries. */
+#define CLLM_WORKER_STATS 3
+void cllm_worker_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats *out);
+
 /* KV blocks this rank can hold (vLLM's determine_num_available_blocks).
  * CUDA: a forward pass at max_num_batched_tokens (collective: every rank of
  * the group runs it), then (total * gpu_memory_utilization - used) / bytes
@@ -54,5 +60,13 @@ size_t cllm_worker_peak_rss_bytes(void);
  * what to change), backend errors. */
 cllm_status cllm_worker_available_blocks(cllm_worker *w, int max_num_batched_tokens, int max_num_seqs,
                                          float gpu_memory_utilization, int *blocks);
+
+/* The whole life of a worker process (a rank > 0; worker_main.c): detect the
+ * launcher's environment, join the world, receive the engine arguments from
+ * rank 0, load this rank's shard, then run rank 0's commands until it says
+ * shutdown or goes away. Returns the process exit status (0 on shutdown, 1
+ * with the error on stderr). `cllm worker` and every rank > 0 of an mpirun /
+ * srun launch call it. */
+int cllm_worker_main(void);
 
 #endif

@@ -397,3 +397,11 @@ bool cllm_config_is_eos(const cllm_model_config *cfg, int id) {
         if (cfg->eos_token_ids[i] == id) return true;
     return false;
 }
+
+void cllm_config_apply_generation(const cllm_model_config *c, cllm_sampling_params *sp) {
+    if (!c->gen.present) return;
+    if (c->gen.temperature >= 0) sp->temperature = c->gen.temperature;
+    if (c->gen.top_p >= 0) sp->top_p = c->gen.top_p;
+    if (c->gen.top_k >= 0) sp->top_k = c->gen.top_k;
+    if (c->gen.min_p >= 0) sp->min_p = c->gen.min_p;
+}

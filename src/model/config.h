@@ -64,6 +64,10 @@ cllm_status cllm_config_parse(const char *json, const char *src, cllm_model_conf
  * applied as transformers' _compute_llama3_parameters / linear scaling do. */
 void cllm_config_rope_inv_freq(const cllm_model_config *cfg, float *inv_freq);
 
+/* Apply generation_config.json's sampling defaults (temperature, top_p,
+ * top_k, min_p) to sp, as vLLM does before the user's overrides. */
+void cllm_config_apply_generation(const cllm_model_config *cfg, cllm_sampling_params *sp);
+
 /* True if id is one of the eos ids. */
 bool cllm_config_is_eos(const cllm_model_config *cfg, int id);
 

@@ -5,8 +5,9 @@
 #include "server/server_internal.h"
 
 #include "core/status.h"
-#include "engine/engine_internal.h"
-#include "model/model.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +144,7 @@ static void abort_job(cllm_server *s, srv_job *j) {
  * --generation-config auto: temperature, top_p, top_k, min_p,
  * repetition_penalty), applied to requests that leave those fields unset. */
 static void load_generation_defaults(cllm_server *s, const cllm_engine *e) {
-    const cllm_model_config *c = cllm_model_config_of(e->model);
+    const cllm_model_config *c = cllm_engine_model_config(e);
     s->gen_temperature = s->gen_top_p = s->gen_min_p = s->gen_repetition_penalty = -1;
     s->gen_top_k = -1;
     if (!c->gen.present) return;

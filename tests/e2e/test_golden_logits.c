@@ -7,7 +7,8 @@
  * Passes if max|a-b| / max|ref| <= TOL for every N; prints max abs/rel error,
  * relative L2 error ||a-b|| / ||ref|| and top-1 agreement. */
 #include "cllm.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 #include "model/safetensors.h"
 
 #include <math.h>

@@ -7,7 +7,8 @@
 #include "cllm.h"
 #include "core/status.h"
 #include "engine/model_runner.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -18,7 +18,8 @@
  *            leaves the request that reused its slot alone. */
 #include "engine_util.h"
 #include "engine/model_runner.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <jansson.h>
 #include <math.h>

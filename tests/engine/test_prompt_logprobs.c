@@ -7,7 +7,8 @@
  * finishing on its first token still returns it, a repeated prompt (prefix
  * cache warm) is still scored in full, and out-of-range values are refused. */
 #include "cllm.h"
-#include "model/model.h"
+#include "engine/generate.h"
+#include "core/clock.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,0 +1,339 @@
+/* Executor: rank 0's worker plus the command channel to the other ranks'
+ * worker processes (see executor.h; the workers' side is worker_main.c). */
+#include "engine/executor.h"
+#include "core/status.h"
+#include "dist/dist_env.h"
+#include "dist/watchdog.h"
+#include "engine/executor_proto.h"
+#include "engine/worker.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Loading a shard, profiling and capturing graphs run on every rank at their
+ * own pace: the setup commands wait up to this long for the slowest rank. */
+#define SETUP_TIMEOUT_S 1800.0
+#define DEFAULT_DIST_TIMEOUT_S 60.0
+
+struct cllm_executor {
+    int world_size, block_size;
+    cllm_dist_env env;
+    cllm_comm *world;          /* TCP, every rank; NULL with one rank */
+    cllm_watchdog *wd;
+    cllm_worker *w;            /* rank 0's */
+    cllm_runner *r;            /* borrowed from w */
+    bool device_group;         /* the forward's group is NCCL: time steps with the watchdog */
+    double timeout_s;
+    void *msg;                 /* packed batch */
+    size_t msg_cap;
+    size_t *peak_rss;          /* (world_size) */
+    pthread_mutex_t mu;
+    bool broken;
+    cllm_status broken_st;
+    char broken_msg[1024];
+};
+
+/* ------------------------------------------------------------ failure */
+
+static cllm_status fail_broken(const cllm_executor *ex) {
+    return cllm_error(ex->broken_st, "the distributed engine failed earlier and cannot run: %s", ex->broken_msg);
+}
+
+/* A failure after the workers were told to run: the ranks may have diverged,
+ * so the executor stops for good (the communicators are aborted, the workers
+ * see it and exit). Returns st with its message kept. */
+static cllm_status break_executor(cllm_executor *ex, cllm_status st) {
+    pthread_mutex_lock(&ex->mu);
+    if (!ex->broken) {
+        ex->broken = true;
+        ex->broken_st = st == CLLM_ERR_DISTRIBUTED ? st : CLLM_ERR_DISTRIBUTED;
+        snprintf(ex->broken_msg, sizeof ex->broken_msg, "%s", cllm_last_error());
+    }
+    pthread_mutex_unlock(&ex->mu);
+    if (ex->world) cllm_comm_abort(ex->world, ex->broken_msg);
+    cllm_comm *tp = ex->w ? cllm_worker_tp_group(ex->w) : NULL;
+    if (tp && tp != ex->world) cllm_comm_abort(tp, ex->broken_msg);
+    CLLM_LOG_W("distributed engine stopped: %s", ex->broken_msg);
+    return cllm_error(ex->broken_st, "%s", ex->broken_msg);
+}
+
+cllm_status cllm_executor_check_health(const cllm_executor *ex) {
+    cllm_executor *m = (cllm_executor *)ex;
+    pthread_mutex_lock(&m->mu);
+    bool broken = m->broken;
+    pthread_mutex_unlock(&m->mu);
+    if (broken) return fail_broken(ex);
+    if (ex->wd) return cllm_watchdog_status(ex->wd);
+    return CLLM_OK;
+}
+
+/* Before a command: a failure recorded by the watchdog breaks the executor. */
+static cllm_status ready(cllm_executor *ex) {
+    if (ex->broken) return fail_broken(ex);
+    if (ex->wd && cllm_watchdog_status(ex->wd) != CLLM_OK) return break_executor(ex, CLLM_ERR_DISTRIBUTED);
+    return CLLM_OK;
+}
+
+static cllm_status check_children(void *user) { return cllm_dist_check_children((cllm_dist_env *)user); }
+
+/* ------------------------------------------------------------ create */
+
+static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p) {
+    const cllm_model_params *mp = p->model;
+    int tp = ex->world_size;
+    CLLM_TRY(cllm_dist_env_detect(&ex->env));
+    if (ex->env.world_size == 1) { /* no launcher: start the workers ourselves */
+        char *argv[] = {"cllm", "worker", NULL};
+        CLLM_TRY(cllm_dist_launch_local(&ex->env, tp, NULL, argv));
+        CLLM_LOG_I("started %d worker processes (tensor_parallel_size %d)", tp - 1, tp);
+    } else if (ex->env.world_size != tp) {
+        return cllm_error(CLLM_ERR_INVALID_ARG,
+                          "launched as %d ranks (%s) but --tensor-parallel-size is %d; they must be equal (pipeline and "
+                          "data parallelism are not implemented yet)",
+                          ex->env.world_size, ex->env.launcher, tp);
+    } else if (ex->env.rank != 0) {
+        return cllm_error(CLLM_ERR_INTERNAL, "rank %d tried to drive the engine (only rank 0 does)", ex->env.rank);
+    }
+    CLLM_TRY(cllm_comm_tcp_create_world(&ex->env, ex->timeout_s > 0 ? ex->timeout_s : DEFAULT_DIST_TIMEOUT_S,
+                                        &ex->world));
+    cllm_comm_set_timeout(ex->world, SETUP_TIMEOUT_S);
+    cllm_proto_init in;
+    memset(&in, 0, sizeof in);
+    in.magic = CLLM_PROTO_MAGIC;
+    in.layout_bytes = (uint32_t)sizeof in;
+    snprintf(in.model, sizeof in.model, "%s", mp->model);
+    snprintf(in.revision, sizeof in.revision, "%s", mp->revision ? mp->revision : "main");
+    in.device = mp->device, in.dtype = mp->dtype, in.load_format = mp->load_format;
+    in.block_size = mp->block_size, in.num_threads = mp->num_threads, in.seed = mp->seed;
+    in.tensor_parallel_size = tp, in.dist_timeout_s = ex->timeout_s;
+    in.max_model_len = p->max_model_len, in.max_num_seqs = p->max_num_seqs, in.num_kv_blocks = p->num_kv_blocks;
+    return cllm_comm_broadcast(ex->world, &in, sizeof in, CLLM_DTYPE_U8, 0);
+}
+
+cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **out) {
+    *out = NULL;
+    const cllm_model_params *mp = p->model;
+    int tp = mp->tensor_parallel_size > 0 ? mp->tensor_parallel_size : 1;
+    if (tp > CLLM_DIST_MAX_LOCAL)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size %d is larger than %d", tp, CLLM_DIST_MAX_LOCAL);
+    cllm_executor *ex = calloc(1, sizeof *ex);
+    if (!ex) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    pthread_mutex_init(&ex->mu, NULL);
+    ex->world_size = tp;
+    ex->block_size = mp->block_size;
+    ex->timeout_s = mp->dist_timeout_s > 0 ? mp->dist_timeout_s : DEFAULT_DIST_TIMEOUT_S;
+    ex->env.listen_fd = -1;
+    cllm_status st = CLLM_OK;
+    if (!(ex->peak_rss = calloc((size_t)tp, sizeof *ex->peak_rss))) {
+        st = cllm_error(CLLM_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    if (tp > 1) {
+        /* only the shards differ between ranks; a malformed config fails here, before any process starts */
+        cllm_shard probe;
+        CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, 0, tp, &probe), fail);
+        CLLM_TRY_GOTO(st, start_world(ex, p), fail);
+    }
+    cllm_worker_params wp = {
+        .model = mp, .model_dir = p->model_dir, .cfg = p->cfg, .max_model_len = p->max_model_len,
+        .max_num_seqs = p->max_num_seqs, .num_kv_blocks = p->num_kv_blocks, .rank = 0, .tp_size = tp,
+        .cuda_device = tp > 1 ? ex->env.cuda_device : mp->device_id, .world = ex->world, .timeout_s = SETUP_TIMEOUT_S,
+    };
+    st = cllm_worker_create(&wp, &ex->w);
+    if (tp > 1) {
+        /* every rank reports its load; the first failure (rank 0's or a worker's) is the error */
+        cllm_status all = cllm_proto_gather_status(ex->world, st);
+        if (st == CLLM_OK) st = all;
+        if (st != CLLM_OK) goto fail;
+        uint64_t rss = cllm_worker_peak_rss_bytes(), *all_rss = calloc((size_t)tp, sizeof *all_rss);
+        if (!all_rss) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
+        st = cllm_comm_all_gather(ex->world, &rss, all_rss, 1, CLLM_DTYPE_I64);
+        for (int i = 0; i < tp; i++) ex->peak_rss[i] = (size_t)all_rss[i];
+        free(all_rss);
+        if (st != CLLM_OK) goto fail;
+    } else {
+        if (st != CLLM_OK) goto fail;
+        ex->peak_rss[0] = cllm_worker_peak_rss_bytes();
+    }
+    ex->r = cllm_worker_runner(ex->w);
+    if (tp > 1) {
+        cllm_comm *tpg = cllm_worker_tp_group(ex->w);
+        ex->device_group = tpg && cllm_comm_is_device(tpg);
+        CLLM_TRY_GOTO(st, cllm_watchdog_create(ex->timeout_s, &ex->wd), fail);
+        cllm_watchdog_add_comm(ex->wd, ex->world);
+        if (tpg && tpg != ex->world) cllm_watchdog_add_comm(ex->wd, tpg);
+        if (ex->env.num_children > 0) cllm_watchdog_add_check(ex->wd, check_children, &ex->env);
+        cllm_comm_set_timeout(ex->world, ex->timeout_s);
+        CLLM_LOG_I("tensor parallel: %d ranks (%s launch, %s), rank 0 on %s", tp, ex->env.launcher,
+                   tpg ? cllm_comm_transport(tpg) : "-", cllm_dist_hostname());
+    }
+    *out = ex;
+    return CLLM_OK;
+fail:
+    if (ex->world) cllm_comm_abort(ex->world, "rank 0 failed to start the engine"); /* the workers exit */
+    cllm_executor_destroy(ex);
+    return st;
+}
+
+void cllm_executor_destroy(cllm_executor *ex) {
+    if (!ex) return;
+    if (ex->world && !ex->broken && !cllm_comm_is_broken(ex->world) && (!ex->wd || cllm_watchdog_status(ex->wd) == CLLM_OK)) {
+        cllm_comm_set_timeout(ex->world, 5.0);
+        (void)cllm_proto_send(ex->world, CLLM_CMD_SHUTDOWN, NULL, NULL, 0);
+    }
+    cllm_watchdog_destroy(ex->wd);
+    cllm_worker_destroy(ex->w);
+    cllm_comm_destroy(ex->world);
+    if (ex->env.num_children > 0) cllm_dist_reap_children(&ex->env, 10.0);
+    if (ex->env.listen_fd >= 0) close(ex->env.listen_fd);
+    free(ex->msg);
+    free(ex->peak_rss);
+    pthread_mutex_destroy(&ex->mu);
+    free(ex);
+}
+
+/* ----------------------------------------------------------- commands */
+
+/* Send a command to the workers (world > 1); a failure breaks the executor. */
+static cllm_status send_cmd(cllm_executor *ex, uint32_t cmd, const int64_t *arg, const void *payload, size_t n) {
+    cllm_status st = cllm_proto_send(ex->world, cmd, arg, payload, n);
+    return st == CLLM_OK ? st : break_executor(ex, st);
+}
+
+/* After a setup command: every rank's status; a failure breaks the executor. */
+static cllm_status finish_setup(cllm_executor *ex, cllm_status st) {
+    cllm_status all = cllm_proto_gather_status(ex->world, st);
+    if (st == CLLM_OK) st = all;
+    return st == CLLM_OK ? st : break_executor(ex, st);
+}
+
+cllm_status cllm_executor_execute_ex(cllm_executor *ex, const cllm_batch_host *b, const cllm_runner_sample_args *a,
+                                     int32_t *tokens_out, float *logits_out) {
+    if (!ex->world) return cllm_runner_execute_ex(ex->r, b, a, tokens_out, logits_out);
+    CLLM_TRY(ready(ex));
+    CLLM_TRY(cllm_runner_check_batch(ex->r, b)); /* a bad batch is the caller's error, the workers never see it */
+    size_t n = 0;
+    CLLM_TRY(cllm_proto_pack_batch(b, ex->block_size, &ex->msg, &ex->msg_cap, &n));
+    cllm_runner_sample_args a2 = {.logprobs_k = -1};
+    if (a) a2 = *a;
+    int64_t arg[8] = {0};
+    if (a2.penalties) { /* rank 0 alone applies penalties, eagerly: the workers run eagerly too */
+        a2.no_graph = true;
+        arg[0] = CLLM_EXEC_NO_GRAPH;
+    }
+    if (ex->device_group) cllm_watchdog_begin(ex->wd, "engine step (forward with NCCL collectives)");
+    cllm_status st = send_cmd(ex, CLLM_CMD_EXECUTE, arg, ex->msg, n);
+    if (st == CLLM_OK) st = cllm_runner_execute_ex(ex->r, b, &a2, tokens_out, logits_out);
+    if (ex->device_group) cllm_watchdog_end(ex->wd);
+    if (st != CLLM_OK) {
+        /* the watchdog's reason (a dead rank, a timeout) says more than the aborted call */
+        if (ex->wd && cllm_watchdog_status(ex->wd) != CLLM_OK) return break_executor(ex, CLLM_ERR_DISTRIBUTED);
+        return ex->broken ? st : break_executor(ex, st);
+    }
+    return CLLM_OK;
+}
+
+cllm_status cllm_executor_execute(cllm_executor *ex, const cllm_batch_host *b, const cllm_sample_params *sp,
+                                  int32_t *tokens_out, float *logits_out) {
+    cllm_runner_sample_args a = {.sp = sp, .logprobs_k = -1};
+    return cllm_executor_execute_ex(ex, b, &a, tokens_out, logits_out);
+}
+
+cllm_status cllm_executor_logprobs_rows(cllm_executor *ex, int row0, int n, const int32_t *tokens, int k,
+                                        float *token_logprobs, int32_t *top_ids, float *top_logprobs) {
+    if (ex->world) CLLM_TRY(ready(ex));
+    return cllm_runner_logprobs_rows(ex->r, row0, n, tokens, k, token_logprobs, top_ids, top_logprobs);
+}
+
+cllm_status cllm_executor_copy_blocks(cllm_executor *ex, const cllm_kv_copy *pairs, int n) {
+    if (n <= 0) return CLLM_OK;
+    if (!ex->world) return cllm_runner_copy_blocks(ex->r, pairs, n);
+    CLLM_TRY(ready(ex));
+    int64_t arg[8] = {n};
+    CLLM_TRY(send_cmd(ex, CLLM_CMD_COPY_BLOCKS, arg, pairs, (size_t)n * sizeof *pairs));
+    cllm_status st = cllm_runner_copy_blocks(ex->r, pairs, n);
+    return st == CLLM_OK ? st : break_executor(ex, st);
+}
+
+cllm_status cllm_executor_available_blocks(cllm_executor *ex, int max_num_batched_tokens, int max_num_seqs,
+                                           float gpu_memory_utilization, int *blocks) {
+    if (!ex->world)
+        return cllm_worker_available_blocks(ex->w, max_num_batched_tokens, max_num_seqs, gpu_memory_utilization,
+                                            blocks);
+    CLLM_TRY(ready(ex));
+    int64_t arg[8] = {max_num_batched_tokens, max_num_seqs, (int64_t)(gpu_memory_utilization * 1e6)};
+    CLLM_TRY(send_cmd(ex, CLLM_CMD_AVAILABLE_BLOCKS, arg, NULL, 0));
+    cllm_comm_set_timeout(ex->world, SETUP_TIMEOUT_S);
+    int mine = 0;
+    cllm_status st = cllm_worker_available_blocks(ex->w, max_num_batched_tokens, max_num_seqs,
+                                                  (float)arg[2] / 1e6f, &mine);
+    CLLM_TRY(finish_setup(ex, st));
+    int32_t v = mine, mn = 0;
+    st = cllm_comm_all_reduce(ex->world, &v, &mn, 1, CLLM_DTYPE_I32, CLLM_REDUCE_MIN);
+    cllm_comm_set_timeout(ex->world, ex->timeout_s);
+    if (st != CLLM_OK) return break_executor(ex, st);
+    *blocks = mn;
+    return CLLM_OK;
+}
+
+/* A setup command with no payload and one argument, run on every rank. */
+static cllm_status setup_cmd(cllm_executor *ex, uint32_t cmd, int64_t arg0) {
+    CLLM_TRY(ready(ex));
+    int64_t arg[8] = {arg0};
+    CLLM_TRY(send_cmd(ex, cmd, arg, NULL, 0));
+    cllm_comm_set_timeout(ex->world, SETUP_TIMEOUT_S);
+    cllm_status st;
+    switch (cmd) {
+    case CLLM_CMD_RESIZE_KV: st = cllm_runner_resize_kv(ex->r, (int)arg0); break;
+    case CLLM_CMD_RESERVE_GRAPHS: st = cllm_runner_reserve_graph_buffers(ex->r); break;
+    default: st = cllm_runner_capture_graphs(ex->r); break;
+    }
+    st = finish_setup(ex, st);
+    cllm_comm_set_timeout(ex->world, ex->timeout_s);
+    return st;
+}
+
+cllm_status cllm_executor_resize_kv(cllm_executor *ex, int num_blocks) {
+    if (!ex->world) return cllm_runner_resize_kv(ex->r, num_blocks);
+    return setup_cmd(ex, CLLM_CMD_RESIZE_KV, num_blocks);
+}
+
+cllm_status cllm_executor_reserve_graph_buffers(cllm_executor *ex) {
+    if (!ex->world) return cllm_runner_reserve_graph_buffers(ex->r);
+    return setup_cmd(ex, CLLM_CMD_RESERVE_GRAPHS, 0);
+}
+
+cllm_status cllm_executor_capture_graphs(cllm_executor *ex) {
+    if (!ex->world) return cllm_runner_capture_graphs(ex->r);
+    return setup_cmd(ex, CLLM_CMD_CAPTURE_GRAPHS, 0);
+}
+
+cllm_runner *cllm_executor_runner(cllm_executor *ex) { return ex->r; }
+int cllm_executor_world_size(const cllm_executor *ex) { return ex->world_size; }
+double cllm_executor_weights_ms(const cllm_executor *ex) { return cllm_worker_weights_ms(ex->w); }
+const size_t *cllm_executor_peak_rss(const cllm_executor *ex) { return ex->peak_rss; }
+
+cllm_status cllm_executor_dist_stats(cllm_executor *ex, cllm_comm_stats **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    if (!ex->world) return CLLM_OK;
+    CLLM_TRY(ready(ex));
+    CLLM_TRY(send_cmd(ex, CLLM_CMD_STATS, NULL, NULL, 0));
+    int W = ex->world_size;
+    cllm_comm_stats mine[CLLM_WORKER_STATS], *all = calloc((size_t)W * CLLM_WORKER_STATS, sizeof *all);
+    if (!all) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    cllm_worker_comm_stats(ex->world, ex->w, mine);
+    cllm_status st = cllm_comm_all_gather(ex->world, mine, all, sizeof mine, CLLM_DTYPE_U8);
+    if (st != CLLM_OK) {
+        free(all);
+        return break_executor(ex, st);
+    }
+    int k = 0;
+    for (int i = 0; i < W * CLLM_WORKER_STATS; i++)
+        if (all[i].name[0]) all[k++] = all[i];
+    *out = all;
+    *n = k;
+    return CLLM_OK;
+}
