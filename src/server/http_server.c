@@ -212,11 +212,12 @@ static int dispatch(cllm_server *s, struct MHD_Connection *conn, const char *url
     if (r == R_HEALTH)
         return state == SRV_READY ? srv_send(conn, 200, "application/json", strdup(""), 0)
                                   : srv_send_errorf(conn, 503, "service_unavailable", NULL,
-                                                    state == SRV_FAILED ? "the model failed to load"
+                                                    state == SRV_FAILED ? s->load_error
                                                                         : "the model is loading");
     if (state != SRV_READY)
-        return srv_send_errorf(conn, 503, "service_unavailable", NULL, "the model is %s; retry later",
-                               state == SRV_FAILED ? "not available (load failed)" : "loading");
+        return state == SRV_FAILED ? srv_send_errorf(conn, 503, "service_unavailable", NULL, "%s", s->load_error)
+                                   : srv_send_errorf(conn, 503, "service_unavailable", NULL,
+                                                     "the model is loading; retry later");
     if (c->too_large)
         return srv_send_errorf(conn, 413, "invalid_request_error", NULL,
                                "request body is larger than the limit of %zu bytes", s->p.max_body_bytes);
@@ -385,7 +386,14 @@ static void shutdown_server(cllm_server *s, double grace_s) {
 }
 
 cllm_status cllm_server_wait(cllm_server *s, volatile sig_atomic_t *stop) {
-    while (!*stop && atomic_load(&s->state) != SRV_FAILED) usleep(50 * 1000);
+    while (!*stop && atomic_load(&s->state) != SRV_FAILED) {
+        usleep(50 * 1000);
+        /* a dead worker rank is noticed by the engine's watchdog even while no request runs */
+        if (atomic_load(&s->state) == SRV_READY && cllm_engine_check_health(s->engine) != CLLM_OK) {
+            cllm_log(CLLM_LOG_ERROR, "%s", cllm_last_error());
+            srv_engine_failed(s, cllm_last_error());
+        }
+    }
     cllm_status st = CLLM_OK;
     if (atomic_load(&s->state) == SRV_FAILED) {
         st = cllm_error(CLLM_ERR_IO, "%s", s->load_error);

@@ -36,6 +36,8 @@ struct cllm_metrics {
     int64_t prefix_queries, prefix_hits, preemptions, prompt_tokens, generation_tokens;
     int64_t finished[3];
     histogram ttft, tpot, e2e;
+    cllm_comm_stats *dist;  /* (n_dist) */
+    int n_dist;
 };
 
 static void hist_init(histogram *h, const char *name, const char *help, const double *b, size_t n) {
@@ -80,6 +82,7 @@ cllm_status cllm_metrics_create(const char *model_name, cllm_metrics **out) {
 void cllm_metrics_destroy(cllm_metrics *m) {
     if (!m) return;
     pthread_mutex_destroy(&m->mu);
+    free(m->dist);
     free(m->label);
     free(m);
 }
@@ -115,6 +118,18 @@ void cllm_metrics_add_generation_tokens(cllm_metrics *m, int64_t n) {
 void cllm_metrics_request_finished(cllm_metrics *m, cllm_metrics_finished_reason r) {
     if ((unsigned)r > CLLM_METRICS_FINISHED_ABORT) return;
     LOCKED(m, m->finished[r]++);
+}
+
+void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, int n) {
+    if (!m || n < 0) return;
+    cllm_comm_stats *copy = n ? malloc(sizeof *copy * (size_t)n) : NULL;
+    if (n && !copy) return;
+    if (n) memcpy(copy, stats, sizeof *copy * (size_t)n);
+    pthread_mutex_lock(&m->mu);
+    free(m->dist);
+    m->dist = copy;
+    m->n_dist = n;
+    pthread_mutex_unlock(&m->mu);
 }
 
 /* Prometheus buckets are "le" (less or equal) upper bounds. */
@@ -215,6 +230,28 @@ char *cllm_metrics_render(cllm_metrics *m, size_t *len) {
     render_hist(&b, &m->ttft, l);
     render_hist(&b, &m->tpot, l);
     render_hist(&b, &m->e2e, l);
+    if (m->n_dist > 0) {
+        static const struct { const char *name, *help; } fam[3] = {
+            {"cllm:dist_collective_calls_total", "Collective operations per rank, group and operation."},
+            {"cllm:dist_collective_bytes_total", "Payload bytes of collective operations (this rank's buffer)."},
+            {"cllm:dist_collective_seconds_total", "Host seconds spent in collective operations (NCCL: enqueue only)."},
+        };
+        for (int f = 0; f < 3; f++) {
+            family(&b, fam[f].name, "counter", fam[f].help);
+            for (int i = 0; i < m->n_dist; i++) {
+                const cllm_comm_stats *d = &m->dist[i];
+                for (int o = 0; o < CLLM_COMM_NUM_OPS; o++) {
+                    const cllm_comm_op_stats *os = &d->ops[o];
+                    if (!os->calls) continue;
+                    bprintf(&b, "%s{group=\"%s\",model_name=\"%s\",op=\"%s\",rank=\"%d\",transport=\"%s\"} ",
+                            fam[f].name, d->name, l, cllm_comm_op_name((cllm_comm_op)o), d->world_rank, d->transport);
+                    if (f == 0) bprintf(&b, "%llu\n", (unsigned long long)os->calls);
+                    else if (f == 1) bprintf(&b, "%llu\n", (unsigned long long)os->bytes);
+                    else bprintf(&b, "%.9g\n", os->time_s);
+                }
+            }
+        }
+    }
     pthread_mutex_unlock(&m->mu);
     if (b.oom) { free(b.s); return NULL; }
     if (len) *len = b.len;

@@ -65,6 +65,12 @@ void cllm_metrics_observe_time_to_first_token(cllm_metrics *m, double seconds);
 void cllm_metrics_observe_time_per_output_token(cllm_metrics *m, double seconds);
 void cllm_metrics_observe_e2e_request_latency(cllm_metrics *m, double seconds);
 
+/* Replace the distributed statistics (cllm_engine_get_distributed_stats:
+ * n entries, copied), rendered per rank, group and operation as
+ * cllm:dist_collective_calls_total, cllm:dist_collective_bytes_total and
+ * cllm:dist_collective_seconds_total{rank, group, transport, op}. */
+void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, int n);
+
 /* Render every metric as Prometheus text: "# HELP", "# TYPE", samples;
  * histograms as cumulative _bucket{le="..."} lines ending with le="+Inf",
  * then _sum and _count. Returns a NUL-terminated caller-owned string

@@ -301,6 +301,22 @@ static void update_stats(cllm_server *s) {
     cllm_metrics_add_generation_tokens(s->metrics,
                                        (int64_t)(st.generation_tokens_total - p->generation_tokens_total));
     *p = st;
+    /* every rank's collective statistics: a round trip to the workers, so at most once a second while busy,
+     * and once when the engine goes idle */
+    double now = srv_now();
+    bool idle = !cllm_engine_has_unfinished(s->engine);
+    if ((now - s->dist_stats_at >= 1.0 || (idle && !s->dist_stats_idle)) &&
+        cllm_engine_check_health(s->engine) == CLLM_OK) {
+        cllm_comm_stats *ds = NULL;
+        int n = 0;
+        if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) == CLLM_OK && n > 0)
+            cllm_metrics_set_dist_stats(s->metrics, ds, n);
+        cllm_free(ds);
+        s->dist_stats_at = now;
+        s->dist_stats_idle = idle;
+    } else if (!idle) {
+        s->dist_stats_idle = false;
+    }
 }
 
 static void drop_inbox(srv_msg *m) {
@@ -313,12 +329,21 @@ static void drop_inbox(srv_msg *m) {
     }
 }
 
+void srv_engine_failed(cllm_server *s, const char *msg) {
+    pthread_mutex_lock(&s->mu);
+    if (atomic_load(&s->state) != SRV_FAILED) {
+        snprintf(s->load_error, sizeof s->load_error, "the engine stopped: %s", msg);
+        atomic_store(&s->state, SRV_FAILED);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Engine thread body: arg is the cllm_server. */
 void *srv_engine_main(void *arg) {
     cllm_server *s = arg;
     cllm_engine *e = NULL;
     if (cllm_engine_create(&s->p.engine, &e) != CLLM_OK) {
-        snprintf(s->load_error, sizeof s->load_error, "%s", cllm_last_error());
+        snprintf(s->load_error, sizeof s->load_error, "the model failed to load: %s", cllm_last_error());
         atomic_store(&s->state, SRV_FAILED);
         return NULL;
     }
@@ -334,8 +359,9 @@ void *srv_engine_main(void *arg) {
     cllm_log(CLLM_LOG_INFO, "model ready: max_model_len %d, %d KV blocks", s->max_model_len,
              s->last_stats.num_kv_blocks);
 
+    bool dead = false; /* the engine stopped for good (a lost rank): new requests get 503 */
     for (;;) {
-        bool busy = cllm_engine_has_unfinished(e);
+        bool busy = !dead && cllm_engine_has_unfinished(e);
         pthread_mutex_lock(&s->mu);
         while (!s->inbox_head && !busy && !s->exit_engine) pthread_cond_wait(&s->cv, &s->mu);
         srv_msg *m = s->inbox_head;
@@ -348,25 +374,29 @@ void *srv_engine_main(void *arg) {
         }
         while (m) {
             srv_msg *n = m->next;
-            if (m->kind == 0) submit_job(s, m->job);
+            if (m->kind == 0 && dead) job_fail(m->job, CLLM_ERR_DISTRIBUTED, s->load_error);
+            else if (m->kind == 0) submit_job(s, m->job);
             else abort_job(s, m->job);
             srv_job_unref(m->job);
             free(m);
             m = n;
         }
-        if (cllm_engine_has_unfinished(e)) {
+        if (!dead && cllm_engine_has_unfinished(e)) {
             const cllm_request_output *outs = NULL;
             int n_out = 0;
-            if (cllm_engine_step(e, &outs, &n_out) != CLLM_OK) {
+            cllm_status sst = cllm_engine_step(e, &outs, &n_out);
+            if (sst != CLLM_OK) {
                 /* a failed step loses the batch: fail every live request */
                 char msg[600];
                 snprintf(msg, sizeof msg, "engine step failed: %s", cllm_last_error());
                 cllm_log(CLLM_LOG_ERROR, "%s", msg);
+                dead = cllm_engine_check_health(e) != CLLM_OK; /* a distributed engine that lost a rank */
                 while (s->n_routes) {
                     srv_job *j = s->routes[0].job;
-                    job_fail(j, CLLM_ERR_INTERNAL, msg);
+                    job_fail(j, dead ? CLLM_ERR_DISTRIBUTED : CLLM_ERR_INTERNAL, msg);
                     abort_job(s, j);
                 }
+                if (dead) srv_engine_failed(s, msg);
             } else {
                 double now = srv_now();
                 for (int i = 0; i < n_out; i++) route_output(s, &outs[i], now);
@@ -376,7 +406,7 @@ void *srv_engine_main(void *arg) {
     }
     while (s->n_routes) abort_job(s, s->routes[0].job);
     /* let the aborts be processed so blocks return before destroy */
-    for (int i = 0; i < 4 && cllm_engine_has_unfinished(e); i++) {
+    for (int i = 0; i < 4 && !dead && cllm_engine_has_unfinished(e); i++) {
         const cllm_request_output *outs;
         int n_out;
         if (cllm_engine_step(e, &outs, &n_out) != CLLM_OK) break;

@@ -114,6 +114,8 @@ static int send_submit_error(struct MHD_Connection *conn, cllm_status st, const 
     if (st == CLLM_ERR_NO_KV_BLOCKS)
         cllm_openai_error_set(&err, 503, "service_unavailable", NULL, "the server is overloaded: %s; retry later",
                               msg);
+    else if (st == CLLM_ERR_DISTRIBUTED) /* a worker rank died: the engine is stopping, another replica may serve */
+        cllm_openai_error_set(&err, 503, "service_unavailable", NULL, "%s", msg);
     else if (st == CLLM_ERR_CONTEXT_LENGTH || st == CLLM_ERR_INVALID_ARG)
         cllm_openai_error_set(&err, 400, "invalid_request_error", param, "%s", msg);
     else

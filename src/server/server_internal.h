@@ -104,6 +104,8 @@ struct cllm_server {
     /* state */
     atomic_int state;           /* SRV_LOADING, SRV_READY, SRV_FAILED */
     char load_error[600];
+    double dist_stats_at;       /* engine thread: last distributed-stats refresh (srv_now) */
+    bool dist_stats_idle;       /* refreshed since the engine went idle */
     cllm_engine *engine;        /* engine thread only (+ read-only getters after READY) */
     const cllm_tokenizer *tok;  /* borrowed from the engine, set before READY */
     int32_t max_model_len;
@@ -140,6 +142,10 @@ void srv_event_free(srv_event *ev);
 /* Queue a submit / abort message for the engine thread. Returns false on OOM. */
 bool srv_post(cllm_server *s, int kind, srv_job *j);
 void *srv_engine_main(void *arg);
+/* The engine stopped for good (a distributed engine lost a rank): /health
+ * and every request answer 503 with msg, cllm_server_wait returns the error
+ * (the process exits non-zero). Thread-safe. */
+void srv_engine_failed(cllm_server *s, const char *msg);
 
 /* Chat template rendering (server_chat.c): the rendered prompt text
  * (caller-owned, free()) or an OpenAI error (400 when the template raises or

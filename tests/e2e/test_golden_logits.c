@@ -2,8 +2,13 @@
  * (tests/fixtures/<name>/golden.safetensors: input_ids.N I32 [T], logits.N
  * F32 [T, V] from transformers fp32) against cllm's forward, one prefill per
  * sequence with logits for every position (gather_rows over all T rows).
- * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [GOLDEN_FILE]
- * GOLDEN_FILE defaults to FIXTURE_DIR/golden.safetensors.
+ * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [--tp N] [--vs-tp1 TOL] [GOLDEN_FILE]
+ * GOLDEN_FILE defaults to FIXTURE_DIR/golden.safetensors. --tp N runs the
+ * model sharded over N ranks (tensor parallelism, workers from
+ * $CLLM_WORKER_EXE) through the executor; with --vs-tp1 TOL the same sequences
+ * also run on one rank in this process and the two must agree within
+ * max|a-b| / max|tp1| <= TOL (tighter than the transformers tolerance:
+ * only the summation order differs).
  * Passes if max|a-b| / max|ref| <= TOL for every N; prints max abs/rel error,
  * relative L2 error ||a-b|| / ||ref|| and top-1 agreement. */
 #include "cllm.h"
@@ -23,13 +28,25 @@ static const cllm_st_tensor *find(const cllm_st_file *f, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [GOLDEN_FILE]\n", argv[0]);
+    int tp = 1;
+    double tp1_tol = -1;
+    const char *golden = NULL;
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--tp") && i + 1 < argc) {
+            tp = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--vs-tp1") && i + 1 < argc) {
+            tp1_tol = atof(argv[++i]);
+        } else {
+            golden = argv[i];
+        }
+    }
+    if (argc < 4 || tp < 1) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--vs-tp1 TOL] [GOLDEN_FILE]\n", argv[0]);
         return 2;
     }
     double tol = atof(argv[3]);
     char path[4096];
-    if (argc == 5) snprintf(path, sizeof path, "%s", argv[4]);
+    if (golden) snprintf(path, sizeof path, "%s", golden);
     else snprintf(path, sizeof path, "%s/golden.safetensors", argv[1]);
     cllm_st_file *g = NULL;
     if (cllm_st_open(path, &g) != CLLM_OK) { fprintf(stderr, "FAIL: %s\n", cllm_last_error()); return 1; }
@@ -37,9 +54,16 @@ int main(int argc, char **argv) {
     mp.model = argv[1];
     mp.device = strcmp(argv[2], "cuda") ? CLLM_DEVICE_CPU : CLLM_DEVICE_CUDA;
     mp.progress = false;
-    cllm_model *m = NULL;
+    cllm_model *m = NULL, *m1 = NULL;
+    if (tp1_tol >= 0 && cllm_model_load(&mp, &m1) != CLLM_OK) {
+        fprintf(stderr, "FAIL: load %s (one rank): %s\n", argv[1], cllm_last_error());
+        cllm_st_close(g);
+        return 1;
+    }
+    mp.tensor_parallel_size = tp;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
-        fprintf(stderr, "FAIL: load %s: %s\n", argv[1], cllm_last_error());
+        fprintf(stderr, "FAIL: load %s (tensor_parallel_size %d): %s\n", argv[1], tp, cllm_last_error());
+        cllm_model_destroy(m1);
         cllm_st_close(g);
         return 1;
     }
@@ -61,17 +85,33 @@ int main(int argc, char **argv) {
         int nb = (T + P - 1) / P;
         int32_t *pos = malloc(sizeof(int32_t) * T), *slots = malloc(sizeof(int32_t) * T);
         int32_t *lidx = malloc(sizeof(int32_t) * T), *bt = malloc(sizeof(int32_t) * nb);
-        float *out = malloc(sizeof(float) * (size_t)T * V);
+        float *out = malloc(sizeof(float) * (size_t)T * V), *out1 = malloc(sizeof(float) * (size_t)T * V);
         for (int j = 0; j < nb; j++) bt[j] = nb - 1 - j; /* any blocks will do; reversed to exercise paging */
         for (int t = 0; t < T; t++) pos[t] = t, lidx[t] = t, slots[t] = bt[t / P] * P + t % P;
         int32_t qsl[2] = {0, T}, lens[1] = {T};
         cllm_batch_host b = {.num_seqs = 1, .num_tokens = T, .token_ids = (int32_t *)ids, .positions = pos,
                              .query_start_loc = qsl, .seq_lens = lens, .block_tables = bt, .max_blocks_per_seq = nb,
                              .slot_mapping = slots, .logits_indices = lidx, .num_logits = T};
-        if (cllm_runner_execute(cllm_model_runner(m), &b, NULL, NULL, out) != CLLM_OK) {
+        if (cllm_executor_execute(cllm_model_executor(m), &b, NULL, NULL, out) != CLLM_OK) {
             fprintf(stderr, "FAIL: execute: %s\n", cllm_last_error());
             fails++;
+        } else if (m1 && cllm_executor_execute(cllm_model_executor(m1), &b, NULL, NULL, out1) != CLLM_OK) {
+            fprintf(stderr, "FAIL: execute (one rank): %s\n", cllm_last_error());
+            fails++;
         } else {
+            if (m1) { /* sharded vs one rank: the same math, another summation order */
+                double d1 = 0, r1max = 0;
+                for (size_t i = 0; i < (size_t)T * V; i++) {
+                    double d = fabs((double)out[i] - out1[i]);
+                    if (!(d <= d1)) d1 = d;
+                    if (fabs(out1[i]) > r1max) r1max = fabs(out1[i]);
+                }
+                double rel1 = r1max > 0 ? d1 / r1max : d1;
+                bool ok1 = rel1 <= tp1_tol;
+                printf("%s %s T=%d: tensor_parallel_size %d vs 1: max abs diff %.3g, max rel diff %.3g (tol %.1g) %s\n",
+                       argv[1], in_name, T, tp, d1, rel1, tp1_tol, ok1 ? "ok" : "FAIL");
+                fails += !ok1;
+            }
             double max_abs = 0, max_ref = 0, se = 0, sr = 0;
             int agree = 0;
             for (int t = 0; t < T; t++) {
@@ -95,9 +135,10 @@ int main(int argc, char **argv) {
             fails += !ok;
         }
         cases++;
-        free(pos); free(slots); free(lidx); free(bt); free(out);
+        free(pos); free(slots); free(lidx); free(bt); free(out); free(out1);
     }
     cllm_model_destroy(m);
+    cllm_model_destroy(m1);
     cllm_st_close(g);
     if (cases == 0) { fprintf(stderr, "FAIL: no input_ids.N / logits.N pairs in %s\n", path); return 1; }
     return fails ? 1 : 0;

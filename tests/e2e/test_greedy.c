@@ -1,7 +1,7 @@
 /* Greedy generation on the CPU reproduces, token for token, every case of a
  * model's reference_greedy.json (an independent numpy forward, which
  * transformers also reproduces).
- * usage: test_greedy MODEL_DIR REFERENCE_JSON ids|text
+ * usage: test_greedy MODEL_DIR REFERENCE_JSON ids|text [TENSOR_PARALLEL_SIZE]
  *  ids:  generate from the case's prompt_ids (the forward pass alone);
  *  text: cllm_generate from the prompt text (tokenizer + BOS + forward),
  *        collecting token ids through the stream callback. */
@@ -25,7 +25,10 @@ static bool on_token(const char *delta, size_t len, int32_t id, void *user) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: %s MODEL_DIR REFERENCE_JSON ids|text\n", argv[0]); return 2; }
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s MODEL_DIR REFERENCE_JSON ids|text [TENSOR_PARALLEL_SIZE]\n", argv[0]);
+        return 2;
+    }
     bool text = !strcmp(argv[3], "text");
     json_error_t je;
     json_t *ref = json_load_file(argv[2], 0, &je);
@@ -38,6 +41,7 @@ int main(int argc, char **argv) {
     cllm_model_params mp = cllm_model_default_params();
     mp.model = argv[1];
     mp.progress = false;
+    mp.tensor_parallel_size = argc == 5 ? atoi(argv[4]) : 1; /* workers: $CLLM_WORKER_EXE */
     cllm_model *m = NULL;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
         fprintf(stderr, "FAIL: load: %s\n", cllm_last_error());
