@@ -140,6 +140,7 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         .model = mp, .model_dir = p->model_dir, .cfg = p->cfg, .max_model_len = p->max_model_len,
         .max_num_seqs = p->max_num_seqs, .num_kv_blocks = p->num_kv_blocks, .rank = 0, .tp_size = tp,
         .cuda_device = tp > 1 ? ex->env.cuda_device : mp->device_id, .world = ex->world, .timeout_s = SETUP_TIMEOUT_S,
+        .local_world_size = tp > 1 ? ex->env.local_world_size : 1,
     };
     st = cllm_worker_create(&wp, &ex->w);
     if (tp > 1) {

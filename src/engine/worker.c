@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 struct cllm_worker {
     cllm_runner *runner;      /* owns the backend */
@@ -58,7 +59,14 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
         CLLM_TRY_GOTO(st, cllm_comm_split(p->world, 0, p->rank, "tp", &w->tp_host), fail);
     }
     if (mp->device == CLLM_DEVICE_CUDA) CLLM_TRY_GOTO(st, cllm_backend_cuda_create(p->cuda_device, &be), fail);
-    else CLLM_TRY_GOTO(st, cllm_backend_cpu_create(mp->num_threads, &be), fail);
+    else {
+        int threads = mp->num_threads;
+        if (threads == 0 && p->local_world_size > 1) { /* ranks of one node share its cores, not oversubscribe them */
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            threads = cores > p->local_world_size ? (int)(cores / p->local_world_size) : 1;
+        }
+        CLLM_TRY_GOTO(st, cllm_backend_cpu_create(threads, &be), fail);
+    }
     CLLM_TRY_GOTO(st, check_dtype(mp, be), fail);
     if (w->tp_host && mp->device == CLLM_DEVICE_CUDA)
         CLLM_TRY_GOTO(st, cllm_comm_nccl_create(w->tp_host, p->cuda_device, cllm_backend_native_stream(be), "tp",

@@ -23,6 +23,7 @@ typedef struct cllm_worker_params {
     int max_model_len, max_num_seqs, num_kv_blocks;
     int rank, tp_size;               /* world rank (= tensor-parallel rank until pipeline parallelism) */
     int cuda_device;                 /* this rank's device (its local rank) */
+    int local_world_size;            /* ranks on this node: CPU ranks split its cores (num_threads 0) */
     cllm_comm *world;                /* borrowed; NULL when tp_size is 1 */
     double timeout_s;                /* NCCL initialization bound */
 } cllm_worker_params;

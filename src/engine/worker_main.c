@@ -56,6 +56,7 @@ static cllm_status load(wstate *s) {
             .model = &mp, .model_dir = s->dir, .cfg = &s->cfg, .max_model_len = in.max_model_len,
             .max_num_seqs = in.max_num_seqs, .num_kv_blocks = in.num_kv_blocks, .rank = s->env.rank,
             .tp_size = in.tensor_parallel_size, .cuda_device = s->env.cuda_device, .world = s->world,
+            .local_world_size = s->env.local_world_size,
             .timeout_s = SETUP_TIMEOUT_S,
         };
         st = cllm_worker_create(&wp, &s->w);
