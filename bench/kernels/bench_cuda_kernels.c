@@ -21,8 +21,10 @@ int main(void) {
 #include "core/dtype.h"
 #include "core/status.h"
 
-#define PEAK_TFLOPS 790.0
-#define PEAK_TBS 4.3
+/* the card's ceilings (cllm_backend_ceilings' table: H100 3.03 TB/s and 801 TFLOP/s, H200 4.30 and 790),
+ * set in main from the device name */
+static double PEAK_TFLOPS = 790.0, PEAK_TBS = 4.3;
+static char CARD[256] = "unknown";
 #define CK(x)                                                                                         \
     do {                                                                                              \
         if ((x) != 0) {                                                                               \
@@ -337,10 +339,21 @@ static void bench_decode_layers(int ctx) {
 int main(int argc, char **argv) {
     CU(cudaSetDevice(0));
     CU(cudaStreamCreate(&st));
+    {
+        cudaDeviceProp prop;
+        CU(cudaGetDeviceProperties(&prop, 0));
+        snprintf(CARD, sizeof CARD, "%s", prop.name);
+        if (strstr(CARD, "H100")) PEAK_TFLOPS = 801.0, PEAK_TBS = 3.03;
+        else if (strstr(CARD, "H200")) PEAK_TFLOPS = 790.0, PEAK_TBS = 4.30;
+        else fprintf(stderr, "warning: no measured ceilings for %s; the ratios use the H200's\n", CARD);
+    }
     js = fopen(argc > 1 ? argv[1] : "bench_cuda_kernels.json", "w");
     if (js) fprintf(js, "[");
-    printf("%-22s %-28s %12s  %35s  %s\n", "kernel", "shape", "time", "compute (ceiling 790 TFLOP/s)",
-           "bandwidth (ceiling 4.3 TB/s)");
+    printf("card: %s\n", CARD);
+    char cc[64], bc[64];
+    snprintf(cc, sizeof cc, "compute (ceiling %.0f TFLOP/s)", PEAK_TFLOPS);
+    snprintf(bc, sizeof bc, "bandwidth (ceiling %.2f TB/s)", PEAK_TBS);
+    printf("%-22s %-28s %12s  %35s  %s\n", "kernel", "shape", "time", cc, bc);
     bench_gemm();
     bench_attention(64, 4096, 32, 8, 128, 16, 0, "");
     bench_attention(8, 8192, 32, 8, 128, 16, 0, "");

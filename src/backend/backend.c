@@ -74,3 +74,11 @@ cllm_status cllm_backend_upload_zeros(cllm_backend *be, void *dst, size_t dst_of
     free(z);
     return st;
 }
+
+void cllm_backend_ceilings(cllm_backend *be, const char **card, double *bytes_per_s, double *flops) {
+    const char *name = be && be->ops->device_name ? be->ops->device_name(be) : "unknown";
+    *card = name;
+    *bytes_per_s = *flops = 0;
+    if (strstr(name, "H100")) *bytes_per_s = 3.03e12, *flops = 801e12;
+    else if (strstr(name, "H200")) *bytes_per_s = 4.30e12, *flops = 790e12;
+}

@@ -243,6 +243,9 @@ typedef struct cllm_backend_ops {
     /* The native stream (CUDA: cudaStream_t) that ops run on, for
      * communicators that enqueue on it (NCCL). NULL op or NULL result: none. */
     void *(*native_stream)(cllm_backend *be);
+    /* The device's name ("NVIDIA H100 80GB HBM3"; CPU: "cpu"), for the
+     * benchmarks' ceilings. NULL op: "unknown". */
+    const char *(*device_name)(cllm_backend *be);
 } cllm_backend_ops;
 
 struct cllm_backend {
@@ -260,6 +263,14 @@ cllm_status cllm_backend_upload2d(cllm_backend *be, void *dst, size_t dst_off, c
                                   size_t rows, size_t cols, size_t src_ld);
 /* Upload n zero elements into dst at element offset dst_off (padding rows). */
 cllm_status cllm_backend_upload_zeros(cllm_backend *be, void *dst, size_t dst_off, size_t n);
+
+/* Roofline ceilings of the backend's device, for the benchmarks' ratios:
+ * the figures measured on the cards cllm is run on (shared/device/README.md:
+ * device-to-device copy counting bytes read + written, and a bf16 8192^3
+ * matrix product): H100 80GB HBM3 3.03e12 B/s and 801e12 FLOP/s, H200
+ * 4.30e12 B/s and 790e12 FLOP/s. *card is the device name; for a device not
+ * in the table (and the CPU) *bytes_per_s = *flops = 0: no ratio is printed. */
+void cllm_backend_ceilings(cllm_backend *be, const char **card, double *bytes_per_s, double *flops);
 
 /* Native stream of the backend (CUDA: its cudaStream_t; CPU: NULL), for the
  * NCCL communicator that must enqueue on it. */

@@ -1,8 +1,11 @@
 /* cllm bench latency (vLLM's benchmark_latency flags): random prompt ids of
  * --input-len, greedy decode of --output-len tokens, median over
  * --num-iters after --num-iters-warmup. Prints each figure beside its
- * ceiling (CONVENTIONS.md §12): prefill TFLOP/s beside 790 TFLOP/s (H200
- * dense bf16), decode tokens/s beside weight bytes / 4.3e12 B/s.
+ * ceiling (CONVENTIONS.md §12) of the card it ran on (cllm_backend_ceilings:
+ * H100 3.03 TB/s and 801 TFLOP/s, H200 4.30 TB/s and 790 TFLOP/s): prefill
+ * TFLOP/s beside the card's dense bf16 peak, decode tokens/s beside one
+ * rank's weight bytes / its bandwidth (with tensor parallelism every rank
+ * reads its own shard at once; the all-reduces are not in the ceiling).
  * --batch-size 1 (default) runs one sequence through cllm_generate (prefill
  * and decode); --batch-size N or a list N1,N2,... runs the batched decode
  * sweep of bench_batch.c. `cllm bench throughput` is bench_throughput.c. */
@@ -12,7 +15,9 @@
 #include "cli/cli.h"
 #include "cllm.h"
 #include "core/status.h"
+#include "backend/backend.h"
 #include "engine/generate.h"
+#include "backend/backend.h"
 #include "engine/generate.h"
 #include "core/clock.h"
 
@@ -21,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PEAK_TFLOPS 790.0
-#define PEAK_BYTES_PER_S 4.3e12
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME --input-len 128 --output-len 256\n"
@@ -104,24 +107,38 @@ static int run(cllm_model_params *mp, const bench_opts *o) {
         k++;
     }
     double pre_ms = median(pre, k), dec_ms = median(dec, k), tot_ms = median(tot, k);
-    double T = (double)o->input_len, V = c->vocab_size, E = c->hidden_size;
-    double attn_flops = 4.0 * c->num_attention_heads * c->head_dim * (T * (T + 1) / 2) * c->num_hidden_layers;
+    const cllm_shard *sh = cllm_runner_shard(cllm_model_runner(m));
+    const char *card;
+    double peak_bw, peak_flops;
+    cllm_backend_ceilings(cllm_runner_backend(cllm_model_runner(m)), &card, &peak_bw, &peak_flops);
+    double PEAK_TFLOPS = peak_flops / 1e12;
+    double T = (double)o->input_len, V = sh->vocab_per_rank, E = c->hidden_size;
+    double attn_flops = 4.0 * sh->num_heads * c->head_dim * (T * (T + 1) / 2) * c->num_hidden_layers;
     double body_params = (double)info->num_params - V * E * (c->tie_word_embeddings ? 1 : 2);
     double pre_flops = 2.0 * body_params * T + attn_flops + 2.0 * V * E; /* lm_head on the last row */
     double pre_tflops = pre_ms > 0 ? pre_flops / (pre_ms / 1e3) / 1e12 : 0;
-    double roof_tps = PEAK_BYTES_PER_S / (double)info->weight_bytes;
+    double roof_tps = peak_bw / (double)info->weight_bytes;
     double dec_tps = dec_ms > 0 ? 1e3 / dec_ms : 0;
-    printf("cllm bench latency: %s, %s backend, %.3fB params, %.2f GB weights, input %ld, output %ld, batch %ld, "
-           "%d iters\n",
-           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", info->num_params / 1e9,
+    printf("cllm bench latency: %s, %s backend (%s), tensor_parallel_size %d, %.3fB params and %.2f GB weights per "
+           "rank, input %ld, output %ld, batch %ld, %d iters\n",
+           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", card, sh->tp_size, info->num_params / 1e9,
            info->weight_bytes / 1e9, o->input_len, o->output_len, o->batch_size, k);
     printf("%-22s %14s %20s\n", "metric", "measured", "ceiling");
     printf("%-22s %14.1f %20s\n", "weight load (ms)", cllm_model_weights_ms(m), "-");
     printf("%-22s %14.2f %20s\n", "prefill (ms)", pre_ms, "-");
     printf("%-22s %14.1f %20s\n", "prefill (tokens/s)", pre_ms > 0 ? T / (pre_ms / 1e3) : 0, "-");
-    printf("%-22s %14.3f %14.0f (H200)\n", "prefill (TFLOP/s)", pre_tflops, PEAK_TFLOPS);
-    printf("%-22s %14.3f %14.3f (H200)\n", "decode (ms/token)", dec_ms, 1e3 / roof_tps);
-    printf("%-22s %14.1f %14.1f (H200)\n", "decode (tokens/s)", dec_tps, roof_tps);
+    if (peak_bw > 0) {
+        printf("%-22s %14.3f %14.0f  %5.1f%% of %s\n", "prefill (TFLOP/s)", pre_tflops, PEAK_TFLOPS,
+               100.0 * pre_tflops / PEAK_TFLOPS, card);
+        printf("%-22s %14.3f %14.3f  %5.1f%%\n", "decode (ms/token)", dec_ms, 1e3 / roof_tps,
+               dec_ms > 0 ? 100.0 * (1e3 / roof_tps) / dec_ms : 0.0);
+        printf("%-22s %14.1f %14.1f  %5.1f%% of %s (weights / %.2f TB/s)\n", "decode (tokens/s)", dec_tps, roof_tps,
+               100.0 * dec_tps / roof_tps, card, peak_bw / 1e12);
+    } else { /* no measured ceiling for this device (the CPU, an unknown card) */
+        printf("%-22s %14.3f %20s\n", "prefill (TFLOP/s)", pre_tflops, "- (no ceiling)");
+        printf("%-22s %14.3f %20s\n", "decode (ms/token)", dec_ms, "-");
+        printf("%-22s %14.1f %20s\n", "decode (tokens/s)", dec_tps, "- (no ceiling)");
+    }
     printf("%-22s %14.1f %20s\n", "total latency (ms)", tot_ms, "-");
     if (o->json_path) {
         json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
@@ -133,6 +150,11 @@ static int run(cllm_model_params *mp, const bench_opts *o) {
                               "decode_tokens_per_s", dec_tps, "decode_tokens_per_s_roofline", roof_tps,
                               "avg_latency_ms", tot_ms, "weight_bytes", (double)info->weight_bytes, "num_params",
                               (double)info->num_params);
+        if (j) {
+            json_object_set_new(j, "card", json_string(card));
+            json_object_set_new(j, "peak_bytes_per_s", json_real(peak_bw));
+            json_object_set_new(j, "tensor_parallel_size", json_integer(sh->tp_size));
+        }
         if (!j || json_dump_file(j, o->json_path, JSON_INDENT(2)) != 0) {
             fprintf(stderr, "cllm: error: cannot write %s\n", o->json_path);
             json_decref(j);

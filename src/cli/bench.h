@@ -1,14 +1,12 @@
 /* cllm bench: shared pieces of the benchmark subcommands (bench.c latency
  * at batch 1, bench_batch.c the batched decode sweep, bench_throughput.c
- * the offline throughput benchmark). Ceilings are the H200's (CONVENTIONS.md
- * §12): 4.3e12 B/s HBM, 790e12 FLOP/s dense bf16. */
+ * the offline throughput benchmark). Ceilings are those of the card the run
+ * is on (CONVENTIONS.md §12; cllm_backend_ceilings in backend.h), printed
+ * with its name. */
 #ifndef CLLM_CLI_BENCH_H
 #define CLLM_CLI_BENCH_H
 
 #include "cllm.h"
-
-#define CLLM_BENCH_PEAK_FLOPS 790e12
-#define CLLM_BENCH_PEAK_BYTES_PER_S 4.3e12
 
 /* Median of v[0..n) (sorts v in place); 0 when n == 0. */
 double cllm_bench_median(double *v, int n);
@@ -18,8 +16,8 @@ double cllm_bench_median(double *v, int n);
  * output_len tokens each through the model runner (greedy sampling
  * included), num_iters measured runs after warmup; prints one row per batch
  * size: median step time = per-token latency, tokens/s = N / step, and the
- * roofline ceiling N / max((weight bytes read + KV bytes read) / 4.3e12,
- * FLOPs / 790e12). json_path (or NULL) gets the same rows. mp->max_model_len
+ * roofline ceiling N / max((weight bytes read + KV bytes read) / bandwidth,
+ * FLOPs / peak) of the card (per rank with tensor parallelism). json_path (or NULL) gets the same rows. mp->max_model_len
  * 0: input_len + output_len. Returns the process exit code (0 ok, 1 error
  * with a message on stderr). */
 int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, long input_len, long output_len,

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/dtype.h"
 #include "core/status.h"
+#include "backend/backend.h"
 #include "engine/generate.h"
 #include "core/clock.h"
 
@@ -82,6 +83,10 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
     const cllm_model_config *c = cllm_model_config_of(m);
     sweep w = {.ex = cllm_model_executor(m), .r = cllm_model_runner(m), .P = P, .bps = bps};
     const cllm_shard *sh = cllm_runner_shard(w.r);
+    const char *card;
+    double peak_bw, peak_flops;
+    cllm_backend_ceilings(cllm_runner_backend(w.r), &card, &peak_bw, &peak_flops);
+    if (peak_bw <= 0) peak_bw = 1e30, peak_flops = 1e30; /* no ceiling: the ratio columns read 0 */
     const cllm_arch_info *info = cllm_runner_info(w.r);
     size_t as = cllm_dtype_size(cllm_runner_backend(w.r)->act);
     /* prefill groups: whole sequences, about 8192 tokens per forward */
@@ -119,10 +124,12 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
         memcpy(cur + s0, w.tok, sizeof(int32_t) * (size_t)n);
     }
     double prefill_ms = cllm_now_ms() - t0;
-    printf("cllm bench latency (batched decode): %s, %s backend, tensor_parallel_size %d, %.3fB params per rank, "
-           "input %ld, output %ld, %ld iters (+%ld warm-up); prefill of %ld x %ld tokens took %.0f ms\n",
-           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", sh->tp_size, info->num_params / 1e9,
-           input_len, output_len, iters, warmup, maxN, input_len, prefill_ms);
+    printf("cllm bench latency (batched decode): %s, %s backend (%s: %.2f TB/s, %.0f TFLOP/s), tensor_parallel_size "
+           "%d, %.3fB params per rank, input %ld, output %ld, %ld iters (+%ld warm-up); prefill of %ld x %ld tokens "
+           "took %.0f ms\n",
+           c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", card, peak_bw < 1e29 ? peak_bw / 1e12 : 0.0,
+           peak_flops < 1e29 ? peak_flops / 1e12 : 0.0, sh->tp_size, info->num_params / 1e9, input_len, output_len,
+           iters, warmup, maxN, input_len, prefill_ms);
     /* per rank: each rank reads its shard at the same time (tensor parallelism), so the step's floor is one
      * rank's bytes / bandwidth; V is this rank's vocabulary rows */
     double V = sh->vocab_per_rank, E = c->hidden_size, L = c->num_hidden_layers;
@@ -155,7 +162,7 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
         double med = cllm_bench_median(steps, (int)k);
         double kv_bytes = N * ctx_avg * kv_per_tok;
         double flops = N * (2.0 * body_params + 2.0 * V * E) + N * L * 4.0 * sh->num_heads * c->head_dim * ctx_avg;
-        double t_mem = (wbytes + kv_bytes) / CLLM_BENCH_PEAK_BYTES_PER_S, t_fl = flops / CLLM_BENCH_PEAK_FLOPS;
+        double t_mem = (wbytes + kv_bytes) / peak_bw, t_fl = flops / peak_flops;
         double floor_ms = 1e3 * (t_mem > t_fl ? t_mem : t_fl);
         double tps = med > 0 ? N * 1e3 / med : 0, ceil_tps = N * 1e3 / floor_ms;
         printf("%6d %12.3f %14.1f %14.3f %12s %16.1f %7.1f%%\n", N, med, tps, floor_ms, t_mem > t_fl ? "memory" : "compute",
@@ -173,8 +180,9 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
                               (json_int_t)input_len, "output_len", (json_int_t)output_len, "num_iters",
                               (json_int_t)iters, "num_iters_warmup", (json_int_t)warmup, "num_params",
                               (double)info->num_params, "weight_bytes_read_per_step", wbytes, "prefill_ms",
-                              prefill_ms, "peak_bytes_per_s", CLLM_BENCH_PEAK_BYTES_PER_S, "peak_flops",
-                              CLLM_BENCH_PEAK_FLOPS, "results", rows);
+                              prefill_ms, "peak_bytes_per_s", peak_bw, "peak_flops",
+                              peak_flops, "results", rows);
+        if (j) json_object_set_new(j, "card", json_string(card));
         rows = NULL;
         if (!j || json_dump_file(j, json_path, JSON_INDENT(2)) != 0) {
             fprintf(stderr, "cllm: error: cannot write %s\n", json_path);

@@ -206,11 +206,22 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r) {
         /* warm-up: one-time kernel attributes and GEMM algorithm choices happen outside the capture */
         cllm_status st = forward_sample(r, sizes[i]);
         if (st == CLLM_OK) st = be->ops->sync(be);
+        cllm_comm_stats before = {0}, after = {0};
+        if (r->tp) cllm_comm_get_stats(r->tp, &before);
         if (st == CLLM_OK) st = be->ops->graph_capture_begin(be);
         if (st == CLLM_OK) {
             st = forward_sample(r, sizes[i]);
             cllm_status st2 = be->ops->graph_capture_end(be, &g->graphs[i]);
             if (st == CLLM_OK) st = st2;
+        }
+        /* the collectives enqueued during the capture run at every replay: count them there */
+        memset(&g->comm_delta[i], 0, sizeof g->comm_delta[i]);
+        if (r->tp) {
+            cllm_comm_get_stats(r->tp, &after);
+            for (int o = 0; o < CLLM_COMM_NUM_OPS; o++) {
+                g->comm_delta[i].ops[o].calls = after.ops[o].calls - before.ops[o].calls;
+                g->comm_delta[i].ops[o].bytes = after.ops[o].bytes - before.ops[o].bytes;
+            }
         }
         if (st != CLLM_OK) {
             cllm_runner_graphs_reset(r);
@@ -253,6 +264,7 @@ cllm_status cllm_runner_graph_execute(cllm_runner *r, const cllm_batch_host *b, 
     CLLM_TRY(be->ops->h2d(be, g->meta, g->staging, bytes));
     CLLM_TRY(be->ops->graph_launch(be, g->graphs[i]));
     g->replays++;
+    if (r->tp) cllm_comm_stats_add(r->tp, &g->comm_delta[i], 1);
     if (logits_out) CLLM_TRY(be->ops->d2h(be, logits_out, g->logits, (size_t)S * V * sizeof(float)));
     if (tokens_out) CLLM_TRY(cllm_runner_finish_rows(r, S, a, g->logits, g->tokens, true, tokens_out));
     return be->ops->sync(be);

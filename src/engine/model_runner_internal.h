@@ -28,6 +28,7 @@ typedef struct runner_graphs {
     size_t meta_bytes;
     void *ws, *logits, *sample_ws, *tokens;  /* device, fixed */
     uint64_t replays;                     /* steps run through a graph */
+    cllm_comm_stats comm_delta[CLLM_GRAPH_MAX_SIZES]; /* collectives each graph replays (counted at capture) */
     double capture_ms;
 } runner_graphs;
 

@@ -137,15 +137,22 @@ static void test_silu_embed_gather(int T, int I) {
     for (int t = 0; t < T; t++) ids[t] = (int32_t)(urand() * V), idx[t] = (int32_t)(urand() * T);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < I; i++) eref[t * I + i] = table[ids[t] * I + i];
-    cllm_cpu_embedding(ids, T, table, V, I, emb);
+    cllm_cpu_embedding(ids, T, table, 0, V, I, emb);
     check("embedding", emb, eref, (size_t)T * I, 0, 0);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < I; i++) gref[t * I + i] = emb[idx[t] * I + i];
     cllm_cpu_gather_rows(emb, idx, T, I, g);
     check("gather_rows", g, gref, (size_t)T * I, 0, 0);
-    ids[0] = V;
-    if (cllm_cpu_embedding(ids, T, table, V, I, emb) != CLLM_ERR_INVALID_ARG) {
-        fprintf(stderr, "FAIL embedding accepted an out-of-range id\n");
+    /* a vocabulary shard: rows [vs, vs + V) of a larger vocabulary; other ids give zero rows */
+    int vs = 5;
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)(urand() * (V + 10)) - 1; /* -1 .. V+8 */
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < I; i++)
+            eref[t * I + i] = ids[t] >= vs && ids[t] < vs + V ? table[(ids[t] - vs) * I + i] : 0.0;
+    cllm_cpu_embedding(ids, T, table, vs, V, I, emb);
+    check("embedding (vocabulary shard)", emb, eref, (size_t)T * I, 0, 0);
+    if (cllm_cpu_embedding(ids, T, table, -1, V, I, emb) != CLLM_ERR_INVALID_ARG) {
+        fprintf(stderr, "FAIL embedding accepted a negative vocab_start\n");
         g_fail++;
     }
     free(gu); free(out); free(ref); free(table); free(emb); free(g); free(ids); free(idx); free(eref); free(gref);

@@ -39,20 +39,44 @@ static void t_upload(size_t n) {
     cudaFree(d);
 }
 
-static void t_embedding(int T, int V, int E) {
+/* vs > 0: a vocabulary shard (rows [vs, vs + V)); ids range over a larger
+ * vocabulary, the others give zero rows. */
+static void t_embedding(int T, int V, int E, int vs) {
     float *tab = kt_rand((size_t)V * E, 1.f, 0.f);
     int32_t *ids = malloc(T * 4);
-    for (int t = 0; t < T; t++) ids[t] = kt_int(V);
+    for (int t = 0; t < T; t++) ids[t] = vs ? kt_int(V + 2 * vs) : kt_int(V);
     float *ref = malloc((size_t)T * E * 4);
-    KT_OK(cllm_cpu_embedding(ids, T, tab, V, E, ref));
+    KT_OK(cllm_cpu_embedding(ids, T, tab, vs, V, E, ref));
     void *dt = kt_dev_bf16(tab, (size_t)V * E), *di = kt_dev_copy(ids, T * 4), *dout = kt_dev_poison((size_t)T * E * 2);
-    KT_OK(be->ops->embedding(be, di, T, dt, V, E, dout));
+    KT_OK(be->ops->embedding(be, di, T, dt, vs, V, E, dout));
     float *g = kt_get_bf16(dout, (size_t)T * E);
     char nm[96];
-    snprintf(nm, sizeof nm, "embedding T=%d V=%d E=%d", T, V, E);
+    snprintf(nm, sizeof nm, "embedding T=%d V=%d E=%d vocab_start=%d", T, V, E, vs);
     kt_check(nm, g, ref, (size_t)T * E, 0, 0);
     free(tab), free(ids), free(ref), free(g);
     cudaFree(dt), cudaFree(di), cudaFree(dout);
+}
+
+/* copy2d: f32 rows (the logits' vocabulary shards laid side by side) against
+ * the CPU backend's copy2d. */
+static void t_copy2d(size_t rows, size_t width, size_t src_pitch, size_t dst_pitch) {
+    float *src = kt_rand(rows * src_pitch, 1.f, 0.f);
+    float *ref = calloc(rows * dst_pitch, 4);
+    cllm_backend *cpu = NULL;
+    KT_OK(cllm_backend_cpu_create(1, &cpu));
+    KT_OK(cpu->ops->copy2d(cpu, ref, dst_pitch * 4, src, src_pitch * 4, width * 4, rows));
+    cllm_backend_destroy(cpu);
+    float *zero = calloc(rows * dst_pitch, 4);
+    void *ds = kt_dev_copy(src, rows * src_pitch * 4), *dd = kt_dev_copy(zero, rows * dst_pitch * 4);
+    KT_OK(be->ops->copy2d(be, dd, dst_pitch * 4, ds, src_pitch * 4, width * 4, rows));
+    KT_OK(be->ops->sync(be));
+    float *g = malloc(rows * dst_pitch * 4);
+    cudaMemcpy(g, dd, rows * dst_pitch * 4, cudaMemcpyDeviceToHost);
+    char nm[96];
+    snprintf(nm, sizeof nm, "copy2d rows=%zu width=%zu pitches %zu/%zu", rows, width, src_pitch, dst_pitch);
+    kt_check(nm, g, ref, rows * dst_pitch, 0, 0);
+    free(src), free(ref), free(zero), free(g);
+    cudaFree(ds), cudaFree(dd);
 }
 
 static void t_rmsnorm(int rows, int E, int fused) {
@@ -145,7 +169,11 @@ int main(void) {
     size_t un[] = {1, 7, 1000, 8388608 + 13, 20000000};
     for (int i = 0; i < 5; i++) t_upload(un[i]);
     int es[][3] = {{1, 1, 1}, {5, 100, 7}, {64, 1000, 4096}, {3, 152064, 64}, {17, 32000, 8192}};
-    for (int i = 0; i < 5; i++) t_embedding(es[i][0], es[i][1], es[i][2]);
+    for (int i = 0; i < 5; i++) t_embedding(es[i][0], es[i][1], es[i][2], 0);
+    for (int i = 0; i < 5; i++) t_embedding(es[i][0], es[i][1], es[i][2], 3 + es[i][1] / 2);
+    t_copy2d(1, 1, 1, 1);
+    t_copy2d(7, 64128, 64128, 128256);
+    t_copy2d(33, 37, 40, 97);
     int rs[][2] = {{1, 1}, {3, 7}, {1, 64}, {5, 1000}, {4096, 2048}, {7, 4096}, {33, 8192}, {2, 5120}, {1, 16384}, {3, 40000}};
     for (int i = 0; i < 10; i++) t_rmsnorm(rs[i][0], rs[i][1], 0), t_rmsnorm(rs[i][0], rs[i][1], 1);
     int hs[][4] = {{1, 1, 64, 0}, {7, 32, 128, 0}, {300, 8, 128, 2048}, {5, 4, 256, 6}, {3, 3, 50, 1}};

@@ -102,6 +102,8 @@ static cllm_status cpu_mem_info(cllm_backend *be, size_t *free_bytes, size_t *to
     return cllm_cpu_mem_info(free_bytes, total_bytes);
 }
 
+static const char *cpu_device_name(cllm_backend *be) { return "cpu"; }
+
 static const cllm_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -128,6 +130,7 @@ static const cllm_backend_ops cpu_ops = {
     .logprobs = cpu_logprobs,
     .copy_blocks = cpu_copy_blocks,
     .mem_info = cpu_mem_info,
+    .device_name = cpu_device_name,
 };
 
 cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out) {

@@ -16,6 +16,7 @@
 typedef struct {
     int device;
     int num_sms;
+    char name[256];       /* cudaDeviceProp.name, e.g. "NVIDIA H100 80GB HBM3" */
     cudaStream_t stream;
     cllm_cuda_gemm *gemm;
     void *attn_ws;
@@ -120,6 +121,7 @@ static cllm_status cuda_copy2d(cllm_backend *be, void *dst, size_t dst_pitch, co
     return CLLM_OK;
 }
 static void *cuda_native_stream(cllm_backend *be) { return (void *)IMPL(be)->stream; }
+static const char *cuda_device_name(cllm_backend *be) { return IMPL(be)->name; }
 static cllm_status cuda_rmsnorm(cllm_backend *be, const void *x, void *residual, const void *w, int rows, int E,
                                 float eps, void *out) {
     return cllm_cuda_rmsnorm(x, residual, w, rows, E, eps, out, IMPL(be)->stream);
@@ -260,6 +262,7 @@ static cllm_backend_ops make_cuda_ops(void) {
     o.host_alloc = cuda_host_alloc;
     o.host_free = cuda_host_free;
     o.native_stream = cuda_native_stream;
+    o.device_name = cuda_device_name;
     return o;
 }
 static const cllm_backend_ops cuda_ops = make_cuda_ops(); /* C++ (nvcc): dynamic initialization */
@@ -302,6 +305,11 @@ extern "C" cllm_status cllm_backend_cuda_create(int device_id, cllm_backend **ou
     c->device = device_id;
     CU_GOTO(cudaSetDevice(device_id));
     CU_GOTO(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device_id));
+    {
+        cudaDeviceProp prop;
+        CU_GOTO(cudaGetDeviceProperties(&prop, device_id));
+        snprintf(c->name, sizeof c->name, "%s", prop.name);
+    }
     CU_GOTO(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CLLM_TRY_GOTO(st, cllm_cuda_gemm_create(GEMM_WS_BYTES, &c->gemm), fail);
     CU_GOTO(cudaMalloc(&c->attn_ws, ATTN_WS_BYTES));
