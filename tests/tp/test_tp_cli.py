@@ -1,0 +1,132 @@
+"""`cllm generate` sharded over several CPU processes gives the one-rank
+tokens, whichever way the ranks are launched; bad layouts are clear errors."""
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BIN, MODEL_DIR, SHARED, dist_env, free_port, generate, new_secret
+
+
+def text_of(r):
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return text_of(generate())
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_self_launched_equals_one_rank(reference, tp):
+    r = generate(["--tensor-parallel-size", str(tp)])
+    assert text_of(r) == reference
+    assert f"tensor parallel: {tp} ranks (mp launch" in r.stderr, r.stderr
+
+
+def test_short_flag_and_enforce_eager(reference):
+    assert text_of(generate(["-tp", "2", "--enforce-eager"])) == reference
+
+
+def test_batched_jsonl_equals_one_rank(tmp_path):
+    lines = [{"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0},
+             {"prompt": "The little dog", "max_tokens": 16, "temperature": 0, "n": 2},
+             {"prompt": "Lily wanted", "max_tokens": 20, "temperature": 0.8, "seed": 7, "logprobs": 2}]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join(__import__("json").dumps(x) for x in lines) + "\n")
+    outs = []
+    for tp in ("1", "2"):
+        out = tmp_path / f"out{tp}.jsonl"
+        r = subprocess.run([BIN, "generate", "--model", MODEL_DIR, "--input", str(inp), "--output", str(out),
+                            "--num-threads", "1", "-tp", tp], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs.append([__import__("json").loads(x) for x in out.read_text().splitlines()])
+    for a, b in zip(*outs):
+        assert [c["text"] for c in a["choices"]] == [c["text"] for c in b["choices"]]
+        for ca, cb in zip(a["choices"], b["choices"]):
+            if ca.get("logprobs"):  # sampled tokens equal, logprobs within float tolerance
+                la, lb = ca["logprobs"]["token_logprobs"], cb["logprobs"]["token_logprobs"]
+                assert all(abs(x - y) < 1e-4 for x, y in zip(la, lb))
+
+
+def test_mpirun_equals_one_rank(reference):
+    assert shutil.which("mpirun"), "mpirun not found: tools/install_deps.sh installs Open MPI (openmpi-bin)"
+    r = subprocess.run(["mpirun", "-np", "2", "--allow-run-as-root", "--oversubscribe", "-x", "OMP_NUM_THREADS=1",
+                        BIN, "generate", "--model", MODEL_DIR, "--prompt", __import__("conftest").PROMPT,
+                        "--max-tokens", "48", "--temperature", "0", "--num-threads", "1", "-tp", "2"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert reference in r.stdout  # rank 0 prints the text; workers print nothing on stdout
+    assert "mpirun launch" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("style", ["srun", "env"])
+def test_launcher_environment_equals_one_rank(reference, style):
+    """Two processes started as srun / torchrun would start them: rank 0 drives, rank 1 becomes a worker."""
+    port, secret = free_port(), new_secret()
+    args = [BIN, "generate", "--model", MODEL_DIR, "--prompt", __import__("conftest").PROMPT, "--max-tokens", "48",
+            "--temperature", "0", "--num-threads", "1", "-tp", "2"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dist_env(rank, 2, port, secret, style)) for rank in (1, 0)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert procs[0].returncode == 0, outs[0][1]
+    assert procs[1].returncode == 0, outs[1][1]
+    assert outs[1][0] == reference
+    assert outs[0][0] == ""  # the worker prints nothing on stdout
+
+
+def test_wrong_secret_cannot_join():
+    """A rank presenting another secret is turned away: the real world still forms."""
+    port, secret = free_port(), new_secret()
+    args = [BIN, "generate", "--model", MODEL_DIR, "--prompt", "Hi", "--max-tokens", "4", "--temperature", "0",
+            "--num-threads", "1", "-tp", "2", "--dist-timeout", "20"]
+    stray = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dist_env(1, 2, port, new_secret(), "env"))
+    rank0 = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dist_env(0, 2, port, secret, "env"))
+    import time
+    time.sleep(1.0)
+    good = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dist_env(1, 2, port, secret, "env"))
+    out0 = rank0.communicate(timeout=120)
+    good.communicate(timeout=60)
+    stray.kill()
+    stray.communicate()
+    assert rank0.returncode == 0, out0[1]
+    assert out0[0].strip() != ""
+
+
+def test_bad_layouts_are_clear_errors():
+    r = generate(["-tp", "3"])
+    assert r.returncode == 1
+    assert "--tensor-parallel-size 3 does not divide num_attention_heads 8" in r.stderr, r.stderr
+    assert "use one of 1, 2, 4, 8" in r.stderr, r.stderr
+    r = generate(["-tp", "0"])
+    assert r.returncode == 2 and "-tp expects an integer in [1, 64]" in r.stderr, r.stderr
+
+
+def test_launcher_world_must_match():
+    port, secret = free_port(), new_secret()
+    r = subprocess.run([BIN, "generate", "--model", MODEL_DIR, "--prompt", "Hi", "--max-tokens", "4"],
+                       capture_output=True, text=True, timeout=60, env=dist_env(0, 2, port, secret, "env"))
+    assert r.returncode == 1
+    assert "launched as 2 ranks" in r.stderr and "--tensor-parallel-size is 1" in r.stderr, r.stderr
+
+
+def test_missing_worker_times_out_with_its_rank():
+    """rank 0 of a world of 2 whose rank 1 never comes: an error naming the missing rank, not a hang."""
+    port, secret = free_port(), new_secret()
+    r = subprocess.run([BIN, "generate", "--model", MODEL_DIR, "--prompt", "Hi", "--max-tokens", "4", "-tp", "2",
+                        "--dist-timeout", "2"], capture_output=True, text=True, timeout=60,
+                       env=dist_env(0, 2, port, secret, "env"))
+    assert r.returncode == 1
+    assert "rank" in r.stderr and "1" in r.stderr, r.stderr
+
+
+def test_bench_latency_sweep_tp2():
+    r = subprocess.run([BIN, "bench", "latency", "--model", MODEL_DIR, "--batch-size", "1,4", "--input-len", "16",
+                        "--output-len", "8", "--num-iters", "2", "--num-iters-warmup", "1", "-tp", "2",
+                        "--num-threads", "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "tensor_parallel_size 2" in r.stdout, r.stdout
