@@ -37,7 +37,7 @@ struct cllm_dist_env {
     char launcher[16];               /* "single" | "mp" | "mpirun" | "srun" | "env" */
     char init_host[256];             /* rendezvous: rank 0's address (host name or IP) */
     int init_port;                   /* 0 before known */
-    int listen_fd;                   /* rank 0 of a self-launch: the rendezvous socket, already
+    int listen_fd;                   /* rank 0 of a self-launch (or of mpirun with MPI): the rendezvous socket, already
                                       * listening (the workers were given its port); else -1 */
     uint8_t secret[CLLM_DIST_SECRET_BYTES];
     int cuda_device;                 /* local_rank, unless CUDA_VISIBLE_DEVICES-style mapping says */
@@ -45,6 +45,9 @@ struct cllm_dist_env {
     /* rank 0 of a self-launch: the worker processes (index = rank, 0 unused) */
     pid_t child_pids[CLLM_DIST_MAX_LOCAL];
     int num_children;
+    /* Once cllm_dist_check_children / _reap_children reaped worker r:
+     * child_pids[r] = -pid and child_status[r] its waitpid status. */
+    int child_status[CLLM_DIST_MAX_LOCAL];
 };
 typedef struct cllm_dist_env cllm_dist_env;
 
@@ -77,6 +80,10 @@ cllm_status cllm_dist_check_children(cllm_dist_env *env);
 /* Rank 0 of a self-launch: wait up to timeout_s for the workers to exit,
  * then SIGKILL the rest and reap them. */
 void cllm_dist_reap_children(cllm_dist_env *env, double timeout_s);
+/* After cllm_dist_reap_children: CLLM_OK if every worker exited with status
+ * 0, else CLLM_ERR_DISTRIBUTED describing the first that did not (exit
+ * status or signal). */
+cllm_status cllm_dist_children_result(cllm_dist_env *env);
 
 /* A worker process of a self-launch: die with the parent (PR_SET_PDEATHSIG)
  * and exit at once if the parent is already gone. No-op otherwise. */
@@ -84,5 +91,15 @@ void cllm_dist_worker_bind_parent(const cllm_dist_env *env);
 
 /* Host name of this machine, for logs and error messages. */
 const char *cllm_dist_hostname(void);
+
+/* Close env->listen_fd (rank 0's rendezvous socket of a self-launch or an
+ * mpirun launch) once the world communicator exists; idempotent. */
+void cllm_dist_env_close(cllm_dist_env *env);
+
+/* CLLM_DIST_SECRET_BYTES from getrandom(2). CLLM_ERR_IO if it fails. */
+cllm_status cllm_dist_secret_generate(uint8_t *out);
+/* secret as 2 * CLLM_DIST_SECRET_BYTES lowercase hex digits + NUL into hex
+ * (at least 65 bytes): the CLLM_DIST_SECRET format. */
+void cllm_dist_secret_hex(const uint8_t *secret, char *hex);
 
 #endif
