@@ -79,13 +79,13 @@ def test_worker_killed_mid_request():
 
         def stream():
             t = time.time()
-            st, body = s.post("/v1/completions", {**COMPLETION, "max_tokens": 100000, "ignore_eos": True,
+            st, body = s.post("/v1/completions", {**COMPLETION, "max_tokens": 480, "ignore_eos": True,
                                                  "stream": True}, timeout=30)
             result.update(st=st, body=body, secs=time.time() - t)
 
         th = threading.Thread(target=stream)
         th.start()
-        time.sleep(1.0)  # tokens are flowing
+        time.sleep(0.3)  # tokens are flowing
         t0 = time.time()
         _kill_worker(s)
         th.join(30)
