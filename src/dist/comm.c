@@ -138,6 +138,12 @@ static cllm_status check_broken(const cllm_comm *c) {
 
 bool cllm_comm_is_broken(const cllm_comm *c) { return c && atomic_load(&c->family->broken); }
 
+void cllm_comm_set_timeout(cllm_comm *c, double timeout_s) {
+    if (c && c->vt->set_timeout) c->vt->set_timeout(c, timeout_s);
+}
+
+double cllm_comm_timeout(const cllm_comm *c) { return c && c->vt->timeout ? c->vt->timeout(c) : 0; }
+
 void cllm_comm_abort(cllm_comm *c, const char *reason) {
     if (!c) return;
     char msg[1024];

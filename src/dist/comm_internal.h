@@ -48,6 +48,10 @@ typedef struct cllm_comm_vtable {
     cllm_status (*check_health)(cllm_comm *c);
     /* Free impl (not c). */
     void (*destroy)(cllm_comm *c);
+    /* See cllm_comm_set_timeout / cllm_comm_timeout; NULL: the transport has
+     * no per-operation timeout of its own (NCCL: the watchdog times it). */
+    void (*set_timeout)(cllm_comm *c, double timeout_s);
+    double (*timeout)(const cllm_comm *c);
 } cllm_comm_vtable;
 
 #define CLLM_COMM_FAMILY_MAX 64

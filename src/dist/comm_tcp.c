@@ -288,6 +288,9 @@ static void tcp_abort(cllm_comm *c) { if (c->impl) tcp_mesh_abort(M(c)); }
 
 static cllm_status tcp_check_health(cllm_comm *c) { return tcp_mesh_check(M(c), c->world_ranks, c->size, c->name); }
 
+static void tcp_set_timeout(cllm_comm *c, double s) { M(c)->timeout_s = s > 0 ? s : 0; }
+static double tcp_timeout(const cllm_comm *c) { return M(c)->timeout_s; }
+
 static const cllm_comm_vtable g_tcp_vt = {
     .all_reduce = tcp_all_reduce,
     .all_gather = tcp_all_gather,
@@ -304,6 +307,8 @@ static const cllm_comm_vtable g_tcp_vt = {
     .abort = tcp_abort,
     .check_health = tcp_check_health,
     .destroy = tcp_destroy,
+    .set_timeout = tcp_set_timeout,
+    .timeout = tcp_timeout,
 };
 
 static tcp_mesh *mesh_alloc(int rank, int W, double timeout_s) {

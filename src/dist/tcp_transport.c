@@ -11,6 +11,7 @@
 #include "dist/reduce.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -188,7 +189,8 @@ static bool xfer_done(const tcp_xfer *x) {
 
 cllm_status tcp_run(cllm_comm *c, cllm_comm_op op, tcp_xfer *x, int n) {
     tcp_mesh *m = ((tcp_comm *)c->impl)->mesh;
-    double deadline = cllm_comm_now_s() + m->timeout_s;
+    /* timeout 0: wait as long as the peers live (a worker waiting for rank 0's next command) */
+    double deadline = m->timeout_s > 0 ? cllm_comm_now_s() + m->timeout_s : INFINITY;
     int W = m->world_size;
     for (;;) {
         if (atomic_load(&m->aborted))
