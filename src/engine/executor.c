@@ -130,6 +130,16 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         st = cllm_error(CLLM_ERR_OOM, "out of memory");
         goto fail;
     }
+    if (tp == 1) { /* a launcher's ranks with no parallel layout to fill: say so instead of leaving them waiting */
+        CLLM_TRY_GOTO(st, cllm_dist_env_detect(&ex->env), fail);
+        if (ex->env.world_size > 1) {
+            st = cllm_error(CLLM_ERR_INVALID_ARG,
+                            "launched as %d ranks (%s) but --tensor-parallel-size is 1; pass --tensor-parallel-size %d "
+                            "(pipeline and data parallelism are not implemented yet)",
+                            ex->env.world_size, ex->env.launcher, ex->env.world_size);
+            goto fail;
+        }
+    }
     if (tp > 1) {
         /* only the shards differ between ranks; a malformed config fails here, before any process starts */
         cllm_shard probe;
@@ -188,7 +198,7 @@ void cllm_executor_destroy(cllm_executor *ex) {
     cllm_worker_destroy(ex->w);
     cllm_comm_destroy(ex->world);
     if (ex->env.num_children > 0) cllm_dist_reap_children(&ex->env, 10.0);
-    if (ex->env.listen_fd >= 0) close(ex->env.listen_fd);
+    cllm_dist_env_close(&ex->env);
     free(ex->msg);
     free(ex->peak_rss);
     pthread_mutex_destroy(&ex->mu);

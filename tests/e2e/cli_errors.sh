@@ -15,10 +15,11 @@ case "$out" in
 esac
 
 # expect WANT_RC PATTERN -- ARGS...: exit code, one stderr line matching PATTERN
+# (besides the engine's "cllm info:" log lines)
 expect() {
   local want=$1 pat=$2; shift 3
   "$CLLM" "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
-  local lines; lines=$(grep -c . "$TMP/err")
+  local lines; lines=$(grep -v '^cllm info:' "$TMP/err" | grep -c .)
   if [ "$rc" -ne "$want" ] || ! grep -qiE -e "$pat" "$TMP/err" || [ "$lines" -ne 1 ]; then
     echo "FAIL: cllm $* -> rc $rc (want $want), stderr: $(cat "$TMP/err")"; fail=1
   else
