@@ -340,7 +340,7 @@ int main(int argc, char **argv) {
     CU(cudaSetDevice(0));
     CU(cudaStreamCreate(&st));
     {
-        cudaDeviceProp prop;
+        struct cudaDeviceProp prop;
         CU(cudaGetDeviceProperties(&prop, 0));
         snprintf(CARD, sizeof CARD, "%s", prop.name);
         if (strstr(CARD, "H100")) PEAK_TFLOPS = 801.0, PEAK_TBS = 3.03;

@@ -332,7 +332,7 @@ static void drop_inbox(srv_msg *m) {
 void srv_engine_failed(cllm_server *s, const char *msg) {
     pthread_mutex_lock(&s->mu);
     if (atomic_load(&s->state) != SRV_FAILED) {
-        snprintf(s->load_error, sizeof s->load_error, "the engine stopped: %s", msg);
+        snprintf(s->load_error, sizeof s->load_error, "the engine stopped: %.560s", msg);
         atomic_store(&s->state, SRV_FAILED);
     }
     pthread_mutex_unlock(&s->mu);
