@@ -177,8 +177,13 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         if (tpg && tpg != ex->world) cllm_watchdog_add_comm(ex->wd, tpg);
         if (ex->env.num_children > 0) cllm_watchdog_add_check(ex->wd, check_children, &ex->env);
         cllm_comm_set_timeout(ex->world, ex->timeout_s);
-        CLLM_LOG_I("tensor parallel: %d ranks (%s launch, %s), rank 0 on %s", tp, ex->env.launcher,
-                   tpg ? cllm_comm_transport(tpg) : "-", cllm_dist_hostname());
+        char rss[512];
+        size_t len = 0;
+        for (int i = 0; i < tp && len + 24 < sizeof rss; i++)
+            len += (size_t)snprintf(rss + len, sizeof rss - len, "%s%.0f", i ? ", " : "", ex->peak_rss[i] / 1048576.0);
+        CLLM_LOG_I("tensor parallel: %d ranks (%s launch, %s), rank 0 on %s; peak host RSS per rank after loading "
+                   "its shard (MiB): %s", tp, ex->env.launcher, tpg ? cllm_comm_transport(tpg) : "-",
+                   cllm_dist_hostname(), rss);
     }
     *out = ex;
     return CLLM_OK;
