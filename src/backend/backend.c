@@ -12,6 +12,8 @@ void cllm_backend_destroy(cllm_backend *be) {
 }
 
 #ifndef CLLM_HAVE_CUDA
+int cllm_backend_cuda_device_count(void) { return 0; }
+
 cllm_status cllm_backend_cuda_create(int device_id, cllm_backend **out) {
     (void)device_id;
     *out = NULL;

@@ -282,6 +282,8 @@ cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out);
  * message when cllm was built without CUDA or no GPU is present. */
 cllm_status cllm_backend_cuda_create(int device_id, cllm_backend **out);
 void cllm_backend_destroy(cllm_backend *be);
+/* CUDA devices this process sees (0 without CUDA or without a GPU). */
+int cllm_backend_cuda_device_count(void);
 
 /* Counter-based uniform in [0, 1) from (seed, step): the same on every
  * backend (Philox-4x32-10 keyed by seed, counter = step; first output

@@ -84,6 +84,14 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
     const cllm_model_params *mp = p->model;
     int tp = ex->world_size;
     CLLM_TRY(cllm_dist_env_detect(&ex->env));
+    if (ex->env.world_size == 1 && mp->device == CLLM_DEVICE_CUDA) { /* one GPU per rank on this node */
+        int n = cllm_backend_cuda_device_count();
+        if (n < tp)
+            return cllm_error(CLLM_ERR_INVALID_ARG,
+                              "--tensor-parallel-size %d needs %d CUDA devices on this node (one per rank), %d visible; "
+                              "lower --tensor-parallel-size or launch across nodes (docs/distributed.md)",
+                              tp, tp, n);
+    }
     if (ex->env.world_size == 1) { /* no launcher: start the workers ourselves */
         char *argv[] = {"cllm", "worker", NULL};
         CLLM_TRY(cllm_dist_launch_local(&ex->env, tp, NULL, argv));

@@ -58,6 +58,13 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
         /* one tensor-parallel group of the whole world until pipeline parallelism splits it further */
         CLLM_TRY_GOTO(st, cllm_comm_split(p->world, 0, p->rank, "tp", &w->tp_host), fail);
     }
+    if (mp->device == CLLM_DEVICE_CUDA && p->tp_size > 1 && p->cuda_device >= cllm_backend_cuda_device_count()) {
+        st = cllm_error(CLLM_ERR_INVALID_ARG,
+                        "rank %d uses CUDA device %d (its local rank) but this node has %d visible; start at most one "
+                        "rank per GPU on each node",
+                        p->rank, p->cuda_device, cllm_backend_cuda_device_count());
+        goto fail;
+    }
     if (mp->device == CLLM_DEVICE_CUDA) CLLM_TRY_GOTO(st, cllm_backend_cuda_create(p->cuda_device, &be), fail);
     else {
         int threads = mp->num_threads;

@@ -280,6 +280,15 @@ static const cllm_backend_ops cuda_ops = make_cuda_ops(); /* C++ (nvcc): dynamic
 /* Create the CUDA backend on device_id (see backend.h). Allocates ~150 MB of
  * device workspaces and 32 MB of pinned host memory. Errors:
  * CLLM_ERR_NO_DEVICE (no GPU / bad id), CLLM_ERR_CUDA, CLLM_ERR_OOM. */
+extern "C" int cllm_backend_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 extern "C" cllm_status cllm_backend_cuda_create(int device_id, cllm_backend **out) {
     *out = NULL;
     int n = 0;
