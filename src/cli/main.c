@@ -1,6 +1,8 @@
 /* `cllm` command-line entry point: dispatches to a subcommand. */
+#include "cli/bench.h"
 #include "cli/cli.h"
 #include "cllm.h"
+#include "dist/dist_env.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +22,15 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Ranks > 0 of a distributed launch (self-launched workers, mpirun, srun,
+     * torchrun-style env; see src/dist/dist_env.h) decide their role before
+     * any command parsing. `bench comm` runs SPMD: every rank runs it. */
+    if (cllm_dist_env_peek_rank() > 0) {
+        if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "comm"))
+            return cllm_cli_bench_comm(argc - 2, argv + 2);
+        /* HOOK(engine worker): ranks > 0 of generate/serve/bench run the
+         * engine worker loop here (issue #8, executor + worker). */
+    }
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return cllm_cli_generate(argc - 1, argv + 1);
