@@ -282,5 +282,6 @@ void tcp_mesh_destroy(tcp_mesh *m) {
     free(m->pfds);
     free(m->head_send);
     free(m->head_recv);
+    free(m->x);
     free(m);
 }
