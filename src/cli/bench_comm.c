@@ -358,8 +358,12 @@ done:
 static void *stream_create(int device) {
 #ifdef CLLM_HAVE_CUDA
     cudaStream_t s = NULL;
-    if (cudaSetDevice(device) != cudaSuccess || cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess)
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        cllm_error(CLLM_ERR_CUDA, "cannot use CUDA device %d (the local rank): %s", device, cudaGetErrorString(e));
         return NULL;
+    }
     return s;
 #else
     (void)device;
@@ -422,7 +426,7 @@ int cllm_cli_bench_comm(int argc, char **argv) {
     if (dev) {
         if (!(stream = stream_create(env.cuda_device))) {
 #ifdef CLLM_HAVE_CUDA
-            st = cllm_error(CLLM_ERR_CUDA, "rank %d: cannot use CUDA device %d", env.rank, env.cuda_device);
+            st = cllm_error_wrap(CLLM_ERR_CUDA, "rank %d", env.rank);
             goto done;
 #endif
         }

@@ -14,7 +14,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  generate   generate text from a prompt (streams to stdout)\n"
             "  tokenize   tokenize JSON-lines strings with a model's tokenizer\n"
-            "  bench      benchmarks: bench latency, bench throughput, bench serve\n"
+            "  bench      benchmarks: bench latency, bench throughput, bench serve, bench comm\n"
             "  serve      OpenAI-compatible HTTP server\n"
             "  models     list the model registry's deployments\n\n"
             "Run `cllm <command> --help` for a command's options.\n",

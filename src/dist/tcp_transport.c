@@ -102,8 +102,9 @@ static cllm_status err_timeout(cllm_comm *c, tcp_mesh *m, cllm_comm_op op, const
     what(w, sizeof w, c, op, x->hdr.seq);
     size_t moved = x->done + x->stage_fill;
     return cllm_error(CLLM_ERR_DISTRIBUTED,
-                      "rank %d: %s timed out: no progress for %.1f s waiting %s rank %d (%zu of %zu bytes %s): that rank is "
-                      "stalled, dead or not calling this collective; raise --dist-timeout if it is only slow",
+                      "rank %d: %s timed out: no progress for %.1f s waiting %s rank %d (%zu of %zu bytes %s): "
+                      "that rank is stalled, dead or not calling this collective; raise --dist-timeout if it is only "
+                      "slow",
                       m->world_rank, w, m->timeout_s, x->is_recv ? "for data from" : "to send to", x->peer, moved,
                       x->len, x->is_recv ? "received" : "sent");
 }

@@ -443,7 +443,10 @@ static int run_spawn(const char *kind, int N, const char *argv0) {
         for (int r = 0; r < N; r++) {
             int st;
             if (pids[r] > 0 && waitpid(pids[r], &st, WNOHANG) == pids[r]) {
-                if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "FAIL: %s rank %d: status %d\n", kind, r, st); bad++; }
+                if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+                    fprintf(stderr, "FAIL: %s rank %d: status %d\n", kind, r, st);
+                    bad++;
+                }
                 pids[r] = 0;
                 left--;
             }
@@ -451,7 +454,12 @@ static int run_spawn(const char *kind, int N, const char *argv0) {
         sleep_s(0.02);
     }
     for (int r = 0; r < N; r++)
-        if (pids[r] > 0) { kill(pids[r], SIGKILL); waitpid(pids[r], NULL, 0); bad++; fprintf(stderr, "FAIL: %s rank %d hung\n", kind, r); }
+        if (pids[r] > 0) {
+            kill(pids[r], SIGKILL);
+            waitpid(pids[r], NULL, 0);
+            bad++;
+            fprintf(stderr, "FAIL: %s rank %d hung\n", kind, r);
+        }
     printf("test_comm spawn %s %d: %s\n", kind, N, bad ? "FAILED" : "ok");
     return bad ? 1 : 0;
 }
