@@ -26,4 +26,9 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
 /* `cllm bench throughput ...` (argv[0] == "throughput"); exit code. */
 int cllm_cli_bench_throughput(int argc, char **argv);
 
+/* `cllm bench comm ...` (argv[0] == "comm", cli/bench_comm.c): communicator
+ * bandwidth in nccl-tests' columns; self-launches --world-size ranks or runs
+ * SPMD under mpirun/srun. Exit code. */
+int cllm_cli_bench_comm(int argc, char **argv);
+
 #endif

@@ -136,7 +136,8 @@ typedef struct cllm_dist_env cllm_dist_env; /* dist_env.h */
 /* The world communicator over TCP: bootstrap through env's rendezvous
  * address (rank 0 listens, the others connect presenting env's secret),
  * then a full mesh. Collective over all world ranks. timeout_s bounds the
- * bootstrap and every later operation (--dist-timeout). Errors:
+ * bootstrap and every later operation (--dist-timeout; an operation fails
+ * when no byte moves for timeout_s). Errors:
  * CLLM_ERR_DISTRIBUTED (a rank did not join in time, naming the missing
  * ranks; wrong secret; address in use), CLLM_ERR_INVALID_ARG. */
 cllm_status cllm_comm_tcp_create_world(const cllm_dist_env *env, double timeout_s, cllm_comm **out);

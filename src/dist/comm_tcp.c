@@ -140,7 +140,10 @@ static cllm_status tcp_reduce_scatter(cllm_comm *c, const void *send, void *recv
         uint8_t *slots;
         CLLM_TRY(tcp_scratch(m, (size_t)P * bytes, &slots));
         const uint8_t *own = sb + (size_t)me * bytes;
-        if ((uint8_t *)recv == own) { memcpy(slots + (size_t)me * bytes, own, bytes); own = slots + (size_t)me * bytes; }
+        if ((uint8_t *)recv == own) { /* recv is this rank's input block: keep a copy of the input */
+            memcpy(slots + (size_t)me * bytes, own, bytes);
+            own = slots + (size_t)me * bytes;
+        }
         int n = 0;
         for (int p = 0; p < P; p++) {
             if (p == me) continue;

@@ -161,14 +161,19 @@ static bool reaped(cllm_dist_env *env, int r, int flags) {
     return false;
 }
 
+static bool abnormal(int s) { return !WIFEXITED(s) || WEXITSTATUS(s) != 0; }
+
 cllm_status cllm_dist_check_children(cllm_dist_env *env) {
     if (!env) return CLLM_OK;
+    int first = -1, worst = -1; /* a crash says more than a clean exit that followed it */
     for (int r = 1; r < CLLM_DIST_MAX_LOCAL; r++)
         if (reaped(env, r, WNOHANG)) {
-            describe(env, r);
-            return CLLM_ERR_DISTRIBUTED;
+            if (first < 0) first = r;
+            if (worst < 0 && abnormal(env->child_status[r])) worst = r;
         }
-    return CLLM_OK;
+    if (first < 0) return CLLM_OK;
+    describe(env, worst >= 0 ? worst : first);
+    return CLLM_ERR_DISTRIBUTED;
 }
 
 void cllm_dist_reap_children(cllm_dist_env *env, double timeout_s) {
@@ -200,7 +205,7 @@ cllm_status cllm_dist_children_result(cllm_dist_env *env) {
             return cllm_error(CLLM_ERR_DISTRIBUTED, "worker rank %d (pid %d) is still running", r,
                               (int)env->child_pids[r]);
         int s = env->child_status[r];
-        if (env->child_pids[r] < 0 && (!WIFEXITED(s) || WEXITSTATUS(s) != 0)) {
+        if (env->child_pids[r] < 0 && abnormal(s)) {
             describe(env, r);
             return CLLM_ERR_DISTRIBUTED;
         }

@@ -66,8 +66,8 @@ typedef struct tcp_xfer {
 
 /* Run the transfers x[0..n) of collective op of c to completion through
  * poll() over non-blocking sockets: every transfer progresses at once, in
- * order per (peer, direction). At most one reduce receive per run. Bounded
- * by the mesh timeout from the call. Errors (CLLM_ERR_DISTRIBUTED, message
+ * order per (peer, direction). At most one reduce receive per run. Fails
+ * when no byte moves for the mesh timeout. Errors (CLLM_ERR_DISTRIBUTED, message
  * naming this rank, the peer, op and sequence number): peer closed or reset
  * the connection, header mismatch, timeout, abort. */
 cllm_status tcp_run(cllm_comm *c, cllm_comm_op op, tcp_xfer *x, int n);

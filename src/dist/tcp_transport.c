@@ -103,8 +103,9 @@ static cllm_status err_timeout(cllm_comm *c, tcp_mesh *m, cllm_comm_op op, const
     what(w, sizeof w, c, op, x->hdr.seq);
     size_t moved = x->done + x->stage_fill;
     return cllm_error(CLLM_ERR_DISTRIBUTED,
-                      "rank %d: %s timed out after %.1f s waiting %s rank %d (%zu of %zu bytes %s): that rank is "
-                      "stalled, dead or not calling this collective; raise --dist-timeout if it is only slow",
+                      "rank %d: %s timed out: no progress for %.1f s waiting %s rank %d (%zu of %zu bytes %s): "
+                      "that rank is stalled, dead or not calling this collective; raise --dist-timeout if it is only "
+                      "slow",
                       m->world_rank, w, m->timeout_s, x->is_recv ? "for data from" : "to send to", x->peer, moved,
                       x->len, x->is_recv ? "received" : "sent");
 }
@@ -217,7 +218,10 @@ cllm_status tcp_run(cllm_comm *c, cllm_comm_op op, tcp_xfer *x, int n) {
                 } while (r > 0 && !xfer_done(&x[i]));
             }
         }
-        if (moved) continue;
+        if (moved) { /* the timeout counts time without progress (a big transfer may take long) */
+            deadline = cllm_comm_now_s() + m->timeout_s;
+            continue;
+        }
         int np = 0, first = -1;
         for (int p = 0; p < W; p++) {
             short ev = (short)((m->head_send[p] >= 0 ? POLLOUT : 0) | (m->head_recv[p] >= 0 ? POLLIN : 0));
@@ -284,5 +288,6 @@ void tcp_mesh_destroy(tcp_mesh *m) {
     free(m->pfds);
     free(m->head_send);
     free(m->head_recv);
+    free(m->x);
     free(m);
 }

@@ -31,7 +31,8 @@ void cllm_watchdog_end(cllm_watchdog *w);
 /* CLLM_OK, or CLLM_ERR_DISTRIBUTED with the recorded failure as this
  * thread's message. Thread-safe. */
 cllm_status cllm_watchdog_status(const cllm_watchdog *w);
-/* Stop and join the thread. NULL is a no-op. */
+/* Stop and join the thread. NULL is a no-op. Destroy the watchdog before
+ * the communicators it watches. */
 void cllm_watchdog_destroy(cllm_watchdog *w);
 
 #endif
