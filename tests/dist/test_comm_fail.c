@@ -135,18 +135,31 @@ static int stray_proc(void) {
     g_rank = -1;
     expect_dist_error(st, "stray bootstrap", "closed the connection", NULL);
     cllm_comm_destroy(c);
+    const char *done_file = getenv("CLLM_TEST_STRAY_DONE"); /* the real workers wait for it */
+    FILE *f = done_file ? fopen(done_file, "w") : NULL;
+    if (f) fclose(f);
     return g_fails ? 1 : 0;
 }
 
 static int stray(char **argv) {
     cllm_dist_env env;
+    char done_file[64];
     CHECK_OK(cllm_dist_env_detect(&env));
-    if (!strcmp(env.launcher, "single")) CHECK_OK(cllm_dist_launch_local(&env, 3, NULL, argv));
+    if (!strcmp(env.launcher, "single")) {
+        snprintf(done_file, sizeof done_file, "/tmp/cllm_test_stray_%d", (int)getpid());
+        unlink(done_file);
+        setenv("CLLM_TEST_STRAY_DONE", done_file, 1); /* inherited by the workers and the stray */
+        CHECK_OK(cllm_dist_launch_local(&env, 3, NULL, argv));
+    }
     cllm_dist_worker_bind_parent(&env);
     g_rank = env.rank;
     pid_t sp = env.rank == 0 ? spawn_stray(&env, argv[0]) : 0;
     CHECK(sp >= 0, "spawn stray");
-    if (env.rank == 2) sleep_s(1.0); /* the stray arrives while the world is still incomplete */
+    if (env.rank > 0) { /* join only once rank 0 has turned the stray away: the world is incomplete until then */
+        const char *f = getenv("CLLM_TEST_STRAY_DONE");
+        double t0 = now_s();
+        while (f && access(f, F_OK) != 0 && now_s() - t0 < 20) sleep_s(0.01);
+    }
     cllm_comm *c = NULL;
     CHECK_OK(cllm_comm_tcp_create_world(&env, 20.0, &c));
     cllm_dist_env_close(&env);
@@ -159,6 +172,7 @@ static int stray(char **argv) {
         int st = 0;
         waitpid(sp, &st, 0);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stray was not rejected as expected (status %d)", st);
+        unlink(done_file);
     }
     cllm_comm_destroy(c);
     return done(&env, "stray");
