@@ -85,7 +85,7 @@ void cllm_dist_reap_children(cllm_dist_env *env, double timeout_s);
  * status or signal). */
 cllm_status cllm_dist_children_result(cllm_dist_env *env);
 
-/* A worker process of a self-launch: die with the parent (PR_SET_PDEATHSIG)
+/* A worker process of a self-launch: die with the parent (a thread polling getppid)
  * and exit at once if the parent is already gone. No-op otherwise. */
 void cllm_dist_worker_bind_parent(const cllm_dist_env *env);
 

@@ -2,19 +2,19 @@
  * dist_env.h). posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK) + exec)
  * is safe in a process that already runs threads, unlike fork(); every
  * string the child needs is built before the spawn. Each worker is told its
- * rank and the rendezvous through CLLM_DIST_* variables, and binds itself to
- * the parent (PR_SET_PDEATHSIG) so no worker outlives a crashed rank 0. */
+ * rank and the rendezvous through CLLM_DIST_* variables, and watches its
+ * parent (getppid) so no worker outlives a crashed rank 0. */
 #include "dist/dist_env.h"
 
 #include "core/status.h"
 #include "dist/tcp_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,14 +124,40 @@ fail:
     return st;
 }
 
+/* Watch the launching process: PR_SET_PDEATHSIG would fire when the parent
+ * *thread* that spawned us exits (a server's engine thread, a Python thread),
+ * not the process, so a thread polls getppid() instead (re-parenting means
+ * the parent process is gone). Once the world exists a dead rank 0 is also
+ * seen as its closed connections. */
+static pid_t g_parent;
+static int g_rank;
+
+static void *watch_parent(void *arg) {
+    (void)arg;
+    for (;;) {
+        if (getppid() != g_parent) {
+            fprintf(stderr, "cllm: worker rank %d: the launching process (pid %d) is gone; exiting\n", g_rank,
+                    (int)g_parent);
+            _exit(1);
+        }
+        usleep(200 * 1000);
+    }
+    return NULL;
+}
+
 void cllm_dist_worker_bind_parent(const cllm_dist_env *env) {
     if (!env || strcmp(env->launcher, "mp") != 0 || env->parent_pid <= 0) return;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != env->parent_pid) { /* the parent died before the prctl */
-        fprintf(stderr, "cllm: worker rank %d: the launching process (pid %d) is gone; exiting\n", env->rank,
-                (int)env->parent_pid);
-        _exit(1);
-    }
+    g_parent = env->parent_pid;
+    g_rank = env->rank;
+    if (getppid() != g_parent) watch_parent(NULL); /* the parent died before we got here: exits */
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 64 * 1024);
+    if (pthread_create(&t, &a, watch_parent, NULL) != 0)
+        fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread\n", g_rank);
+    pthread_attr_destroy(&a);
 }
 
 /* ------------------------------------------------------------- children */
