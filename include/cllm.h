@@ -150,6 +150,13 @@ typedef struct cllm_model_params {
                                   * (device = local rank) over NCCL. */
     double dist_timeout_s;       /* a collective, a step or a worker that does not answer within
                                   * this long fails the engine (CLLM_ERR_DISTRIBUTED); default 60 */
+    int pipeline_parallel_size;  /* vLLM's -pp: pipeline stages (contiguous layer ranges), default 1;
+                                  * world = tensor_parallel_size x pipeline_parallel_size ranks,
+                                  * rank = stage * tensor_parallel_size + tp rank */
+    const char *pp_layer_partition; /* "14,18": layers per stage (NULL: even split, the remainder on
+                                  * the last stages, as vLLM) */
+    int pp_micro_batches;        /* a step is cut into this many micro-batches of whole sequences
+                                  * that flow through the stages (0: pipeline_parallel_size) */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);

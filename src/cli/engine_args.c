@@ -19,6 +19,9 @@ void cllm_engine_args_usage(FILE *f) {
             "  --load-format auto|dummy      dummy: random weights from config.json\n"
             "  --tensor-parallel-size, -tp N shard the model over N ranks (self-launched workers, or the\n"
             "                                ranks of mpirun / srun; see docs/distributed.md)\n"
+            "  --pipeline-parallel-size, -pp N  split the layers into N stages (world = tp x pp ranks)\n"
+            "  --pp-layer-partition L,L,...  layers per stage (even split by default)\n"
+            "  --pp-micro-batches M          micro-batches per step flowing through the stages (pp)\n"
             "  --dist-timeout S              a collective or worker silent this long fails the engine (60)\n"
             "  --max-model-len N             context length (config's max_position_embeddings)\n"
             "  --block-size N                KV-cache block size in tokens (16)\n"
@@ -41,6 +44,7 @@ int cllm_engine_args_parse(cllm_engine_args *a, int argc, char **argv, int *i) {
     if (!strcmp(f, "--no-enable-prefix-caching")) { p->enable_prefix_caching = false; return 1; }
     static const char *const with_value[] = {
         "--model", "--revision", "--device", "--dtype", "--load-format", "--tensor-parallel-size", "-tp",
+        "--pipeline-parallel-size", "-pp", "--pp-layer-partition", "--pp-micro-batches",
         "--dist-timeout", "--max-model-len", "--block-size", "--max-num-seqs", "--max-num-batched-tokens",
         "--max-num-waiting", "--gpu-memory-utilization", "--num-gpu-blocks-override", "--num-threads", NULL};
     int k = 0;
@@ -62,6 +66,14 @@ int cllm_engine_args_parse(cllm_engine_args *a, int argc, char **argv, int *i) {
     else if (!strcmp(f, "--tensor-parallel-size") || !strcmp(f, "-tp")) {
         ok = cllm_arg_long(f, v, 1, 64, &l);
         m->tensor_parallel_size = (int)l;
+    } else if (!strcmp(f, "--pipeline-parallel-size") || !strcmp(f, "-pp")) {
+        ok = cllm_arg_long(f, v, 1, 64, &l);
+        m->pipeline_parallel_size = (int)l;
+    } else if (!strcmp(f, "--pp-layer-partition")) {
+        m->pp_layer_partition = v;
+    } else if (!strcmp(f, "--pp-micro-batches")) {
+        ok = cllm_arg_long(f, v, 1, 1024, &l);
+        m->pp_micro_batches = (int)l;
     } else if (!strcmp(f, "--dist-timeout")) ok = cllm_arg_double(f, v, 0.1, 1e6, &m->dist_timeout_s);
     else if (!strcmp(f, "--max-model-len")) {
         ok = cllm_arg_long(f, v, 1, 1L << 30, &l);

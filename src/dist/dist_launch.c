@@ -154,9 +154,8 @@ void cllm_dist_worker_bind_parent(const cllm_dist_env *env) {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 64 * 1024);
-    if (pthread_create(&t, &a, watch_parent, NULL) != 0)
-        fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread\n", g_rank);
+    int e = pthread_create(&t, &a, watch_parent, NULL);
+    if (e != 0) fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread: %s\n", g_rank, strerror(e));
     pthread_attr_destroy(&a);
 }
 

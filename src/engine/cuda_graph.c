@@ -122,7 +122,7 @@ static int graph_sizes(const cllm_runner *r, int *sizes) {
 cllm_status cllm_runner_reserve_graph_buffers(cllm_runner *r) {
     cllm_backend *be = r->be;
     if (!be->ops->graph_capture_begin || !be->ops->graph_capture_end || !be->ops->graph_launch ||
-        !be->ops->graph_destroy)
+        !be->ops->graph_destroy || r->pp)
         return CLLM_OK;
     int sizes[CLLM_GRAPH_MAX_SIZES], n = graph_sizes(r, sizes);
     return alloc_buffers(r, sizes[n - 1], r->max_blocks_per_seq);
@@ -190,8 +190,13 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r) {
         !be->ops->graph_destroy)
         return CLLM_OK;
     /* Profiling synchronizes inside the forward pass, which a capture forbids:
-     * profiled runs are eager. */
+     * profiled runs are eager. A pipeline stage's step is a sequence of
+     * micro-batches with sends and receives between them: eager too. */
     if (cllm_prof_on) return CLLM_OK;
+    if (r->pp) {
+        CLLM_LOG_I("pipeline parallelism: decode runs without CUDA graphs");
+        return CLLM_OK;
+    }
     cllm_runner_graphs_reset(r);
     runner_graphs *g = &r->g;
     int sizes[CLLM_GRAPH_MAX_SIZES], n = graph_sizes(r, sizes);

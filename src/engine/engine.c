@@ -79,6 +79,8 @@ static cllm_status check_engine_params(const cllm_engine_params *p) {
     if (m->tensor_parallel_size < 0 || m->tensor_parallel_size > 64)
         return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size must be in [1, 64], got %d", m->tensor_parallel_size);
     if (m->dist_timeout_s < 0) return cllm_error(CLLM_ERR_INVALID_ARG, "dist_timeout must be > 0 seconds");
+    if (m->pipeline_parallel_size < 0 || m->pipeline_parallel_size > 64 || m->pp_micro_batches < 0)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "pipeline_parallel_size must be in [1, 64] and pp_micro_batches >= 0");
     if (p->max_num_seqs < 1) return cllm_error(CLLM_ERR_INVALID_ARG, "max_num_seqs must be >= 1, got %d", p->max_num_seqs);
     if (p->max_num_batched_tokens < 1)
         return cllm_error(CLLM_ERR_INVALID_ARG, "max_num_batched_tokens must be >= 1, got %d", p->max_num_batched_tokens);

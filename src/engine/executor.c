@@ -19,6 +19,7 @@
 
 struct cllm_executor {
     int world_size, block_size;
+    int tp_size, pp_size;
     cllm_dist_env env;
     cllm_comm *world;          /* TCP, every rank; NULL with one rank */
     cllm_watchdog *wd;
@@ -55,6 +56,8 @@ static cllm_status break_executor(cllm_executor *ex, cllm_status st) {
     if (ex->world) cllm_comm_abort(ex->world, ex->broken_msg);
     cllm_comm *tp = ex->w ? cllm_worker_tp_group(ex->w) : NULL;
     if (tp && tp != ex->world) cllm_comm_abort(tp, ex->broken_msg);
+    cllm_comm *pp = ex->w ? cllm_worker_pp_group(ex->w) : NULL;
+    if (pp && pp != ex->world) cllm_comm_abort(pp, ex->broken_msg);
     CLLM_LOG_W("distributed engine stopped: %s", ex->broken_msg);
     return cllm_error(ex->broken_st, "%s", ex->broken_msg);
 }
@@ -82,24 +85,26 @@ static cllm_status check_children(void *user) { return cllm_dist_check_children(
 
 static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p) {
     const cllm_model_params *mp = p->model;
-    int tp = ex->world_size;
+    int tp = ex->world_size; /* all the ranks: tensor_parallel_size x pipeline_parallel_size */
     CLLM_TRY(cllm_dist_env_detect(&ex->env));
     if (ex->env.world_size == 1 && mp->device == CLLM_DEVICE_CUDA) { /* one GPU per rank on this node */
         int n = cllm_backend_cuda_device_count();
         if (n < tp)
             return cllm_error(CLLM_ERR_INVALID_ARG,
-                              "--tensor-parallel-size %d needs %d CUDA devices on this node (one per rank), %d visible; "
-                              "lower --tensor-parallel-size or launch across nodes (docs/distributed.md)",
-                              tp, tp, n);
+                              "%d ranks (--tensor-parallel-size %d x --pipeline-parallel-size %d) need %d CUDA devices "
+                              "on this node (one per rank), %d visible; use fewer ranks or launch across nodes "
+                              "(docs/distributed.md)",
+                              tp, ex->tp_size, ex->pp_size, tp, n);
     }
     if (ex->env.world_size == 1) { /* no launcher: start the workers ourselves */
         char *argv[] = {"cllm", "worker", NULL};
         CLLM_TRY(cllm_dist_launch_local(&ex->env, tp, NULL, argv));
-        CLLM_LOG_I("started %d worker processes (tensor_parallel_size %d)", tp - 1, tp);
+        CLLM_LOG_I("started %d worker processes (tensor_parallel_size %d x pipeline_parallel_size %d)", tp - 1,
+                   ex->tp_size, ex->pp_size);
     } else if (ex->env.world_size != tp) {
         return cllm_error(CLLM_ERR_INVALID_ARG,
-                          "launched as %d ranks (%s) but --tensor-parallel-size is %d; they must be equal (pipeline and "
-                          "data parallelism are not implemented yet)",
+                          "launched as %d ranks (%s) but --tensor-parallel-size x --pipeline-parallel-size is %d; they "
+                          "must be equal (data parallelism runs one engine per replica behind a router)",
                           ex->env.world_size, ex->env.launcher, tp);
     } else if (ex->env.rank != 0) {
         return cllm_error(CLLM_ERR_INTERNAL, "rank %d tried to drive the engine (only rank 0 does)", ex->env.rank);
@@ -115,7 +120,10 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
     snprintf(in.revision, sizeof in.revision, "%s", mp->revision ? mp->revision : "main");
     in.device = mp->device, in.dtype = mp->dtype, in.load_format = mp->load_format;
     in.block_size = mp->block_size, in.num_threads = mp->num_threads, in.seed = mp->seed;
-    in.tensor_parallel_size = tp, in.dist_timeout_s = ex->timeout_s;
+    in.tensor_parallel_size = ex->tp_size, in.dist_timeout_s = ex->timeout_s;
+    in.pipeline_parallel_size = ex->pp_size, in.pp_micro_batches = mp->pp_micro_batches;
+    snprintf(in.pp_layer_partition, sizeof in.pp_layer_partition, "%s",
+             mp->pp_layer_partition ? mp->pp_layer_partition : "");
     in.max_model_len = p->max_model_len, in.max_num_seqs = p->max_num_seqs, in.num_kv_blocks = p->num_kv_blocks;
     return cllm_comm_broadcast(ex->world, &in, sizeof in, CLLM_DTYPE_U8, 0);
 }
@@ -123,13 +131,18 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
 cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **out) {
     *out = NULL;
     const cllm_model_params *mp = p->model;
-    int tp = mp->tensor_parallel_size > 0 ? mp->tensor_parallel_size : 1;
+    int tps = mp->tensor_parallel_size > 0 ? mp->tensor_parallel_size : 1;
+    int pps = mp->pipeline_parallel_size > 0 ? mp->pipeline_parallel_size : 1;
+    int tp = tps * pps; /* the world */
     if (tp > CLLM_DIST_MAX_LOCAL)
-        return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size %d is larger than %d", tp, CLLM_DIST_MAX_LOCAL);
+        return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size x pipeline_parallel_size = %d is larger than %d",
+                          tp, CLLM_DIST_MAX_LOCAL);
     cllm_executor *ex = calloc(1, sizeof *ex);
     if (!ex) return cllm_error(CLLM_ERR_OOM, "out of memory");
     pthread_mutex_init(&ex->mu, NULL);
     ex->world_size = tp;
+    ex->tp_size = tps;
+    ex->pp_size = pps;
     ex->block_size = mp->block_size;
     ex->timeout_s = mp->dist_timeout_s > 0 ? mp->dist_timeout_s : DEFAULT_DIST_TIMEOUT_S;
     ex->env.listen_fd = -1;
@@ -142,21 +155,22 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         CLLM_TRY_GOTO(st, cllm_dist_env_detect(&ex->env), fail);
         if (ex->env.world_size > 1) {
             st = cllm_error(CLLM_ERR_INVALID_ARG,
-                            "launched as %d ranks (%s) but --tensor-parallel-size is 1; pass --tensor-parallel-size %d "
-                            "(pipeline and data parallelism are not implemented yet)",
-                            ex->env.world_size, ex->env.launcher, ex->env.world_size);
+                            "launched as %d ranks (%s) but --tensor-parallel-size and --pipeline-parallel-size are 1; "
+                            "pass sizes whose product is %d (e.g. --tensor-parallel-size %d)",
+                            ex->env.world_size, ex->env.launcher, ex->env.world_size, ex->env.world_size);
             goto fail;
         }
     }
     if (tp > 1) {
         /* only the shards differ between ranks; a malformed config fails here, before any process starts */
         cllm_shard probe;
-        CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, 0, tp, &probe), fail);
+        CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, &probe), fail);
         CLLM_TRY_GOTO(st, start_world(ex, p), fail);
     }
     cllm_worker_params wp = {
         .model = mp, .model_dir = p->model_dir, .cfg = p->cfg, .max_model_len = p->max_model_len,
-        .max_num_seqs = p->max_num_seqs, .num_kv_blocks = p->num_kv_blocks, .rank = 0, .tp_size = tp,
+        .max_num_seqs = p->max_num_seqs, .num_kv_blocks = p->num_kv_blocks, .rank = 0, .tp_size = tps,
+        .pp_size = pps, .pp_layer_partition = mp->pp_layer_partition, .pp_micro_batches = mp->pp_micro_batches,
         .cuda_device = tp > 1 ? ex->env.cuda_device : mp->device_id, .world = ex->world, .timeout_s = SETUP_TIMEOUT_S,
         .local_world_size = tp > 1 ? ex->env.local_world_size : 1,
     };
@@ -183,15 +197,18 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         CLLM_TRY_GOTO(st, cllm_watchdog_create(ex->timeout_s, &ex->wd), fail);
         cllm_watchdog_add_comm(ex->wd, ex->world);
         if (tpg && tpg != ex->world) cllm_watchdog_add_comm(ex->wd, tpg);
+        cllm_comm *ppg = cllm_worker_pp_group(ex->w);
+        if (ppg && ppg != ex->world) cllm_watchdog_add_comm(ex->wd, ppg);
+        if (ppg && cllm_comm_is_device(ppg)) ex->device_group = true;
         if (ex->env.num_children > 0) cllm_watchdog_add_check(ex->wd, check_children, &ex->env);
         cllm_comm_set_timeout(ex->world, ex->timeout_s);
         char rss[512];
         size_t len = 0;
         for (int i = 0; i < tp && len + 24 < sizeof rss; i++)
             len += (size_t)snprintf(rss + len, sizeof rss - len, "%s%.0f", i ? ", " : "", ex->peak_rss[i] / 1048576.0);
-        CLLM_LOG_I("tensor parallel: %d ranks (%s launch, %s), rank 0 on %s; peak host RSS per rank after loading "
-                   "its shard (MiB): %s", tp, ex->env.launcher, tpg ? cllm_comm_transport(tpg) : "-",
-                   cllm_dist_hostname(), rss);
+        CLLM_LOG_I("tensor parallel %d x pipeline parallel %d: %d ranks (%s launch, %s), rank 0 on %s; peak host "
+                   "RSS per rank after loading its shard (MiB): %s", tps, pps, tp, ex->env.launcher,
+                   tpg ? cllm_comm_transport(tpg) : cllm_comm_transport(ex->world), cllm_dist_hostname(), rss);
     }
     *out = ex;
     return CLLM_OK;

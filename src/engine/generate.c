@@ -30,6 +30,7 @@ cllm_model_params cllm_model_default_params(void) {
     p.max_num_seqs = 1;
     p.progress = true;
     p.tensor_parallel_size = 1;
+    p.pipeline_parallel_size = 1;
     p.dist_timeout_s = 60.0;
     return p;
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cllm_status grow(cllm_backend *be, dbuf *b, size_t need) {
+cllm_status cllm_runner_grow(cllm_backend *be, dbuf *b, size_t need) {
     if (need <= b->cap) return CLLM_OK;
     if (b->p) be->ops->free(be, b->p);
     b->p = NULL;
@@ -18,7 +18,7 @@ static cllm_status grow(cllm_backend *be, dbuf *b, size_t need) {
     return CLLM_OK;
 }
 
-static void dfree(cllm_backend *be, dbuf *b) {
+void cllm_runner_dfree(cllm_backend *be, dbuf *b) {
     if (b->p) be->ops->free(be, b->p);
     b->p = NULL;
     b->cap = 0;
@@ -29,7 +29,7 @@ void cllm_runner_destroy(cllm_runner *r) {
     cllm_backend *be = r->be;
     if (be) {
         cllm_runner_graphs_free(r);
-        for (int l = 0; r->k_cache && l < r->cfg.num_hidden_layers; l++) {
+        for (int l = 0; r->k_cache && l < r->num_layers; l++) {
             if (r->k_cache[l]) be->ops->free(be, r->k_cache[l]);
             if (r->v_cache[l]) be->ops->free(be, r->v_cache[l]);
         }
@@ -37,8 +37,8 @@ void cllm_runner_destroy(cllm_runner *r) {
         dbuf *bufs[] = {&r->ws, &r->logits, &r->sample_ws, &r->tokens, &r->params, &r->ids, &r->pos,
                         &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx, &r->qsl_prefill,
                         &r->logits2, &r->pen_params, &r->pen_tokens, &r->pen_ws, &r->tok_lp, &r->top_ids,
-                        &r->top_lp, &r->pairs};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(be, bufs[i]);
+                        &r->top_lp, &r->pairs, &r->pp_hidden, &r->pp_sel, &r->pp_sel_all, &r->pp_perm};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cllm_runner_dfree(be, bufs[i]);
         if (r->arch && r->model) r->arch->destroy(be, r->model);
         cllm_backend_destroy(be);
     }
@@ -63,6 +63,14 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     if (p->shard) r->shard = *p->shard;
     else cllm_shard_whole(p->cfg, &r->shard);
     r->tp = r->shard.tp_size > 1 ? p->tp : NULL;
+    r->pp = r->shard.pp_size > 1 ? p->pp : NULL;
+    r->num_layers = r->shard.layer_end - r->shard.layer_start;
+    r->pp_micro_batches = p->pp_micro_batches > 0 ? p->pp_micro_batches : r->shard.pp_size;
+    if (r->shard.pp_size > 1 && (!r->pp || cllm_comm_size(r->pp) != r->shard.pp_size)) {
+        int pps = r->shard.pp_size;
+        free(r);
+        return cllm_error(CLLM_ERR_INVALID_ARG, "runner: a pipeline stage of %d needs its group", pps);
+    }
     if (r->shard.tp_size > 1 && (!r->tp || cllm_comm_size(r->tp) != r->shard.tp_size)) {
         int tps = r->shard.tp_size;
         free(r);
@@ -79,7 +87,7 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     /* r->be is set only on success so that a failing create leaves the backend to the caller */
     CLLM_TRY_GOTO(st, arch->load(be, &r->cfg, &r->shard, p->weights, p->progress, &r->model, &r->info), fail);
 
-    int L = r->cfg.num_hidden_layers, D = r->cfg.head_dim;
+    int L = r->num_layers, D = r->cfg.head_dim;
     r->k_cache = calloc((size_t)L, sizeof(void *));
     r->v_cache = calloc((size_t)L, sizeof(void *));
     if (!r->k_cache || !r->v_cache) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
@@ -108,7 +116,7 @@ fail:
     r->be = be; /* free what was allocated on it, then hand the backend back */
     {
         cllm_backend *keep = r->be;
-        for (int l = 0; r->k_cache && l < r->cfg.num_hidden_layers; l++) {
+        for (int l = 0; r->k_cache && l < r->num_layers; l++) {
             if (r->k_cache[l]) keep->ops->free(keep, r->k_cache[l]);
             if (r->v_cache[l]) keep->ops->free(keep, r->v_cache[l]);
         }
@@ -156,8 +164,8 @@ cllm_status cllm_runner_check_batch(const cllm_runner *r, const cllm_batch_host 
 }
 
 /* Grow buffer b to n bytes and copy host src into it. */
-static cllm_status put(cllm_backend *be, dbuf *b, const void *src, size_t n) {
-    CLLM_TRY(grow(be, b, n));
+cllm_status cllm_runner_put(cllm_backend *be, dbuf *b, const void *src, size_t n) {
+    CLLM_TRY(cllm_runner_grow(be, b, n));
     return be->ops->h2d(be, b->p, src, n);
 }
 
@@ -186,29 +194,29 @@ cllm_status cllm_runner_finish_rows(cllm_runner *r, int NL, const cllm_runner_sa
                 return cllm_error(CLLM_ERR_INVALID_ARG, "runner: penalty row %d history beyond %d tokens", i,
                                   a->num_penalty_tokens);
         }
-        CLLM_TRY(put(be, &r->pen_params, a->penalties, (size_t)NL * sizeof *a->penalties));
-        CLLM_TRY(put(be, &r->pen_tokens, a->penalty_tokens, (size_t)a->num_penalty_tokens * i32 + i32));
-        CLLM_TRY(grow(be, &r->pen_ws, be->ops->penalties_workspace_bytes(NL, V) + 1));
+        CLLM_TRY(cllm_runner_put(be, &r->pen_params, a->penalties, (size_t)NL * sizeof *a->penalties));
+        CLLM_TRY(cllm_runner_put(be, &r->pen_tokens, a->penalty_tokens, (size_t)a->num_penalty_tokens * i32 + i32));
+        CLLM_TRY(cllm_runner_grow(be, &r->pen_ws, be->ops->penalties_workspace_bytes(NL, V) + 1));
         float *dst = (float *)logits;
         if (a->logprobs_k >= 0) { /* keep the raw logits for logprobs */
-            CLLM_TRY(grow(be, &r->logits2, (size_t)NL * V * sizeof(float)));
+            CLLM_TRY(cllm_runner_grow(be, &r->logits2, (size_t)NL * V * sizeof(float)));
             dst = r->logits2.p;
         }
         CLLM_TRY(be->ops->apply_penalties(be, logits, NL, V, r->pen_params.p, r->pen_tokens.p, r->pen_ws.p, dst));
         lg = dst;
     }
     if (!already_sampled) {
-        CLLM_TRY(put(be, &r->params, a->sp, (size_t)NL * sizeof *a->sp));
-        CLLM_TRY(grow(be, &r->sample_ws, be->ops->sample_workspace_bytes(NL, V) + 1));
+        CLLM_TRY(cllm_runner_put(be, &r->params, a->sp, (size_t)NL * sizeof *a->sp));
+        CLLM_TRY(cllm_runner_grow(be, &r->sample_ws, be->ops->sample_workspace_bytes(NL, V) + 1));
         CLLM_TRY(be->ops->sample(be, lg, NL, V, r->params.p, r->sample_ws.p, tokens));
     }
     if (a->logprobs_k >= 0) {
         int k = a->logprobs_k;
         if (!be->ops->logprobs)
             return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no logprobs op", be->ops->name);
-        CLLM_TRY(grow(be, &r->tok_lp, (size_t)NL * sizeof(float)));
-        CLLM_TRY(grow(be, &r->top_ids, (size_t)NL * k * i32 + i32));
-        CLLM_TRY(grow(be, &r->top_lp, (size_t)NL * k * sizeof(float) + 4));
+        CLLM_TRY(cllm_runner_grow(be, &r->tok_lp, (size_t)NL * sizeof(float)));
+        CLLM_TRY(cllm_runner_grow(be, &r->top_ids, (size_t)NL * k * i32 + i32));
+        CLLM_TRY(cllm_runner_grow(be, &r->top_lp, (size_t)NL * k * sizeof(float) + 4));
         CLLM_TRY(be->ops->logprobs(be, logits, NL, V, tokens, k, r->tok_lp.p, r->top_ids.p, r->top_lp.p));
         CLLM_TRY(be->ops->d2h(be, a->token_logprobs, r->tok_lp.p, (size_t)NL * sizeof(float)));
         if (k > 0) {
@@ -222,19 +230,20 @@ cllm_status cllm_runner_finish_rows(cllm_runner *r, int NL, const cllm_runner_sa
 cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
                                    int32_t *tokens_out, float *logits_out) {
     CLLM_TRY(cllm_runner_check_batch(r, b));
+    if (r->pp) return cllm_runner_pipeline_execute(r, b, a, tokens_out, logits_out);
     if (cllm_runner_graph_fits(r, b, a)) return cllm_runner_graph_execute(r, b, a, tokens_out, logits_out);
     cllm_backend *be = r->be;
     int S = b->num_seqs, T = b->num_tokens, NL = b->num_logits, V = r->cfg.vocab_size;
     size_t i32 = sizeof(int32_t);
-    CLLM_TRY(put(be, &r->ids, b->token_ids, (size_t)T * i32));
-    CLLM_TRY(put(be, &r->pos, b->positions, (size_t)T * i32));
-    CLLM_TRY(put(be, &r->qsl, b->query_start_loc, (size_t)(S + 1) * i32));
-    CLLM_TRY(put(be, &r->seq_lens, b->seq_lens, (size_t)S * i32));
-    CLLM_TRY(put(be, &r->block_tables, b->block_tables, (size_t)S * b->max_blocks_per_seq * i32));
-    CLLM_TRY(put(be, &r->slots, b->slot_mapping, (size_t)T * i32));
-    CLLM_TRY(put(be, &r->lidx, b->logits_indices, (size_t)NL * i32));
-    CLLM_TRY(grow(be, &r->ws, r->arch->workspace_bytes(r->model, T, NL, be->act)));
-    CLLM_TRY(grow(be, &r->logits, (size_t)NL * V * sizeof(float)));
+    CLLM_TRY(cllm_runner_put(be, &r->ids, b->token_ids, (size_t)T * i32));
+    CLLM_TRY(cllm_runner_put(be, &r->pos, b->positions, (size_t)T * i32));
+    CLLM_TRY(cllm_runner_put(be, &r->qsl, b->query_start_loc, (size_t)(S + 1) * i32));
+    CLLM_TRY(cllm_runner_put(be, &r->seq_lens, b->seq_lens, (size_t)S * i32));
+    CLLM_TRY(cllm_runner_put(be, &r->block_tables, b->block_tables, (size_t)S * b->max_blocks_per_seq * i32));
+    CLLM_TRY(cllm_runner_put(be, &r->slots, b->slot_mapping, (size_t)T * i32));
+    CLLM_TRY(cllm_runner_put(be, &r->lidx, b->logits_indices, (size_t)NL * i32));
+    CLLM_TRY(cllm_runner_grow(be, &r->ws, r->arch->workspace_bytes(r->model, T, NL, be->act)));
+    CLLM_TRY(cllm_runner_grow(be, &r->logits, (size_t)NL * V * sizeof(float)));
 
     /* One pass over the sequences: the whole batch's bounds, and for a mixed
      * batch the split below: the leading one-token sequences (Sd of them,
@@ -268,7 +277,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
         int32_t *h = malloc((size_t)(Sp + 1) * i32);
         if (!h) return cllm_error(CLLM_ERR_OOM, "out of memory");
         for (int s = 0; s <= Sp; s++) h[s] = b->query_start_loc[Sd + s] - Td; /* rebased to 0 */
-        cllm_status st = put(be, &r->qsl_prefill, h, (size_t)(Sp + 1) * i32);
+        cllm_status st = cllm_runner_put(be, &r->qsl_prefill, h, (size_t)(Sp + 1) * i32);
         free(h);
         CLLM_TRY(st);
         mdec = meta;
@@ -291,7 +300,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
     CLLM_TRY(r->arch->forward(be, r->model, &fa));
     if (logits_out) CLLM_TRY(be->ops->d2h(be, logits_out, r->logits.p, (size_t)NL * V * sizeof(float)));
     if (tokens_out) {
-        CLLM_TRY(grow(be, &r->tokens, (size_t)NL * i32));
+        CLLM_TRY(cllm_runner_grow(be, &r->tokens, (size_t)NL * i32));
         CLLM_TRY(cllm_runner_finish_rows(r, NL, a, r->logits.p, r->tokens.p, false, tokens_out));
     }
     return be->ops->sync(be);
@@ -299,6 +308,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
 
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r) { return r->attn_split_steps; }
 const cllm_shard *cllm_runner_shard(const cllm_runner *r) { return &r->shard; }
+cllm_comm *cllm_runner_pp(const cllm_runner *r) { return r->pp; }
 cllm_comm *cllm_runner_tp(const cllm_runner *r) { return r->tp; }
 int cllm_runner_num_kv_blocks(const cllm_runner *r) { return r->num_kv_blocks; }
 int cllm_runner_block_size(const cllm_runner *r) { return r->block_size; }
@@ -316,9 +326,9 @@ cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, i
             return cllm_error(CLLM_ERR_INVALID_ARG, "copy_blocks: pair %d (%d -> %d) not in [0, %d)", i, pairs[i].src,
                               pairs[i].dst, r->num_kv_blocks);
     _Static_assert(sizeof(cllm_kv_copy) == 2 * sizeof(int32_t), "pairs layout");
-    CLLM_TRY(put(be, &r->pairs, pairs, (size_t)n * sizeof *pairs));
-    size_t bb = cllm_runner_kv_bytes_per_block(r) / 2 / (size_t)r->cfg.num_hidden_layers;
-    for (int l = 0; l < r->cfg.num_hidden_layers; l++) {
+    CLLM_TRY(cllm_runner_put(be, &r->pairs, pairs, (size_t)n * sizeof *pairs));
+    size_t bb = cllm_runner_kv_bytes_per_block(r) / 2 / (size_t)r->num_layers;
+    for (int l = 0; l < r->num_layers; l++) {
         CLLM_TRY(be->ops->copy_blocks(be, r->k_cache[l], bb, r->pairs.p, n));
         CLLM_TRY(be->ops->copy_blocks(be, r->v_cache[l], bb, r->pairs.p, n));
     }
@@ -326,14 +336,14 @@ cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, i
 }
 
 size_t cllm_runner_kv_bytes_per_block(const cllm_runner *r) {
-    return 2 * (size_t)r->cfg.num_hidden_layers * (size_t)r->block_size * (size_t)r->shard.num_kv_heads *
+    return 2 * (size_t)r->num_layers * (size_t)r->block_size * (size_t)r->shard.num_kv_heads *
            (size_t)r->cfg.head_dim * cllm_dtype_size(r->be->act);
 }
 
 cllm_status cllm_runner_resize_kv(cllm_runner *r, int num_blocks) {
     if (num_blocks <= 0) return cllm_error(CLLM_ERR_INVALID_ARG, "resize_kv: %d blocks", num_blocks);
     cllm_backend *be = r->be;
-    int L = r->cfg.num_hidden_layers;
+    int L = r->num_layers;
     cllm_runner_graphs_reset(r); /* they point into the old cache: capture again */
     for (int l = 0; l < L; l++) {
         if (r->k_cache[l]) be->ops->free(be, r->k_cache[l]);
@@ -366,10 +376,10 @@ cllm_status cllm_runner_logprobs_rows(cllm_runner *r, int row0, int n, const int
         return cllm_error(CLLM_ERR_INVALID_ARG, "logprobs_rows: rows [%d, %d) or k %d out of range", row0, row0 + n, k);
     if (!be->ops->logprobs) return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no logprobs op", be->ops->name);
     /* the sampling scratch buffers are free between executes */
-    CLLM_TRY(put(be, &r->tokens, tokens, (size_t)n * i32));
-    CLLM_TRY(grow(be, &r->tok_lp, (size_t)n * sizeof(float)));
-    CLLM_TRY(grow(be, &r->top_ids, (size_t)n * k * i32 + i32));
-    CLLM_TRY(grow(be, &r->top_lp, (size_t)n * k * sizeof(float) + 4));
+    CLLM_TRY(cllm_runner_put(be, &r->tokens, tokens, (size_t)n * i32));
+    CLLM_TRY(cllm_runner_grow(be, &r->tok_lp, (size_t)n * sizeof(float)));
+    CLLM_TRY(cllm_runner_grow(be, &r->top_ids, (size_t)n * k * i32 + i32));
+    CLLM_TRY(cllm_runner_grow(be, &r->top_lp, (size_t)n * k * sizeof(float) + 4));
     const float *lg = (const float *)r->logits.p + (size_t)row0 * V;
     CLLM_TRY(be->ops->logprobs(be, lg, n, V, r->tokens.p, k, r->tok_lp.p, r->top_ids.p, r->top_lp.p));
     CLLM_TRY(be->ops->d2h(be, token_logprobs, r->tok_lp.p, (size_t)n * sizeof(float)));

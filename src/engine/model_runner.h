@@ -8,7 +8,15 @@
  * heads, KV heads, intermediate and vocabulary rows) and the tensor-parallel
  * group the forward's collectives run on; every rank of the group executes
  * the same batches in the same order (the executor, engine/executor.c,
- * sends them), and each gets the whole (all-gathered) logits. */
+ * sends them), and each gets the whole (all-gathered) logits.
+ *
+ * Pipeline parallelism: the runner holds one stage's layers (and its KV
+ * cache for them); a batch is cut into micro-batches of whole sequences
+ * that flow stage to stage (the (residual, pending sum) state of each
+ * token sent with send/recv over the pipeline group), so that stage k works
+ * on micro-batch m while stage k+1 works on m-1 (GPipe within a step); the
+ * last stage returns the final-normed rows that need logits to stage 0,
+ * which runs the lm_head and samples. CUDA graphs are not used then. */
 #ifndef CLLM_ENGINE_MODEL_RUNNER_H
 #define CLLM_ENGINE_MODEL_RUNNER_H
 
@@ -32,6 +40,8 @@ typedef struct cllm_runner_params {
     const cllm_shard *shard;       /* copied; NULL: the whole model (tp_size 1) */
     cllm_comm *tp;                 /* borrowed tensor-parallel group, NULL when tp_size is 1;
                                     * must outlive the runner */
+    cllm_comm *pp;                 /* borrowed pipeline group (group rank = stage), NULL when pp_size is 1 */
+    int pp_micro_batches;          /* a step cut into this many micro-batches along the pipeline (0: pp_size) */
 } cllm_runner_params;
 
 /* One batch, host memory (vLLM's input batch): the scheduler's
@@ -143,9 +153,10 @@ void cllm_runner_graph_stats(const cllm_runner *r, int *num_graphs, uint64_t *re
  * chunks separately; CLLM_NO_ATTN_SPLIT=1 turns the split off). */
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r);
 
-/* The shard this runner holds, and the tensor-parallel group (or NULL). */
+/* The shard this runner holds, the tensor-parallel and pipeline groups (or NULL). */
 const cllm_shard *cllm_runner_shard(const cllm_runner *r);
 cllm_comm *cllm_runner_tp(const cllm_runner *r);
+cllm_comm *cllm_runner_pp(const cllm_runner *r);
 
 int cllm_runner_num_kv_blocks(const cllm_runner *r);
 int cllm_runner_block_size(const cllm_runner *r);

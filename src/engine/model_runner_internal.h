@@ -36,6 +36,10 @@ struct cllm_runner {
     cllm_model_config cfg;
     cllm_shard shard;
     cllm_comm *tp;                 /* borrowed, NULL for tp_size 1 */
+    cllm_comm *pp;                 /* borrowed pipeline group (rank = stage), NULL for pp_size 1 */
+    int num_layers;                /* this stage's decoder layers: k_cache/v_cache entries */
+    int pp_micro_batches;          /* micro-batches a step is cut into along the pipeline */
+    dbuf pp_hidden, pp_sel, pp_sel_all, pp_perm;  /* pipeline: stage state, rows for the lm_head */
     cllm_backend *be;
     const cllm_arch *arch;
     void *model;
@@ -52,6 +56,18 @@ struct cllm_runner {
     bool no_attn_split;  /* CLLM_NO_ATTN_SPLIT=1: mixed batches in one attention call (A/B tests, benchmarks) */
     runner_graphs g;
 };
+
+/* Device buffers that grow on demand (model_runner.c). */
+cllm_status cllm_runner_grow(cllm_backend *be, dbuf *b, size_t need);
+cllm_status cllm_runner_put(cllm_backend *be, dbuf *b, const void *src, size_t n);
+void cllm_runner_dfree(cllm_backend *be, dbuf *b);
+
+/* pipeline.c: execute batch b (validated) on this pipeline stage, cut into
+ * micro-batches of whole sequences that flow through the stages (see
+ * cllm_runner_execute_ex for the arguments; only stage 0 samples and
+ * returns tokens / logits). */
+cllm_status cllm_runner_pipeline_execute(cllm_runner *r, const cllm_batch_host *b, const cllm_runner_sample_args *a,
+                                         int32_t *tokens_out, float *logits_out);
 
 /* Penalties + sampling (unless already_sampled) and logprobs of the NL rows
  * of the f32 logits (device) into the sampled tokens (device), then copy the

@@ -15,6 +15,8 @@ struct cllm_worker {
     cllm_runner *runner;      /* owns the backend */
     cllm_comm *tp_host;       /* TCP tensor-parallel group split from the world (NULL: tp 1) */
     cllm_comm *tp_nccl;       /* NCCL group over tp_host on CUDA */
+    cllm_comm *pp_host;       /* TCP pipeline group: the ranks of this tp rank, one per stage (NULL: pp 1) */
+    cllm_comm *pp_nccl;
     int max_model_len;
     double weights_ms;
 };
@@ -29,7 +31,9 @@ void cllm_worker_destroy(cllm_worker *w) {
     if (!w) return;
     cllm_runner_destroy(w->runner); /* before the groups its forward borrowed */
     cllm_comm_destroy(w->tp_nccl);
+    cllm_comm_destroy(w->pp_nccl);
     cllm_comm_destroy(w->tp_host);
+    cllm_comm_destroy(w->pp_host);
     free(w);
 }
 
@@ -49,16 +53,17 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
     if (!w) return cllm_error(CLLM_ERR_OOM, "out of memory");
     w->max_model_len = p->max_model_len;
     cllm_shard shard;
-    CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, p->rank, p->tp_size, &shard), fail);
-    if (p->tp_size > 1) {
-        if (!p->world) {
-            st = cllm_error(CLLM_ERR_INVALID_ARG, "worker: tensor_parallel_size %d without a world group", p->tp_size);
-            goto fail;
-        }
-        /* one tensor-parallel group of the whole world until pipeline parallelism splits it further */
-        CLLM_TRY_GOTO(st, cllm_comm_split(p->world, 0, p->rank, "tp", &w->tp_host), fail);
+    int tps = p->tp_size > 0 ? p->tp_size : 1, pps = p->pp_size > 0 ? p->pp_size : 1;
+    int tp_rank = p->rank % tps, pp_rank = p->rank / tps;
+    CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, tp_rank, tps, pp_rank, pps, p->pp_layer_partition, &shard), fail);
+    if ((tps > 1 || pps > 1) && !p->world) {
+        st = cllm_error(CLLM_ERR_INVALID_ARG, "worker: %d x %d ranks without a world group", tps, pps);
+        goto fail;
     }
-    if (mp->device == CLLM_DEVICE_CUDA && p->tp_size > 1 && p->cuda_device >= cllm_backend_cuda_device_count()) {
+    /* tensor-parallel groups: the ranks of one stage; pipeline groups: one rank per stage (vLLM's layout) */
+    if (tps > 1) CLLM_TRY_GOTO(st, cllm_comm_split(p->world, pp_rank, tp_rank, "tp", &w->tp_host), fail);
+    if (pps > 1) CLLM_TRY_GOTO(st, cllm_comm_split(p->world, tp_rank, pp_rank, "pp", &w->pp_host), fail);
+    if (mp->device == CLLM_DEVICE_CUDA && tps * pps > 1 && p->cuda_device >= cllm_backend_cuda_device_count()) {
         st = cllm_error(CLLM_ERR_INVALID_ARG,
                         "rank %d uses CUDA device %d (its local rank) but this node has %d visible; start at most one "
                         "rank per GPU on each node",
@@ -78,6 +83,9 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
     if (w->tp_host && mp->device == CLLM_DEVICE_CUDA)
         CLLM_TRY_GOTO(st, cllm_comm_nccl_create(w->tp_host, p->cuda_device, cllm_backend_native_stream(be), "tp",
                                                 p->timeout_s, &w->tp_nccl), fail);
+    if (w->pp_host && mp->device == CLLM_DEVICE_CUDA)
+        CLLM_TRY_GOTO(st, cllm_comm_nccl_create(w->pp_host, p->cuda_device, cllm_backend_native_stream(be), "pp",
+                                                p->timeout_s, &w->pp_nccl), fail);
 
     double t0 = cllm_now_ms();
     if (mp->load_format == CLLM_LOAD_DUMMY) {
@@ -90,7 +98,8 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
     cllm_runner_params rp = {
         .cfg = p->cfg, .backend = be, .weights = wts, .block_size = mp->block_size, .num_kv_blocks = p->num_kv_blocks,
         .max_model_len = p->max_model_len, .max_num_seqs = p->max_num_seqs, .progress = mp->progress && p->rank == 0,
-        .shard = &shard, .tp = w->tp_nccl ? w->tp_nccl : w->tp_host,
+        .shard = &shard, .tp = w->tp_nccl ? w->tp_nccl : w->tp_host, .pp = w->pp_nccl ? w->pp_nccl : w->pp_host,
+        .pp_micro_batches = p->pp_micro_batches,
     };
     CLLM_TRY_GOTO(st, cllm_runner_create(&rp, &w->runner), fail);
     be = NULL; /* owned by the runner */
@@ -110,12 +119,15 @@ cllm_runner *cllm_worker_runner(cllm_worker *w) { return w->runner; }
 
 void cllm_worker_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats *out) {
     memset(out, 0, sizeof *out * CLLM_WORKER_STATS);
-    cllm_comm *c[CLLM_WORKER_STATS] = {world, w ? w->tp_host : NULL, w ? w->tp_nccl : NULL};
+    cllm_comm *c[CLLM_WORKER_STATS] = {world, w ? w->tp_host : NULL, w ? w->tp_nccl : NULL, w ? w->pp_host : NULL,
+                                        w ? w->pp_nccl : NULL};
     for (int i = 0; i < CLLM_WORKER_STATS; i++)
         if (c[i]) cllm_comm_get_stats(c[i], &out[i]);
 }
 cllm_comm *cllm_worker_tp_group(cllm_worker *w) { return w->tp_nccl ? w->tp_nccl : w->tp_host; }
 cllm_comm *cllm_worker_tp_host_group(cllm_worker *w) { return w->tp_host; }
+cllm_comm *cllm_worker_pp_group(cllm_worker *w) { return w->pp_nccl ? w->pp_nccl : w->pp_host; }
+cllm_comm *cllm_worker_pp_host_group(cllm_worker *w) { return w->pp_host; }
 double cllm_worker_weights_ms(const cllm_worker *w) { return w->weights_ms; }
 
 /* CPU: max_num_seqs * max_model_len tokens, capped at a quarter of the

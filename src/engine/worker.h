@@ -21,7 +21,9 @@ typedef struct cllm_worker_params {
     const char *model_dir;           /* resolved local directory of the checkpoint */
     const cllm_model_config *cfg;
     int max_model_len, max_num_seqs, num_kv_blocks;
-    int rank, tp_size;               /* world rank (= tensor-parallel rank until pipeline parallelism) */
+    int rank, tp_size, pp_size;      /* world rank = stage * tp_size + tp rank */
+    const char *pp_layer_partition;  /* NULL: even */
+    int pp_micro_batches;
     int cuda_device;                 /* this rank's device (its local rank) */
     int local_world_size;            /* ranks on this node: CPU ranks split its cores (num_threads 0) */
     cllm_comm *world;                /* borrowed; NULL when tp_size is 1 */
@@ -39,18 +41,21 @@ void cllm_worker_destroy(cllm_worker *w);
 
 cllm_runner *cllm_worker_runner(cllm_worker *w);   /* borrowed */
 /* The tensor-parallel group the forward runs on (NCCL on CUDA, TCP on CPU),
- * NULL when tp_size is 1; and the TCP one. Borrowed. */
+ * NULL when tp_size is 1; and the TCP one. The pipeline groups likewise.
+ * Borrowed. */
 cllm_comm *cllm_worker_tp_group(cllm_worker *w);
 cllm_comm *cllm_worker_tp_host_group(cllm_worker *w);
+cllm_comm *cllm_worker_pp_group(cllm_worker *w);
+cllm_comm *cllm_worker_pp_host_group(cllm_worker *w);
 /* Wall time spent reading and uploading the weights (ms). */
 double cllm_worker_weights_ms(const cllm_worker *w);
 /* Peak resident host memory of this process so far (bytes, getrusage). */
 size_t cllm_worker_peak_rss_bytes(void);
 
 /* Statistics of this rank's groups: world (may be NULL), tp over TCP, tp
- * over NCCL; a group this rank does not have leaves its entry zeroed (empty
- * name). out has CLLM_WORKER_STATS entries. */
-#define CLLM_WORKER_STATS 3
+ * over NCCL, pp over TCP, pp over NCCL; a group this rank does not have
+ * leaves its entry zeroed (empty name). out has CLLM_WORKER_STATS entries. */
+#define CLLM_WORKER_STATS 5
 void cllm_worker_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats *out);
 
 /* KV blocks this rank can hold (vLLM's determine_num_available_blocks).

@@ -49,13 +49,19 @@ static cllm_status load(wstate *s) {
     mp.seed = in.seed;
     mp.progress = false;
     mp.tensor_parallel_size = in.tensor_parallel_size;
+    mp.pipeline_parallel_size = in.pipeline_parallel_size;
+    in.pp_layer_partition[sizeof in.pp_layer_partition - 1] = 0;
+    mp.pp_layer_partition = in.pp_layer_partition[0] ? in.pp_layer_partition : NULL;
+    mp.pp_micro_batches = in.pp_micro_batches;
     cllm_status st = cllm_hub_resolve(in.model, in.revision, false, &s->dir);
     if (st == CLLM_OK) st = cllm_config_load(s->dir, &s->cfg);
     if (st == CLLM_OK) {
         cllm_worker_params wp = {
             .model = &mp, .model_dir = s->dir, .cfg = &s->cfg, .max_model_len = in.max_model_len,
             .max_num_seqs = in.max_num_seqs, .num_kv_blocks = in.num_kv_blocks, .rank = s->env.rank,
-            .tp_size = in.tensor_parallel_size, .cuda_device = s->env.cuda_device, .world = s->world,
+            .tp_size = in.tensor_parallel_size, .pp_size = in.pipeline_parallel_size,
+            .pp_layer_partition = mp.pp_layer_partition, .pp_micro_batches = in.pp_micro_batches,
+            .cuda_device = s->env.cuda_device, .world = s->world,
             .local_world_size = s->env.local_world_size,
             .timeout_s = SETUP_TIMEOUT_S,
         };

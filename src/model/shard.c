@@ -3,6 +3,7 @@
 #include "core/status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void cllm_shard_whole(const cllm_model_config *c, cllm_shard *s) {
@@ -47,7 +48,55 @@ cllm_status cllm_shard_init(const cllm_model_config *c, int tp_rank, int tp_size
     s->vocab_start = tp_rank * s->vocab_per_rank;
     int rows = c->vocab_size - s->vocab_start;
     s->vocab_rows = rows < 0 ? 0 : rows < s->vocab_per_rank ? rows : s->vocab_per_rank;
+    s->pp_rank = 0;
+    s->pp_size = 1;
     s->layer_start = 0;
     s->layer_end = c->num_hidden_layers;
+    return CLLM_OK;
+}
+
+cllm_status cllm_shard_pp_layers(int L, int pp_rank, int pp_size, const char *partition, int *start, int *end) {
+    if (pp_size < 1 || pp_rank < 0 || pp_rank >= pp_size)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "pipeline stage %d of %d", pp_rank, pp_size);
+    if (pp_size > L)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "--pipeline-parallel-size %d is larger than the model's %d layers",
+                          pp_size, L);
+    if (!partition || !*partition) { /* vLLM get_pp_indices: the remainder goes to the last stages */
+        int base = L / pp_size, extra = L % pp_size, s = 0;
+        for (int p = 0; p < pp_rank; p++) s += base + (p >= pp_size - extra ? 1 : 0);
+        *start = s;
+        *end = s + base + (pp_rank >= pp_size - extra ? 1 : 0);
+        return CLLM_OK;
+    }
+    int n = 0, sum = 0, s = 0, e = 0;
+    const char *p = partition;
+    while (*p) {
+        char *q;
+        long v = strtol(p, &q, 10);
+        if (q == p || v < 1 || v > L || (*q && *q != ','))
+            return cllm_error(CLLM_ERR_INVALID_ARG,
+                              "--pp-layer-partition '%s' must be %d positive layer counts separated by commas "
+                              "(e.g. %d,%d)", partition, pp_size, L / 2, L - L / 2);
+        if (n == pp_rank) s = sum, e = sum + (int)v;
+        sum += (int)v;
+        n++;
+        p = *q ? q + 1 : q;
+    }
+    if (n != pp_size || sum != L)
+        return cllm_error(CLLM_ERR_INVALID_ARG,
+                          "--pp-layer-partition '%s' has %d counts summing to %d; it needs %d counts (one per stage) "
+                          "summing to the model's %d layers", partition, n, sum, pp_size, L);
+    *start = s;
+    *end = e;
+    return CLLM_OK;
+}
+
+cllm_status cllm_shard_init_pp(const cllm_model_config *c, int tp_rank, int tp_size, int pp_rank, int pp_size,
+                               const char *partition, cllm_shard *out) {
+    CLLM_TRY(cllm_shard_init(c, tp_rank, tp_size, out));
+    CLLM_TRY(cllm_shard_pp_layers(c->num_hidden_layers, pp_rank, pp_size, partition, &out->layer_start,
+                                  &out->layer_end));
+    out->pp_rank = pp_rank;
+    out->pp_size = pp_size;
     return CLLM_OK;
 }

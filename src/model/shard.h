@@ -1,15 +1,22 @@
 /* What one rank holds of a model (internal): the tensor-parallel slice of
  * every layer (Megatron-LM layout, as vLLM's ColumnParallelLinear /
- * RowParallelLinear / VocabParallelEmbedding) and, later, its pipeline
- * stage's layer range. The forward reads its dimensions from here, never
- * from the full config.
+ * RowParallelLinear / VocabParallelEmbedding) of its pipeline stage's layer
+ * range. The forward reads its dimensions from here, never from the full
+ * config.
  *
  *   q_proj, k_proj, v_proj, gate_proj, up_proj: column parallel (rows split);
  *   o_proj, down_proj: row parallel (columns split), then an all-reduce;
  *   embed_tokens, lm_head: vocabulary parallel (rows split, padded to a
  *   multiple of tp_size): masked lookup + all-reduce; logits all-gathered.
  *   KV heads: split when tp_size divides num_key_value_heads, else (tp_size a
- *   multiple of it) each KV head is replicated on tp_size / Hkv ranks. */
+ *   multiple of it) each KV head is replicated on tp_size / Hkv ranks.
+ *
+ * Pipeline parallelism: stage pp_rank of pp_size holds the decoder layers
+ * [layer_start, layer_end) (contiguous ranges, vLLM's even split with the
+ * remainder on the last stages, or --pp-layer-partition). Stage 0 also holds
+ * the embedding and the lm_head (so that sampling, logprobs and penalties
+ * stay on rank 0, which receives the final-normed rows from the last stage);
+ * the last stage holds the final norm. */
 #ifndef CLLM_MODEL_SHARD_H
 #define CLLM_MODEL_SHARD_H
 
@@ -25,8 +32,24 @@ typedef struct cllm_shard {
     int vocab_per_rank;      /* Vp = ceil(V / tp): rows of the embedding / lm_head shard */
     int vocab_start;         /* tp_rank * Vp */
     int vocab_rows;          /* real rows of this shard: min(Vp, V - vocab_start), >= 0 */
-    int layer_start, layer_end; /* [0, num_hidden_layers) until pipeline parallelism */
+    int pp_rank, pp_size;    /* pipeline stage */
+    int layer_start, layer_end; /* this stage's decoder layers [layer_start, layer_end) */
 } cllm_shard;
+
+/* Layers of pipeline stage pp_rank: partition NULL or "" splits
+ * num_hidden_layers evenly (the first stages get one fewer when it does not
+ * divide, as vLLM's get_pp_indices); else a comma-separated list of pp_size
+ * positive layer counts that sum to num_hidden_layers ("14,18"). Errors:
+ * CLLM_ERR_INVALID_ARG naming what is wrong (more stages than layers, a
+ * malformed list, a wrong sum). */
+cllm_status cllm_shard_pp_layers(int num_layers, int pp_rank, int pp_size, const char *partition, int *start,
+                                 int *end);
+
+/* The shard of (tp_rank, pp_rank) in a tp_size x pp_size layout: the
+ * tensor-parallel slice as cllm_shard_init, the layer range as
+ * cllm_shard_pp_layers. Errors: those two. */
+cllm_status cllm_shard_init_pp(const cllm_model_config *cfg, int tp_rank, int tp_size, int pp_rank, int pp_size,
+                               const char *partition, cllm_shard *out);
 
 /* The shard of tp_rank in tp_size ranks. Errors: CLLM_ERR_INVALID_ARG with
  * the sizes that would work when tp_size does not divide

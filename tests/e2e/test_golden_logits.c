@@ -2,10 +2,10 @@
  * (tests/fixtures/<name>/golden.safetensors: input_ids.N I32 [T], logits.N
  * F32 [T, V] from transformers fp32) against cllm's forward, one prefill per
  * sequence with logits for every position (gather_rows over all T rows).
- * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [--tp N] [--vs-tp1 TOL] [GOLDEN_FILE]
+ * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--vs-tp1 TOL] [GOLDEN_FILE]
  * GOLDEN_FILE defaults to FIXTURE_DIR/golden.safetensors. --tp N runs the
  * model sharded over N ranks (tensor parallelism, workers from
- * $CLLM_WORKER_EXE) through the executor; with --vs-tp1 TOL the same sequences
+ * $CLLM_WORKER_EXE) through the executor (--pp N: pipeline stages too); with --vs-tp1 TOL the same sequences
  * also run on one rank in this process and the two must agree within
  * max|a-b| / max|tp1| <= TOL (tighter than the transformers tolerance:
  * only the summation order differs).
@@ -28,20 +28,22 @@ static const cllm_st_tensor *find(const cllm_st_file *f, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    int tp = 1;
+    int tp = 1, pp = 1;
     double tp1_tol = -1;
     const char *golden = NULL;
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--tp") && i + 1 < argc) {
             tp = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--pp") && i + 1 < argc) {
+            pp = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--vs-tp1") && i + 1 < argc) {
             tp1_tol = atof(argv[++i]);
         } else {
             golden = argv[i];
         }
     }
-    if (argc < 4 || tp < 1) {
-        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--vs-tp1 TOL] [GOLDEN_FILE]\n", argv[0]);
+    if (argc < 4 || tp < 1 || pp < 1) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--vs-tp1 TOL] [GOLDEN_FILE]\n", argv[0]);
         return 2;
     }
     double tol = atof(argv[3]);
@@ -61,8 +63,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     mp.tensor_parallel_size = tp;
+    mp.pipeline_parallel_size = pp;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
-        fprintf(stderr, "FAIL: load %s (tensor_parallel_size %d): %s\n", argv[1], tp, cllm_last_error());
+        fprintf(stderr, "FAIL: load %s (tensor_parallel_size %d, pipeline_parallel_size %d): %s\n", argv[1], tp, pp,
+                cllm_last_error());
         cllm_model_destroy(m1);
         cllm_st_close(g);
         return 1;
@@ -108,8 +112,8 @@ int main(int argc, char **argv) {
                 }
                 double rel1 = r1max > 0 ? d1 / r1max : d1;
                 bool ok1 = rel1 <= tp1_tol;
-                printf("%s %s T=%d: tensor_parallel_size %d vs 1: max abs diff %.3g, max rel diff %.3g (tol %.1g) %s\n",
-                       argv[1], in_name, T, tp, d1, rel1, tp1_tol, ok1 ? "ok" : "FAIL");
+                printf("%s %s T=%d: tp %d x pp %d vs one rank: max abs diff %.3g, max rel diff %.3g (tol %.1g) %s\n",
+                       argv[1], in_name, T, tp, pp, d1, rel1, tp1_tol, ok1 ? "ok" : "FAIL");
                 fails += !ok1;
             }
             double max_abs = 0, max_ref = 0, se = 0, sr = 0;

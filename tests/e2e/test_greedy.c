@@ -1,7 +1,8 @@
 /* Greedy generation on the CPU reproduces, token for token, every case of a
  * model's reference_greedy.json (an independent numpy forward, which
  * transformers also reproduces).
- * usage: test_greedy MODEL_DIR REFERENCE_JSON ids|text [TENSOR_PARALLEL_SIZE]
+ * usage: test_greedy MODEL_DIR REFERENCE_JSON ids|text [TENSOR_PARALLEL_SIZE [PIPELINE_PARALLEL_SIZE
+ *        [PP_LAYER_PARTITION]]]
  *  ids:  generate from the case's prompt_ids (the forward pass alone);
  *  text: cllm_generate from the prompt text (tokenizer + BOS + forward),
  *        collecting token ids through the stream callback. */
@@ -25,8 +26,8 @@ static bool on_token(const char *delta, size_t len, int32_t id, void *user) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s MODEL_DIR REFERENCE_JSON ids|text [TENSOR_PARALLEL_SIZE]\n", argv[0]);
+    if (argc < 4 || argc > 7) {
+        fprintf(stderr, "usage: %s MODEL_DIR REFERENCE_JSON ids|text [TP [PP [PP_LAYER_PARTITION]]]\n", argv[0]);
         return 2;
     }
     bool text = !strcmp(argv[3], "text");
@@ -41,7 +42,9 @@ int main(int argc, char **argv) {
     cllm_model_params mp = cllm_model_default_params();
     mp.model = argv[1];
     mp.progress = false;
-    mp.tensor_parallel_size = argc == 5 ? atoi(argv[4]) : 1; /* workers: $CLLM_WORKER_EXE */
+    mp.tensor_parallel_size = argc >= 5 ? atoi(argv[4]) : 1; /* workers: $CLLM_WORKER_EXE */
+    mp.pipeline_parallel_size = argc >= 6 ? atoi(argv[5]) : 1;
+    mp.pp_layer_partition = argc >= 7 ? argv[6] : NULL;
     cllm_model *m = NULL;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
         fprintf(stderr, "FAIL: load: %s\n", cllm_last_error());

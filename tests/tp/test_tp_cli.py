@@ -23,24 +23,28 @@ def reference():
 def test_self_launched_equals_one_rank(reference, tp):
     r = generate(["--tensor-parallel-size", str(tp)])
     assert text_of(r) == reference
-    assert f"tensor parallel: {tp} ranks (mp launch" in r.stderr, r.stderr
+    assert f"tensor parallel {tp} x pipeline parallel 1: {tp} ranks (mp launch" in r.stderr, r.stderr
 
 
 def test_short_flag_and_enforce_eager(reference):
     assert text_of(generate(["-tp", "2", "--enforce-eager"])) == reference
 
 
-def test_batched_jsonl_equals_one_rank(tmp_path):
+@pytest.mark.parametrize("layout", [["-tp", "2"], ["-pp", "2"], ["-pp", "3", "--pp-micro-batches", "4"],
+                                    ["-tp", "2", "-pp", "2", "--pp-micro-batches", "1"]])
+def test_batched_jsonl_equals_one_rank(tmp_path, layout):
     lines = [{"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0},
              {"prompt": "The little dog", "max_tokens": 16, "temperature": 0, "n": 2},
-             {"prompt": "Lily wanted", "max_tokens": 20, "temperature": 0.8, "seed": 7, "logprobs": 2}]
+             {"prompt": "Lily wanted", "max_tokens": 20, "temperature": 0.8, "seed": 7, "logprobs": 2},
+             {"prompt": "One day, a boy named Tim went to the park with his mom and dad. They", "max_tokens": 30,
+              "temperature": 0, "repetition_penalty": 1.3}]
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(__import__("json").dumps(x) for x in lines) + "\n")
     outs = []
-    for tp in ("1", "2"):
-        out = tmp_path / f"out{tp}.jsonl"
+    for k, extra in enumerate(([], layout)):
+        out = tmp_path / f"out{k}.jsonl"
         r = subprocess.run([BIN, "generate", "--model", MODEL_DIR, "--input", str(inp), "--output", str(out),
-                            "--num-threads", "1", "-tp", tp], capture_output=True, text=True, timeout=120)
+                            "--num-threads", "1", *extra], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         outs.append([__import__("json").loads(x) for x in out.read_text().splitlines()])
     for a, b in zip(*outs):
@@ -68,7 +72,7 @@ def test_mpirun_equals_one_rank(reference):
                        capture_output=True, text=True, timeout=180, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert reference in r.stdout  # rank 0 prints the text; workers print nothing on stdout
-    assert "mpirun launch" in r.stderr, r.stderr
+    assert "(mpirun launch" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("style", ["srun", "env"])
@@ -107,6 +111,22 @@ def test_wrong_secret_cannot_join():
     assert out0[0].strip() != ""
 
 
+def test_pipeline_equals_one_rank(reference):
+    for layout in (["-pp", "2"], ["-pp", "5"], ["-tp", "2", "-pp", "2"], ["-pp", "2", "--pp-layer-partition", "1,4"]):
+        r = generate(layout)
+        assert text_of(r) == reference, layout
+    assert "tensor parallel 2 x pipeline parallel 2: 4 ranks" in generate(["-tp", "2", "-pp", "2"]).stderr
+
+
+def test_pipeline_bad_layouts_are_clear_errors():
+    r = generate(["-pp", "6"])
+    assert r.returncode == 1 and "--pipeline-parallel-size 6 is larger than the model's 5 layers" in r.stderr, r.stderr
+    r = generate(["-pp", "2", "--pp-layer-partition", "2,2"])
+    assert r.returncode == 1 and "summing to the model's 5 layers" in r.stderr, r.stderr
+    r = generate(["-pp", "2", "--pp-layer-partition", "2,x"])
+    assert r.returncode == 1 and "--pp-layer-partition '2,x'" in r.stderr, r.stderr
+
+
 def test_bad_layouts_are_clear_errors():
     r = generate(["-tp", "3"])
     assert r.returncode == 1
@@ -121,7 +141,7 @@ def test_launcher_world_must_match():
     r = subprocess.run([BIN, "generate", "--model", MODEL_DIR, "--prompt", "Hi", "--max-tokens", "4"],
                        capture_output=True, text=True, timeout=60, env=dist_env(0, 2, port, secret, "env"))
     assert r.returncode == 1
-    assert "launched as 2 ranks" in r.stderr and "--tensor-parallel-size is 1" in r.stderr, r.stderr
+    assert "launched as 2 ranks" in r.stderr and "product is 2" in r.stderr, r.stderr
 
 
 def test_missing_worker_times_out_with_its_rank():

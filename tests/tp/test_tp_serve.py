@@ -8,15 +8,18 @@ import signal
 import threading
 import time
 
+import pytest
+
 from conftest import Server, children, generate
 
 COMPLETION = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 32, "temperature": 0}
 
 
-def test_serves_like_one_rank():
+@pytest.mark.parametrize("layout", [["-tp", "2"], ["-pp", "2"]])
+def test_serves_like_one_rank(layout):
     ref = generate(prompt="Once upon a time", max_tokens=32)
     assert ref.returncode == 0, ref.stderr
-    s = Server(["-tp", "2", "--dist-timeout", "10"])
+    s = Server([*layout, "--dist-timeout", "10"])
     try:
         s.wait_healthy()
         st, body = s.post("/v1/completions", COMPLETION)
@@ -25,8 +28,12 @@ def test_serves_like_one_rank():
         assert text == ref.stdout.rstrip("\n"), (text, ref.stdout)
         st, body = s.get("/metrics")
         m = body.decode()
-        for rank in (0, 1):
-            assert f'cllm:dist_collective_calls_total{{group="tp",model_name="stories",op="all_reduce",rank="{rank}",transport="tcp"}}' in m, m
+        if layout[0] == "-tp":
+            for rank in (0, 1):
+                assert f'cllm:dist_collective_calls_total{{group="tp",model_name="stories",op="all_reduce",rank="{rank}",transport="tcp"}}' in m, m
+        else:  # the pipeline's hidden states: stage 0 sends, stage 1 receives (and sends the rows back)
+            assert 'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="send",rank="0",transport="tcp"}' in m, m
+            assert 'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="recv",rank="1",transport="tcp"}' in m, m
         assert 'op="broadcast",rank="1",transport="tcp"' in m  # the commands rank 0 sent
     finally:
         s.kill()

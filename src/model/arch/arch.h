@@ -35,6 +35,16 @@ typedef struct cllm_forward_args {
     void *workspace;                /* workspace_bytes(model, T, num_logits, act) bytes */
     cllm_comm *tp;                  /* tensor-parallel group of the model's shard (NULL: tp_size 1);
                                      * device memory comm on CUDA (NCCL), host on CPU (TCP) */
+    /* Pipeline parallelism (the shard's pp_size > 1; both NULL otherwise):
+     * hidden (T, 2E) act: the (residual, pending sum) state between stages,
+     * read at entry on stages > 0 (received from the previous stage) and left
+     * there at exit on the non-last stages (to send to the next); the last
+     * stage writes the final-normed rows that need logits to sel_out
+     * (num_logits, E) act and runs no lm_head: stage 0 does (head below).
+     * Stage 0 embeds, every stage runs its layers [layer_start, layer_end)
+     * with k_cache/v_cache indexed by the stage's layer. */
+    void *hidden;
+    void *sel_out;
 } cllm_forward_args;
 
 typedef struct cllm_arch_info {
@@ -54,6 +64,12 @@ typedef struct cllm_arch {
     /* Workspace of a forward of T tokens and num_logits logits rows. */
     size_t (*workspace_bytes)(const void *model, int T, int num_logits, cllm_dtype act);
     cllm_status (*forward)(cllm_backend *be, void *model, const cllm_forward_args *a);
+    /* Stage 0 of a pipeline: logits (num_logits, V) f32 = lm_head over the
+     * last stage's final-normed rows sel (num_logits, E) act (all-gathered
+     * over tp like the forward's). workspace: workspace_bytes(model, 0,
+     * num_logits, act) bytes. */
+    cllm_status (*head)(cllm_backend *be, void *model, const void *sel, int num_logits, float *logits,
+                        void *workspace, cllm_comm *tp);
 } cllm_arch;
 
 /* The architecture for cfg->model_type, or NULL (message set,

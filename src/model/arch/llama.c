@@ -34,6 +34,7 @@ typedef struct llama_layer {
 typedef struct llama_model {
     cllm_model_config cfg;
     cllm_shard sh;
+    int num_layers;       /* this stage's: layers[i] is decoder layer sh.layer_start + i */
     void *embed;          /* (V, E) */
     void *norm;           /* (E) */
     cllm_weight lm_head;  /* (V, E); data == embed when tied */
@@ -209,7 +210,7 @@ static void llama_destroy(cllm_backend *be, void *model) {
     llama_model *m = model;
     if (!m) return;
     if (m->layers) {
-        for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        for (int l = 0; l < m->num_layers; l++) {
             llama_layer *ly = &m->layers[l];
             weight_free(be, &ly->qkv);
             weight_free(be, &ly->o);
@@ -240,22 +241,26 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cons
     if (!m) return cllm_error(CLLM_ERR_OOM, "out of memory");
     m->cfg = *c;
     m->sh = *sh;
-    m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
+    int nl = sh->layer_end - sh->layer_start;
+    m->num_layers = nl;
+    m->layers = calloc((size_t)(nl > 0 ? nl : 1), sizeof *m->layers);
     if (!m->layers) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
-    bar = cllm_progress_create("loading weights (layers)", (uint64_t)c->num_hidden_layers, false, show);
+    bar = cllm_progress_create("loading weights (layers)", (uint64_t)nl, false, show);
     loader L = {be, w, info};
     int64_t E = c->hidden_size;
-    CLLM_TRY_GOTO(st, load_vocab(&L, sh, "model.embed_tokens.weight", E, &m->embed), fail);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        cllm_progress_update(bar, (uint64_t)l, 0);
-        CLLM_TRY_GOTO(st, load_layer(&L, c, sh, l, &m->layers[l]), fail);
+    bool first = sh->pp_rank == 0, last = sh->pp_rank == sh->pp_size - 1;
+    /* stage 0: embedding and lm_head (sampling stays on rank 0); the last stage: the final norm */
+    if (first) CLLM_TRY_GOTO(st, load_vocab(&L, sh, "model.embed_tokens.weight", E, &m->embed), fail);
+    for (int l = sh->layer_start; l < sh->layer_end; l++) {
+        cllm_progress_update(bar, (uint64_t)(l - sh->layer_start), 0);
+        CLLM_TRY_GOTO(st, load_layer(&L, c, sh, l, &m->layers[l - sh->layer_start]), fail);
     }
-    CLLM_TRY_GOTO(st, load_vec(&L, "model.norm.weight", E, &m->norm), fail);
+    if (last) CLLM_TRY_GOTO(st, load_vec(&L, "model.norm.weight", E, &m->norm), fail);
     m->lm_head.n = sh->vocab_per_rank;
     m->lm_head.k = E;
-    if (c->tie_word_embeddings) m->lm_head.data = m->embed;
-    else CLLM_TRY_GOTO(st, load_vocab(&L, sh, "lm_head.weight", E, &m->lm_head.data), fail);
-    cllm_progress_update(bar, (uint64_t)c->num_hidden_layers, 0);
+    if (first && c->tie_word_embeddings) m->lm_head.data = m->embed;
+    else if (first) CLLM_TRY_GOTO(st, load_vocab(&L, sh, "lm_head.weight", E, &m->lm_head.data), fail);
+    cllm_progress_update(bar, (uint64_t)nl, 0);
     cllm_progress_finish(bar);
     *model = m;
     return CLLM_OK;
@@ -308,6 +313,40 @@ static cllm_status tp_all_reduce(cllm_backend *be, cllm_comm *tp, void *x, size_
         }                                                            \
     } while (0)
 
+/* lm_head of this rank's vocabulary rows over sel (NL, E): logits (NL, V)
+ * f32; with tensor parallelism the shards' columns are all-gathered and laid
+ * side by side. ws: the forward's workspace (its logits scratch part). */
+static cllm_status head(cllm_backend *be, llama_model *m, const void *sel, int NL, float *logits, float *lg_local,
+                        float *lg_all, cllm_comm *tp) {
+    const cllm_shard *sh = &m->sh;
+    const cllm_backend_ops *op = be->ops;
+    int Vp = sh->vocab_per_rank;
+    PROF(CLLM_PROF_GEMM);
+    if (!tp) return op->linear(be, sel, NL, &m->lm_head, logits, CLLM_DTYPE_F32);
+    CLLM_TRY(op->linear(be, sel, NL, &m->lm_head, lg_local, CLLM_DTYPE_F32));
+    PROF(CLLM_PROF_COMM);
+    CLLM_TRY(cllm_comm_all_gather(tp, lg_local, lg_all, (size_t)NL * Vp, CLLM_DTYPE_F32));
+    PROF(CLLM_PROF_OTHER);
+    for (int r = 0; r < sh->tp_size; r++) {
+        int cols = sh->vocab_size - r * Vp < Vp ? sh->vocab_size - r * Vp : Vp;
+        if (cols <= 0) break;
+        CLLM_TRY(op->copy2d(be, logits + (size_t)r * Vp, (size_t)sh->vocab_size * 4, lg_all + (size_t)r * NL * Vp,
+                            (size_t)Vp * 4, (size_t)cols * 4, (size_t)NL));
+    }
+    return CLLM_OK;
+}
+
+/* The logits scratch of the workspace (after the forward's buffers for T
+ * tokens): lg_local (NL, Vp) and lg_all (tp, NL, Vp), f32. */
+static void logits_scratch(const llama_model *m, void *ws, int T, int NL, cllm_dtype act, float **lg_local,
+                           float **lg_all) {
+    const cllm_shard *sh = &m->sh;
+    size_t base = llama_workspace_bytes(m, T, NL, act);
+    if (sh->tp_size > 1) base -= align_up((size_t)NL * (size_t)sh->vocab_per_rank * 4) * (1 + (size_t)sh->tp_size);
+    *lg_local = (float *)((char *)ws + base);
+    *lg_all = (float *)((char *)ws + base + align_up((size_t)NL * (size_t)sh->vocab_per_rank * 4));
+}
+
 static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forward_args *a) {
     llama_model *m = model;
     const cllm_model_config *c = &m->cfg;
@@ -316,8 +355,11 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     int T = a->num_tokens, E = c->hidden_size, H = sh->num_heads, Hkv = sh->num_kv_heads;
     int D = c->head_dim, I = sh->intermediate_size, Vp = sh->vocab_per_rank, NQ = (H + 2 * Hkv) * D;
     int tps = sh->tp_size, NL = a->num_logits;
+    bool first = sh->pp_rank == 0, last = sh->pp_rank == sh->pp_size - 1;
     cllm_comm *tp = tps > 1 ? a->tp : NULL;
     if (tps > 1 && !tp) return cllm_error(CLLM_ERR_INVALID_ARG, "forward: a tensor-parallel shard needs its group");
+    if (sh->pp_size > 1 && (!a->hidden || (last && !a->sel_out)))
+        return cllm_error(CLLM_ERR_INVALID_ARG, "forward: a pipeline stage needs its hidden-state buffers");
     size_t as = cllm_dtype_size(be->act);
     cllm_dtype act = be->act;
     float eps = c->rms_norm_eps;
@@ -329,19 +371,26 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     void *attn = p;     p += align_up((size_t)T * H * D * as);
     void *gu = p;       p += align_up((size_t)T * 2 * I * as);
     void *mlp = p;      p += align_up((size_t)T * I * as);
-    void *sel = p;      p += align_up((size_t)NL * E * as);
-    float *lg_local = (float *)p; p += tp ? align_up((size_t)NL * Vp * 4) : 0;
-    float *lg_all = (float *)p;
+    void *sel = p;
+    float *lg_local, *lg_all;
+    logits_scratch(m, a->workspace, T, NL, act, &lg_local, &lg_all);
     char *q = qkv, *k = qkv + (size_t)H * D * as, *v = qkv + (size_t)(H + Hkv) * D * as;
-
-    PROF(CLLM_PROF_OTHER);
-    CLLM_TRY(op->embedding(be, a->token_ids, T, m->embed, sh->vocab_start, Vp, E, residual));
-    if (tp) {
-        PROF(CLLM_PROF_COMM);
-        CLLM_TRY(tp_all_reduce(be, tp, residual, (size_t)T * E));
+    if (a->hidden) { /* pipeline: the (residual, pending sum) state lives in the stages' exchange buffer */
+        residual = a->hidden;
+        tmp = (char *)a->hidden + (size_t)T * E * as;
     }
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        llama_layer *ly = &m->layers[l];
+
+    if (first) {
+        PROF(CLLM_PROF_OTHER);
+        CLLM_TRY(op->embedding(be, a->token_ids, T, m->embed, sh->vocab_start, Vp, E, residual));
+        if (tp) {
+            PROF(CLLM_PROF_COMM);
+            CLLM_TRY(tp_all_reduce(be, tp, residual, (size_t)T * E));
+        }
+    }
+    for (int l = sh->layer_start; l < sh->layer_end; l++) {
+        int li = l - sh->layer_start; /* this stage's layer index: weights and KV cache */
+        llama_layer *ly = &m->layers[li];
         PROF(CLLM_PROF_OTHER);
         if (l == 0) CLLM_TRY(op->rmsnorm(be, residual, NULL, ly->ln1, T, E, eps, normed));
         else CLLM_TRY(op->rmsnorm(be, tmp, residual, ly->ln1, T, E, eps, normed));
@@ -354,15 +403,15 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         }
         CLLM_TRY(op->rope(be, q, k, a->positions, T, H, Hkv, D, NQ, NQ, a->inv_freq));
         PROF(CLLM_PROF_ATTN);
-        CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[l], a->v_cache[l]));
+        CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[li], a->v_cache[li]));
         if (a->attn_decode && a->attn_prefill) { /* mixed batch: decode rows, then the prefill chunks */
             size_t Td = (size_t)a->attn_decode->num_tokens;
-            CLLM_TRY(op->attention(be, q, NQ, a->k_cache[l], a->v_cache[l], a->attn_decode, H, Hkv, D,
+            CLLM_TRY(op->attention(be, q, NQ, a->k_cache[li], a->v_cache[li], a->attn_decode, H, Hkv, D,
                                    1.0f / sqrtf((float)D), attn));
-            CLLM_TRY(op->attention(be, q + Td * NQ * as, NQ, a->k_cache[l], a->v_cache[l], a->attn_prefill, H, Hkv,
-                                   D, 1.0f / sqrtf((float)D), (char *)attn + Td * H * D * as));
+            CLLM_TRY(op->attention(be, q + Td * NQ * as, NQ, a->k_cache[li], a->v_cache[li], a->attn_prefill, H,
+                                   Hkv, D, 1.0f / sqrtf((float)D), (char *)attn + Td * H * D * as));
         } else {
-            CLLM_TRY(op->attention(be, q, NQ, a->k_cache[l], a->v_cache[l], a->meta, H, Hkv, D,
+            CLLM_TRY(op->attention(be, q, NQ, a->k_cache[li], a->v_cache[li], a->meta, H, Hkv, D,
                                    1.0f / sqrtf((float)D), attn));
         }
         PROF(CLLM_PROF_GEMM);
@@ -384,25 +433,25 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
             CLLM_TRY(tp_all_reduce(be, tp, tmp, (size_t)T * E));
         }
     }
+    if (!last) return CLLM_OK; /* the state goes on to the next stage */
     PROF(CLLM_PROF_OTHER);
     CLLM_TRY(op->rmsnorm(be, tmp, residual, m->norm, T, E, eps, normed));
-    CLLM_TRY(op->gather_rows(be, normed, a->logits_indices, a->num_logits, E, sel));
-    PROF(CLLM_PROF_GEMM);
-    if (!tp) {
-        CLLM_TRY(op->linear(be, sel, NL, &m->lm_head, a->logits, CLLM_DTYPE_F32));
-    } else { /* this rank's vocabulary columns, gathered, laid side by side into (NL, V) */
-        CLLM_TRY(op->linear(be, sel, NL, &m->lm_head, lg_local, CLLM_DTYPE_F32));
-        PROF(CLLM_PROF_COMM);
-        CLLM_TRY(cllm_comm_all_gather(tp, lg_local, lg_all, (size_t)NL * Vp, CLLM_DTYPE_F32));
-        PROF(CLLM_PROF_OTHER);
-        for (int r = 0; r < tps; r++) {
-            int cols = sh->vocab_size - r * Vp < Vp ? sh->vocab_size - r * Vp : Vp;
-            if (cols <= 0) break;
-            CLLM_TRY(op->copy2d(be, a->logits + (size_t)r * Vp, (size_t)sh->vocab_size * 4,
-                                lg_all + (size_t)r * NL * Vp, (size_t)Vp * 4, (size_t)cols * 4, (size_t)NL));
-        }
-    }
+    if (sh->pp_size > 1) /* stage 0 holds the lm_head: the rows that need logits go back to it */
+        return NL > 0 ? op->gather_rows(be, normed, a->logits_indices, NL, E, a->sel_out) : CLLM_OK;
+    CLLM_TRY(op->gather_rows(be, normed, a->logits_indices, NL, E, sel));
+    CLLM_TRY(head(be, m, sel, NL, a->logits, lg_local, lg_all, tp));
     PROF(CLLM_PROF_SAMPLE); /* the runner's sampling follows; the caller closes it */
+    return CLLM_OK;
+}
+
+/* Stage 0 of a pipeline: the lm_head over the last stage's rows sel (NL, E). */
+static cllm_status llama_head(cllm_backend *be, void *model, const void *sel, int num_logits, float *logits,
+                              void *workspace, cllm_comm *tp) {
+    llama_model *m = model;
+    float *lg_local, *lg_all;
+    logits_scratch(m, workspace, 0, num_logits, be->act, &lg_local, &lg_all);
+    CLLM_TRY(head(be, m, sel, num_logits, logits, lg_local, lg_all, m->sh.tp_size > 1 ? tp : NULL));
+    PROF(CLLM_PROF_SAMPLE);
     return CLLM_OK;
 }
 
@@ -412,4 +461,5 @@ const cllm_arch cllm_arch_llama_family = {
     .destroy = llama_destroy,
     .workspace_bytes = llama_workspace_bytes,
     .forward = llama_forward,
+    .head = llama_head,
 };
