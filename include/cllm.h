@@ -157,6 +157,10 @@ typedef struct cllm_model_params {
                                   * the last stages, as vLLM) */
     int pp_micro_batches;        /* a step is cut into this many micro-batches of whole sequences
                                   * that flow through the stages (0: pipeline_parallel_size) */
+    bool enable_expert_parallel; /* vLLM's --enable-expert-parallel (MoE models): the experts are
+                                  * spread whole over the tensor-parallel ranks and tokens are
+                                  * dispatched to them with all-to-all; default false: every rank
+                                  * holds a slice of every expert */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);

@@ -79,7 +79,8 @@ static void print_command(const cllm_server_params *p) {
 
 static bool is_switch(const char *a) {
     return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching") ||
-           !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice");
+           !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice") ||
+           !strcmp(a, "--enable-expert-parallel");
 }
 
 int cllm_cli_serve(int argc, char **argv) {

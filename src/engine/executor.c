@@ -122,6 +122,7 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
     in.block_size = mp->block_size, in.num_threads = mp->num_threads, in.seed = mp->seed;
     in.tensor_parallel_size = ex->tp_size, in.dist_timeout_s = ex->timeout_s;
     in.pipeline_parallel_size = ex->pp_size, in.pp_micro_batches = mp->pp_micro_batches;
+    in.enable_expert_parallel = mp->enable_expert_parallel;
     snprintf(in.pp_layer_partition, sizeof in.pp_layer_partition, "%s",
              mp->pp_layer_partition ? mp->pp_layer_partition : "");
     in.max_model_len = p->max_model_len, in.max_num_seqs = p->max_num_seqs, in.num_kv_blocks = p->num_kv_blocks;
@@ -165,6 +166,7 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         /* only the shards differ between ranks; a malformed config fails here, before any process starts */
         cllm_shard probe;
         CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, &probe), fail);
+        CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &probe), fail);
         CLLM_TRY_GOTO(st, start_world(ex, p), fail);
     }
     cllm_worker_params wp = {

@@ -62,7 +62,7 @@ typedef struct cllm_proto_init {
     uint32_t magic, layout_bytes;   /* sizeof(cllm_proto_init): same binary on every rank */
     char model[2048], revision[256];
     int32_t device, dtype, load_format, block_size, max_model_len, max_num_seqs, num_kv_blocks, num_threads;
-    int32_t tensor_parallel_size, progress, pipeline_parallel_size, pp_micro_batches;
+    int32_t tensor_parallel_size, progress, pipeline_parallel_size, pp_micro_batches, enable_expert_parallel;
     char pp_layer_partition[256];
     uint64_t seed;
     double dist_timeout_s;

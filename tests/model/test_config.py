@@ -154,12 +154,12 @@ def test_linear_rope(tmp_path):
     np.testing.assert_allclose(c["inv_freq"], hf_inv_freq(16, 10000.0, {"type": "linear", "factor": 4.0}), rtol=2e-6)
 
 
-@pytest.mark.parametrize("mt", ["gpt2", "qwen3_moe"])
+@pytest.mark.parametrize("mt", ["gpt2", "deepseek_v3"])
 def test_unsupported_model_type(tmp_path, mt):
     rc, js = write(tmp_path, dict(REQUIRED, model_type=mt))
     assert rc == UNSUPPORTED
     assert js["error"] == (f"model_type '{mt}' in {tmp_path}/config.json is not supported; "
-                           "supported: llama, mistral, qwen2, qwen3")
+                           "supported: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral")
 
 
 BAD = [

@@ -160,3 +160,25 @@ def test_bench_latency_sweep_tp2():
                         "--num-threads", "1"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "tensor_parallel_size 2" in r.stdout, r.stdout
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
+
+
+@pytest.mark.parametrize("model", ["qwen3moe-tiny", "mixtral-tiny"])
+def test_moe_expert_parallel_equals_one_rank(model):
+    """Mixture-of-experts models: experts sliced over tp, or spread whole over the ranks with tokens dispatched by
+    all-to-all (--enable-expert-parallel): the same greedy tokens as one rank."""
+    mdir = os.path.join(FIXTURES, model)
+    ref = generate(model=mdir, prompt="Once upon a time", max_tokens=40, extra=["--ignore-eos"])
+    assert ref.returncode == 0, ref.stderr
+    for layout in (["-tp", "2"], ["-tp", "2", "--enable-expert-parallel"], ["-tp", "4", "--enable-expert-parallel"],
+                   ["-tp", "2", "-pp", "2", "--enable-expert-parallel"]):
+        r = generate(model=mdir, prompt="Once upon a time", max_tokens=40, extra=["--ignore-eos", *layout])
+        assert r.returncode == 0, (layout, r.stderr)
+        assert r.stdout == ref.stdout, (layout, r.stdout, ref.stdout)
+
+
+def test_expert_parallel_errors():
+    r = generate(["-tp", "2", "--enable-expert-parallel"])
+    assert r.returncode == 1 and "needs a mixture-of-experts model" in r.stderr, r.stderr

@@ -26,15 +26,22 @@ def test_serves_like_one_rank(layout):
         assert st == 200, body
         text = json.loads(body)["choices"][0]["text"]
         assert text == ref.stdout.rstrip("\n"), (text, ref.stdout)
-        st, body = s.get("/metrics")
-        m = body.decode()
         if layout[0] == "-tp":
-            for rank in (0, 1):
-                assert f'cllm:dist_collective_calls_total{{group="tp",model_name="stories",op="all_reduce",rank="{rank}",transport="tcp"}}' in m, m
+            want = [f'cllm:dist_collective_calls_total{{group="tp",model_name="stories",op="all_reduce",rank="{r}",'
+                    'transport="tcp"}' for r in (0, 1)]
         else:  # the pipeline's hidden states: stage 0 sends, stage 1 receives (and sends the rows back)
-            assert 'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="send",rank="0",transport="tcp"}' in m, m
-            assert 'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="recv",rank="1",transport="tcp"}' in m, m
-        assert 'op="broadcast",rank="1",transport="tcp"' in m  # the commands rank 0 sent
+            want = ['cllm:dist_collective_calls_total{group="pp",model_name="stories",op="send",rank="0",transport="tcp"}',
+                    'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="recv",rank="1",transport="tcp"}']
+        want.append('op="broadcast",rank="1",transport="tcp"')  # the commands rank 0 sent
+        # the engine thread refreshes every rank's statistics once it goes idle, just after the answer
+        t0 = time.time()
+        while True:
+            m = s.get("/metrics")[1].decode()
+            if all(w in m for w in want) or time.time() - t0 > 10:
+                break
+            time.sleep(0.05)
+        for w in want:
+            assert w in m, (w, m)
     finally:
         s.kill()
 
