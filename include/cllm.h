@@ -360,6 +360,23 @@ typedef struct cllm_comm_stats {
  * "all_to_allv", "barrier". */
 const char *cllm_comm_op_name(cllm_comm_op op);
 
+/* Mixture-of-experts load, cumulative since start (vLLM's expert load
+ * statistics): tokens_per_expert (num_experts) = (token, expert)
+ * assignments the routers sent to each expert over every MoE layer;
+ * tokens_per_rank (num_ranks) = (token, expert) rows each rank's experts
+ * computed (with --enable-expert-parallel the load imbalance across ranks;
+ * without it every rank computes a slice of every assignment). Arrays are
+ * caller-owned (cllm_free); dense models: num_experts 0, NULL arrays.
+ * Collective with the workers: call it from the thread that steps the
+ * engine. Errors: CLLM_ERR_DISTRIBUTED, CLLM_ERR_OOM. */
+typedef struct cllm_expert_stats {
+    int num_experts;
+    uint64_t *tokens_per_expert;
+    int num_ranks;
+    uint64_t *tokens_per_rank;
+} cllm_expert_stats;
+cllm_status cllm_engine_get_expert_stats(cllm_engine *e, cllm_expert_stats *stats);
+
 /* Every rank's statistics (collective: must be called by the thread that
  * steps the engine). *stats (cllm_free) has *n entries; one rank: *n = 0.
  * Errors: CLLM_ERR_DISTRIBUTED. */

@@ -25,6 +25,7 @@ typedef enum cllm_proto_cmd {
     CLLM_CMD_RESERVE_GRAPHS = 6,
     CLLM_CMD_CAPTURE_GRAPHS = 7,
     CLLM_CMD_STATS = 8,            /* every rank all-gathers its communicator statistics */
+    CLLM_CMD_EXPERT_STATS = 9,     /* every rank all-gathers its experts' counts (num_experts + 1 uint64) */
 } cllm_proto_cmd;
 
 #define CLLM_EXEC_NO_GRAPH 1       /* EXECUTE flag: run eagerly (rank 0 applies penalties) */

@@ -123,6 +123,17 @@ static cllm_status run_cmd(wstate *s, bool *done) {
         free(all);
         return st;
     }
+    case CLLM_CMD_EXPERT_STATS: {
+        int NE = s->cfg.num_experts, W = s->env.world_size;
+        uint64_t *mine = calloc((size_t)NE + 1, sizeof *mine), *all = calloc(((size_t)NE + 1) * W, sizeof *all);
+        cllm_status st = cllm_error(CLLM_ERR_OOM, "out of memory");
+        if (mine && all) {
+            cllm_runner_expert_stats(r, mine, mine + NE);
+            st = cllm_comm_all_gather(s->world, mine, all, (size_t)NE + 1, CLLM_DTYPE_I64);
+        }
+        free(mine), free(all);
+        return st;
+    }
     default: return cllm_error(CLLM_ERR_DISTRIBUTED, "unknown command %u from rank 0", m->cmd);
     }
 }

@@ -71,6 +71,12 @@ void cllm_metrics_observe_e2e_request_latency(cllm_metrics *m, double seconds);
  * cllm:dist_collective_seconds_total{rank, group, transport, op}. */
 void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, int n);
 
+/* Replace the mixture-of-experts load (cllm_engine_get_expert_stats,
+ * copied): cllm:moe_expert_tokens_total{expert}, cllm:moe_rank_tokens_total
+ * {rank} and the gauge cllm:moe_expert_load_imbalance (the busiest expert's
+ * count over the mean: 1 = balanced). num_experts 0: none exported. */
+void cllm_metrics_set_expert_stats(cllm_metrics *m, const cllm_expert_stats *s);
+
 /* Render every metric as Prometheus text: "# HELP", "# TYPE", samples;
  * histograms as cumulative _bucket{le="..."} lines ending with le="+Inf",
  * then _sum and _count. Returns a NUL-terminated caller-owned string

@@ -312,6 +312,11 @@ static void update_stats(cllm_server *s) {
         if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) == CLLM_OK && n > 0)
             cllm_metrics_set_dist_stats(s->metrics, ds, n);
         cllm_free(ds);
+        cllm_expert_stats es;
+        if (cllm_engine_get_expert_stats(s->engine, &es) == CLLM_OK && es.num_experts > 0)
+            cllm_metrics_set_expert_stats(s->metrics, &es);
+        cllm_free(es.tokens_per_expert);
+        cllm_free(es.tokens_per_rank);
         s->dist_stats_at = now;
         s->dist_stats_idle = idle;
     } else if (!idle) {

@@ -3,6 +3,7 @@ rank's collective statistics, and when a worker process dies /health and
 requests answer 503 within seconds and the server exits non-zero."""
 import http.client
 import json
+import re
 import os
 import signal
 import threading
@@ -110,5 +111,32 @@ def test_worker_killed_mid_request():
         assert st == 503, body
         rc = s.proc.wait(15)
         assert rc == 1, "".join(s.log)
+    finally:
+        s.kill()
+
+
+def test_moe_expert_load_metrics():
+    """Expert parallelism over 2 ranks: /metrics counts every (token, expert) assignment once per MoE layer, and
+    each rank's experts' share."""
+    fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "qwen3moe-tiny")
+    s = Server(["-tp", "2", "--enable-expert-parallel", "--dist-timeout", "10"], model=fixture)
+    try:
+        s.wait_healthy()
+        st, body = s.post("/v1/completions", {**COMPLETION, "max_tokens": 12, "ignore_eos": True})
+        assert st == 200, body
+        u = json.loads(body)["usage"]
+        # one MoE layer (layer 1 is in mlp_only_layers), top-2: every forwarded token routes twice
+        want = 2 * (u["prompt_tokens"] + u["completion_tokens"] - 1)
+        t0 = time.time()
+        while True:
+            m = s.get("/metrics")[1].decode()
+            per_expert = [int(float(x)) for x in re.findall(r'^cllm:moe_expert_tokens_total\{expert="\d+",[^}]*\} (\S+)$', m, re.M)]
+            per_rank = [int(float(x)) for x in re.findall(r'^cllm:moe_rank_tokens_total\{[^}]*rank="\d+"\} (\S+)$', m, re.M)]
+            if sum(per_expert) == want or time.time() - t0 > 10:
+                break
+            time.sleep(0.05)
+        assert len(per_expert) == 8 and sum(per_expert) == want, (per_expert, want, m)
+        assert len(per_rank) == 2 and sum(per_rank) == want and all(r > 0 for r in per_rank), per_rank
+        assert re.search(r'^cllm:moe_expert_load_imbalance\{[^}]*\} [0-9.]+$', m, re.M), m
     finally:
         s.kill()

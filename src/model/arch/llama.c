@@ -347,6 +347,16 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     return CLLM_OK;
 }
 
+static void llama_expert_stats(const void *model, uint64_t *routed, uint64_t *computed) {
+    const llama_model *m = model;
+    for (int l = 0; l < m->num_layers; l++) {
+        const cllm_moe *moe = &m->layers[l].moe;
+        if (!m->layers[l].is_moe) continue;
+        for (int e = 0; e < moe->num_experts; e++) routed[e] += moe->tokens_per_expert[e];
+        *computed += moe->rows_computed;
+    }
+}
+
 /* Stage 0 of a pipeline: the lm_head over the last stage's rows sel (NL, E). */
 static cllm_status llama_head(cllm_backend *be, void *model, const void *sel, int num_logits, float *logits,
                               void *workspace, cllm_comm *tp) {
@@ -365,4 +375,5 @@ const cllm_arch cllm_arch_llama_family = {
     .workspace_bytes = llama_workspace_bytes,
     .forward = llama_forward,
     .head = llama_head,
+    .expert_stats = llama_expert_stats,
 };

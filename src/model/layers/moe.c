@@ -123,6 +123,7 @@ static cllm_status forward_tp(cllm_backend *be, cllm_moe *m, const void *x, int 
     CLLM_TRY(op->linear(be, x, T, &m->router, logits, CLLM_DTYPE_F32));
     CLLM_TRY(op->moe_route(be, logits, T, m->num_experts, m->top_k, m->renormalize, ids, w));
     if (host_memory(be)) count_tokens(m, ids, (size_t)T * k);
+    m->rows_computed += (uint64_t)T * k; /* a slice of every assignment's expert */
     return op->moe_experts(be, x, T, E, ids, w, m->top_k, m->gate_up, m->down, m->expert_start, m->num_local, m->I,
                            ws, out);
 }
@@ -201,6 +202,7 @@ static cllm_status forward_ep(cllm_backend *be, cllm_moe *m, const void *x, int 
     CLLM_TRY_GOTO(st, cllm_comm_all_to_allv(tp, xs, scE, sdE, xr, rcE, rdE, be->act), done);
     CLLM_TRY_GOTO(st, cllm_comm_all_to_allv(tp, rows_of, sc, sd, rids, rc, rd, CLLM_DTYPE_I32), done);
     /* 5. this rank's experts over what it received (each row one expert, weight 1) */
+    m->rows_computed += R;
     if (R) {
         if (!(h_ones = malloc(sizeof(float) * R))) { st = cllm_error(CLLM_ERR_OOM, "moe: out of host memory"); goto done; }
         for (size_t i = 0; i < R; i++) h_ones[i] = 1.0f;

@@ -19,6 +19,7 @@ typedef struct cllm_moe {
     bool renormalize;
     bool ep;                   /* expert parallelism: dispatch/combine over the tensor-parallel group */
     uint64_t *tokens_per_expert; /* (num_experts) assignments this rank routed (its token share), cumulative */
+    uint64_t rows_computed;    /* (token, expert) rows this rank's experts computed, cumulative */
 } cllm_moe;
 
 /* Load layer l's block: the router `PREFIX.gate.weight` and the local
