@@ -146,20 +146,33 @@ static void on_wake(uv_async_t *a) {
     cllm_server *s = a->data;
     int cmd = atomic_exchange(&s->cmd, 0);
     if (cmd & SRV_CMD_DRAIN) srv_conn_drain_all(s);
-    /* jobs with new events */
+    /* jobs with new events: unlinked under the lock (the engine thread may
+     * queue a job again as soon as it is off the list) */
     pthread_mutex_lock(&s->ready_mu);
-    srv_job *j = s->ready_head;
-    s->ready_head = s->ready_tail = NULL;
-    for (srv_job *k = j; k; k = k->ready_next) k->ready_queued = false;
+    int n = 0;
+    for (srv_job *k = s->ready_head; k; k = k->ready_next) n++;
+    if (n > s->cap_woken) {
+        srv_job **w = realloc(s->woken, (size_t)n * 2 * sizeof *w);
+        if (w) { s->woken = w; s->cap_woken = n * 2; }
+    }
+    int taken = 0;
+    while (s->ready_head && taken < s->cap_woken) {
+        srv_job *k = s->ready_head;
+        s->ready_head = k->ready_next;
+        k->ready_next = NULL;
+        k->ready_queued = false;
+        s->woken[taken++] = k;
+    }
+    if (!s->ready_head) s->ready_tail = NULL;
+    bool more = s->ready_head != NULL; /* out of memory for the array: the rest next time */
     pthread_mutex_unlock(&s->ready_mu);
-    while (j) {
-        srv_job *n = j->ready_next;
-        j->ready_next = NULL;
+    for (int i = 0; i < taken; i++) {
+        srv_job *j = s->woken[i];
         srv_task *t = j->task;
         if (t && t->ops->writable) t->ops->writable(t);
         srv_job_unref(j);
-        j = n;
     }
+    if (more) uv_async_send(&s->wake);
     if (cmd & SRV_CMD_STOP) srv_conn_stop_all(s);
     if (cmd & SRV_CMD_EXIT) srv_conn_close_all(s);
 }
@@ -213,6 +226,12 @@ static void fit_fd_limit(cllm_server *s) {
     }
 }
 
+static void noop_work(uv_work_t *w) { (void)w; }
+static void noop_done(uv_work_t *w, int status) {
+    (void)status;
+    free(w);
+}
+
 static cllm_status start_loop(cllm_server *s) {
     if (uv_loop_init(&s->loop)) return cllm_error(CLLM_ERR_OOM, "cannot create the event loop");
     s->loop_init = true;
@@ -233,6 +252,8 @@ static cllm_status start_loop(cllm_server *s) {
         return cllm_error(CLLM_ERR_IO, "cannot listen on %s:%d (%s): pick another --port", s->host, s->p.port,
                           uv_strerror(rc));
     s->listening = true;
+    uv_work_t *w = malloc(sizeof *w); /* start the worker pool now: the thread count is fixed from here on */
+    if (w && uv_queue_work(&s->loop, w, noop_work, noop_done)) free(w);
     struct sockaddr_storage ss;
     int len = sizeof ss;
     s->port = s->p.port;
@@ -380,6 +401,7 @@ void cllm_server_destroy(cllm_server *s) {
     cllm_engine_destroy(s->engine);
     free(s->routes);
     free(s->ip_table);
+    free(s->woken);
     cllm_metrics_destroy(s->metrics);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

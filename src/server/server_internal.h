@@ -146,6 +146,8 @@ struct cllm_server {
     /* jobs with new events for the loop (engine thread -> loop) */
     pthread_mutex_t ready_mu;
     srv_job *ready_head, *ready_tail;
+    srv_job **woken;            /* loop: the jobs taken off the ready list in one wake */
+    int cap_woken;
     int port;                   /* bound port */
     pthread_t engine_thread;
     bool engine_thread_started;
