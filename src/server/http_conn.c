@@ -418,10 +418,11 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
         if (ev == CLLM_HTTP_HEAD) {
             c->http10 = c->req.version_minor == 0;
             c->head_only = !strcmp(c->req.method, "HEAD");
-            if (!srv_route_head(s, c, &c->req)) {
-                c->close_after = true; /* a response is queued; the body (if any) is never read */
-                return;
-            }
+            c->state = C_BUSY; /* a response queued on the head closes: the body (if any) is never read */
+            c->close_after = true;
+            if (!srv_route_head(s, c, &c->req)) return;
+            c->state = C_READ;
+            c->close_after = false;
             if (c->req.error_status) { conn_fail(c, c->req.error_status, c->req.error); return; }
             if (c->req.content_length > 0) {
                 size_t need = (size_t)c->req.content_length;
