@@ -358,7 +358,8 @@ def test_disconnected_non_streaming_clients_abort_at_once(slow_model_dir):
         for c in socks:
             c.close()
         assert wait(lambda: s.metric("cllm:num_requests_running") + s.metric("cllm:num_requests_waiting") == 0, 2)
-        assert time.time() - t0 < 0.5
+        # EOF is seen at once (~ms on an idle machine); the bound leaves room for a loaded CI machine
+        assert time.time() - t0 < 1.0, time.time() - t0
         assert s.metric("cllm:kv_cache_usage_perc") == 0
         assert finished_abort(s) == 8  # every one was still running or waiting
     finally:
