@@ -27,7 +27,7 @@ TARGET_DELIMITER = " "
 def main(model_dir, out):
     torch.manual_seed(0)
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     enc = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731 - lm-eval's tok_encode
     here = __file__.rsplit("/", 1)[0]
     golden = {"model": model_dir, "transformers": transformers.__version__, "torch": torch.__version__,
