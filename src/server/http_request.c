@@ -179,6 +179,7 @@ void cllm_http_request_free(cllm_http_request *r) {
 void cllm_http_request_reset(cllm_http_request *r) {
     if (r->buf_cap > 4096) { free(r->buf); r->buf = NULL; r->buf_cap = 0; }
     if (r->body_cap > 4096) { free(r->body); r->body = NULL; r->body_cap = 0; }
+    if (r->body) r->body[0] = 0;
     if (r->cap_hdrs > 64) { free(r->hdrs); r->hdrs = NULL; r->cap_hdrs = 0; }
     r->started = r->head_done = r->complete = r->chunked = r->expect_continue = false;
     r->method[0] = 0;
