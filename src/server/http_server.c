@@ -179,6 +179,7 @@ static void on_wake(uv_async_t *a) {
 
 static void *loop_main(void *arg) {
     cllm_server *s = arg;
+    pthread_setname_np(pthread_self(), "cllm-http"); /* top -H, /proc/PID/task/TID/comm */
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return NULL;
 }

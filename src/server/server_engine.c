@@ -335,6 +335,7 @@ static void drop_inbox(cllm_server *s, srv_msg *m) {
 /* Engine thread body: arg is the cllm_server. */
 void *srv_engine_main(void *arg) {
     cllm_server *s = arg;
+    pthread_setname_np(pthread_self(), "cllm-engine");
     cllm_engine *e = NULL;
     if (cllm_engine_create(&s->p.engine, &e) != CLLM_OK) {
         snprintf(s->load_error, sizeof s->load_error, "%s", cllm_last_error());
