@@ -368,3 +368,17 @@ def test_disconnected_non_streaming_clients_abort_at_once(slow_model_dir):
 
 def finished_abort(s):
     return s.metrics().get('cllm:request_success_total{finished_reason="abort",model_name="stories"}', 0)
+
+
+def test_front_door_flags():
+    import subprocess
+    from conftest import BIN
+    out = subprocess.run([BIN, "serve", "--model", MODEL_DIR, "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "--max-connections 10000 --timeout-keep-alive 5 --timeout-request-read 30" in out.stdout, out.stdout
+    out = subprocess.run([BIN, "serve", "--model", MODEL_DIR, "--max-connections-per-ip", "4", "--timeout-keep-alive",
+                          "2.5", "--dry-run"], capture_output=True, text=True)
+    assert "--timeout-keep-alive 2.5" in out.stdout and "--max-connections-per-ip 4" in out.stdout
+    for bad in (["--timeout-keep-alive", "0"], ["--max-connections", "0"], ["--timeout-request-read", "x"]):
+        out = subprocess.run([BIN, "serve", "--model", MODEL_DIR, *bad, "--dry-run"], capture_output=True, text=True)
+        assert out.returncode == 2 and bad[0] in out.stderr, (bad, out.stderr)
