@@ -242,6 +242,7 @@ static void request_done(srv_conn *c) {
     body_unreserve(c);
     if (c->close_after || c->s->exiting) {
         c->state = C_LINGER;
+        if (c->shut) return; /* already shutting (a second answer cannot happen; be safe) */
         uv_shutdown_t *r = malloc(sizeof *r);
         if (!r) { conn_close(c); return; }
         r->data = c;
@@ -507,7 +508,8 @@ void srv_conn_accept(cllm_server *s) {
     int status = 503;
     char msg[160];
     if (s->exiting || atomic_load(&s->draining)) {
-        why = "the server is shutting down";
+        why = atomic_load(&s->state) == SRV_FAILED ? "the model failed to load; the server is shutting down"
+                                                   : "the server is shutting down";
     } else if (s->n_conns >= s->max_connections) {
         snprintf(msg, sizeof msg, "the server holds its maximum of %d connections (--max-connections); retry later",
                  s->max_connections);
