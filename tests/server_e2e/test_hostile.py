@@ -391,3 +391,20 @@ def test_front_door_flags():
     for bad in (["--timeout-keep-alive", "0"], ["--max-connections", "0"], ["--timeout-request-read", "x"]):
         out = subprocess.run([BIN, "serve", "--model", MODEL_DIR, *bad, "--dry-run"], capture_output=True, text=True)
         assert out.returncode == 2 and bad[0] in out.stderr, (bad, out.stderr)
+
+
+def test_streams_and_long_requests_never_time_out(slow_model_dir):
+    """Timeouts bound idle and arriving requests only: a stream (or a non-streaming request) that
+    runs for many times --timeout-keep-alive and --timeout-request-read completes."""
+    s = Server(slow_model_dir, extra=["--load-format", "dummy", "--max-model-len", "256", "--timeout-keep-alive",
+                                      "0.2", "--timeout-request-read", "0.2"])
+    try:
+        t0 = time.time()
+        st, _, body = s.request("POST", "/v1/completions", {"prompt": "Once", "max_tokens": 16, "ignore_eos": True,
+                                                            "stream": True})
+        assert st == 200 and body.decode().endswith("data: [DONE]\n\n")
+        st, _, body = s.request("POST", "/v1/completions", {"prompt": "Once", "max_tokens": 16, "ignore_eos": True})
+        assert st == 200 and json.loads(body)["usage"]["completion_tokens"] == 16
+        assert time.time() - t0 > 0.8, "the model was too fast to test the timeouts"
+    finally:
+        assert s.stop() == 0
