@@ -31,7 +31,7 @@ typedef struct histogram {
 struct cllm_metrics {
     pthread_mutex_t mu;
     char *label; /* escaped model_name */
-    int64_t running, waiting;
+    int64_t running, waiting, connections;
     double kv_usage;
     int64_t prefix_queries, prefix_hits, preemptions, prompt_tokens, generation_tokens;
     int64_t finished[3];
@@ -100,6 +100,7 @@ void cllm_metrics_destroy(cllm_metrics *m) {
     } while (0)
 
 void cllm_metrics_set_num_requests_running(cllm_metrics *m, int64_t n) { LOCKED(m, m->running = n); }
+void cllm_metrics_set_http_connections(cllm_metrics *m, int64_t n) { LOCKED(m, m->connections = n); }
 void cllm_metrics_set_num_requests_waiting(cllm_metrics *m, int64_t n) { LOCKED(m, m->waiting = n); }
 void cllm_metrics_set_kv_cache_usage(cllm_metrics *m, double f) {
     if (!(f >= 0)) f = 0;
@@ -247,6 +248,8 @@ char *cllm_metrics_render(cllm_metrics *m, size_t *len) {
     render_hist(&b, &m->ttft, l);
     render_hist(&b, &m->tpot, l);
     render_hist(&b, &m->e2e, l);
+    family(&b, "cllm:http_connections", "gauge", "Open HTTP connections.");
+    bprintf(&b, "cllm:http_connections{model_name=\"%s\"} %lld\n", l, (long long)m->connections);
     if (m->n_experts > 0) {
         family(&b, "cllm:moe_expert_tokens_total", "counter",
                "(token, expert) assignments routed to each expert over every mixture-of-experts layer.");

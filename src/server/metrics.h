@@ -17,6 +17,7 @@
  *   cllm:time_to_first_token_seconds    histogram arrival -> first token
  *   cllm:time_per_output_token_seconds  histogram gap between consecutive output tokens
  *   cllm:e2e_request_latency_seconds    histogram arrival -> finish
+ *   cllm:http_connections               gauge     open HTTP connections (cllm only)
  *
  * Histogram buckets are vLLM's. All functions may be called from any thread;
  * m == NULL makes every update a no-op (metrics disabled).
@@ -49,6 +50,7 @@ void cllm_metrics_destroy(cllm_metrics *m);
 
 /* Gauges (set to the current value). */
 void cllm_metrics_set_num_requests_running(cllm_metrics *m, int64_t n);
+void cllm_metrics_set_http_connections(cllm_metrics *m, int64_t n);
 void cllm_metrics_set_num_requests_waiting(cllm_metrics *m, int64_t n);
 /* fraction in [0, 1] (clamped). */
 void cllm_metrics_set_kv_cache_usage(cllm_metrics *m, double fraction);
