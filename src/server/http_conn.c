@@ -1,4 +1,5 @@
-/* Connections on the libuv loop (loop thread only).
+/* The HTTP front door on the libuv loop (loop thread only; http_conn.h):
+ * the listener and its connections, for `cllm serve` and `cllm router`.
  *
  * States: IDLE (waiting for a request: --timeout-keep-alive without a byte
  * closes it), READ (a request is arriving: head and body must be whole
@@ -13,22 +14,26 @@
  * llhttp state; reads go through one 64 KiB buffer per loop); while a request
  * arrives, its URL and headers (16 KiB + 8 KiB at most) and its body
  * (--max-body-bytes at most, and all connections' bodies together at most
- * cllm_server.max_body_memory, else 503); while answering, the queued
+ * srv_http.max_body_memory, else 503); while answering, the queued
  * response bytes (streams stop producing above SRV_WRITE_HIGH).
  *
  * A client that closes its socket (EOF or error on read, which is watched in
  * every state) closes the connection at once: its task's closed() aborts the
- * request in the engine.
+ * request (in the engine, or upstream).
  */
-#include "server/server_internal.h"
+#include "server/http_conn.h"
 
 #include "core/status.h"
 #include "server/http_request.h"
+#include "server/openai_protocol.h"
 
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 enum { C_IDLE, C_READ, C_BUSY, C_LINGER };
 #define SRV_IP_BUCKETS 4096
@@ -45,7 +50,7 @@ struct srv_ip {
 struct srv_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
-    cllm_server *s;
+    srv_http *h;
     srv_conn *prev, *next;
     srv_ip *ip;
     int refs;                 /* open handles (2) + holders */
@@ -57,7 +62,7 @@ struct srv_conn {
     size_t pending_len;
     size_t wq_bytes;          /* queued in uv_write */
     size_t lingered;          /* bytes dropped while lingering */
-    size_t body_reserved;     /* counted in s->body_bytes */
+    size_t body_reserved;     /* counted in h->body_bytes */
     srv_task *task;
 };
 
@@ -68,13 +73,12 @@ typedef struct wreq {
     char data[];
 } wreq;
 
-static char g_read_buf[64 << 10]; /* one loop thread: reads are consumed before the next */
 
 static void conn_close(srv_conn *c);
 static void conn_process(srv_conn *c, const char *data, size_t len);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-static void exit_if_done(cllm_server *s);
+static void exit_if_done(srv_http *h);
 
 /* ------------------------------------------------------------ per-IP counts */
 static unsigned ip_hash(const unsigned char *a) {
@@ -83,22 +87,22 @@ static unsigned ip_hash(const unsigned char *a) {
     return h % SRV_IP_BUCKETS;
 }
 
-static srv_ip *ip_get(cllm_server *s, const unsigned char *a) {
-    if (!s->ip_table && !(s->ip_table = calloc(SRV_IP_BUCKETS, sizeof *s->ip_table))) return NULL;
-    unsigned h = ip_hash(a);
-    for (srv_ip *e = s->ip_table[h]; e; e = e->next)
+static srv_ip *ip_get(srv_http *h, const unsigned char *a) {
+    if (!h->ip_table && !(h->ip_table = calloc(SRV_IP_BUCKETS, sizeof *h->ip_table))) return NULL;
+    unsigned b = ip_hash(a);
+    for (srv_ip *e = h->ip_table[b]; e; e = e->next)
         if (!memcmp(e->addr, a, 16)) return e;
     srv_ip *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     memcpy(e->addr, a, 16);
-    e->next = s->ip_table[h];
-    s->ip_table[h] = e;
+    e->next = h->ip_table[b];
+    h->ip_table[b] = e;
     return e;
 }
 
-static void ip_put(cllm_server *s, srv_ip *e) {
+static void ip_put(srv_http *h, srv_ip *e) {
     if (!e || --e->count > 0) return;
-    srv_ip **p = &s->ip_table[ip_hash(e->addr)];
+    srv_ip **p = &h->ip_table[ip_hash(e->addr)];
     while (*p && *p != e) p = &(*p)->next;
     if (*p) *p = e->next;
     free(e);
@@ -156,17 +160,22 @@ static const char *reason(int status) {
     case 200: return "OK";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 409: return "Conflict";
     case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
@@ -192,36 +201,36 @@ void srv_conn_set_task(srv_conn *c, srv_task *t) {
 }
 
 static void body_unreserve(srv_conn *c) {
-    c->s->body_bytes -= c->body_reserved;
+    c->h->body_bytes -= c->body_reserved;
     c->body_reserved = 0;
 }
 
 static void conn_close(srv_conn *c) {
     if (c->closing) return;
     c->closing = true;
-    cllm_server *s = c->s;
+    srv_http *h = c->h;
     srv_task *t = c->task;
     c->task = NULL;
     if (t) {
         t->conn = NULL;
         t->ops->closed(t);
     }
-    if (c->streaming) atomic_fetch_sub(&s->n_streams, 1);
+    if (c->streaming) atomic_fetch_sub(&h->n_streams, 1);
     c->streaming = false;
     body_unreserve(c);
     if (c->in_list) {
         if (c->prev) c->prev->next = c->next;
-        else s->conns = c->next;
+        else h->conns = c->next;
         if (c->next) c->next->prev = c->prev;
         c->in_list = false;
-        s->n_conns--;
-        cllm_metrics_set_http_connections(s->metrics, s->n_conns);
+        h->n_conns--;
+        if (h->ops->connections) h->ops->connections(h, h->n_conns);
     }
-    ip_put(s, c->ip);
+    ip_put(h, c->ip);
     c->ip = NULL;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    exit_if_done(s);
+    exit_if_done(h);
 }
 
 static void on_shutdown(uv_shutdown_t *r, int status) {
@@ -237,10 +246,10 @@ static void on_timer(uv_timer_t *t);
 static void request_done(srv_conn *c) {
     if (c->closing) return;
     c->task = NULL;
-    if (c->streaming) atomic_fetch_sub(&c->s->n_streams, 1);
+    if (c->streaming) atomic_fetch_sub(&c->h->n_streams, 1);
     c->streaming = false;
     body_unreserve(c);
-    if (c->close_after || c->s->exiting) {
+    if (c->close_after || c->h->exiting) {
         c->state = C_LINGER;
         if (c->shut) return; /* already shutting (a second answer cannot happen; be safe) */
         uv_shutdown_t *r = malloc(sizeof *r);
@@ -259,14 +268,14 @@ static void request_done(srv_conn *c) {
         c->continue_pending = true;
         uv_timer_start(&c->timer, on_timer, 0, 0);
     } else {
-        uv_timer_start(&c->timer, on_timer, (uint64_t)(c->s->p.timeout_keep_alive_s * 1000), 0);
+        uv_timer_start(&c->timer, on_timer, (uint64_t)(c->h->timeout_keep_alive_s * 1000), 0);
     }
 }
 
 /* ------------------------------------------------------------ responses */
 static void respond_head(srv_conn *c, int status, const char *ctype, size_t len, const char *extra, bool chunked,
                          char *out, size_t size, size_t *n) {
-    if (c->s->exiting || atomic_load(&c->s->draining)) c->close_after = true;
+    if (c->h->exiting || atomic_load(&c->h->draining)) c->close_after = true;
     const char *conn_hdr = c->close_after ? "Connection: close\r\n"
                            : c->http10     ? "Connection: keep-alive\r\n"
                                            : "";
@@ -309,14 +318,16 @@ void srv_respond_errorf(srv_conn *c, int status, const char *type, const char *p
     srv_respond_error(c, &err);
 }
 
-void srv_stream_begin(srv_conn *c) {
-    char head[512];
+void srv_stream_begin(srv_conn *c) { srv_stream_begin_ex(c, NULL); }
+
+void srv_stream_begin_ex(srv_conn *c, const char *extra) {
+    char head[1024], hdrs[512];
     size_t n;
     if (c->http10) c->close_after = true; /* no chunked coding: the close ends the body */
-    respond_head(c, 200, "text/event-stream; charset=utf-8", (size_t)-1, "Cache-Control: no-cache\r\n", !c->http10,
-                 head, sizeof head, &n);
+    snprintf(hdrs, sizeof hdrs, "Cache-Control: no-cache\r\n%s", extra ? extra : "");
+    respond_head(c, 200, "text/event-stream; charset=utf-8", (size_t)-1, hdrs, !c->http10, head, sizeof head, &n);
     conn_write3(c, head, n, NULL, 0, NULL, 0);
-    if (!c->streaming) atomic_fetch_add(&c->s->n_streams, 1);
+    if (!c->streaming) atomic_fetch_add(&c->h->n_streams, 1);
     c->streaming = true;
 }
 
@@ -370,7 +381,7 @@ static void on_timer(uv_timer_t *t) {
     case C_READ: {
         char msg[128];
         snprintf(msg, sizeof msg, "the request was not received in full within %g s (--timeout-request-read)",
-                 c->s->p.timeout_request_read_s);
+                 c->h->timeout_request_read_s);
         conn_fail(c, 408, msg);
         break;
     }
@@ -390,7 +401,7 @@ static bool keep_pending(srv_conn *c, const char *data, size_t len) {
 }
 
 static void conn_process(srv_conn *c, const char *data, size_t len) {
-    cllm_server *s = c->s;
+    srv_http *h = c->h;
     while (!c->closing && c->state != C_BUSY && c->state != C_LINGER) {
         size_t used = 0;
         cllm_http_event ev = cllm_http_request_feed(&c->req, data, len, &used);
@@ -398,16 +409,16 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
         len -= used;
         if (c->req.started && c->state == C_IDLE) {
             c->state = C_READ;
-            uv_timer_start(&c->timer, on_timer, (uint64_t)(s->p.timeout_request_read_s * 1000), 0);
+            uv_timer_start(&c->timer, on_timer, (uint64_t)(h->timeout_request_read_s * 1000), 0);
         }
         if (ev == CLLM_HTTP_NEED_MORE) {
             if (c->req.chunked && c->req.body_len > c->body_reserved) { /* chunked bodies count as they grow */
                 size_t d = c->req.body_len - c->body_reserved;
-                if (s->body_bytes + d > s->max_body_memory) {
+                if (h->body_bytes + d > h->max_body_memory) {
                     conn_fail(c, 503, "the server holds too many request bodies at once; retry later");
                     return;
                 }
-                s->body_bytes += d;
+                h->body_bytes += d;
                 c->body_reserved += d;
             }
             return;
@@ -421,17 +432,17 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
             c->head_only = !strcmp(c->req.method, "HEAD");
             c->state = C_BUSY; /* a response queued on the head closes: the body (if any) is never read */
             c->close_after = true;
-            if (!srv_route_head(s, c, &c->req)) return;
+            if (!h->ops->route_head(h, c, &c->req)) return;
             c->state = C_READ;
             c->close_after = false;
             if (c->req.error_status) { conn_fail(c, c->req.error_status, c->req.error); return; }
             if (c->req.content_length > 0) {
                 size_t need = (size_t)c->req.content_length;
-                if (s->body_bytes + need > s->max_body_memory) {
+                if (h->body_bytes + need > h->max_body_memory) {
                     conn_fail(c, 503, "the server holds too many request bodies at once; retry later");
                     return;
                 }
-                s->body_bytes += need;
+                h->body_bytes += need;
                 c->body_reserved = need;
             }
             if (c->req.expect_continue) conn_write3(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
@@ -442,15 +453,15 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
         uv_timer_stop(&c->timer);
         c->state = C_BUSY;
         c->close_after = !cllm_http_request_keep_alive(&c->req);
-        srv_route_dispatch(s, c, &c->req);
+        h->ops->dispatch(h, c, &c->req);
         return;
     }
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)h;
     (void)suggested;
-    *buf = uv_buf_init(g_read_buf, sizeof g_read_buf);
+    srv_conn *c = h->data;
+    *buf = uv_buf_init(c->h->read_buf, SRV_READ_BUF);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -493,11 +504,11 @@ static void reject_now(uv_tcp_t *t, int status, const char *msg) {
 
 static void free_handle(uv_handle_t *h) { free(h); }
 
-void srv_conn_accept(cllm_server *s) {
+static void conn_accept(srv_http *h) {
     srv_conn *c = calloc(1, sizeof *c);
     if (!c) return;
-    uv_tcp_init(&s->loop, &c->tcp);
-    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp)) {
+    uv_tcp_init(h->loop, &c->tcp);
+    if (uv_accept((uv_stream_t *)&h->listener, (uv_stream_t *)&c->tcp)) {
         uv_close((uv_handle_t *)&c->tcp, free_handle); /* tcp is the first member: frees c */
         return;
     }
@@ -507,18 +518,17 @@ void srv_conn_accept(cllm_server *s) {
     const char *why = NULL;
     int status = 503;
     char msg[160];
-    if (s->exiting || atomic_load(&s->draining)) {
-        why = atomic_load(&s->state) == SRV_FAILED ? "the model failed to load; the server is shutting down"
-                                                   : "the server is shutting down";
-    } else if (s->n_conns >= s->max_connections) {
+    if (h->exiting || atomic_load(&h->draining)) {
+        why = h->drain_reason ? h->drain_reason : "the server is shutting down";
+    } else if (h->n_conns >= h->max_connections) {
         snprintf(msg, sizeof msg, "the server holds its maximum of %d connections (--max-connections); retry later",
-                 s->max_connections);
+                 h->max_connections);
         why = msg;
-    } else if (!(ip = ip_get(s, key))) {
+    } else if (!(ip = ip_get(h, key))) {
         why = "out of memory";
-    } else if (s->p.max_connections_per_ip > 0 && ip->count >= s->p.max_connections_per_ip) {
+    } else if (h->max_connections_per_ip > 0 && ip->count >= h->max_connections_per_ip) {
         snprintf(msg, sizeof msg, "too many connections from your address (--max-connections-per-ip %d)",
-                 s->p.max_connections_per_ip);
+                 h->max_connections_per_ip);
         why = msg;
         status = 429;
     }
@@ -529,64 +539,61 @@ void srv_conn_accept(cllm_server *s) {
     }
     ip->count++;
     c->ip = ip;
-    c->s = s;
+    c->h = h;
     c->refs = 2;
     c->tcp.data = c;
-    uv_timer_init(&s->loop, &c->timer);
+    uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;
     cllm_http_limits lim = cllm_http_default_limits();
     cllm_http_request_init(&c->req, &lim);
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
+    c->next = h->conns;
+    if (h->conns) h->conns->prev = c;
+    h->conns = c;
     c->in_list = true;
-    s->n_conns++;
-    cllm_metrics_set_http_connections(s->metrics, s->n_conns);
+    h->n_conns++;
+    if (h->ops->connections) h->ops->connections(h, h->n_conns);
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = C_IDLE;
-    uv_timer_start(&c->timer, on_timer, (uint64_t)(s->p.timeout_keep_alive_s * 1000), 0);
+    uv_timer_start(&c->timer, on_timer, (uint64_t)(h->timeout_keep_alive_s * 1000), 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)) conn_close(c);
 }
 
 /* --------------------------------------------------------------- commands */
-void srv_conn_drain_all(cllm_server *s) {
-    if (s->listening) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listening = false;
+void srv_conn_drain_all(srv_http *h) {
+    if (h->listening) {
+        uv_close((uv_handle_t *)&h->listener, NULL);
+        h->listening = false;
     }
 }
 
-void srv_conn_stop_all(cllm_server *s) {
-    for (srv_conn *c = s->conns, *n; c; c = n) {
+void srv_conn_stop_all(srv_http *h) {
+    for (srv_conn *c = h->conns, *n; c; c = n) {
         n = c->next;
         if (c->task && c->task->ops->stop) c->task->ops->stop(c->task);
     }
 }
 
-/* At exit, once no connection is left: close the loop's own handles, so
- * that uv_run returns. */
-static void exit_if_done(cllm_server *s) {
-    if (!s->exiting || s->conns) return;
-    if (s->exit_timer_on) {
-        uv_close((uv_handle_t *)&s->exit_timer, NULL);
-        s->exit_timer_on = false;
+/* At exit, once no connection is left: close the loop's own handles (ours
+ * and, through ops->exited, the owner's), so that uv_run returns. */
+static void exit_if_done(srv_http *h) {
+    if (!h->exiting || h->conns) return;
+    if (h->exit_timer_on) {
+        uv_close((uv_handle_t *)&h->exit_timer, NULL);
+        h->exit_timer_on = false;
     }
-    if (!s->wake_closed) {
-        uv_close((uv_handle_t *)&s->wake, NULL);
-        s->wake_closed = true;
-    }
+    if (h->ops->exited) h->ops->exited(h); /* the owner's handles (idempotent) */
 }
 
 static void on_exit_timer(uv_timer_t *t) {
-    cllm_server *s = t->data;
-    while (s->conns) conn_close(s->conns); /* the last one runs exit_if_done */
-    exit_if_done(s);
+    srv_http *h = t->data;
+    while (h->conns) conn_close(h->conns); /* the last one runs exit_if_done */
+    exit_if_done(h);
 }
 
-void srv_conn_close_all(cllm_server *s) {
-    s->exiting = true;
-    srv_conn_drain_all(s);
-    for (srv_conn *c = s->conns, *n; c; c = n) {
+void srv_conn_close_all(srv_http *h) {
+    h->exiting = true;
+    srv_conn_drain_all(h);
+    for (srv_conn *c = h->conns, *n; c; c = n) {
         n = c->next;
         if (c->task) { /* cannot happen after stop_all; be safe */
             srv_task *t = c->task;
@@ -597,11 +604,85 @@ void srv_conn_close_all(cllm_server *s) {
         if (!c->wq_bytes || c->state == C_IDLE || c->state == C_READ) conn_close(c);
         else if (c->state != C_LINGER) request_done(c); /* shut after the queued bytes go out */
     }
-    if (s->conns) {
-        uv_timer_init(&s->loop, &s->exit_timer);
-        s->exit_timer.data = s;
-        s->exit_timer_on = true;
-        uv_timer_start(&s->exit_timer, on_exit_timer, 2000, 0);
+    if (h->conns) {
+        uv_timer_init(h->loop, &h->exit_timer);
+        h->exit_timer.data = h;
+        h->exit_timer_on = true;
+        uv_timer_start(&h->exit_timer, on_exit_timer, 2000, 0);
     }
-    exit_if_done(s);
+    exit_if_done(h);
+}
+
+/* ------------------------------------------------------------ the listener */
+static void on_connection(uv_stream_t *l, int status) {
+    if (status < 0) return;
+    conn_accept(l->data);
+}
+
+void srv_http_fit_fd_limit(srv_http *h, int want) {
+    struct rlimit rl;
+    h->max_connections = want > 0 ? want : 10000;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    rlim_t need = (rlim_t)h->max_connections + 256;
+    if (rl.rlim_cur < need) {
+        rlim_t lim = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        struct rlimit nl = {.rlim_cur = lim, .rlim_max = rl.rlim_max};
+        if (!setrlimit(RLIMIT_NOFILE, &nl)) rl.rlim_cur = lim;
+    }
+    if (rl.rlim_cur < need) {
+        int fit = rl.rlim_cur > 512 ? (int)(rl.rlim_cur - 256) : (int)(rl.rlim_cur / 2);
+        cllm_log(CLLM_LOG_WARN, "the open-file limit is %llu (hard %llu): serving at most %d connections instead of "
+                 "%d (raise it with ulimit -n)", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                 fit, h->max_connections);
+        h->max_connections = fit;
+    }
+}
+
+cllm_status srv_http_listen(srv_http *h, const char *host, int port, int listen_fd) {
+    if (!h->read_buf && !(h->read_buf = malloc(SRV_READ_BUF))) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    uv_tcp_init(h->loop, &h->listener);
+    h->listener.data = h;
+    int rc;
+    if (listen_fd >= 0) {
+        int type = 0;
+        socklen_t tl = sizeof type;
+        if (getsockopt(listen_fd, SOL_SOCKET, SO_TYPE, &type, &tl) || type != SOCK_STREAM)
+            return cllm_error(CLLM_ERR_INVALID_ARG, "--listen-fd %d is not a stream socket", listen_fd);
+        rc = uv_tcp_open(&h->listener, listen_fd);
+    } else {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+        struct addrinfo *ai = NULL;
+        char ps[16];
+        snprintf(ps, sizeof ps, "%d", port);
+        int gai = getaddrinfo(host, ps, &hints, &ai);
+        if (gai || !ai)
+            return cllm_error(CLLM_ERR_INVALID_ARG, "--host '%s' does not resolve: %s", host, gai_strerror(gai));
+        rc = uv_tcp_bind(&h->listener, ai->ai_addr, 0);
+        freeaddrinfo(ai);
+    }
+    if (!rc) rc = uv_listen((uv_stream_t *)&h->listener, SOMAXCONN > 4096 ? SOMAXCONN : 4096, on_connection);
+    if (rc) {
+        if (listen_fd >= 0)
+            return cllm_error(CLLM_ERR_IO, "cannot listen on the inherited socket (--listen-fd %d): %s", listen_fd,
+                              uv_strerror(rc));
+        return cllm_error(CLLM_ERR_IO, "cannot listen on %s:%d (%s): pick another --port", host, port,
+                          uv_strerror(rc));
+    }
+    h->listening = true;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    h->port = port;
+    if (!uv_tcp_getsockname(&h->listener, (struct sockaddr *)&ss, &len))
+        h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    return CLLM_OK;
+}
+
+void srv_http_free(srv_http *h) {
+    if (!h) return;
+    free(h->ip_table);
+    h->ip_table = NULL;
+    free(h->read_buf);
+    h->read_buf = NULL;
 }

@@ -9,12 +9,9 @@
 #include "server/http_request.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,10 +25,11 @@ cllm_server_params cllm_server_default_params(void) {
     p.timeout_keep_alive_s = 5.0;
     p.timeout_request_read_s = 30.0;
     p.shutdown_timeout_s = 10.0;
+    p.listen_fd = -1;
     return p;
 }
 
-int cllm_server_port(const cllm_server *s) { return s ? s->port : 0; }
+int cllm_server_port(const cllm_server *s) { return s ? s->http.port : 0; }
 
 /* ------------------------------------------------------------ routing */
 enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION, R_TOKENIZER_INFO,
@@ -68,7 +66,9 @@ static int route_of(cllm_http_request *req) {
     return -1;
 }
 
-bool srv_route_head(cllm_server *s, srv_conn *c, cllm_http_request *req) {
+/* On the head alone (route, method, API key, size, draining): true lets the
+ * body in; false means a response was queued and the connection closes. */
+static bool srv_route_head(cllm_server *s, srv_conn *c, cllm_http_request *req) {
     int r = route_of(req);
     char path[256];
     cllm_http_request_path(req, path, sizeof path);
@@ -90,7 +90,7 @@ bool srv_route_head(cllm_server *s, srv_conn *c, cllm_http_request *req) {
         srv_respond_error(c, &err);
         return false;
     }
-    if ((r == R_COMPLETIONS || r == R_CHAT) && atomic_load(&s->draining)) {
+    if ((r == R_COMPLETIONS || r == R_CHAT) && atomic_load(&s->http.draining)) {
         srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
         return false;
     }
@@ -108,7 +108,8 @@ static void send_version(srv_conn *c) {
     srv_respond(c, 200, "application/json", b, strlen(b), NULL);
 }
 
-void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *req) {
+/* A whole request arrived: answer it (now or later through a srv_task). */
+static void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *req) {
     int r = route_of(req);
     if (r == R_METRICS) { srv_route_metrics(s, c); return; }
     if (r == R_VERSION) { send_version(c); return; }
@@ -137,15 +138,10 @@ void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *req) {
 }
 
 /* ------------------------------------------------------------ the loop thread */
-static void on_connection(uv_stream_t *l, int status) {
-    if (status < 0) return;
-    srv_conn_accept(l->data);
-}
-
 static void on_wake(uv_async_t *a) {
     cllm_server *s = a->data;
     int cmd = atomic_exchange(&s->cmd, 0);
-    if (cmd & SRV_CMD_DRAIN) srv_conn_drain_all(s);
+    if (cmd & SRV_CMD_DRAIN) srv_conn_drain_all(&s->http);
     /* jobs with new events: unlinked under the lock (the engine thread may
      * queue a job again as soon as it is off the list) */
     pthread_mutex_lock(&s->ready_mu);
@@ -173,8 +169,8 @@ static void on_wake(uv_async_t *a) {
         srv_job_unref(j);
     }
     if (more) uv_async_send(&s->wake);
-    if (cmd & SRV_CMD_STOP) srv_conn_stop_all(s);
-    if (cmd & SRV_CMD_EXIT) srv_conn_close_all(s);
+    if (cmd & SRV_CMD_STOP) srv_conn_stop_all(&s->http);
+    if (cmd & SRV_CMD_EXIT) srv_conn_close_all(&s->http);
 }
 
 static void *loop_main(void *arg) {
@@ -205,62 +201,38 @@ void srv_job_notify(cllm_server *s, srv_job *j) {
 }
 
 /* ------------------------------------------------------------ lifecycle */
-/* Raise the soft fd limit to fit max_connections (+ 256 for the model's
- * files, logs, the engine); lower max_connections when the hard limit is
- * too low. */
-static void fit_fd_limit(cllm_server *s) {
-    struct rlimit rl;
-    s->max_connections = s->p.max_connections > 0 ? s->p.max_connections : 10000;
-    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
-    rlim_t need = (rlim_t)s->max_connections + 256;
-    if (rl.rlim_cur < need) {
-        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
-        struct rlimit nl = {.rlim_cur = want, .rlim_max = rl.rlim_max};
-        if (!setrlimit(RLIMIT_NOFILE, &nl)) rl.rlim_cur = want;
-    }
-    if (rl.rlim_cur < need) {
-        int fit = rl.rlim_cur > 512 ? (int)(rl.rlim_cur - 256) : (int)(rl.rlim_cur / 2);
-        cllm_log(CLLM_LOG_WARN, "the open-file limit is %llu (hard %llu): serving at most %d connections instead of "
-                 "%d (raise it with ulimit -n)", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
-                 fit, s->max_connections);
-        s->max_connections = fit;
-    }
-}
-
 static void noop_work(uv_work_t *w) { (void)w; }
 static void noop_done(uv_work_t *w, int status) {
     (void)status;
     free(w);
 }
 
+static bool route_head_cb(srv_http *h, srv_conn *c, cllm_http_request *req) {
+    return srv_route_head(h->owner, c, req);
+}
+static void dispatch_cb(srv_http *h, srv_conn *c, cllm_http_request *req) { srv_route_dispatch(h->owner, c, req); }
+static void connections_cb(srv_http *h, int n) {
+    cllm_server *s = h->owner;
+    cllm_metrics_set_http_connections(s->metrics, n);
+}
+static void exited_cb(srv_http *h) {
+    cllm_server *s = h->owner;
+    if (!s->wake_closed) {
+        uv_close((uv_handle_t *)&s->wake, NULL);
+        s->wake_closed = true;
+    }
+}
+static const srv_http_ops HTTP_OPS = {.route_head = route_head_cb, .dispatch = dispatch_cb,
+                                      .connections = connections_cb, .exited = exited_cb};
+
 static cllm_status start_loop(cllm_server *s) {
     if (uv_loop_init(&s->loop)) return cllm_error(CLLM_ERR_OOM, "cannot create the event loop");
     s->loop_init = true;
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
-    uv_tcp_init(&s->loop, &s->listener);
-    s->listener.data = s;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->p.port);
-    int gai = getaddrinfo(s->host, port, &hints, &ai);
-    if (gai || !ai) return cllm_error(CLLM_ERR_INVALID_ARG, "--host '%s' does not resolve: %s", s->host, gai_strerror(gai));
-    int rc = uv_tcp_bind(&s->listener, ai->ai_addr, 0);
-    freeaddrinfo(ai);
-    if (!rc) rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN > 4096 ? SOMAXCONN : 4096, on_connection);
-    if (rc)
-        return cllm_error(CLLM_ERR_IO, "cannot listen on %s:%d (%s): pick another --port", s->host, s->p.port,
-                          uv_strerror(rc));
-    s->listening = true;
+    CLLM_TRY(srv_http_listen(&s->http, s->host, s->p.port, s->p.listen_fd));
     uv_work_t *w = malloc(sizeof *w); /* start the worker pool now: the thread count is fixed from here on */
     if (w && uv_queue_work(&s->loop, w, noop_work, noop_done)) free(w);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    s->port = s->p.port;
-    if (!uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len))
-        s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                 : ((struct sockaddr_in *)&ss)->sin_port);
     return CLLM_OK;
 }
 
@@ -301,7 +273,13 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
     s->p.served_model_name = s->served_model_name;
     s->p.engine.model.model = s->model_root;
     if (!s->p.max_body_bytes) s->p.max_body_bytes = (size_t)32 << 20;
-    s->max_body_memory = s->p.max_body_bytes * 8 > ((size_t)1 << 30) ? s->p.max_body_bytes * 8 : (size_t)1 << 30;
+    s->http.ops = &HTTP_OPS;
+    s->http.owner = s;
+    s->http.loop = &s->loop;
+    s->http.timeout_keep_alive_s = s->p.timeout_keep_alive_s;
+    s->http.timeout_request_read_s = s->p.timeout_request_read_s;
+    s->http.max_connections_per_ip = s->p.max_connections_per_ip;
+    s->http.max_body_memory = s->p.max_body_bytes * 8 > ((size_t)1 << 30) ? s->p.max_body_bytes * 8 : (size_t)1 << 30;
     s->limits = cllm_openai_default_limits();
     s->limits.max_body_bytes = s->p.max_body_bytes;
     int waiting = s->p.engine.max_num_waiting > 0 ? s->p.engine.max_num_waiting : 4096;
@@ -310,7 +288,7 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
                                                      : s->p.engine.max_num_seqs + waiting;
     s->created = (int64_t)time(NULL);
     CLLM_TRY_GOTO(st, cllm_metrics_create(s->served_model_name, &s->metrics), fail);
-    fit_fd_limit(s);
+    srv_http_fit_fd_limit(&s->http, s->p.max_connections);
     CLLM_TRY_GOTO(st, start_loop(s), fail);
     if (pthread_create(&s->loop_thread, NULL, loop_main, s)) {
         st = cllm_error(CLLM_ERR_OOM, "cannot start the HTTP loop thread");
@@ -345,7 +323,9 @@ static void shutdown_server(cllm_server *s, double grace_s) {
         stop_engine(s);
         return;
     }
-    atomic_store(&s->draining, true);
+    if (atomic_load(&s->state) == SRV_FAILED)
+        s->http.drain_reason = "the model failed to load; the server is shutting down";
+    atomic_store(&s->http.draining, true);
     send_cmd(s, SRV_CMD_DRAIN); /* no new connections; /health and new requests: 503 */
     double deadline = srv_now() + grace_s;
     while (atomic_load(&s->inflight) > 0 && srv_now() < deadline) usleep(20 * 1000);
@@ -408,7 +388,7 @@ void cllm_server_destroy(cllm_server *s) {
     srv_chat_free(s);
     cllm_engine_destroy(s->engine);
     free(s->routes);
-    free(s->ip_table);
+    srv_http_free(&s->http);
     free(s->woken);
     cllm_metrics_destroy(s->metrics);
     pthread_mutex_destroy(&s->mu);

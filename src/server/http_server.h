@@ -56,6 +56,8 @@ typedef struct cllm_server_params {
                                     * chat outputs (needs tool_call_parser); default false */
     const char *tool_call_parser;  /* vLLM --tool-call-parser: "hermes", "llama3_json",
                                     * "mistral" (server/tool_parser.h); NULL: none */
+    int listen_fd;                 /* >= 0: serve on this inherited, listening socket instead of binding
+                                    * host:port (a replica of cllm serve --data-parallel-size); default -1 */
 } cllm_server_params;
 
 cllm_server_params cllm_server_default_params(void);

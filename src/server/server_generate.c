@@ -244,9 +244,9 @@ static void prep_done(uv_work_t *w, int status) {
         gen_free(g);
         return;
     }
-    if (atomic_load(&s->draining) || atomic_fetch_add(&s->inflight, 1) >= s->max_inflight) {
-        if (!atomic_load(&s->draining)) atomic_fetch_sub(&s->inflight, 1);
-        if (atomic_load(&s->draining))
+    if (atomic_load(&s->http.draining) || atomic_fetch_add(&s->inflight, 1) >= s->max_inflight) {
+        if (!atomic_load(&s->http.draining)) atomic_fetch_sub(&s->inflight, 1);
+        if (atomic_load(&s->http.draining))
             srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
         else
             srv_respond_errorf(c, 503, "service_unavailable", NULL,

@@ -1,6 +1,7 @@
 /* Internals shared by the HTTP server files:
  *   http_server.c   lifecycle (bind, threads, shutdown), routing on the head
- *   http_conn.c     connections on the libuv loop: reading (http_request.h),
+ *   http_conn.c     the front door (http_conn.h, shared with cllm router):
+ *                   connections on the libuv loop, reading (http_request.h),
  *                   deadlines, writing responses and SSE chunks, lingering close
  *   server_routes.c the small routes (/health, /metrics, /v1/models, /tokenize, ...)
  *   server_engine.c the engine thread and its inbox
@@ -20,6 +21,7 @@
 #define CLLM_SERVER_INTERNAL_H
 
 #include "cllm.h"
+#include "server/http_conn.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/openai_protocol.h"
@@ -105,22 +107,6 @@ typedef struct srv_route {
     bool got_first;
 } srv_route;
 
-/* An in-progress request on a connection (a generate job, a worker task):
- * the connection calls these on the loop thread. */
-typedef struct srv_conn srv_conn;
-typedef struct srv_task srv_task;
-typedef struct srv_task_ops {
-    void (*writable)(srv_task *t); /* the write queue drained below the low mark: produce more */
-    void (*closed)(srv_task *t);   /* the client is gone: detach (abort work), t->conn is NULL after */
-    void (*stop)(srv_task *t);     /* the shutdown grace period is over: finish now */
-} srv_task_ops;
-struct srv_task {
-    const srv_task_ops *ops;
-    srv_conn *conn;             /* NULL once detached */
-};
-
-typedef struct srv_ip srv_ip;   /* per-address connection count (http_conn.c) */
-
 struct cllm_server {
     cllm_server_params p;
     char *served_model_name, *model_root, *api_key, *host; /* owned copies */
@@ -128,27 +114,18 @@ struct cllm_server {
     /* the loop thread and what only it touches */
     uv_loop_t loop;
     bool loop_init;
-    uv_tcp_t listener;
-    bool listening;
+    srv_http http;              /* the listener and connections (http_conn.h); http.draining: shutting
+                                 * down, new generate requests get 503 */
     uv_async_t wake;            /* engine / main thread -> loop */
-    uv_timer_t exit_timer;      /* force-closes connections still flushing at exit */
     pthread_t loop_thread;
     bool loop_thread_started;
-    srv_conn *conns;            /* every open connection (list) */
-    int n_conns;
-    srv_ip **ip_table;          /* (SRV_IP_BUCKETS) */
-    size_t body_bytes;          /* request bodies buffered now, all connections */
-    size_t max_body_memory;     /* bound of body_bytes */
-    int max_connections;        /* after the fd limit */
-    bool exiting;               /* loop: close everything and leave */
-    bool exit_timer_on, wake_closed;
+    bool wake_closed;
     atomic_int cmd;             /* SRV_CMD_* bits for the loop (wake) */
     /* jobs with new events for the loop (engine thread -> loop) */
     pthread_mutex_t ready_mu;
     srv_job *ready_head, *ready_tail;
     srv_job **woken;            /* loop: the jobs taken off the ready list in one wake */
     int cap_woken;
-    int port;                   /* bound port */
     pthread_t engine_thread;
     bool engine_thread_started;
     /* inbox */
@@ -170,7 +147,6 @@ struct cllm_server {
     atomic_int n_streams;       /* SSE responses open (metrics) */
     int max_inflight;
     int max_num_waiting;        /* the engine's waiting-queue bound (sequences) */
-    atomic_bool draining;       /* shutting down: new generate requests get 503 */
     atomic_bool hard_stop;      /* grace period over: waits give up */
     int64_t created;            /* unix seconds at start */
     /* engine-thread routing table */
@@ -215,14 +191,6 @@ cllm_status srv_render_chat(cllm_server *s, const cllm_openai_message *msgs, siz
 /* Put j on the ready list and wake the loop (any thread, j->mu not held). */
 void srv_job_notify(cllm_server *s, srv_job *j);
 
-/* Routing (http_server.c), loop thread. srv_route_head decides on the head
- * alone (route, method, API key, size, draining): true lets the body in;
- * false means a response was queued and the connection closes. */
-struct cllm_http_request;
-bool srv_route_head(cllm_server *s, srv_conn *c, struct cllm_http_request *req);
-/* A whole request arrived: answer it (now or later through a srv_task). */
-void srv_route_dispatch(cllm_server *s, srv_conn *c, struct cllm_http_request *req);
-
 /* Small routes (server_routes.c): each queues its response. body/len: the
  * request body (borrowed until return). */
 void srv_route_health(cllm_server *s, srv_conn *c);
@@ -234,29 +202,5 @@ void srv_route_tokenize(cllm_server *s, srv_conn *c, char *body, size_t len, boo
 
 /* Generate routes (server_generate.c): takes body (owned, free()). */
 void srv_generate_start(cllm_server *s, srv_conn *c, cllm_openai_endpoint ep, char *body, size_t len);
-
-/* Connections (http_conn.c), loop thread only. */
-void srv_conn_accept(cllm_server *s);            /* listener callback body */
-/* Answer the current request: status, Content-Type, body (owned, free()).
- * extra: more header lines ("Name: value\r\n"...), or NULL. */
-void srv_respond(srv_conn *c, int status, const char *ctype, char *body, size_t len, const char *extra);
-void srv_respond_error(srv_conn *c, const cllm_openai_error *err);
-void srv_respond_errorf(srv_conn *c, int status, const char *type, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-/* SSE: 200 head (chunked; HTTP/1.0: close-delimited), then chunks (data
- * owned, free()), then the end (the request is done). */
-void srv_stream_begin(srv_conn *c);
-void srv_stream_write(srv_conn *c, char *data, size_t len);
-void srv_stream_end(srv_conn *c);
-size_t srv_conn_write_queue(const srv_conn *c); /* bytes queued, not yet sent */
-#define SRV_WRITE_HIGH ((size_t)1 << 20)        /* streams stop producing above this */
-void srv_conn_set_task(srv_conn *c, srv_task *t);
-void srv_conn_hold(srv_conn *c);                 /* keep the memory alive (worker tasks) */
-void srv_conn_release(srv_conn *c);
-bool srv_conn_gone(const srv_conn *c);           /* closed (client left or server exit) */
-/* Loop thread: the commands of cllm_server.cmd (drain, stop, exit). */
-void srv_conn_drain_all(cllm_server *s);         /* stop accepting */
-void srv_conn_stop_all(cllm_server *s);          /* every task's stop() */
-void srv_conn_close_all(cllm_server *s);         /* close idle ones now, the rest after their writes */
 
 #endif

@@ -18,7 +18,7 @@ static void send_json(srv_conn *c, char *body) {
 
 void srv_route_health(cllm_server *s, srv_conn *c) {
     int state = atomic_load(&s->state);
-    if (atomic_load(&s->draining) && state != SRV_FAILED) {
+    if (atomic_load(&s->http.draining) && state != SRV_FAILED) {
         srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
         return;
     }
