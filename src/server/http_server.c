@@ -33,7 +33,7 @@ int cllm_server_port(const cllm_server *s) { return s ? s->http.port : 0; }
 
 /* ------------------------------------------------------------ routing */
 enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION, R_TOKENIZER_INFO,
-       R_N };
+       R_LOAD, R_DIST_STATS, R_N };
 static const struct {
     const char *path, *method;
     bool open; /* no API key needed */
@@ -42,7 +42,8 @@ static const struct {
     [R_MODELS] = {"/v1/models", "GET", false},      [R_COMPLETIONS] = {"/v1/completions", "POST", false},
     [R_CHAT] = {"/v1/chat/completions", "POST", false}, [R_TOKENIZE] = {"/tokenize", "POST", false},
     [R_DETOKENIZE] = {"/detokenize", "POST", false}, [R_VERSION] = {"/version", "GET", true},
-    [R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false},
+    [R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false}, [R_LOAD] = {"/load", "GET", true},
+    [R_DIST_STATS] = {"/v1/distributed/stats", "GET", false},
 };
 #define GET_BODY_LIMIT ((size_t)64 << 10) /* a GET may carry a small body; it is ignored */
 
@@ -114,6 +115,8 @@ static void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *r
     if (r == R_METRICS) { srv_route_metrics(s, c); return; }
     if (r == R_VERSION) { send_version(c); return; }
     if (r == R_HEALTH) { srv_route_health(s, c); return; }
+    if (r == R_LOAD) { srv_route_load(s, c); return; }
+    if (r == R_DIST_STATS) { srv_route_dist_stats(s, c); return; }
     int state = atomic_load(&s->state);
     if (state != SRV_READY) {
         if (state == SRV_FAILED) srv_respond_errorf(c, 503, "service_unavailable", NULL, "%s", s->load_error);
@@ -260,6 +263,7 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->ready_mu, NULL);
+    srv_stats_init(&s->stats);
     s->host = strdup(params->host ? params->host : "127.0.0.1");
     s->model_root = strdup(params->engine.model.model);
     s->served_model_name = strdup(params->served_model_name ? params->served_model_name : params->engine.model.model);
@@ -394,6 +398,7 @@ void cllm_server_destroy(cllm_server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->ready_mu);
+    srv_stats_free(&s->stats);
     free(s->host);
     free(s->model_root);
     free(s->served_model_name);

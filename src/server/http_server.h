@@ -4,9 +4,12 @@
  * Routes: POST /v1/completions, POST /v1/chat/completions (JSON or SSE
  * streaming), GET /v1/models, GET /health (200 ready, 503 while loading or
  * draining), GET /metrics (Prometheus), POST /tokenize, POST /detokenize,
- * GET /tokenizer_info, GET /version. With an API key every route except
- * /health, /metrics and /version needs "Authorization: Bearer KEY" (401
- * otherwise). Every error, the HTTP layer's own included, is an OpenAI error
+ * GET /tokenizer_info, GET /version, GET /load (running and waiting
+ * requests, KV usage: what cllm router's least_load polls), GET
+ * /v1/distributed/stats (per rank and group the collectives, per rank the
+ * MoE load, engine steps and KV usage; server_stats.c). With an API key
+ * every route except /health, /metrics, /load and /version needs
+ * "Authorization: Bearer KEY" (401 otherwise). Every error, the HTTP layer's own included, is an OpenAI error
  * body (server/openai_protocol.h) with the matching status.
  *
  * HTTP: event-driven (libuv + llhttp, server/http_request.h): one loop thread

@@ -321,6 +321,7 @@ static void update_stats(cllm_server *s) {
     cllm_metrics_add_generation_tokens(s->metrics,
                                        (int64_t)(st.generation_tokens_total - p->generation_tokens_total));
     *p = st;
+    srv_stats_set_engine(&s->stats, &st);
     /* every rank's collective statistics: a round trip to the workers, so at most once a second while busy,
      * and once when the engine goes idle */
     double now = srv_now();
@@ -329,12 +330,13 @@ static void update_stats(cllm_server *s) {
         cllm_engine_check_health(s->engine) == CLLM_OK) {
         cllm_comm_stats *ds = NULL;
         int n = 0;
-        if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) == CLLM_OK && n > 0)
-            cllm_metrics_set_dist_stats(s->metrics, ds, n);
-        cllm_free(ds);
-        cllm_expert_stats es;
+        if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) != CLLM_OK) n = 0;
+        if (n > 0) cllm_metrics_set_dist_stats(s->metrics, ds, n);
+        cllm_expert_stats es = {0};
         if (cllm_engine_get_expert_stats(s->engine, &es) == CLLM_OK && es.num_experts > 0)
             cllm_metrics_set_expert_stats(s->metrics, &es);
+        srv_stats_set_dist(&s->stats, ds, n, &es, now);
+        cllm_free(ds);
         cllm_free(es.tokens_per_expert);
         cllm_free(es.tokens_per_rank);
         s->dist_stats_at = now;
@@ -410,7 +412,9 @@ void *srv_engine_main(void *arg) {
         if (!dead && cllm_engine_has_unfinished(e)) {
             const cllm_request_output *outs = NULL;
             int n_out = 0;
+            double t0 = srv_now();
             cllm_status sst = cllm_engine_step(e, &outs, &n_out);
+            srv_stats_note_step(&s->stats, srv_now() - t0);
             if (sst != CLLM_OK) {
                 /* a failed step loses the batch: fail every live request */
                 char msg[600];

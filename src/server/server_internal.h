@@ -7,6 +7,7 @@
  *   server_engine.c the engine thread and its inbox
  *   server_generate.c, server_stream.c, server_respond.c  completions and chat
  *   server_chat.c   chat templates
+ *   server_stats.c  /load and /v1/distributed/stats (a snapshot the engine thread writes)
  *
  * Threads (bounded, whatever the number of connections): one loop thread runs
  * libuv (every socket, timer and response write); libuv's worker pool
@@ -107,6 +108,27 @@ typedef struct srv_route {
     bool got_first;
 } srv_route;
 
+/* The engine's statistics for /load and /v1/distributed/stats: written by the
+ * engine thread, formatted on the loop thread (server_stats.c), under mu. */
+typedef struct srv_stats {
+    pthread_mutex_t mu;
+    cllm_engine_stats engine;   /* rank 0's, every step */
+    uint64_t num_steps;         /* cllm_engine_step calls */
+    double step_seconds_total, step_seconds_last, step_seconds_max;
+    cllm_comm_stats *dist;      /* (n_dist) every rank's groups, owned */
+    int n_dist;
+    uint64_t *moe_expert, *moe_rank; /* (n_experts), (n_moe_ranks), owned */
+    int n_experts, n_moe_ranks;
+    double dist_updated_at;     /* srv_now() of the last refresh; 0: never */
+} srv_stats;
+
+void srv_stats_init(srv_stats *st);
+void srv_stats_free(srv_stats *st);
+void srv_stats_note_step(srv_stats *st, double seconds);
+void srv_stats_set_engine(srv_stats *st, const cllm_engine_stats *es);
+/* Replace the collective and MoE statistics (copied; es may be NULL). */
+void srv_stats_set_dist(srv_stats *st, const cllm_comm_stats *ds, int n, const cllm_expert_stats *es, double now);
+
 struct cllm_server {
     cllm_server_params p;
     char *served_model_name, *model_root, *api_key, *host; /* owned copies */
@@ -153,6 +175,7 @@ struct cllm_server {
     srv_route *routes;
     int n_routes, cap_routes;
     cllm_engine_stats last_stats;
+    srv_stats stats;            /* /load, /v1/distributed/stats */
     /* generation_config.json defaults for requests that leave the field
      * unset (vLLM --generation-config auto); < 0: the model gives none */
     float gen_temperature, gen_top_p, gen_min_p, gen_repetition_penalty;
@@ -197,6 +220,8 @@ void srv_route_health(cllm_server *s, srv_conn *c);
 void srv_route_metrics(cllm_server *s, srv_conn *c);
 void srv_route_models(cllm_server *s, srv_conn *c);
 void srv_route_tokenizer_info(cllm_server *s, srv_conn *c);
+void srv_route_load(cllm_server *s, srv_conn *c);        /* server_stats.c */
+void srv_route_dist_stats(cllm_server *s, srv_conn *c);  /* server_stats.c */
 /* /tokenize and /detokenize run on a worker thread (tokenization can be long). */
 void srv_route_tokenize(cllm_server *s, srv_conn *c, char *body, size_t len, bool detokenize);
 

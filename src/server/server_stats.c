@@ -1,0 +1,188 @@
+/* The engine's statistics as JSON: GET /load (what a router balancing on
+ * load polls: running + waiting requests, KV usage) and GET
+ * /v1/distributed/stats (vLLM's distributed stats: per rank and group the
+ * collectives' calls, bytes and time, per rank the MoE load, the engine's
+ * step count and time and rank 0's KV usage).
+ *
+ * The engine thread writes a snapshot (srv_stats_*: every step for the
+ * engine counters; the distributed and expert statistics when update_stats
+ * in server_engine.c refreshes them, at most once a second while busy and
+ * once when the engine goes idle, as /metrics); the loop thread formats it.
+ * One mutex guards the snapshot. */
+#include "server/server_internal.h"
+
+#include "core/status.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void srv_stats_init(srv_stats *st) {
+    memset(st, 0, sizeof *st);
+    pthread_mutex_init(&st->mu, NULL);
+}
+
+void srv_stats_free(srv_stats *st) {
+    free(st->dist);
+    free(st->moe_expert);
+    free(st->moe_rank);
+    pthread_mutex_destroy(&st->mu);
+}
+
+void srv_stats_note_step(srv_stats *st, double seconds) {
+    pthread_mutex_lock(&st->mu);
+    st->num_steps++;
+    st->step_seconds_total += seconds;
+    st->step_seconds_last = seconds;
+    if (seconds > st->step_seconds_max) st->step_seconds_max = seconds;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void srv_stats_set_engine(srv_stats *st, const cllm_engine_stats *es) {
+    pthread_mutex_lock(&st->mu);
+    st->engine = *es;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void srv_stats_set_dist(srv_stats *st, const cllm_comm_stats *ds, int n, const cllm_expert_stats *es, double now) {
+    cllm_comm_stats *dc = n > 0 ? malloc(sizeof *dc * (size_t)n) : NULL;
+    uint64_t *pe = NULL, *pr = NULL;
+    int ne = es ? es->num_experts : 0, nr = es ? es->num_ranks : 0;
+    if (ne > 0) {
+        pe = malloc(sizeof *pe * (size_t)ne);
+        pr = malloc(sizeof *pr * (size_t)(nr > 0 ? nr : 1));
+    }
+    if ((n > 0 && !dc) || (ne > 0 && (!pe || !pr))) { /* out of memory: keep the previous snapshot */
+        free(dc), free(pe), free(pr);
+        return;
+    }
+    if (n > 0) memcpy(dc, ds, sizeof *dc * (size_t)n);
+    if (ne > 0) memcpy(pe, es->tokens_per_expert, sizeof *pe * (size_t)ne);
+    if (ne > 0 && nr > 0) memcpy(pr, es->tokens_per_rank, sizeof *pr * (size_t)nr);
+    pthread_mutex_lock(&st->mu);
+    free(st->dist), free(st->moe_expert), free(st->moe_rank);
+    st->dist = dc, st->n_dist = n > 0 ? n : 0;
+    st->moe_expert = pe, st->n_experts = ne > 0 ? ne : 0;
+    st->moe_rank = pr, st->n_moe_ranks = ne > 0 ? nr : 0;
+    st->dist_updated_at = now;
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* ------------------------------------------------------------------ JSON */
+static void send_json(srv_conn *c, json_t *o) {
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body) { srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory"); return; }
+    srv_respond(c, 200, "application/json", body, strlen(body), NULL);
+}
+
+static bool not_ready(cllm_server *s, srv_conn *c) {
+    int state = atomic_load(&s->state);
+    if (state == SRV_READY) return false;
+    if (state == SRV_FAILED) srv_respond_errorf(c, 503, "service_unavailable", NULL, "%s", s->load_error);
+    else srv_respond_errorf(c, 503, "service_unavailable", NULL, "the model is loading; retry later");
+    return true;
+}
+
+void srv_route_load(cllm_server *s, srv_conn *c) {
+    if (not_ready(s, c)) return;
+    pthread_mutex_lock(&s->stats.mu);
+    cllm_engine_stats e = s->stats.engine;
+    pthread_mutex_unlock(&s->stats.mu);
+    send_json(c, json_pack("{s:i, s:i, s:i, s:f}", "num_requests_running", e.num_running, "num_requests_waiting",
+                           e.num_waiting, "num_requests_in_flight", atomic_load(&s->inflight), "kv_cache_usage",
+                           (double)e.kv_cache_usage));
+}
+
+static json_t *ops_json(const cllm_comm_stats *g) {
+    json_t *ops = json_object();
+    for (int k = 0; ops && k < CLLM_COMM_NUM_OPS; k++)
+        json_object_set_new(ops, cllm_comm_op_name((cllm_comm_op)k),
+                            json_pack("{s:I, s:I, s:f}", "calls", (json_int_t)g->ops[k].calls, "bytes",
+                                      (json_int_t)g->ops[k].bytes, "seconds", g->ops[k].time_s));
+    return ops;
+}
+
+/* ranks[r] = {rank, groups: [{group, transport, group_rank, group_size, ops}], moe_tokens?} */
+static json_t *ranks_json(const srv_stats *st, int world) {
+    json_t *ranks = json_array();
+    for (int r = 0; ranks && r < world; r++) {
+        json_t *groups = json_array();
+        for (int i = 0; groups && i < st->n_dist; i++) {
+            const cllm_comm_stats *g = &st->dist[i];
+            if (g->world_rank != r) continue;
+            json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:i, s:o}", "group", g->name, "transport",
+                                                    g->transport, "group_rank", g->rank, "group_size", g->size,
+                                                    "ops", ops_json(g)));
+        }
+        json_t *o = json_pack("{s:i, s:o}", "rank", r, "groups", groups ? groups : json_array());
+        if (o && st->n_experts > 0 && r < st->n_moe_ranks)
+            json_object_set_new(o, "moe_tokens", json_integer((json_int_t)st->moe_rank[r]));
+        json_array_append_new(ranks, o);
+    }
+    return ranks;
+}
+
+static json_t *moe_json(const srv_stats *st) {
+    if (st->n_experts <= 0) return json_null();
+    json_t *pe = json_array(), *pr = json_array();
+    uint64_t total = 0, busiest = 0;
+    for (int i = 0; i < st->n_experts; i++) {
+        json_array_append_new(pe, json_integer((json_int_t)st->moe_expert[i]));
+        total += st->moe_expert[i];
+        if (st->moe_expert[i] > busiest) busiest = st->moe_expert[i];
+    }
+    for (int r = 0; r < st->n_moe_ranks; r++) json_array_append_new(pr, json_integer((json_int_t)st->moe_rank[r]));
+    double mean = (double)total / st->n_experts;
+    return json_pack("{s:i, s:o, s:o, s:f}", "num_experts", st->n_experts, "tokens_per_expert", pe, "tokens_per_rank",
+                     pr, "load_imbalance", mean > 0 ? (double)busiest / mean : 1.0);
+}
+
+void srv_route_dist_stats(cllm_server *s, srv_conn *c) {
+    if (not_ready(s, c)) return;
+    const cllm_model_params *mp = &s->p.engine.model;
+    int tp = mp->tensor_parallel_size > 1 ? mp->tensor_parallel_size : 1;
+    int pp = mp->pipeline_parallel_size > 1 ? mp->pipeline_parallel_size : 1;
+    double now = srv_now();
+    pthread_mutex_lock(&s->stats.mu);
+    const srv_stats *st = &s->stats;
+    const cllm_engine_stats *e = &st->engine;
+    json_t *eng = json_object();
+    if (eng) {
+        json_object_set_new(eng, "num_steps", json_integer((json_int_t)st->num_steps));
+        json_object_set_new(eng, "step_seconds_total", json_real(st->step_seconds_total));
+        json_object_set_new(eng, "step_ms_last", json_real(st->step_seconds_last * 1e3));
+        json_object_set_new(eng, "step_ms_max", json_real(st->step_seconds_max * 1e3));
+        json_object_set_new(eng, "step_ms_mean",
+                            json_real(st->num_steps ? st->step_seconds_total * 1e3 / (double)st->num_steps : 0.0));
+        json_object_set_new(eng, "num_requests_running", json_integer(e->num_running));
+        json_object_set_new(eng, "num_requests_waiting", json_integer(e->num_waiting));
+        json_object_set_new(eng, "num_kv_blocks", json_integer(e->num_kv_blocks));
+        json_object_set_new(eng, "num_free_kv_blocks", json_integer(e->num_free_kv_blocks));
+        json_object_set_new(eng, "kv_cache_usage", json_real(e->kv_cache_usage));
+        json_object_set_new(eng, "prefix_cache_queries", json_integer((json_int_t)e->prefix_cache_queries));
+        json_object_set_new(eng, "prefix_cache_hits", json_integer((json_int_t)e->prefix_cache_hits));
+        json_object_set_new(eng, "num_preemptions", json_integer((json_int_t)e->num_preemptions));
+        json_object_set_new(eng, "prompt_tokens_total", json_integer((json_int_t)e->prompt_tokens_total));
+        json_object_set_new(eng, "generation_tokens_total", json_integer((json_int_t)e->generation_tokens_total));
+    }
+    json_t *o = json_object();
+    if (o) {
+        json_object_set_new(o, "object", json_string("distributed_stats"));
+        json_object_set_new(o, "model", json_string(s->served_model_name));
+        json_object_set_new(o, "world_size", json_integer(tp * pp));
+        json_object_set_new(o, "tensor_parallel_size", json_integer(tp));
+        json_object_set_new(o, "pipeline_parallel_size", json_integer(pp));
+        json_object_set_new(o, "expert_parallel", json_boolean(mp->enable_expert_parallel));
+        json_object_set_new(o, "collectives_age_seconds",
+                            st->dist_updated_at > 0 ? json_real(now - st->dist_updated_at) : json_null());
+        json_object_set_new(o, "engine", eng ? eng : json_null());
+        json_object_set_new(o, "ranks", ranks_json(st, tp * pp));
+        json_object_set_new(o, "moe", moe_json(st));
+    } else {
+        json_decref(eng);
+    }
+    pthread_mutex_unlock(&s->stats.mu);
+    send_json(c, o);
+}
