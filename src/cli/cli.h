@@ -9,8 +9,22 @@ int cllm_cli_bench(int argc, char **argv);     /* cli/bench.c */
 int cllm_cli_bench_serve(int argc, char **argv); /* cli/bench_serve.c: argv[1] is "serve" */
 int cllm_cli_serve(int argc, char **argv);     /* cli/serve.c */
 int cllm_cli_models(int argc, char **argv);    /* cli/models.c */
+int cllm_cli_router(int argc, char **argv);    /* cli/router.c */
 
 #include "cllm.h"
+#include "router/router.h"
+
+#include <stdio.h>
+
+/* The router's flags (cli/router.c), shared by `cllm router` and `cllm
+ * serve --data-parallel-size`: 1 when argv[*i] was one (its value taken),
+ * 0 when not a router flag, -1 on a bad value (message printed). */
+int cllm_cli_router_flag(cllm_router_params *p, int argc, char **argv, int *i);
+void cllm_cli_router_usage(FILE *f);
+/* Start the router, serve until SIGTERM/SIGINT; the exit code. what: the
+ * command's name for messages ("cllm router"). */
+int cllm_cli_router_run(const cllm_router_params *p, const char *what);
+
 /* cllm generate --input prompts.jsonl (cli/generate_batch.c): one request
  * per line through the engine, one JSON result per line to output (NULL:
  * stdout). Returns 0, or 1 if a line or the engine failed. */

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
             "  tokenize   tokenize JSON-lines strings with a model's tokenizer\n"
             "  bench      benchmarks: bench latency, bench throughput, bench serve, bench comm\n"
             "  serve      OpenAI-compatible HTTP server\n"
+            "  router     OpenAI-compatible front over several `cllm serve` replicas\n"
             "  models     list the model registry's deployments\n"
             "  worker     a rank > 0 of a distributed launch (cllm starts these itself; docs/distributed.md)\n\n"
             "Run `cllm <command> --help` for a command's options.\n",
@@ -41,8 +42,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cllm_cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cllm_cli_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "models")) return cllm_cli_models(argc - 1, argv + 1);
+    if (!strcmp(cmd, "router")) return cllm_cli_router(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("cllm %s\n", CLLM_VERSION); return 0; }
-    fprintf(stderr, "cllm: unknown command '%s'; commands are generate, tokenize, bench, serve, models (cllm --help)\n", cmd);
+    fprintf(stderr, "cllm: unknown command '%s'; commands are generate, tokenize, bench, serve, router, models (cllm --help)\n", cmd);
     return 2;
 }

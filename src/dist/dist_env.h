@@ -89,6 +89,13 @@ cllm_status cllm_dist_children_result(cllm_dist_env *env);
  * and exit at once if the parent is already gone. No-op otherwise. */
 void cllm_dist_worker_bind_parent(const cllm_dist_env *env);
 
+/* Die with process `parent` (a thread polls getppid every 200 ms; the
+ * thread-bound PR_SET_PDEATHSIG would follow the spawning thread): exit(1)
+ * with "cllm: <who>: the launching process (pid P) is gone". Exits at once
+ * if it is already gone. Used by self-launched workers and by the replicas
+ * of cllm serve --data-parallel-size. */
+void cllm_dist_watch_parent(pid_t parent, const char *who);
+
 /* Host name of this machine, for logs and error messages. */
 const char *cllm_dist_hostname(void);
 

@@ -130,14 +130,13 @@ fail:
  * the parent process is gone). Once the world exists a dead rank 0 is also
  * seen as its closed connections. */
 static pid_t g_parent;
-static int g_rank;
+static char g_who[64];
 
 static void *watch_parent(void *arg) {
     (void)arg;
     for (;;) {
         if (getppid() != g_parent) {
-            fprintf(stderr, "cllm: worker rank %d: the launching process (pid %d) is gone; exiting\n", g_rank,
-                    (int)g_parent);
+            fprintf(stderr, "cllm: %s: the launching process (pid %d) is gone; exiting\n", g_who, (int)g_parent);
             _exit(1);
         }
         usleep(200 * 1000);
@@ -145,18 +144,25 @@ static void *watch_parent(void *arg) {
     return NULL;
 }
 
-void cllm_dist_worker_bind_parent(const cllm_dist_env *env) {
-    if (!env || strcmp(env->launcher, "mp") != 0 || env->parent_pid <= 0) return;
-    g_parent = env->parent_pid;
-    g_rank = env->rank;
+void cllm_dist_watch_parent(pid_t parent, const char *who) {
+    if (parent <= 0) return;
+    g_parent = parent;
+    snprintf(g_who, sizeof g_who, "%s", who ? who : "child");
     if (getppid() != g_parent) watch_parent(NULL); /* the parent died before we got here: exits */
     pthread_t t;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     int e = pthread_create(&t, &a, watch_parent, NULL);
-    if (e != 0) fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread: %s\n", g_rank, strerror(e));
+    if (e != 0) fprintf(stderr, "cllm: %s: cannot start the parent watch thread: %s\n", g_who, strerror(e));
     pthread_attr_destroy(&a);
+}
+
+void cllm_dist_worker_bind_parent(const cllm_dist_env *env) {
+    if (!env || strcmp(env->launcher, "mp") != 0 || env->parent_pid <= 0) return;
+    char who[32];
+    snprintf(who, sizeof who, "worker rank %d", env->rank);
+    cllm_dist_watch_parent(env->parent_pid, who);
 }
 
 /* ------------------------------------------------------------- children */

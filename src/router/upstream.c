@@ -1,0 +1,221 @@
+/* libcurl multi on the libuv loop (upstream.h). */
+#include "router/upstream.h"
+
+#include "core/status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct rt_curl {
+    CURLM *multi;
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    bool closing;
+};
+
+/* A socket curl asked us to watch. */
+typedef struct rt_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    rt_curl *u;
+} rt_sock;
+
+static void check_done(rt_curl *u) {
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(u->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        rt_xfer *x = NULL;
+        CURLcode rc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(u->multi, m->easy_handle);
+        if (!x) continue;
+        x->active = false;
+        x->done(x, rc); /* may start new transfers (a retry) */
+    }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+    rt_sock *s = p->data;
+    int flags = 0;
+    if (status < 0) flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    int running;
+    rt_curl *u = s->u; /* s may be freed inside */
+    curl_multi_socket_action(u->multi, s->fd, flags, &running);
+    check_done(u);
+}
+
+static void on_timer(uv_timer_t *t) {
+    rt_curl *u = t->data;
+    int running;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(u);
+}
+
+static void free_sock(uv_handle_t *h) { free(h->data); }
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+    (void)easy;
+    rt_curl *u = userp;
+    rt_sock *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, free_sock);
+            if (!u->closing) curl_multi_assign(u->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (u->closing) return 0;
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return -1;
+        s->fd = fd;
+        s->u = u;
+        if (uv_poll_init_socket(u->loop, &s->poll, fd)) { free(s); return -1; }
+        s->poll.data = s;
+        curl_multi_assign(u->multi, fd, s);
+    }
+    int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    uv_poll_start(&s->poll, ev, on_poll);
+    return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+    (void)multi;
+    rt_curl *u = userp;
+    if (u->closing) return 0;
+    if (timeout_ms < 0) uv_timer_stop(&u->timer);
+    else uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0); /* 0: on the next loop turn */
+    return 0;
+}
+
+cllm_status rt_curl_create(uv_loop_t *loop, rt_curl **out) {
+    *out = NULL;
+    rt_curl *u = calloc(1, sizeof *u);
+    if (!u || !(u->multi = curl_multi_init())) {
+        free(u);
+        return cllm_error(CLLM_ERR_OOM, "cannot create the HTTP client (libcurl)");
+    }
+    u->loop = loop;
+    uv_timer_init(loop, &u->timer);
+    u->timer.data = u;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L); /* keep-alive connections cached, all replicas */
+    *out = u;
+    return CLLM_OK;
+}
+
+static void free_curl(uv_handle_t *h) {
+    rt_curl *u = h->data;
+    free(u);
+}
+
+void rt_curl_destroy(rt_curl *u) {
+    if (!u) return;
+    u->closing = true;
+    curl_multi_cleanup(u->multi); /* closes the cached connections: socket_cb closes their polls */
+    uv_timer_stop(&u->timer);
+    uv_close((uv_handle_t *)&u->timer, free_curl);
+}
+
+cllm_status rt_curl_start(rt_curl *u, rt_xfer *x) {
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+    CURLMcode mc = curl_multi_add_handle(u->multi, x->easy);
+    if (mc != CURLM_OK) return cllm_error(CLLM_ERR_IO, "cannot start a transfer: %s", curl_multi_strerror(mc));
+    x->active = true;
+    return CLLM_OK;
+}
+
+void rt_curl_cancel(rt_curl *u, rt_xfer *x) {
+    if (!x->active) return;
+    curl_multi_remove_handle(u->multi, x->easy);
+    x->active = false;
+}
+
+CURL *rt_curl_easy(rt_xfer *x, const char *url) {
+    CURL *e = curl_easy_init();
+    if (!e) return NULL;
+    x->errbuf[0] = 0;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* replicas are reached directly, whatever http_proxy says */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    x->easy = e;
+    return e;
+}
+
+/* ------------------------------------------------------------ fetches */
+static size_t fetch_write(char *data, size_t size, size_t n, void *arg) {
+    rt_fetch *f = arg;
+    size_t len = size * n;
+    if (f->len + len > f->limit) return 0; /* too long: CURLE_WRITE_ERROR */
+    if (f->len + len + 1 > f->cap) {
+        size_t cap = (f->len + len + 1) * 2;
+        char *b = realloc(f->body, cap);
+        if (!b) return 0;
+        f->body = b;
+        f->cap = cap;
+    }
+    memcpy(f->body + f->len, data, len);
+    f->len += len;
+    f->body[f->len] = 0;
+    return len;
+}
+
+static void fetch_free(rt_fetch *f) {
+    if (f->x.easy) curl_easy_cleanup(f->x.easy);
+    curl_slist_free_all(f->hdrs);
+    free(f->body);
+    free(f);
+}
+
+static void fetch_done(rt_xfer *x, CURLcode rc) {
+    rt_fetch *f = (rt_fetch *)x;
+    f->rc = rc;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &f->status);
+    if (!f->body) f->body = calloc(1, 1);
+    f->cb(f, f->arg);
+    fetch_free(f);
+}
+
+rt_fetch *rt_fetch_get(rt_curl *u, const char *url, double timeout_s, size_t limit, const char *auth, rt_fetch_cb cb,
+                       void *arg) {
+    rt_fetch *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->limit = limit;
+    f->cb = cb;
+    f->arg = arg;
+    f->u = u;
+    f->x.done = fetch_done;
+    CURL *e = rt_curl_easy(&f->x, url);
+    if (!e) { free(f); return NULL; }
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fetch_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    long ms = (long)(timeout_s * 1000);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1L);
+    if (auth) {
+        char h[600];
+        snprintf(h, sizeof h, "Authorization: %s", auth);
+        struct curl_slist *l = curl_slist_append(NULL, h);
+        if (!l) { fetch_free(f); return NULL; }
+        f->hdrs = l;
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
+    }
+    if (rt_curl_start(u, &f->x) != CLLM_OK) { fetch_free(f); return NULL; }
+    return f;
+}
+
+void rt_fetch_cancel(rt_fetch *f) {
+    if (!f) return;
+    rt_curl_cancel(f->u, &f->x);
+    fetch_free(f);
+}
