@@ -9,6 +9,8 @@
 #include "cllm.h"
 #include "core/dtype.h"
 #include "core/status.h"
+#include "dist/dist_env.h"
+#include "router/router.h"
 #include "server/http_server.h"
 #include "server/registry.h"
 #include "server/tool_parser.h"
@@ -28,6 +30,7 @@ static void usage(FILE *f) {
             "       [--max-connections N] [--max-connections-per-ip N] [--timeout-keep-alive SECONDS]\n"
             "       [--timeout-request-read SECONDS] [--registry FILE] [--dry-run] [engine arguments]\n"
             "       [--enable-auto-tool-choice --tool-call-parser hermes|llama3_json|mistral]\n"
+            "       [--data-parallel-size N [router flags]]\n"
             "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
             "port. The server prints 'listening on http://HOST:PORT' once bound. --enable-auto-tool-choice parses\n"
             "tool calls out of chat outputs (tool_choice \"auto\") in the format --tool-call-parser names:\n"
@@ -35,8 +38,15 @@ static void usage(FILE *f) {
             "--max-connections (default 10000; the open-file limit is raised to fit) bounds open connections\n"
             "(more get 503); --max-connections-per-ip (default 0: none) those of one client address (429);\n"
             "--timeout-keep-alive (default 5) closes idle connections; --timeout-request-read (default 30)\n"
-            "bounds the time to receive a request's head and body (408).\n\n");
+            "bounds the time to receive a request's head and body (408).\n"
+            "--data-parallel-size N (-dp) starts N replicas of this server (child processes on loopback\n"
+            "sockets, each with the same engine arguments; on CUDA replica i takes the GPUs [i*tp*pp,\n"
+            "(i+1)*tp*pp)) behind a router listening on --host/--port (as `cllm router`; the router flags\n"
+            "below apply); a replica that dies is restarted. --listen-fd FD and --parent-pid PID are what\n"
+            "the router gives its replicas (serve on an inherited socket; exit when PID is gone).\n\n");
     cllm_engine_args_usage(f);
+    fprintf(f, "\n");
+    cllm_cli_router_usage(f);
 }
 
 /* Apply a registry entry to the params. 0 on a bad value (message printed). */
@@ -85,6 +95,39 @@ static void print_command(const cllm_server_params *p) {
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
+/* Flags of the data-parallel parent alone: its replicas do not get them
+ * (they get --host 127.0.0.1 --port 0 --listen-fd 3 --parent-pid instead). */
+static bool parent_only(const char *a) {
+    static const char *const F[] = {"--data-parallel-size", "-dp", "--host", "--port", "--dry-run",
+                                    "--listen-fd", "--parent-pid", "--policy", "--health-check-interval",
+                                    "--health-check-timeout", "--load-poll-interval", "--max-rpc-retries",
+                                    "--rpc-timeout", "--prefix-bytes", "--balance-abs-threshold"};
+    for (size_t k = 0; k < sizeof F / sizeof *F; k++)
+        if (!strcmp(a, F[k])) return true;
+    return false;
+}
+
+/* --data-parallel-size N --dry-run: the router and each replica's command. */
+static bool print_dp_plan(const cllm_router_params *rp) {
+    bool ok = true;
+    printf("cllm router on %s:%d over %d data-parallel replicas (policy %s):\n", rp->host, rp->port,
+           rp->data_parallel_size, cllm_router_policy_name(rp->policy));
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    for (int i = 0; i < rp->data_parallel_size; i++) {
+        char dev[256] = "";
+        if (rp->gpus_per_replica > 0 &&
+            cllm_router_replica_devices(visible, i, rp->gpus_per_replica, dev, sizeof dev) != CLLM_OK) {
+            printf("  replica %d: %s\n", i, cllm_last_error());
+            ok = false;
+            continue;
+        }
+        printf("  replica %d:%s%s cllm serve", i, dev[0] ? " CUDA_VISIBLE_DEVICES=" : "", dev);
+        for (int k = 0; k < rp->replica_argc; k++) printf(" %s", rp->replica_args[k]);
+        printf(" --host 127.0.0.1 --port 0 --listen-fd 3 --parent-pid <router pid>\n");
+    }
+    return ok;
+}
+
 static bool is_switch(const char *a) {
     return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching") ||
            !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice") ||
@@ -93,14 +136,22 @@ static bool is_switch(const char *a) {
 
 int cllm_cli_serve(int argc, char **argv) {
     cllm_server_params p = cllm_server_default_params();
+    cllm_router_params rp = cllm_router_default_params();
+    bool router_flags = false;
+    long parent_pid = 0;
+    const char **replica_args = calloc((size_t)argc + 1, sizeof *replica_args);
+    if (!replica_args) { fprintf(stderr, "cllm serve: out of memory\n"); return 1; }
+    int n_replica_args = 0, dp = 1;
     const char *name = NULL, *registry_flag = NULL;
     bool dry_run = false;
+    cllm_registry *reg = NULL;
+    int rc = 2;
     /* flags are read twice: first to find NAME/--registry, then to override the registry entry */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); rc = 0; goto out; }
         if (a[0] != '-') {
-            if (name) { fprintf(stderr, "cllm serve: unexpected argument '%s' (one NAME at most)\n", a); return 2; }
+            if (name) { fprintf(stderr, "cllm serve: unexpected argument '%s' (one NAME at most)\n", a); goto out; }
             name = a;
         } else if (!strcmp(a, "--registry") && i + 1 < argc) {
             registry_flag = argv[++i];
@@ -108,15 +159,14 @@ int cllm_cli_serve(int argc, char **argv) {
             i++; /* the flag's value */
         }
     }
-    cllm_registry *reg = NULL;
-    int rc = 2;
     if (name) {
         char *path = NULL;
         if (cllm_registry_resolve_path(registry_flag, &path) != CLLM_OK ||
             cllm_registry_load(path, &reg) != CLLM_OK) {
             fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
             cllm_free(path);
-            return 1;
+            rc = 1;
+            goto out;
         }
         cllm_free(path);
         const cllm_registry_entry *e = NULL;
@@ -132,12 +182,27 @@ int cllm_cli_serve(int argc, char **argv) {
     ea.p = p.engine;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        if (a[0] != '-') continue; /* NAME */
+        int first = i; /* argv[first..i]: this flag and its value, which the data-parallel replicas get too */
+        if (a[0] != '-') { replica_args[n_replica_args++] = a; continue; } /* NAME */
         if (!strcmp(a, "--dry-run")) { dry_run = true; continue; }
-        if (!strcmp(a, "--enable-auto-tool-choice")) { p.enable_auto_tool_choice = true; continue; }
+        if (!strcmp(a, "--data-parallel-size") || !strcmp(a, "-dp")) {
+            if (i + 1 >= argc) { fprintf(stderr, "cllm serve: flag %s needs a value\n", a); goto out; }
+            if (!cllm_arg_long(a, argv[++i], 1, 1024, &l)) goto out;
+            dp = (int)l;
+            continue;
+        }
         int e = cllm_engine_args_parse(&ea, argc, argv, &i);
         if (e < 0) goto out;
-        if (e > 0) continue;
+        if (e == 0 && !strcmp(a, "--enable-auto-tool-choice")) { p.enable_auto_tool_choice = true; e = 1; }
+        if (e == 0) {
+            e = cllm_cli_router_flag(&rp, argc, argv, &i);
+            if (e < 0) goto out;
+            if (e > 0) { router_flags = true; continue; }
+        }
+        if (e > 0) {
+            for (int k = first; k <= i; k++) replica_args[n_replica_args++] = argv[k];
+            continue;
+        }
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
         if (!strcmp(a, "--registry")) continue;
@@ -151,6 +216,8 @@ int cllm_cli_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-connections-per-ip")) { ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p.max_connections_per_ip = (int)l; }
         else if (!strcmp(a, "--timeout-keep-alive")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_keep_alive_s);
         else if (!strcmp(a, "--timeout-request-read")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_request_read_s);
+        else if (!strcmp(a, "--listen-fd")) { ok = cllm_arg_long(a, v, 0, 1 << 20, &l); p.listen_fd = (int)l; }
+        else if (!strcmp(a, "--parent-pid")) ok = cllm_arg_long(a, v, 1, 1L << 30, &parent_pid);
         else if (!strcmp(a, "--tool-call-parser")) {
             cllm_tool_parser_kind k;
             if (cllm_tool_parser_from_name(v, &k) != CLLM_OK) {
@@ -165,6 +232,8 @@ int cllm_cli_serve(int argc, char **argv) {
             goto out;
         }
         if (!ok) goto out;
+        if (!parent_only(a))
+            for (int k = first; k <= i; k++) replica_args[n_replica_args++] = argv[k];
     }
     p.engine = ea.p;
     if (!p.engine.model.model) {
@@ -177,6 +246,39 @@ int cllm_cli_serve(int argc, char **argv) {
         goto out;
     }
     p.engine.model.max_num_seqs = p.engine.max_num_seqs;
+    if (dp > 1 && p.listen_fd >= 0) {
+        fprintf(stderr, "cllm serve: --data-parallel-size and --listen-fd exclude each other (a replica is one server)\n");
+        goto out;
+    }
+    if (dp <= 1 && router_flags) {
+        fprintf(stderr, "cllm serve: the router flags (--policy, --health-check-*, --max-rpc-retries, ...) need "
+                        "--data-parallel-size N > 1 (or use cllm router)\n");
+        goto out;
+    }
+    if (dp > 1) { /* the router in this process, the replicas in children */
+        rp.data_parallel_size = dp;
+        rp.replica_args = replica_args;
+        rp.replica_argc = n_replica_args;
+        rp.host = p.host;
+        rp.port = p.port;
+        rp.api_key = p.api_key;
+        rp.max_body_bytes = p.max_body_bytes;
+        rp.max_connections = p.max_connections;
+        rp.max_connections_per_ip = p.max_connections_per_ip;
+        rp.timeout_keep_alive_s = p.timeout_keep_alive_s;
+        rp.timeout_request_read_s = p.timeout_request_read_s;
+        rp.shutdown_timeout_s = p.shutdown_timeout_s;
+        const cllm_model_params *m = &p.engine.model;
+        if (m->device == CLLM_DEVICE_CUDA)
+            rp.gpus_per_replica = (m->tensor_parallel_size > 1 ? m->tensor_parallel_size : 1) *
+                                  (m->pipeline_parallel_size > 1 ? m->pipeline_parallel_size : 1);
+        if (dry_run) {
+            rc = print_dp_plan(&rp) ? 0 : 1;
+            goto out;
+        }
+        rc = cllm_cli_router_run(&rp, "cllm serve");
+        goto out;
+    }
     if (dry_run) {
         print_command(&p);
         rc = 0;
@@ -188,6 +290,7 @@ int cllm_cli_serve(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (parent_pid > 0) cllm_dist_watch_parent((pid_t)parent_pid, "data-parallel replica");
     cllm_server *s = NULL;
     if (cllm_server_start(&p, &s) != CLLM_OK) {
         fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
@@ -204,5 +307,6 @@ int cllm_cli_serve(int argc, char **argv) {
     rc = st == CLLM_OK ? 0 : 1;
 out:
     cllm_registry_destroy(reg);
+    free(replica_args);
     return rc;
 }
