@@ -44,6 +44,12 @@ double rt_now(void) {
 
 int cllm_router_port(const cllm_router *r) { return r ? r->http.port : 0; }
 
+void rt_fail(cllm_router *r, const char *msg) {
+    if (atomic_load(&r->failed)) return;
+    snprintf(r->fail_msg, sizeof r->fail_msg, "%s", msg);
+    atomic_store(&r->failed, true); /* after the message: the main thread reads it once it sees the flag */
+}
+
 char *rt_url(const rt_replica *rep, const char *path) {
     size_t a = strlen(rep->url), b = strlen(path);
     char *u = malloc(a + b + 1);

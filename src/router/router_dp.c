@@ -233,11 +233,11 @@ static void child_exited(uv_process_t *proc, int64_t status, int sig) {
     snprintf(why, sizeof why, "its process (pid %d) %s", pid, how);
     rt_replica_set_health(r, c->rep, false, false, why); /* out of the rotation now, not at the next check */
     if (!c->rep->ever_healthy && c->restarts == 0) {
-        snprintf(r->fail_msg, sizeof r->fail_msg,
-                 "data-parallel replica %d (pid %d) %s before it was ever healthy: see its log lines above, "
-                 "prefixed [dp%d]", c->index, pid, how, c->index);
-        cllm_log(CLLM_LOG_ERROR, "%s", r->fail_msg);
-        atomic_store(&r->failed, true);
+        char msg[sizeof r->fail_msg];
+        snprintf(msg, sizeof msg, "data-parallel replica %d (pid %d) %s before it was ever healthy: see its log lines "
+                 "above, prefixed [dp%d]", c->index, pid, how, c->index);
+        cllm_log(CLLM_LOG_ERROR, "%s", msg);
+        rt_fail(r, msg);
         return;
     }
     if (up >= STABLE_S) c->failures_in_row = 0;
@@ -316,10 +316,11 @@ static void spawn(rt_child *c) {
     if (rc != 0) {
         if (spawned) uv_close((uv_handle_t *)proc, proc_closed);
         else free(proc);
-        snprintf(r->fail_msg, sizeof r->fail_msg, "cannot start data-parallel replica %d (%.200s): %s", c->index, dp->exe,
+        char msg[sizeof r->fail_msg];
+        snprintf(msg, sizeof msg, "cannot start data-parallel replica %d (%.200s): %s", c->index, dp->exe,
                  uv_strerror(rc));
-        cllm_log(CLLM_LOG_ERROR, "%s", r->fail_msg);
-        atomic_store(&r->failed, true);
+        cllm_log(CLLM_LOG_ERROR, "%s", msg);
+        rt_fail(r, msg);
         return;
     }
     c->proc = proc;

@@ -82,6 +82,8 @@ struct cllm_router {
 };
 
 double rt_now(void);
+/* A fatal error (loop thread): the first message is kept, cllm_router_wait returns it. */
+void rt_fail(cllm_router *r, const char *msg);
 
 /* Health (router_health.c). A replica enters or leaves the rotation (logged
  * on change); a dead or hung one (connection refused, timed out) also has

@@ -1,0 +1,124 @@
+"""A replica killed mid-run behind `cllm router`: every request is still answered (the non-streaming one that was
+running there is retried on the other replica), the stream cut mid-way ends with an OpenAI error event and
+`data: [DONE]` (never half an event, never a hang), the stream on the other replica is untouched, the router's
+/health shows the replica down; restarted on its port, it is back in the rotation within the health interval."""
+import json
+import os
+import signal
+import threading
+import time
+
+from conftest import (Replica, Router, Stream, check_events, metric_sum, post, router_health, router_metric, served,
+                      slow_model_dir, wait_for)
+
+LONG = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 250, "ignore_eos": True, "temperature": 0}
+MID = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 60, "ignore_eos": True, "temperature": 0}
+
+
+def test_replica_killed_mid_run_then_restarted(tmp_path):
+    slow = slow_model_dir(tmp_path)
+    extra = ["--load-format", "dummy"]
+    reps = [Replica(model=slow, extra=extra), Replica(model=slow, extra=extra)]
+    router = None
+    try:
+        router = Router([r.url for r in reps], ["--health-check-interval", "0.3", "--health-check-timeout", "2"])
+        router.wait_healthy(check=lambda h: h["healthy_replicas"] == 2)
+        # one stream and one long non-streaming request on each replica (round robin alternates)
+        streams = [Stream(router.url, LONG, timeout=60) for _ in range(2)]
+        assert sorted(s.replica for s in streams) == sorted(r.url for r in reps)
+        for s in streams:
+            assert s.next_event() is not None  # tokens are flowing
+        results = [None, None]
+
+        def run(i):
+            results[i] = post(router.url, "/v1/completions", MID, timeout=60)
+
+        threads = []
+        for i in range(2):
+            threads.append(threading.Thread(target=run, args=(i,)))
+            threads[-1].start()
+            wait_for(lambda: metric_sum(router.url, "cllm:router_requests_in_flight") == 3 + i, 5,
+                     f"non-streaming request {i} in flight")
+        victim, survivor = reps[0], reps[1]
+        wait_for(lambda: router_metric(router, "cllm:router_requests_in_flight", victim) == 2, 5,
+                 "the victim holds a stream and a non-streaming request")
+        t0 = time.time()
+        victim.kill(signal.SIGKILL)
+        # the stream on the victim ends with an error event and [DONE]; the other one finishes normally
+        for s in streams:
+            text, errors, done = check_events(s.rest())
+            assert done, s.events[-3:]
+            if s.replica == victim.url:
+                assert len(errors) == 1 and errors[0]["type"] == "service_unavailable", errors
+                assert victim.url in errors[0]["message"], errors
+            else:
+                last = json.loads(s.events[-2])["choices"][0]
+                assert not errors and last["finish_reason"] == "length", (errors, last)
+        assert time.time() - t0 < 30
+        # both non-streaming requests are answered in full (the victim's one retried on the survivor)
+        for t in threads:
+            t.join(60)
+        for st, hdr, body in results:
+            assert st == 200, body
+            assert json.loads(body)["usage"]["completion_tokens"] == 60
+            assert hdr["X-Cllm-Replica"] == survivor.url or hdr["X-Cllm-Replica"] == victim.url
+        assert [hdr["X-Cllm-Replica"] for _, hdr, _ in results].count(survivor.url) == 2
+        assert router_metric(router, "cllm:router_request_retries_total", survivor) >= 1
+        assert router_metric(router, "cllm:router_request_failures_total", victim) >= 2
+        # the router shows it down and routes everything to the survivor
+        st, h = router_health(router)
+        assert st == 200 and h["healthy_replicas"] == 1
+        down = h["replica_states"][0]
+        assert not down["healthy"] and down["last_error"], down
+        before = served(survivor)
+        for _ in range(4):
+            st, hdr, body = post(router.url, "/v1/completions", {**MID, "max_tokens": 2})
+            assert st == 200 and hdr["X-Cllm-Replica"] == survivor.url, body
+        assert served(survivor) - before == 4
+        # restarted on its port: back in the rotation within the health interval (+ its start)
+        reps[0] = victim.restart()
+        back = wait_for(lambda: router_health(router)[1]["replica_states"][0]["healthy"], 10, "the victim is back")
+        assert back < 2.0, back
+        before = [served(r) for r in reps]
+        for _ in range(4):
+            st, _, body = post(router.url, "/v1/completions", {**MID, "max_tokens": 2})
+            assert st == 200, body
+        assert [served(r) - b for r, b in zip(reps, before)] == [2, 2]
+    finally:
+        if router:
+            router.kill()
+        for r in reps:
+            r.kill()
+
+
+def test_hung_replica_is_failed_over(tmp_path):
+    """A replica that stops answering (SIGSTOP: its sockets stay open) fails its health check by timeout: the
+    request running there is retried elsewhere instead of hanging."""
+    slow = slow_model_dir(tmp_path)
+    extra = ["--load-format", "dummy"]
+    reps = [Replica(model=slow, extra=extra), Replica(model=slow, extra=extra)]
+    router = None
+    try:
+        router = Router([r.url for r in reps], ["--health-check-interval", "0.2", "--health-check-timeout", "0.5"])
+        router.wait_healthy(check=lambda h: h["healthy_replicas"] == 2)
+        result = []
+        th = threading.Thread(target=lambda: result.append(post(router.url, "/v1/completions", MID, timeout=60)))
+        th.start()  # round robin: the first request goes to replica 0
+        wait_for(lambda: router_metric(router, "cllm:router_requests_in_flight", reps[0]) == 1, 5, "in flight")
+        os.kill(reps[0].proc.pid, signal.SIGSTOP)
+        try:
+            th.join(30)
+            assert result, "the request hung"
+            st, hdr, body = result[0]
+            assert st == 200 and hdr["X-Cllm-Replica"] == reps[1].url, body
+            assert json.loads(body)["usage"]["completion_tokens"] == 60
+            st, h = router_health(router)
+            assert not h["replica_states"][0]["healthy"] and "timed out" in h["replica_states"][0]["last_error"].lower()
+        finally:
+            os.kill(reps[0].proc.pid, signal.SIGCONT)
+        wait_for(lambda: router_health(router)[1]["replica_states"][0]["healthy"], 5, "back after SIGCONT")
+    finally:
+        if router:
+            router.kill()
+        for r in reps:
+            r.kill()
