@@ -2,7 +2,8 @@
 # README's test command: install dependencies, build (with the CUDA code
 # compiled when nvcc is present), run every CPU test with CTest, then rebuild
 # with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again,
-# then fuzz the request parsers (JSON, HTTP) and the chat template renderer for a bounded
+# then fuzz the request parsers (JSON, HTTP), the chat template renderer and what the router
+# parses from replicas (event streams, header lines) for a bounded
 # time. Tests labelled `gpu` (CUDA kernels vs the CPU reference, golden logits
 # on CUDA) need a GPU: tools/gpu_run.sh runs them on the GPU machine; here they
 # run only when a GPU is visible (nvidia-smi -L lists one).
@@ -26,9 +27,10 @@ FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
 if [ "$FUZZ_SECONDS" != 0 ]; then
   echo "== fuzz (libFuzzer + ASan/UBSan, ${FUZZ_SECONDS}s per target) =="
   cmake -S . -B build-fuzz -DCLLM_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCLLM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build-fuzz -j"$(nproc)" --target openai_request_fuzz chat_template_fuzz tool_parser_fuzz http_request_fuzz
+  cmake --build build-fuzz -j"$(nproc)" --target openai_request_fuzz chat_template_fuzz tool_parser_fuzz http_request_fuzz \
+    router_fuzz
   for t in openai_request_fuzz:fuzz/corpus chat_template_fuzz:fuzz/corpus/chat_template tool_parser_fuzz:fuzz/corpus/tool_parser \
-           http_request_fuzz:fuzz/corpus/http_request; do
+           http_request_fuzz:fuzz/corpus/http_request router_fuzz:fuzz/corpus/router; do
     bin=${t%%:*}; corpus=${t#*:}
     work=$(mktemp -d); cp -r "$corpus"/. "$work"/
     build-fuzz/fuzz/$bin -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 "$work" 2>&1 | tail -4

@@ -194,20 +194,8 @@ static const srv_task_ops PROXY_OPS = {.writable = on_writable, .closed = on_clo
 /* ------------------------------------------------------------ curl callbacks */
 static size_t on_header(char *line, size_t size, size_t n, void *arg) {
     rt_proxy *p = arg;
-    size_t len = size * n;
-    if (len >= 5 && !memcmp(line, "HTTP/", 5)) { /* a status line: a new header block */
-        p->ctype[0] = 0;
-        const char *sp = memchr(line, ' ', len);
-        p->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-    } else if (len > 13 && !strncasecmp(line, "content-type:", 13)) {
-        size_t a = 13, b = len;
-        while (a < b && (line[a] == ' ' || line[a] == '\t')) a++;
-        while (b > a && (line[b - 1] == '\r' || line[b - 1] == '\n' || line[b - 1] == ' ')) b--;
-        if (b - a >= sizeof p->ctype) b = a + sizeof p->ctype - 1;
-        memcpy(p->ctype, line + a, b - a);
-        p->ctype[b - a] = 0;
-    }
-    return len;
+    rt_header_line(line, size * n, &p->status, p->ctype, sizeof p->ctype);
+    return size * n;
 }
 
 static size_t write_sse(rt_proxy *p, char *data, size_t len) {

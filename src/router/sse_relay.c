@@ -21,19 +21,23 @@ void cllm_sse_relay_free(cllm_sse_relay *r) {
 
 /* The end (one past the blank line) of the last whole event in b[0..n), 0
  * if none. A blank line: "\n" directly after a line end ("\n\n" or
- * "\n\r\n"). from: where the search may start (bytes before were searched). */
-static size_t last_event_end(const char *b, size_t n, size_t from) {
+ * "\n\r\n"); the bytes before b[0] are before[0..1]. from: where the search
+ * may start (bytes before were searched). */
+static size_t last_event_end(const char *b, size_t n, size_t from, const char before[2]) {
     size_t end = 0;
-    for (size_t i = from > 0 ? from : 1; i < n; i++) {
+    for (size_t i = from; i < n; i++) {
         if (b[i] != '\n') continue;
-        if (b[i - 1] == '\n' || (b[i - 1] == '\r' && i >= 2 && b[i - 2] == '\n')) end = i + 1;
+        char p1 = i >= 1 ? b[i - 1] : before[1], p2 = i >= 2 ? b[i - 2] : i == 1 ? before[1] : before[0];
+        if (p1 == '\n' || (p1 == '\r' && p2 == '\n')) end = i + 1;
     }
     return end;
 }
 
-/* Is the last event of ev[0..n) (ending with a blank line) "data: [DONE]"? */
-static bool ends_with_done(const char *ev, size_t n) {
-    while (n && (ev[n - 1] == '\n' || ev[n - 1] == '\r')) n--; /* the blank line and the line end */
+/* Is the last event of ev[0..n) (ending with blank lines) "data: [DONE]"?
+ * 1 yes, 0 no, -1 when ev holds blank lines only (no event: unchanged). */
+static int ends_with_done(const char *ev, size_t n) {
+    while (n && (ev[n - 1] == '\n' || ev[n - 1] == '\r')) n--; /* the blank lines and the line end */
+    if (!n) return -1;
     size_t start = n;
     while (start && ev[start - 1] != '\n') start--;
     const char *line = ev + start;
@@ -55,8 +59,8 @@ cllm_status cllm_sse_relay_feed(cllm_sse_relay *r, const char *data, size_t len,
     }
     memcpy(r->buf + r->len, data, len);
     r->len += len;
-    /* an event end may straddle the old and new bytes: look back two bytes */
-    size_t end = last_event_end(r->buf, r->len, r->scanned > 2 ? r->scanned - 2 : 0);
+    /* only the new bytes can end an event (the look-back reads the bytes before them) */
+    size_t end = last_event_end(r->buf, r->len, r->scanned, r->before);
     r->scanned = r->len;
     if (!end) {
         if (r->len > r->max_event_bytes)
@@ -66,10 +70,13 @@ cllm_status cllm_sse_relay_feed(cllm_sse_relay *r, const char *data, size_t len,
     char *ev = malloc(end);
     if (!ev) return cllm_error(CLLM_ERR_OOM, "out of memory relaying an event stream");
     memcpy(ev, r->buf, end);
+    r->before[0] = end >= 2 ? ev[end - 2] : r->before[1];
+    r->before[1] = ev[end - 1];
     memmove(r->buf, r->buf + end, r->len - end);
     r->len -= end;
     r->scanned = r->len;
-    r->done = ends_with_done(ev, end);
+    int d = ends_with_done(ev, end);
+    if (d >= 0) r->done = d;
     *out = ev;
     *out_len = end;
     if (r->len > r->max_event_bytes)

@@ -20,6 +20,7 @@ typedef struct cllm_sse_relay {
     char *buf;              /* the unfinished event's bytes, owned */
     size_t len, cap;
     size_t scanned;         /* bytes of buf already searched for an event end */
+    char before[2];         /* the last two bytes passed on (what precedes buf[0]), 0 at the start */
     size_t max_event_bytes; /* bound of buf; 0: 16 MiB */
     bool done;              /* the last whole event was "data: [DONE]" */
 } cllm_sse_relay;

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct rt_curl {
     CURLM *multi;
@@ -218,4 +219,25 @@ void rt_fetch_cancel(rt_fetch *f) {
     if (!f) return;
     rt_curl_cancel(f->u, &f->x);
     fetch_free(f);
+}
+
+void rt_header_line(const char *line, size_t len, long *status, char *ctype, size_t ctype_size) {
+    if (len >= 5 && !memcmp(line, "HTTP/", 5)) { /* a status line: a new header block */
+        ctype[0] = 0;
+        *status = 0;
+        size_t i = 5;
+        while (i < len && line[i] != ' ') i++;
+        while (i < len && line[i] == ' ') i++;
+        long code = 0;
+        int digits = 0;
+        for (; i < len && digits < 3 && line[i] >= '0' && line[i] <= '9'; i++, digits++) code = code * 10 + (line[i] - '0');
+        if (digits == 3) *status = code;
+    } else if (len > 13 && !strncasecmp(line, "content-type:", 13)) {
+        size_t a = 13, b = len;
+        while (a < b && (line[a] == ' ' || line[a] == '\t')) a++;
+        while (b > a && (line[b - 1] == '\r' || line[b - 1] == '\n' || line[b - 1] == ' ' || line[b - 1] == '\t')) b--;
+        if (b - a >= ctype_size) b = a + ctype_size - 1;
+        memcpy(ctype, line + a, b - a);
+        ctype[b - a] = 0;
+    }
 }

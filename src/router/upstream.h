@@ -46,6 +46,13 @@ void rt_curl_cancel(rt_curl *u, rt_xfer *x);
  * buffer of x. NULL on out of memory. */
 CURL *rt_curl_easy(rt_xfer *x, const char *url);
 
+/* One response header line as curl hands it to CURLOPT_HEADERFUNCTION
+ * (len bytes, not NUL-terminated, network input: fuzzed in
+ * fuzz/router_fuzz.c): a status line "HTTP/x y ..." sets *status (0 when it
+ * does not parse) and clears ctype; "Content-Type: v" copies v (trimmed,
+ * cut to ctype_size - 1 bytes) into ctype. Other lines change nothing. */
+void rt_header_line(const char *line, size_t len, long *status, char *ctype, size_t ctype_size);
+
 /* A GET whose body is kept (up to limit bytes; more is an error): the
  * health checks, the load polls, the statistics fan-out. */
 typedef struct rt_fetch rt_fetch;
