@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "router/router.h"
 
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +64,14 @@ int cllm_cli_router_run(const cllm_router_params *p, const char *what) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "%s: cannot initialise libcurl\n", what);
+        return 1;
+    }
     cllm_router *r = NULL;
     if (cllm_router_start(p, &r) != CLLM_OK) {
         fprintf(stderr, "%s: %s\n", what, cllm_last_error());
+        curl_global_cleanup();
         return 1;
     }
     int n = p->data_parallel_size > 0 ? p->data_parallel_size : p->num_workers;
@@ -76,6 +82,7 @@ int cllm_cli_router_run(const cllm_router_params *p, const char *what) {
     if (st != CLLM_OK) fprintf(stderr, "%s: %s\n", what, cllm_last_error());
     else fprintf(stderr, "%s: stopped\n", what);
     cllm_router_destroy(r);
+    curl_global_cleanup();
     return st == CLLM_OK ? 0 : 1;
 }
 

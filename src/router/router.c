@@ -333,11 +333,6 @@ cllm_status cllm_router_start(const cllm_router_params *params, cllm_router **ou
     *out = NULL;
     if (!params) return cllm_error(CLLM_ERR_INVALID_ARG, "cllm_router_start: NULL params");
     CLLM_TRY(check_params(params));
-    static bool curl_ready; /* curl_global_init is not thread-safe: the first start, from main() */
-    if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT)) return cllm_error(CLLM_ERR_IO, "cannot initialise libcurl");
-        curl_ready = true;
-    }
     cllm_router *r = calloc(1, sizeof *r);
     if (!r) return cllm_error(CLLM_ERR_OOM, "out of memory");
     cllm_status st = CLLM_OK;

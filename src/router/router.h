@@ -79,7 +79,9 @@ cllm_router_params cllm_router_default_params(void);
 typedef struct cllm_router cllm_router;
 
 /* Check the params, bind, start the loop thread (and the replicas in
- * data-parallel mode). *out caller-owned (cllm_router_destroy). Errors:
+ * data-parallel mode). The caller has initialised libcurl
+ * (curl_global_init, not thread-safe: once, from main) and cleans it up
+ * after cllm_router_destroy. *out caller-owned (cllm_router_destroy). Errors:
  * CLLM_ERR_INVALID_ARG (a bad URL, flag value, not enough GPUs listed in
  * CUDA_VISIBLE_DEVICES), CLLM_ERR_IO (cannot bind), CLLM_ERR_OOM. */
 cllm_status cllm_router_start(const cllm_router_params *params, cllm_router **out);

@@ -93,6 +93,17 @@ class Proc:
             time.sleep(0.05)
         raise RuntimeError(f"{self.args[1]} never became healthy:\n" + self.text())
 
+    def stop(self, timeout=30):
+        """SIGTERM, then the exit status (0 when it shut down cleanly: under ASan, also no leak)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

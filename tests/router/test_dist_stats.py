@@ -78,6 +78,9 @@ def test_tensor_parallel_stats_and_router_view():
         assert got[single.url]["stats"]["world_size"] == 1 and got[single.url]["stats_error"] is None
         assert not got[dead]["healthy"] and got[dead]["stats"] is None and got[dead]["stats_error"], got[dead]
         assert got[rep.url]["requests"] + got[single.url]["requests"] == 2
+        assert router.stop() == 0, router.text()
+        assert rep.stop() == 0, rep.text()
+        assert single.stop() == 0, single.text()
     finally:
         if router:
             router.kill()
@@ -102,5 +105,6 @@ def test_expert_parallel_load_per_rank():
         assert [r["moe_tokens"] for r in s["ranks"]] == m["tokens_per_rank"] and all(m["tokens_per_rank"])
         assert m["load_imbalance"] >= 1.0 and s["expert_parallel"] is True
         assert group(s, 0, "tp")["ops"]["all_to_allv"]["calls"] > 0
+        assert rep.stop() == 0, rep.text()
     finally:
         rep.kill()

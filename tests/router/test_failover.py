@@ -84,6 +84,9 @@ def test_replica_killed_mid_run_then_restarted(tmp_path):
             st, _, body = post(router.url, "/v1/completions", {**MID, "max_tokens": 2})
             assert st == 200, body
         assert [served(r) - b for r, b in zip(reps, before)] == [2, 2]
+        assert router.stop() == 0, router.text()
+        for r in reps:
+            assert r.stop() == 0, r.text()
     finally:
         if router:
             router.kill()
@@ -117,6 +120,7 @@ def test_hung_replica_is_failed_over(tmp_path):
         finally:
             os.kill(reps[0].proc.pid, signal.SIGCONT)
         wait_for(lambda: router_health(router)[1]["replica_states"][0]["healthy"], 5, "back after SIGCONT")
+        assert router.stop() == 0, router.text()
     finally:
         if router:
             router.kill()

@@ -17,7 +17,7 @@ def replicas():
     reps = [Replica(), Replica()]
     yield reps
     for r in reps:
-        r.kill()
+        assert r.stop() == 0, r.text()
 
 
 def test_round_robin_spreads_and_answers_like_generate(replicas):
@@ -57,6 +57,7 @@ def test_round_robin_spreads_and_answers_like_generate(replicas):
         st, h = router_health(router)
         assert st == 200 and h["healthy_replicas"] == 2 and h["policy"] == "round_robin"
         assert [x["url"] for x in h["replica_states"]] == [r.url for r in replicas]
+        assert router.stop() == 0, router.text()
     finally:
         router.kill()
 
@@ -92,6 +93,7 @@ def test_prefix_aware_keeps_a_prefix_on_one_replica(replicas):
                 other = k
                 break
         assert other is not None, "24 different prefixes all went to one replica"
+        assert router.stop() == 0, router.text()
     finally:
         router.kill()
 
@@ -121,6 +123,7 @@ def test_least_load_avoids_the_busy_replica(tmp_path):
         after = [served(r) for r in reps]
         assert after[1] - before[1] == 4 and after[0] - before[0] == 0, (before, after)
         assert metric_sum(reps[0].url, "cllm:num_requests_running") == 2  # the streams were still running
+        assert router.stop() == 0, router.text()
     finally:
         for s in streams:
             s.conn.close()
@@ -140,6 +143,8 @@ def test_api_key_checked_and_forwarded():
         st, _, body = post(router.url, "/v1/completions", BODY, headers={"Authorization": "Bearer sekret"})
         assert st == 200, body
         assert served(rep) == 1
+        assert router.stop() == 0, router.text()
+        assert rep.stop() == 0, rep.text()
     finally:
         router.kill()
         rep.kill()
@@ -158,5 +163,6 @@ def test_no_healthy_replica():
         assert st == 503 and "no replica is healthy" in json.loads(body)["error"]["message"]
         assert hdr.get("Retry-After") == "1"
         assert metric_sum(router.url, "cllm:router_requests_unrouted_total") == 1
+        assert router.stop() == 0, router.text()
     finally:
         router.kill()
