@@ -13,7 +13,8 @@
  *
  * Health: every health_check_interval_s each replica's /health is polled
  * (health_check_timeout_s); a failing replica leaves the rotation, a
- * passing one comes back. A request that could not reach its replica, or got
+ * passing one comes back (a replica out of the rotation is polled every
+ * min(interval, 1 s)). A request that could not reach its replica, or got
  * a 5xx, before any byte went to the client, is retried on another replica,
  * up to max_rpc_retries times while it is younger than rpc_timeout_s. A
  * stream whose replica dies mid-way ends with an OpenAI error event and
@@ -51,7 +52,7 @@ typedef struct cllm_router_params {
     int port;                       /* default 8000; 0: a free port */
     const char *api_key;            /* clients must send it (401 otherwise) except on /health, /metrics;
                                      * forwarded to the replicas as the client sent it */
-    double health_check_interval_s; /* default 10 */
+    double health_check_interval_s; /* default 10 (replicas out of the rotation: min(this, 1 s)) */
     double health_check_timeout_s;  /* default 5 */
     double load_poll_interval_s;    /* least_load / prefix_aware: each replica's /load; default 0.5 */
     int max_rpc_retries;            /* other replicas tried after a failure; default 3 */

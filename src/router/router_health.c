@@ -1,6 +1,7 @@
 /* Replica health and load (router.h): every health_check_interval_s a GET
- * /health per replica (health_check_timeout_s): 200 puts it in the
- * rotation, anything else takes it out; a check that cannot connect or times
+ * /health per replica (health_check_timeout_s; a replica out of the rotation
+ * every min(interval, 1 s)): 200 puts it in the rotation, anything else
+ * takes it out; a check that cannot connect or times
  * out also fails the requests in flight there (a dead or hung process).
  * With least_load / prefix_aware, every load_poll_interval_s a GET /load
  * (cllm serve's running and waiting requests); a replica without /load
@@ -98,9 +99,23 @@ static void on_load(rt_fetch *f, void *arg) {
     json_decref(o);
 }
 
+/* A healthy replica is checked every health_check_interval_s; one out of
+ * the rotation every min(interval, 1 s), so that a replica started after
+ * the router, or restarted, is back within a second. */
+static double down_interval(const cllm_router *r) {
+    return r->p.health_check_interval_s < 1.0 ? r->p.health_check_interval_s : 1.0;
+}
+
 static void on_health_timer(uv_timer_t *t) {
     cllm_router *r = t->data;
-    for (int i = 0; i < r->n_reps; i++) rt_health_check_now(r, &r->reps[i]);
+    double now = rt_now();
+    for (int i = 0; i < r->n_reps; i++) {
+        rt_replica *rep = &r->reps[i];
+        double every = rep->healthy ? r->p.health_check_interval_s : down_interval(r);
+        if (now + 1e-3 < rep->checked_at + every) continue;
+        rep->checked_at = now;
+        rt_health_check_now(r, rep);
+    }
 }
 
 static void on_load_timer(uv_timer_t *t) {
@@ -126,8 +141,8 @@ void rt_health_start(cllm_router *r) {
     uv_timer_init(&r->loop, &r->load_timer);
     r->health_timer.data = r->load_timer.data = r;
     r->timers_on = true;
-    uint64_t every = (uint64_t)(r->p.health_check_interval_s * 1000);
-    uv_timer_start(&r->health_timer, on_health_timer, 0, every > 0 ? every : 1);
+    uint64_t tick = (uint64_t)(down_interval(r) * 1000 / 4); /* the replicas' next checks fall due on ticks */
+    uv_timer_start(&r->health_timer, on_health_timer, 0, tick > 0 ? tick : 1);
     if (r->p.policy != CLLM_ROUTER_ROUND_ROBIN) {
         uint64_t lp = (uint64_t)(r->p.load_poll_interval_s * 1000);
         uv_timer_start(&r->load_timer, on_load_timer, lp > 0 ? lp : 1, lp > 0 ? lp : 1);

@@ -44,6 +44,7 @@ typedef struct rt_replica {
     double changed_at;        /* rt_now() of the last health change */
     char last_error[300];     /* why it is out ("" while healthy) */
     rt_fetch *health_fetch, *load_fetch; /* in flight, or NULL */
+    double checked_at;        /* rt_now() of the last health check started */
     bool load_known;
     int running, waiting;     /* its last /load */
     int inflight;             /* the router's requests there now */

@@ -126,3 +126,33 @@ def test_hung_replica_is_failed_over(tmp_path):
             router.kill()
         for r in reps:
             r.kill()
+
+
+def test_retry_limits():
+    """--max-rpc-retries 0 (or an --rpc-timeout already passed): a request whose replica refuses the connection is
+    answered 502 naming it, not retried; with retries it is answered by the other replica. Either way the replica
+    leaves the rotation at once (before its next health check)."""
+    for flags, want in ((["--max-rpc-retries", "0"], 502), (["--rpc-timeout", "0"], 502), ([], 200)):
+        reps = [Replica(), Replica()]
+        router = Router([r.url for r in reps], ["--health-check-interval", "60", *flags])
+        try:
+            router.wait_healthy(check=lambda h: h["healthy_replicas"] == 2)
+            reps[0].kill()  # the router does not know yet: its next check is a minute away
+            st, hdr, body = post(router.url, "/v1/completions", {**MID, "max_tokens": 2})  # round robin: replica 0
+            assert st == want, body
+            if want == 502:
+                err = json.loads(body)["error"]
+                assert reps[0].url in err["message"] and "connect" in err["message"].lower(), err
+                assert router_metric(router, "cllm:router_request_retries_total", reps[1]) == 0
+            else:
+                assert hdr["X-Cllm-Replica"] == reps[1].url
+                assert router_metric(router, "cllm:router_request_retries_total", reps[1]) == 1
+            st, h = router_health(router)
+            assert st == 200 and not h["replica_states"][0]["healthy"], h
+            st, hdr, body = post(router.url, "/v1/completions", {**MID, "max_tokens": 2})
+            assert st == 200 and hdr["X-Cllm-Replica"] == reps[1].url, body
+            assert router.stop() == 0, router.text()
+        finally:
+            router.kill()
+            for r in reps:
+                r.kill()
