@@ -221,13 +221,14 @@ static void on_wake(uv_async_t *a) {
     int cmd = atomic_exchange(&r->cmd, 0);
     if (cmd & RT_CMD_DRAIN) srv_conn_drain_all(&r->http);
     if (cmd & RT_CMD_STOP) srv_conn_stop_all(&r->http);
-    if (cmd & RT_CMD_EXIT) {
+    if (cmd & RT_CMD_EXIT) { /* every user of the transfers first, then the client itself */
         rt_health_stop(r);
+        srv_conn_close_all(&r->http); /* tasks still attached are closed (their transfers cancelled); the wake
+                                       * handle closes once no connection is left (exited) */
         rt_proxy_cancel_all(r);
         if (r->dp) rt_dp_stop(r); /* the replicas' handles close once they exited */
         rt_curl_destroy(r->curl);
         r->curl = NULL;
-        srv_conn_close_all(&r->http); /* then the wake handle (exited) */
     }
 }
 
