@@ -389,14 +389,20 @@ static int run_collectives(int world, bool quick, char **argv) {
 
 /* ------------------------------------------------ launchers by environment */
 
+/* A free port below Linux's ephemeral range (32768-60999), as tests/tp
+ * picks them: a port the kernel hands out for port 0 may be taken by any
+ * outgoing connection on the machine before rank 0 binds it. */
 static int free_port(void) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
+    unsigned seed = (unsigned)getpid() ^ (unsigned)(now_s() * 1e6);
+    for (int tries = 0; tries < 200; tries++) {
+        int port = 20000 + (int)(rand_r(&seed) % 12000);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY), .sin_port = htons(port)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int ok = fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        if (fd >= 0) close(fd);
+        if (ok) return port;
+    }
+    return 29500 + (int)(getpid() % 1000);
 }
 
 /* Start N copies of `argv0 collectives 0 quick` with the variables srun or
