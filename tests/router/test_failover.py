@@ -11,8 +11,8 @@ import time
 from conftest import (Replica, Router, Stream, check_events, metric_sum, post, router_health, router_metric, served,
                       slow_model_dir, wait_for)
 
-LONG = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 250, "ignore_eos": True, "temperature": 0}
-MID = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 60, "ignore_eos": True, "temperature": 0}
+LONG = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 300, "ignore_eos": True, "temperature": 0}
+MID = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 120, "ignore_eos": True, "temperature": 0}
 
 
 def test_replica_killed_mid_run_then_restarted(tmp_path):
@@ -60,7 +60,7 @@ def test_replica_killed_mid_run_then_restarted(tmp_path):
             t.join(60)
         for st, hdr, body in results:
             assert st == 200, body
-            assert json.loads(body)["usage"]["completion_tokens"] == 60
+            assert json.loads(body)["usage"]["completion_tokens"] == MID["max_tokens"]
             assert hdr["X-Cllm-Replica"] == survivor.url or hdr["X-Cllm-Replica"] == victim.url
         assert [hdr["X-Cllm-Replica"] for _, hdr, _ in results].count(survivor.url) == 2
         assert router_metric(router, "cllm:router_request_retries_total", survivor) >= 1
@@ -114,7 +114,7 @@ def test_hung_replica_is_failed_over(tmp_path):
             assert result, "the request hung"
             st, hdr, body = result[0]
             assert st == 200 and hdr["X-Cllm-Replica"] == reps[1].url, body
-            assert json.loads(body)["usage"]["completion_tokens"] == 60
+            assert json.loads(body)["usage"]["completion_tokens"] == MID["max_tokens"]
             st, h = router_health(router)
             assert not h["replica_states"][0]["healthy"] and "timed out" in h["replica_states"][0]["last_error"].lower()
         finally:
