@@ -7,6 +7,8 @@ PKGS="build-essential cmake pkg-config libjansson-dev libpcre2-dev libopenblas-d
       libutf8proc-dev libxxhash-dev libmicrohttpd-dev libyaml-dev python3 python3-pip
       clang libclang-rt-dev curl libopenmpi-dev openmpi-bin"
 missing=""
+# tests/multihost: two "hosts" as network namespaces (iproute2) with a firewall between them (nftables)
+PKGS="$PKGS iproute2 nftables"
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -23,8 +23,9 @@ extern char **environ;
 
 #define NUM_VARS 7
 
-/* environ without CLLM_DIST_* entries, with room for NUM_VARS more + NULL.
- * The strings are borrowed from environ. */
+/* environ without CLLM_DIST_* entries (but CLLM_DIST_PORT_RANGE, which
+ * applies to every rank), with room for NUM_VARS more + NULL. The strings
+ * are borrowed from environ. */
 static char **env_base(int *n_out) {
     int n = 0;
     while (environ[n]) n++;
@@ -32,7 +33,8 @@ static char **env_base(int *n_out) {
     if (!e) return NULL;
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (strncmp(environ[i], "CLLM_DIST_", 10) != 0) e[k++] = environ[i];
+        if (strncmp(environ[i], "CLLM_DIST_", 10) != 0 || !strncmp(environ[i], "CLLM_DIST_PORT_RANGE=", 21))
+            e[k++] = environ[i];
     *n_out = k;
     return e;
 }
