@@ -236,6 +236,9 @@ EOF
     sleep 0.2
   done
   [ "$(count_cllm "$NS1")$(count_cllm "$NS2")" = 00 ] || fail "$name: cllm processes left after scancel"
+  # scancel's SIGTERM reaches every rank: rank 0 shuts down gracefully, the workers wait for it
+  grep -q "cllm serve: stopped" "$out" || { cat "$out"; fail "$name: rank 0 did not shut down gracefully"; }
+  grep -q "Terminated" "$out" && { cat "$out"; fail "$name: a rank was killed by scancel's SIGTERM"; }
   say "$name: ok in $(($(date +%s) - t1)) s (job $job on $node, cancelled, nothing left)"
 }
 

@@ -29,9 +29,18 @@ def generate(extra=(), prompt=PROMPT, max_tokens=48, env=None, model=MODEL_DIR, 
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that binds now, below the kernel's ephemeral range (32768+): a port picked by bind(0) is
+    an ephemeral one, which another test's connection or listener may take before cllm binds it."""
+    import random
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def children(pid):
