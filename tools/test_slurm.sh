@@ -250,6 +250,14 @@ grep -q "multi-node.sbatch: deployment stories-tp2-pp2 needs 2 nodes x 2 ranks; 
   { cat "$out"; fail "multi-node.sbatch on 1 node: no clear error"; }
 say "multi-node.sbatch on too few nodes: refused with the sbatch line to use"
 
+# The bandwidth check of docs/distributed.md between the two nodes: one rank per node under srun.
+bench=$(MASTER_ADDR=node1 MASTER_PORT=29512 CLLM_DIST_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+  in_ns "$NS1" srun --nodes=2 --ntasks-per-node=1 "$CLLM" bench comm --device cpu --op all_reduce --max-bytes 4M \
+  --check 2>&1) || { echo "$bench"; fail "srun cllm bench comm across the two nodes failed"; }
+grep -q "all_reduce, world 2 (tcp on cpu, launcher srun)" <<<"$bench" && grep -q "Out of bounds values : 0 OK" <<<"$bench" ||
+  { echo "$bench"; fail "srun cllm bench comm: unexpected output"; }
+say "srun cllm bench comm across the nodes: $(grep "Avg bus bandwidth" <<<"$bench" | tr -s ' ')"
+
 run_job stories-1 8001 single-gpu.sbatch 1
 run_job stories-tp2 8002 single-node.sbatch 2
 run_job stories-tp2-pp2 8003 multi-node.sbatch 4
