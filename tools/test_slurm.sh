@@ -239,6 +239,7 @@ EOF
   # scancel's SIGTERM reaches every rank: rank 0 shuts down gracefully, the workers wait for it
   grep -q "cllm serve: stopped" "$out" || { cat "$out"; fail "$name: rank 0 did not shut down gracefully"; }
   grep -q "Terminated" "$out" && { cat "$out"; fail "$name: a rank was killed by scancel's SIGTERM"; }
+  grep -q "Sanitizer" "$out" && { cat "$out"; fail "$name: a sanitizer report in the job log"; }
   say "$name: ok in $(($(date +%s) - t1)) s (job $job on $node, cancelled, nothing left)"
 }
 

@@ -32,16 +32,17 @@ static void put_word(FILE *f, const char *s) {
     fputc('\'', f);
 }
 
-/* The user's serve arguments without --dry-run (and without NAME when
- * skip_name), then --host 0.0.0.0 unless a --host was given. */
-static void put_args(FILE *f, const char *name, bool skip_name, int argc, char **argv) {
+/* The user's serve arguments without --dry-run and without the argument
+ * skip (NAME's pointer, or NULL); then --host 0.0.0.0 if add_host and no
+ * --host was given. */
+static void put_args(FILE *f, const char *skip, bool add_host, int argc, char **argv) {
     bool host = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dry-run") || (skip_name && argv[i] == name)) continue;
+        if (!strcmp(argv[i], "--dry-run") || argv[i] == skip) continue;
         if (!strcmp(argv[i], "--host")) host = true;
         put_word(f, argv[i]);
     }
-    if (!host) fputs(" --host 0.0.0.0", f);
+    if (add_host && !host) fputs(" --host 0.0.0.0", f);
 }
 
 void cllm_serve_plan_print(FILE *f, const cllm_serve_plan *p, const char *name, int argc, char **argv) {
@@ -74,8 +75,7 @@ void cllm_serve_plan_print(FILE *f, const cllm_serve_plan *p, const char *name, 
         else if (N == 1) fprintf(f, " sbatch%s scripts/slurm/single-node.sbatch", gpus);
         else fprintf(f, " sbatch --nodes=%d --ntasks-per-node=%d%s scripts/slurm/multi-node.sbatch", N, R, gpus);
         put_word(f, name);
-        for (int i = 1; i < argc; i++)
-            if (strcmp(argv[i], "--dry-run") && argv[i] != name) put_word(f, argv[i]);
+        put_args(f, name, false, argc, argv); /* the script adds --host 0.0.0.0 */
         fputc('\n', f);
         if (N > 1 && W <= 8) /* nodes of up to 8 GPUs are the common size */
             fprintf(f, "# (or on one node with %d %s: sbatch%s scripts/slurm/single-node.sbatch %s ...)\n", W,
@@ -83,13 +83,13 @@ void cllm_serve_plan_print(FILE *f, const cllm_serve_plan *p, const char *name, 
     }
     if (W == 1) return;
     fprintf(f, "# srun:   srun --nodes=%d --ntasks-per-node=%d%s --kill-on-bad-exit=1 cllm serve", N, R, gpus);
-    put_args(f, name, false, argc, argv);
+    put_args(f, NULL, true, argc, argv);
     fprintf(f, "   # with MASTER_ADDR=<first node> MASTER_PORT=<free port> "
                "CLLM_DIST_SECRET=$(openssl rand -hex 32) exported\n");
     fprintf(f, "# mpirun: mpirun -np %d", W);
     if (N > 1) fprintf(f, " --map-by ppr:%d:node --hostfile HOSTS", R);
     fputs(" cllm serve", f);
-    put_args(f, name, false, argc, argv);
+    put_args(f, NULL, true, argc, argv);
     if (N > 1) fprintf(f, "   # HOSTS: the %d nodes, rank 0's first", N);
     fputc('\n', f);
 }

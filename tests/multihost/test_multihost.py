@@ -131,6 +131,8 @@ def launch(hosts, style, layout, per_host=1, master_addr=IP_A, timeout_s=30, ext
                 q.kill()
             raise AssertionError(f"ranks still running after {wait} s (layout {layout})")
         out.append((p.returncode, o, e))
+    for rank, (_, _, e) in enumerate(out):  # the sanitizer build: error paths must not leak or misbehave either
+        assert "Sanitizer" not in e, f"rank {rank}:\n{e}"
     return out
 
 
@@ -208,6 +210,7 @@ def test_wrong_master_addr(hosts):
                         text=True, timeout=60)
     _, err0 = r0.communicate(timeout=60)
     assert r1.returncode != 0 and r0.returncode != 0
+    assert "Sanitizer" not in err0 + r1.stderr, err0 + r1.stderr
     assert f"could not connect to rank 0 at {wrong}:{MASTER_PORT}" in r1.stderr, r1.stderr
     assert "MASTER_ADDR" in r1.stderr, r1.stderr
     assert "rank(s) 1 of 2 did not join" in err0, err0
