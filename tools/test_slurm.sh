@@ -63,6 +63,14 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+# namespaces left by a run that was killed (its pid is gone): end what runs in them, remove them
+for ns in $(ip netns list | sed -n 's/^\(cllm-slurm[0-9]*-[12]\).*/\1/p'); do
+  pid=${ns#cllm-slurm}
+  [ -d /proc/"${pid%-*}" ] && continue
+  for p in $(ip netns pids "$ns"); do kill -9 "$p" 2>/dev/null; done
+  ip netns del "$ns" 2>/dev/null
+done
 
 # ---- two "hosts": network namespaces joined by a veth pair
 t0=$(date +%s)

@@ -28,10 +28,19 @@ def sh(*args, input=None):
     return r.stdout
 
 
+def remove_stale_namespaces():
+    """Namespaces of a run that was killed (its pid is gone): end their processes, delete them."""
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    for ns in names:
+        if ns.startswith("cllm-mh") and ns[7:-2].isdigit() and not os.path.exists(f"/proc/{ns[7:-2]}"):
+            Hosts.end(ns)
+
+
 class Hosts:
     """Namespaces A and B, IP_A and IP_B on a veth pair."""
 
     def __init__(self):
+        remove_stale_namespaces()
         tag = os.getpid()
         self.a, self.b = f"cllm-mh{tag}-a", f"cllm-mh{tag}-b"
         assert os.geteuid() == 0, "this test needs root (network namespaces); CI runs as root"
@@ -63,15 +72,19 @@ table inet cllm_test {{
         subprocess.run(["ip", "netns", "exec", self.a, "nft", "delete", "table", "inet", "cllm_test"],
                        capture_output=True)
 
+    @staticmethod
+    def end(ns):
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        for pid in pids:  # processes this test started in its namespace
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
     def close(self):
         for ns in (self.a, self.b):
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            for pid in pids:  # processes this test started in its namespaces
-                try:
-                    os.kill(int(pid), 9)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            self.end(ns)
 
 
 @pytest.fixture(scope="module")
