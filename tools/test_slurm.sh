@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The Slurm scripts (scripts/slurm/) end to end on this machine, CPU backend:
-# installs Debian's slurmctld, slurmd and munge, starts a two-node Slurm
+# The Slurm scripts (scripts/slurm/) end to end on this machine, CPU backend.
+# Installs Debian's slurmctld, slurmd and munge and starts a two-node Slurm
 # cluster whose nodes are two network namespaces joined by a veth pair (each
 # slurmd in its own namespace, with its own IP address and host name, so no
-# --enable-multiple-slurmd build is needed), submits single-gpu.sbatch,
-# single-node.sbatch and multi-node.sbatch with the sbatch line that
-# `cllm serve NAME --dry-run` prints (one deployment on the CPU, two on "GPUs":
-# the nodes declare 4 placeholder GPUs and 16 CPUs each, and CLLM_DEVICE=cpu
-# runs them on the CPU backend), and checks that each
-# job serves the bundled stories260K and answers a greedy completion exactly
-# as `cllm generate` does; the multi-node job must have two ranks on each
-# node and all four ranks in /metrics. Each job is then cancelled and must
-# leave no process behind. Everything it starts runs in its namespaces and a
-# temporary directory, removed on exit. Needs root.
+# --enable-multiple-slurmd build is needed; the nodes declare 16 CPUs and 4
+# placeholder GPUs each). Then:
+#   - multi-node.sbatch on too few nodes fails at once, naming the fix;
+#   - `srun cllm bench comm --check` across the two nodes passes;
+#   - single-gpu, single-node and multi-node.sbatch, each submitted with the
+#     sbatch line `cllm serve NAME --dry-run` prints (one deployment on the
+#     CPU, two on "GPUs", run on the CPU backend by CLLM_DEVICE=cpu), serve
+#     the bundled stories260K and answer a greedy completion exactly as
+#     `cllm generate` does; the multi-node job has two ranks on each node and
+#     all four ranks in /metrics; scancel stops each job gracefully (rank 0
+#     drains, no rank killed by the SIGTERM, no sanitizer report) and leaves
+#     no process behind.
+# Everything it starts runs in its namespaces and a temporary directory,
+# removed on exit. Needs root. About 15-20 s once the packages are installed.
 #
 #   tools/test_slurm.sh [path/to/cllm]        # default: build/cllm (CLLM_BIN)
 set -euo pipefail
