@@ -185,13 +185,13 @@ def test_expert_parallel_errors():
 
 
 def test_each_rank_reads_only_its_slices(tmp_path):
-    """A 4-layer checkpoint of ~100 MB (float32, made here): at -tp 2 each rank's peak host RSS after loading its
-    shard stays well below one rank holding it all (the safetensors are mapped; each rank touches and keeps only
-    its slices)."""
+    """An 8-layer checkpoint of ~360 MB (float32, made here): at -tp 2 each rank's peak host RSS after loading its
+    shard (~180 MB of weights plus the process) is at least a quarter of the file below one rank loading it all
+    (the safetensors are mapped; each rank touches and keeps only its slices)."""
     import json
     import numpy as np
     from safetensors.numpy import save_file
-    E, I, L, V, H, KV = 1024, 2816, 4, 512, 16, 4
+    E, I, L, V, H, KV = 1024, 2816, 8, 512, 16, 4
     D = E // H
     rng = np.random.default_rng(0)
     t = {"model.embed_tokens.weight": rng.standard_normal((V, E), dtype=np.float32) * 0.02,
@@ -212,11 +212,16 @@ def test_each_rank_reads_only_its_slices(tmp_path):
     for f in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / f).write_bytes(open(os.path.join(MODEL_DIR, f), "rb").read())
     size_mb = (tmp_path / "model.safetensors").stat().st_size / 2**20
+    env = dict(os.environ, CLLM_LOG_LEVEL="debug")
+    r1 = generate(["--max-model-len", "64"], model=str(tmp_path), max_tokens=2, env=env)
+    assert r1.returncode == 0, r1.stderr
+    whole = int(__import__("re").search(r"peak host RSS after loading the model \(MiB\): (\d+)", r1.stderr).group(1))
     r = generate(["-tp", "2", "--max-model-len", "64"], model=str(tmp_path), max_tokens=2)
     assert r.returncode == 0, r.stderr
     m = __import__("re").search(r"peak host RSS per rank after loading its shard \(MiB\): ([\d, ]+)", r.stderr)
     assert m, r.stderr
-    peaks = {"2": [int(x) for x in m.group(1).split(",")]}
+    peaks = {"2": [int(x) for x in m.group(1).split(",")], "1": whole}
     assert len(peaks["2"]) == 2
-    for rss in peaks["2"]:  # half the weights (~size/2) plus the process itself, never the whole file
-        assert rss < 0.8 * size_mb, (rss, size_mb, peaks)
+    print("peak RSS (MiB): one rank", whole, "tp 2", peaks["2"], "checkpoint", round(size_mb))
+    for rss in peaks["2"]:  # half the weights (measured: 166 MiB less; 105 under ASan): never it all
+        assert rss < whole - size_mb / 4, (rss, whole, size_mb, peaks)
