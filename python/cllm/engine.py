@@ -42,8 +42,8 @@ class EngineArgs:
     """Engine arguments, vLLM's names (see include/cllm.h cllm_engine_params).
 
     model: a directory or ORG/NAME (Hugging Face cache, then the Hub).
-    device: "auto" (CUDA when cllm was built with it and a GPU is there, else
-    CPU), "cpu" or "cuda". dtype: "auto" (CPU float32, CUDA bfloat16),
+    device: "auto" (CUDA when the NVIDIA driver lists a GPU and cllm was built
+    with CUDA, else CPU), "cpu" or "cuda". dtype: "auto" (CPU float32, CUDA bfloat16),
     "float32", "bfloat16", "float16". seed: dummy weights, and the sampling
     seed of requests that give none (reproducible runs, as vLLM's).
     max_num_seqs: None = 32 on CPU, 256 on CUDA. tensor_parallel_size: ranks
@@ -130,12 +130,24 @@ class EngineArgs:
             os.environ["CLLM_WORKER_EXE"] = exe  # read by the engine when it spawns the workers
         if self.device != "auto":
             return _cllm.Engine(self._engine_dict(self.device))
+        if not _nvidia_gpu_present():
+            return _cllm.Engine(self._engine_dict("cpu"))
         try:
             return _cllm.Engine(self._engine_dict("cuda"))
         except _cllm.CllmError as e:
             if getattr(e, "status", None) != "CLLM_ERR_NO_DEVICE":
                 raise
         return _cllm.Engine(self._engine_dict("cpu"))
+
+
+def _nvidia_gpu_present() -> bool:
+    """Whether the NVIDIA driver lists a GPU (device "auto" then tries CUDA)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    try:
+        return bool(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return os.path.exists("/dev/nvidia0")
 
 
 def _split_prompt(prompt: PromptType) -> tuple:
