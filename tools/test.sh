@@ -20,7 +20,7 @@ if [ "${CLLM_SKIP_SANITIZE:-0}" != 1 ]; then
   BUILD_DIR=build-asan tools/build.sh -DCLLM_CUDA=OFF -DCLLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
   echo "== ctest (ASan + UBSan) =="
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800 -LE slow
+    ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800 -LE "slow|python"
 fi
 FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
 if [ "$FUZZ_SECONDS" != 0 ]; then

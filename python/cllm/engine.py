@@ -128,8 +128,15 @@ class EngineArgs:
                 raise RuntimeError("tensor_parallel_size > 1 needs the `cllm` executable (cllm/bin/cllm is missing "
                                    "from this installation); set CLLM_WORKER_EXE to one")
             os.environ["CLLM_WORKER_EXE"] = exe  # read by the engine when it spawns the workers
-        if self.device != "auto":
-            return _cllm.Engine(self._engine_dict(self.device))
+            try:
+                return self._create(self.device)
+            finally:
+                del os.environ["CLLM_WORKER_EXE"]
+        return self._create(self.device)
+
+    def _create(self, device: str) -> Any:
+        if device != "auto":
+            return _cllm.Engine(self._engine_dict(device))
         if not _nvidia_gpu_present():
             return _cllm.Engine(self._engine_dict("cpu"))
         try:

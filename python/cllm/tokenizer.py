@@ -122,6 +122,9 @@ class Tokenizer:
         """
         if add_generation_prompt and continue_final_message:
             raise ValueError("continue_final_message and add_generation_prompt are mutually exclusive")
+        if chat_template is None and self.chat_template is None:
+            raise ValueError("this model has no chat template (tokenizer_config.json has no chat_template); "
+                             "pass chat_template=")
         ctx: Dict[str, Any] = dict(kwargs)
         ctx["messages"] = list(conversation)
         ctx["add_generation_prompt"] = add_generation_prompt

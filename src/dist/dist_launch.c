@@ -85,7 +85,11 @@ cllm_status cllm_dist_launch_local(cllm_dist_env *env, int world_size, const cha
     sigset_t none;
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none); /* a parent's blocked signals (signal threads) stay its own */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    /* a process group of their own: a terminal's Ctrl-C (SIGINT to the foreground
+     * group) reaches rank 0 alone, which decides (abort a generate, drain a
+     * server) and stops the workers itself; they still follow it when it dies */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
     for (int r = 1; r < world_size; r++) {
         snprintf(vars[0], sizeof vars[0], "CLLM_DIST_RANK=%d", r);
         snprintf(vars[1], sizeof vars[1], "CLLM_DIST_WORLD_SIZE=%d", world_size);
