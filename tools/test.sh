@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # README's test command: install dependencies, build (with the CUDA code
 # compiled when nvcc is present), run every CPU test with CTest, then rebuild
-# with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again,
-# then fuzz the request parser and the chat template renderer for a bounded
-# time. Tests labelled `gpu` (CUDA kernels vs the CPU reference, golden logits
-# on CUDA) need a GPU: tools/gpu_run.sh runs them on the GPU machine; here they
-# run only when a GPU is visible (nvidia-smi -L lists one).
+# with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again
+# (the Python suite, label python, runs in the release pass only), then fuzz
+# the request parser and the chat template renderer for a bounded time. Tests
+# labelled `gpu` (CUDA kernels vs the CPU reference, golden logits on CUDA)
+# need a GPU: tools/gpu_run.sh runs them on the GPU machine; here they run
+# only when a GPU is visible (nvidia-smi -L lists one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_deps.sh
