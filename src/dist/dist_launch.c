@@ -158,7 +158,9 @@ void cllm_dist_worker_bind_parent(const cllm_dist_env *env) {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 64 * 1024);
+    /* small, but above the libraries' static TLS (OpenBLAS alone has ~60 KiB of it:
+     * a 64 KiB stack made pthread_create fail with EINVAL) */
+    pthread_attr_setstacksize(&a, 512 * 1024);
     if (pthread_create(&t, &a, watch_parent, NULL) != 0)
         fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread\n", g_rank);
     pthread_attr_destroy(&a);

@@ -30,7 +30,7 @@ def _children():
 
 
 @pytest.mark.parametrize("model", [STORIES, BABYLLAMA])
-def test_tp2_equals_tp1(model):
+def test_tp2_equals_tp1(model, capfd):
     assert "CLLM_WORKER_EXE" not in os.environ  # the package finds its own executable
     sp = SamplingParams(temperature=0, max_tokens=40, logprobs=2)
     one = LLM(model, device="cpu", max_model_len=256).generate(PROMPTS, sp, use_tqdm=False)
@@ -39,6 +39,9 @@ def test_tp2_equals_tp1(model):
     workers = set(_children()) - before
     assert len(workers) == 1  # rank 1
     assert "CLLM_WORKER_EXE" not in os.environ  # set only while the workers start
+    llm.generate(PROMPTS[0], sp, use_tqdm=False)
+    err = capfd.readouterr().err  # the worker's stderr is ours
+    assert "tensor parallel: 2 ranks" in err and "cannot start the parent watch thread" not in err, err
     two = llm.generate(PROMPTS, sp, use_tqdm=False)
     for a, b in zip(one, two):
         assert a.outputs[0].text == b.outputs[0].text
