@@ -162,8 +162,8 @@ void cllm_dist_worker_bind_parent(const cllm_dist_env *env) {
      * a 64 KiB stack made pthread_create fail with EINVAL) */
     pthread_attr_setstacksize(&a, 512 * 1024);
     int e = pthread_create(&t, &a, watch_parent, NULL);
-    if (e != 0) fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread: %s
-", g_rank, strerror(e));
+    if (e != 0) fprintf(stderr, "cllm: worker rank %d: cannot start the parent watch thread: %s\n", g_rank,
+                        strerror(e));
     pthread_attr_destroy(&a);
 }
 
