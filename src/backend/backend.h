@@ -246,6 +246,37 @@ typedef struct cllm_backend_ops {
     /* The device's name ("NVIDIA H100 80GB HBM3"; CPU: "cpu"), for the
      * benchmarks' ceilings. NULL op: "unknown". */
     const char *(*device_name)(cllm_backend *be);
+
+    /* ---- Mixture of experts (src/model/layers/moe.c; sources: transformers
+     * Qwen3MoeSparseMoeBlock, MixtralSparseMoeBlock). NULL: the backend runs
+     * no MoE model (loading one reports CLLM_ERR_UNSUPPORTED).
+     *
+     * moe_route: router logits (T, NE) f32 -> softmax over the NE experts
+     * (fp32) -> the k largest probabilities in descending order (ties: the
+     * lower expert id first) -> topk_ids (T, k) int32 and topk_weights (T, k)
+     * f32, divided by their sum when renormalize (HF norm_topk_prob; Mixtral
+     * always). All device memory. */
+    cllm_status (*moe_route)(cllm_backend *be, const float *logits, int T, int num_experts, int k, bool renormalize,
+                             int32_t *topk_ids, float *topk_weights);
+    /* moe_experts: out (T, E) act = sum over j of topk_weights[t, j] *
+     * expert_{topk_ids[t, j]}(x[t]) for the j whose expert this rank holds
+     * (expert_start <= id < expert_start + num_local; the others add nothing:
+     * expert parallelism); out is all zeros for a token with none. Expert e
+     * (local index e - expert_start): down_e(silu(gate_e(x)) * up_e(x)) with
+     * gate_up[e] (2I, E) (gate rows first) and down[e] (E, I), host arrays of
+     * num_local weights in the act dtype. x (T, E) act, topk_* (T, k) device.
+     * workspace: moe_workspace_bytes(T, k, E, I) bytes (device). The CPU op
+     * permutes the assignments by expert, runs one GEMM pair per expert and
+     * un-permutes with the weights. */
+    cllm_status (*moe_experts)(cllm_backend *be, const void *x, int T, int E, const int32_t *topk_ids,
+                               const float *topk_weights, int k, const cllm_weight *gate_up, const cllm_weight *down,
+                               int expert_start, int num_local, int I, void *workspace, void *out);
+    size_t (*moe_workspace_bytes)(int T, int k, int E, int I);
+    /* moe_combine (expert parallelism): out (n, E) act, out[i] = sum over j
+     * of w[i, j] * y[rows[i * k + j]] (rows (n * k) int32 device, -1: none;
+     * y (M, E) act; w (n, k) f32). */
+    cllm_status (*moe_combine)(cllm_backend *be, const void *y, const int32_t *rows, const float *w, int n, int k,
+                               int E, void *out);
 } cllm_backend_ops;
 
 struct cllm_backend {

@@ -22,6 +22,8 @@ void cllm_engine_args_usage(FILE *f) {
             "  --pipeline-parallel-size, -pp N  split the layers into N stages (world = tp x pp ranks)\n"
             "  --pp-layer-partition L,L,...  layers per stage (even split by default)\n"
             "  --pp-micro-batches M          micro-batches per step flowing through the stages (pp)\n"
+            "  --enable-expert-parallel      MoE models: whole experts spread over the -tp ranks, tokens\n"
+            "                                dispatched with all-to-all (default: every rank a slice of each)\n"
             "  --dist-timeout S              a collective or worker silent this long fails the engine (60)\n"
             "  --max-model-len N             context length (config's max_position_embeddings)\n"
             "  --block-size N                KV-cache block size in tokens (16)\n"
@@ -40,6 +42,7 @@ int cllm_engine_args_parse(cllm_engine_args *a, int argc, char **argv, int *i) {
     cllm_engine_params *p = &a->p;
     cllm_model_params *m = &p->model;
     if (!strcmp(f, "--enforce-eager")) { p->enforce_eager = m->enforce_eager = true; return 1; }
+    if (!strcmp(f, "--enable-expert-parallel")) { m->enable_expert_parallel = true; return 1; }
     if (!strcmp(f, "--enable-prefix-caching")) { p->enable_prefix_caching = true; return 1; }
     if (!strcmp(f, "--no-enable-prefix-caching")) { p->enable_prefix_caching = false; return 1; }
     static const char *const with_value[] = {

@@ -26,12 +26,17 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cllm serve [NAME] --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8000] [--api-key KEY]\n"
             "       [--served-model-name NAME] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
-            "       [--registry FILE] [--dry-run] [engine arguments]\n"
+            "       [--max-connections N] [--max-connections-per-ip N] [--timeout-keep-alive SECONDS]\n"
+            "       [--timeout-request-read SECONDS] [--registry FILE] [--dry-run] [engine arguments]\n"
             "       [--enable-auto-tool-choice --tool-call-parser hermes|llama3_json|mistral]\n"
             "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
             "port. The server prints 'listening on http://HOST:PORT' once bound. --enable-auto-tool-choice parses\n"
             "tool calls out of chat outputs (tool_choice \"auto\") in the format --tool-call-parser names:\n"
-            "hermes (Qwen2.5/Qwen3), llama3_json (Llama 3.1/3.2), mistral (Mistral v0.3).\n\n");
+            "hermes (Qwen2.5/Qwen3), llama3_json (Llama 3.1/3.2), mistral (Mistral v0.3).\n"
+            "--max-connections (default 10000; the open-file limit is raised to fit) bounds open connections\n"
+            "(more get 503); --max-connections-per-ip (default 0: none) those of one client address (429);\n"
+            "--timeout-keep-alive (default 5) closes idle connections; --timeout-request-read (default 30)\n"
+            "bounds the time to receive a request's head and body (408).\n\n");
     cllm_engine_args_usage(f);
 }
 
@@ -73,12 +78,16 @@ static void print_command(const cllm_server_params *p) {
     if (p->api_key) printf(" --api-key '***'");
     if (p->enable_auto_tool_choice) printf(" --enable-auto-tool-choice");
     if (p->tool_call_parser) printf(" --tool-call-parser %s", p->tool_call_parser);
+    printf(" --max-connections %d --timeout-keep-alive %g --timeout-request-read %g", p->max_connections,
+           p->timeout_keep_alive_s, p->timeout_request_read_s);
+    if (p->max_connections_per_ip) printf(" --max-connections-per-ip %d", p->max_connections_per_ip);
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
 static bool is_switch(const char *a) {
     return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching") ||
-           !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice");
+           !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice") ||
+           !strcmp(a, "--enable-expert-parallel");
 }
 
 int cllm_cli_serve(int argc, char **argv) {
@@ -137,6 +146,10 @@ int cllm_cli_serve(int argc, char **argv) {
         else if (!strcmp(a, "--served-model-name")) p.served_model_name = v;
         else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
         else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
+        else if (!strcmp(a, "--max-connections")) { ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p.max_connections = (int)l; }
+        else if (!strcmp(a, "--max-connections-per-ip")) { ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p.max_connections_per_ip = (int)l; }
+        else if (!strcmp(a, "--timeout-keep-alive")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_keep_alive_s);
+        else if (!strcmp(a, "--timeout-request-read")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_request_read_s);
         else if (!strcmp(a, "--tool-call-parser")) {
             cllm_tool_parser_kind k;
             if (cllm_tool_parser_from_name(v, &k) != CLLM_OK) {

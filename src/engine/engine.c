@@ -175,6 +175,12 @@ cllm_status cllm_engine_get_distributed_stats(cllm_engine *e, cllm_comm_stats **
     return cllm_executor_dist_stats(e->ex, stats, n);
 }
 
+cllm_status cllm_engine_get_expert_stats(cllm_engine *e, cllm_expert_stats *s) {
+    memset(s, 0, sizeof *s);
+    return cllm_executor_expert_stats(e->ex, &s->tokens_per_expert, &s->num_experts, &s->tokens_per_rank,
+                                      &s->num_ranks);
+}
+
 const cllm_model_config *cllm_engine_model_config(const cllm_engine *e) { return &e->cfg; }
 cllm_executor *cllm_engine_executor(cllm_engine *e) { return e->ex; }
 double cllm_engine_load_ms(const cllm_engine *e) { return e->load_ms; }

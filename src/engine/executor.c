@@ -20,6 +20,7 @@
 struct cllm_executor {
     int world_size, block_size;
     int tp_size, pp_size;
+    int num_experts;           /* of the model (0: dense) */
     cllm_dist_env env;
     cllm_comm *world;          /* TCP, every rank; NULL with one rank */
     cllm_watchdog *wd;
@@ -122,6 +123,7 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
     in.block_size = mp->block_size, in.num_threads = mp->num_threads, in.seed = mp->seed;
     in.tensor_parallel_size = ex->tp_size, in.dist_timeout_s = ex->timeout_s;
     in.pipeline_parallel_size = ex->pp_size, in.pp_micro_batches = mp->pp_micro_batches;
+    in.enable_expert_parallel = mp->enable_expert_parallel;
     snprintf(in.pp_layer_partition, sizeof in.pp_layer_partition, "%s",
              mp->pp_layer_partition ? mp->pp_layer_partition : "");
     in.max_model_len = p->max_model_len, in.max_num_seqs = p->max_num_seqs, in.num_kv_blocks = p->num_kv_blocks;
@@ -141,6 +143,7 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
     if (!ex) return cllm_error(CLLM_ERR_OOM, "out of memory");
     pthread_mutex_init(&ex->mu, NULL);
     ex->world_size = tp;
+    ex->num_experts = p->cfg->num_experts;
     ex->tp_size = tps;
     ex->pp_size = pps;
     ex->block_size = mp->block_size;
@@ -165,6 +168,7 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         /* only the shards differ between ranks; a malformed config fails here, before any process starts */
         cllm_shard probe;
         CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, &probe), fail);
+        CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &probe), fail);
         CLLM_TRY_GOTO(st, start_world(ex, p), fail);
     }
     cllm_worker_params wp = {
@@ -189,6 +193,7 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
     } else {
         if (st != CLLM_OK) goto fail;
         ex->peak_rss[0] = cllm_worker_peak_rss_bytes();
+        CLLM_LOG_D("peak host RSS after loading the model (MiB): %.0f", ex->peak_rss[0] / 1048576.0);
     }
     ex->r = cllm_worker_runner(ex->w);
     if (tp > 1) {
@@ -377,4 +382,43 @@ cllm_status cllm_executor_dist_stats(cllm_executor *ex, cllm_comm_stats **out, i
     *out = all;
     *n = k;
     return CLLM_OK;
+}
+
+cllm_status cllm_executor_expert_stats(cllm_executor *ex, uint64_t **per_expert, int *num_experts, uint64_t **per_rank,
+                                       int *num_ranks) {
+    *per_expert = *per_rank = NULL;
+    *num_experts = *num_ranks = 0;
+    const cllm_shard *sh = cllm_runner_shard(ex->r);
+    int NE = ex->num_experts, W = ex->world_size;
+    if (NE <= 0) return CLLM_OK;
+    uint64_t *all = calloc(((size_t)NE + 1) * W, sizeof *all), *pe = calloc((size_t)NE, sizeof *pe);
+    uint64_t *pr = calloc((size_t)W, sizeof *pr);
+    cllm_status st = CLLM_OK;
+    if (!all || !pe || !pr) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
+    if (ex->world) {
+        CLLM_TRY_GOTO(st, ready(ex), fail);
+        CLLM_TRY_GOTO(st, send_cmd(ex, CLLM_CMD_EXPERT_STATS, NULL, NULL, 0), fail);
+        cllm_runner_expert_stats(ex->r, all, all + NE);
+        uint64_t *mine = malloc(sizeof *mine * ((size_t)NE + 1));
+        if (!mine) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
+        memcpy(mine, all, sizeof *mine * ((size_t)NE + 1));
+        st = cllm_comm_all_gather(ex->world, mine, all, (size_t)NE + 1, CLLM_DTYPE_I64);
+        free(mine);
+        if (st != CLLM_OK) { st = break_executor(ex, st); goto fail; }
+    } else {
+        cllm_runner_expert_stats(ex->r, all, all + NE);
+    }
+    /* without expert parallelism every tensor-parallel rank routes every token: count each stage once */
+    for (int r = 0; r < W; r++) {
+        uint64_t *v = all + (size_t)r * (NE + 1);
+        pr[r] = v[NE];
+        if (sh->ep_size > 1 || r % ex->tp_size == 0)
+            for (int e = 0; e < NE; e++) pe[e] += v[e];
+    }
+    free(all);
+    *per_expert = pe, *num_experts = NE, *per_rank = pr, *num_ranks = W;
+    return CLLM_OK;
+fail:
+    free(all), free(pe), free(pr);
+    return st;
 }

@@ -75,6 +75,15 @@ const size_t *cllm_executor_peak_rss(const cllm_executor *ex);
  * the watchdog even while idle). Thread-safe. */
 cllm_status cllm_executor_check_health(const cllm_executor *ex);
 
+/* Mixture-of-experts counts over every rank (collective): per_expert
+ * (num_experts) = (token, expert) assignments the routers sent to each
+ * expert over all MoE layers (summed over the ranks that route disjoint
+ * tokens: expert parallelism, pipeline stages), per_rank (world_size) = the
+ * rows each rank's experts computed. Caller-owned (free); dense: both NULL
+ * and *num_experts 0. */
+cllm_status cllm_executor_expert_stats(cllm_executor *ex, uint64_t **per_expert, int *num_experts, uint64_t **per_rank,
+                                       int *num_ranks);
+
 /* Communicator statistics of every rank and group (collective: rank 0 asks
  * the workers). *out has *n entries (cllm_free). One entry per (rank, group). */
 cllm_status cllm_executor_dist_stats(cllm_executor *ex, cllm_comm_stats **out, int *n);

@@ -25,6 +25,7 @@ typedef enum cllm_proto_cmd {
     CLLM_CMD_RESERVE_GRAPHS = 6,
     CLLM_CMD_CAPTURE_GRAPHS = 7,
     CLLM_CMD_STATS = 8,            /* every rank all-gathers its communicator statistics */
+    CLLM_CMD_EXPERT_STATS = 9,     /* every rank all-gathers its experts' counts (num_experts + 1 uint64) */
 } cllm_proto_cmd;
 
 #define CLLM_EXEC_NO_GRAPH 1       /* EXECUTE flag: run eagerly (rank 0 applies penalties) */
@@ -62,7 +63,7 @@ typedef struct cllm_proto_init {
     uint32_t magic, layout_bytes;   /* sizeof(cllm_proto_init): same binary on every rank */
     char model[2048], revision[256];
     int32_t device, dtype, load_format, block_size, max_model_len, max_num_seqs, num_kv_blocks, num_threads;
-    int32_t tensor_parallel_size, progress, pipeline_parallel_size, pp_micro_batches;
+    int32_t tensor_parallel_size, progress, pipeline_parallel_size, pp_micro_batches, enable_expert_parallel;
     char pp_layer_partition[256];
     uint64_t seed;
     double dist_timeout_s;

@@ -309,6 +309,9 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r) { return r->attn_split_steps; }
 const cllm_shard *cllm_runner_shard(const cllm_runner *r) { return &r->shard; }
 cllm_comm *cllm_runner_pp(const cllm_runner *r) { return r->pp; }
+void cllm_runner_expert_stats(const cllm_runner *r, uint64_t *routed, uint64_t *computed) {
+    if (r->cfg.num_experts > 0 && r->arch->expert_stats) r->arch->expert_stats(r->model, routed, computed);
+}
 cllm_comm *cllm_runner_tp(const cllm_runner *r) { return r->tp; }
 int cllm_runner_num_kv_blocks(const cllm_runner *r) { return r->num_kv_blocks; }
 int cllm_runner_block_size(const cllm_runner *r) { return r->block_size; }

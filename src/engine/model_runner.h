@@ -158,6 +158,10 @@ const cllm_shard *cllm_runner_shard(const cllm_runner *r);
 cllm_comm *cllm_runner_tp(const cllm_runner *r);
 cllm_comm *cllm_runner_pp(const cllm_runner *r);
 
+/* Mixture-of-experts counts of this rank (see cllm_arch.expert_stats):
+ * routed (num_experts) and *computed are added to. No-op for dense models. */
+void cllm_runner_expert_stats(const cllm_runner *r, uint64_t *routed, uint64_t *computed);
+
 int cllm_runner_num_kv_blocks(const cllm_runner *r);
 int cllm_runner_block_size(const cllm_runner *r);
 cllm_backend *cllm_runner_backend(cllm_runner *r);   /* borrowed */

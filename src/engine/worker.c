@@ -6,6 +6,7 @@
 #include "model/shard.h"
 #include "model/weights.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -22,6 +23,17 @@ struct cllm_worker {
 };
 
 size_t cllm_worker_peak_rss_bytes(void) {
+    /* VmHWM: the high-water mark of this process image. getrusage's ru_maxrss also keeps the peak of the
+     * image before exec (a worker forked from a large process, e.g. Python, would report its parent's). */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned long kb = 0;
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "VmHWM: %lu kB", &kb) == 1;
+        fclose(f);
+        if (found) return (size_t)kb * 1024;
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (size_t)ru.ru_maxrss * 1024; /* Linux: kilobytes */
@@ -56,6 +68,7 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
     int tps = p->tp_size > 0 ? p->tp_size : 1, pps = p->pp_size > 0 ? p->pp_size : 1;
     int tp_rank = p->rank % tps, pp_rank = p->rank / tps;
     CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, tp_rank, tps, pp_rank, pps, p->pp_layer_partition, &shard), fail);
+    CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &shard), fail);
     if ((tps > 1 || pps > 1) && !p->world) {
         st = cllm_error(CLLM_ERR_INVALID_ARG, "worker: %d x %d ranks without a world group", tps, pps);
         goto fail;

@@ -54,6 +54,7 @@ static cllm_status load(wstate *s) {
     in.pp_layer_partition[sizeof in.pp_layer_partition - 1] = 0;
     mp.pp_layer_partition = in.pp_layer_partition[0] ? in.pp_layer_partition : NULL;
     mp.pp_micro_batches = in.pp_micro_batches;
+    mp.enable_expert_parallel = in.enable_expert_parallel != 0;
     cllm_status st = cllm_hub_resolve(in.model, in.revision, false, &s->dir);
     if (st == CLLM_OK) st = cllm_config_load(s->dir, &s->cfg);
     if (st == CLLM_OK) {
@@ -121,6 +122,17 @@ static cllm_status run_cmd(wstate *s, bool *done) {
         cllm_worker_comm_stats(s->world, s->w, mine);
         cllm_status st = cllm_comm_all_gather(s->world, mine, all, sizeof mine, CLLM_DTYPE_U8);
         free(all);
+        return st;
+    }
+    case CLLM_CMD_EXPERT_STATS: {
+        int NE = s->cfg.num_experts, W = s->env.world_size;
+        uint64_t *mine = calloc((size_t)NE + 1, sizeof *mine), *all = calloc(((size_t)NE + 1) * W, sizeof *all);
+        cllm_status st = cllm_error(CLLM_ERR_OOM, "out of memory");
+        if (mine && all) {
+            cllm_runner_expert_stats(r, mine, mine + NE);
+            st = cllm_comm_all_gather(s->world, mine, all, (size_t)NE + 1, CLLM_DTYPE_I64);
+        }
+        free(mine), free(all);
         return st;
     }
     default: return cllm_error(CLLM_ERR_DISTRIBUTED, "unknown command %u from rank 0", m->cmd);

@@ -3,23 +3,30 @@
  * Defaults follow the transformers configuration classes (4.4x, and 5.x
  * `rope_parameters`), field by field, for keys absent from config.json:
  *
- *   field                    llama      mistral    qwen2      qwen3
- *   num_key_value_heads      = H (None) 8          32         32
- *   head_dim                 E/H        E/H        E/H        128
- *   max_position_embeddings  2048       131072     32768      32768
+ *   field                    llama      mistral    qwen2      qwen3      qwen3_moe  mixtral
+ *   num_key_value_heads      = H (None) 8          32         32         4          8
+ *   head_dim                 E/H        E/H        E/H        128        E/H        E/H
+ *   max_position_embeddings  2048       131072     32768      32768      32768      131072
  *   rms_norm_eps             1e-6       1e-6       1e-6       1e-6
  *   rope_theta               10000      10000      10000      10000
  *   tie_word_embeddings      false      false      false      false
  *   attention_bias           false      (none)     (always q/k/v bias)  false
- *   sliding_window           -          4096       only if use_sliding_window
- *   bos_token_id             1          1          None       None
- *   eos_token_id             2          2          None       None
+ *   sliding_window           -          4096       only if use_sliding_window   (qwen3_moe as qwen3; mixtral
+ *                                                                        None)
+ *   bos_token_id             1          1          None       None       None       1
+ *   eos_token_id             2          2          None       None       None       2
+ *
+ * Mixture of experts: qwen3_moe reads num_experts (128), num_experts_per_tok
+ * (8), moe_intermediate_size (768), norm_topk_prob (false),
+ * decoder_sparse_step (1), mlp_only_layers ([]); mixtral reads
+ * num_local_experts (8), num_experts_per_tok (2), its experts are
+ * intermediate_size wide and its top-k weights always renormalized.
  *
  * An explicit JSON null for num_key_value_heads / head_dim means "derive"
  * (H, E/H) as the classes' __init__ do. hidden_size, intermediate_size,
  * num_hidden_layers, num_attention_heads and vocab_size are required here
  * (a checkpoint without them is not one we can run), as is model_type.
- * Sources: transformers models/{llama,mistral,qwen2,qwen3}/configuration_*.py,
+ * Sources: transformers models/{llama,mistral,qwen2,qwen3,qwen3_moe,mixtral}/configuration_*.py,
  * modeling_rope_utils.py (_compute_default_rope_parameters,
  * _compute_linear_scaling_rope_parameters, _compute_llama3_parameters). */
 #include "model/config.h"
@@ -47,6 +54,8 @@ static const family_defaults FAMILIES[] = {
     {"mistral", 8, 0, 131072, 4096, 1, 2},
     {"qwen2", 32, 0, 32768, 0, -1, -1},
     {"qwen3", 32, 128, 32768, 0, -1, -1},
+    {"qwen3_moe", 4, 0, 32768, 0, -1, -1},
+    {"mixtral", 8, 0, 131072, 0, 1, 2},
 };
 
 static cllm_status fmt_err(const char *src, const char *field, const char *what) {
@@ -177,6 +186,56 @@ static cllm_status parse_dtype(json_t *root, const char *src, cllm_model_config 
     return CLLM_OK;
 }
 
+/* Mixture-of-experts fields (qwen3_moe, mixtral; see the table above). */
+static cllm_status parse_moe(json_t *root, const char *src, const char *mt, cllm_model_config *cfg) {
+    cfg->decoder_sparse_step = 1;
+    if (!strcmp(mt, "mixtral")) {
+        cfg->num_experts = 8;
+        cfg->num_experts_per_tok = 2;
+        CLLM_TRY(get_int(root, "num_local_experts", src, &cfg->num_experts, false, 1));
+        CLLM_TRY(get_int(root, "num_experts_per_tok", src, &cfg->num_experts_per_tok, false, 1));
+        cfg->moe_intermediate_size = cfg->intermediate_size;
+        cfg->norm_topk_prob = true; /* MixtralSparseMoeBlock always renormalizes the top-k weights */
+    } else if (!strcmp(mt, "qwen3_moe")) {
+        cfg->num_experts = 128;
+        cfg->num_experts_per_tok = 8;
+        cfg->moe_intermediate_size = 768;
+        CLLM_TRY(get_int(root, "num_experts", src, &cfg->num_experts, false, 0));
+        /* transformers 5 writes the same count as num_local_experts */
+        CLLM_TRY(get_int(root, "num_local_experts", src, &cfg->num_experts, false, 0));
+        CLLM_TRY(get_int(root, "num_experts_per_tok", src, &cfg->num_experts_per_tok, false, 1));
+        CLLM_TRY(get_int(root, "moe_intermediate_size", src, &cfg->moe_intermediate_size, false, 1));
+        CLLM_TRY(get_bool(root, "norm_topk_prob", src, &cfg->norm_topk_prob));
+        CLLM_TRY(get_int(root, "decoder_sparse_step", src, &cfg->decoder_sparse_step, false, 1));
+        json_t *mo = json_object_get(root, "mlp_only_layers");
+        if (mo && !json_is_null(mo)) {
+            if (!json_is_array(mo)) return fmt_err(src, "mlp_only_layers", "is not a list of layer indices");
+            size_t i;
+            json_t *e;
+            json_array_foreach(mo, i, e) {
+                json_int_t l = json_is_integer(e) ? json_integer_value(e) : -1;
+                if (l < 0 || l >= 256) return fmt_err(src, "mlp_only_layers", "has an entry that is not a layer in [0, 256)");
+                cfg->mlp_only_layers[l / 64] |= (uint64_t)1 << (l % 64);
+            }
+        }
+    } else {
+        return CLLM_OK;
+    }
+    if (cfg->num_experts > 0 && cfg->num_experts_per_tok > cfg->num_experts) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "(%d) is larger than the number of experts (%d)", cfg->num_experts_per_tok,
+                 cfg->num_experts);
+        return fmt_err(src, "num_experts_per_tok", buf);
+    }
+    return CLLM_OK;
+}
+
+bool cllm_config_layer_is_moe(const cllm_model_config *c, int l) {
+    if (c->num_experts <= 0) return false;
+    if (l >= 0 && l < 256 && (c->mlp_only_layers[l / 64] >> (l % 64) & 1)) return false;
+    return (l + 1) % (c->decoder_sparse_step > 0 ? c->decoder_sparse_step : 1) == 0;
+}
+
 static cllm_status parse_root(json_t *root, const char *src, cllm_model_config *cfg) {
     if (!json_is_object(root)) return cllm_error(CLLM_ERR_FORMAT, "%s is not a JSON object; re-download the checkpoint", src);
     json_t *mt = json_object_get(root, "model_type");
@@ -186,8 +245,14 @@ static cllm_status parse_root(json_t *root, const char *src, cllm_model_config *
     for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
         if (!strcmp(json_string_value(mt), FAMILIES[i].model_type)) fam = &FAMILIES[i];
     if (!fam)
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "model_type '%s' in %s is not supported; supported: llama, mistral, qwen2, qwen3",
-                          json_string_value(mt), src);
+    {
+        char names[256] = "";
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0] && n < sizeof names - 32; i++)
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", FAMILIES[i].model_type);
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "model_type '%s' in %s is not supported; supported: %s",
+                          json_string_value(mt), src, names);
+    }
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", fam->model_type);
     json_t *arch = json_object_get(root, "architectures");
     if (json_is_array(arch) && json_array_size(arch) > 0 && json_is_string(json_array_get(arch, 0)))
@@ -230,14 +295,17 @@ static cllm_status parse_root(json_t *root, const char *src, cllm_model_config *
     if (!strcmp(fam->model_type, "qwen2")) cfg->attention_bias = true; /* Qwen2Attention: q/k/v bias=True */
     else if (strcmp(fam->model_type, "mistral") != 0)
         CLLM_TRY(get_bool(root, "attention_bias", src, &cfg->attention_bias));
-    cfg->qk_norm = !strcmp(fam->model_type, "qwen3");
+    cfg->qk_norm = !strcmp(fam->model_type, "qwen3") || !strcmp(fam->model_type, "qwen3_moe");
 
     cfg->sliding_window = 0;
     if (!strcmp(fam->model_type, "mistral")) {
         json_t *sw = json_object_get(root, "sliding_window");
         cfg->sliding_window = sw ? 0 : fam->sliding_window; /* explicit null: none */
         CLLM_TRY(get_int(root, "sliding_window", src, &cfg->sliding_window, false, 0));
-    } else if (!strcmp(fam->model_type, "qwen2") || !strcmp(fam->model_type, "qwen3")) {
+    } else if (!strcmp(fam->model_type, "mixtral")) {
+        CLLM_TRY(get_int(root, "sliding_window", src, &cfg->sliding_window, false, 0));
+    } else if (!strcmp(fam->model_type, "qwen2") || !strcmp(fam->model_type, "qwen3") ||
+               !strcmp(fam->model_type, "qwen3_moe")) {
         bool use_sw = false;
         CLLM_TRY(get_bool(root, "use_sliding_window", src, &use_sw));
         if (use_sw) {
@@ -246,6 +314,7 @@ static cllm_status parse_root(json_t *root, const char *src, cllm_model_config *
         }
     }
     CLLM_TRY(parse_dtype(root, src, cfg));
+    CLLM_TRY(parse_moe(root, src, fam->model_type, cfg));
 
     cfg->bos_token_id = fam->bos_token_id;
     json_t *bos = json_object_get(root, "bos_token_id");

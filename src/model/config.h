@@ -7,13 +7,14 @@
 
 #include "cllm.h"
 #include <stdbool.h>
+#include <stdint.h>
 
 #define CLLM_MAX_EOS 8
 
 typedef enum { CLLM_ROPE_DEFAULT = 0, CLLM_ROPE_LLAMA3 = 1, CLLM_ROPE_LINEAR = 2 } cllm_rope_type;
 
 typedef struct cllm_model_config {
-    char model_type[32];            /* "llama" | "mistral" | "qwen2" | "qwen3" */
+    char model_type[32];            /* "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "mixtral" */
     char architecture[64];          /* architectures[0], e.g. "LlamaForCausalLM" */
     int hidden_size;                /* E */
     int intermediate_size;          /* I */
@@ -38,6 +39,14 @@ typedef struct cllm_model_config {
     int bos_token_id;               /* -1 if absent */
     int eos_token_ids[CLLM_MAX_EOS];/* eos_token_id as int or list */
     int num_eos_token_ids;
+
+    /* Mixture of experts (qwen3_moe, mixtral); num_experts 0: dense. */
+    int num_experts;                /* qwen3_moe num_experts, mixtral num_local_experts */
+    int num_experts_per_tok;        /* top-k */
+    int moe_intermediate_size;      /* an expert's width (mixtral: intermediate_size) */
+    bool norm_topk_prob;            /* renormalize the top-k weights to sum 1 (mixtral: always) */
+    int decoder_sparse_step;        /* qwen3_moe: layer l is sparse when (l + 1) % step == 0 */
+    uint64_t mlp_only_layers[4];    /* qwen3_moe: bitset of layers (< 256) that stay dense */
 
     /* generation_config.json (defaults for sampling); present=false if absent. */
     struct {
@@ -67,6 +76,11 @@ void cllm_config_rope_inv_freq(const cllm_model_config *cfg, float *inv_freq);
 /* Apply generation_config.json's sampling defaults (temperature, top_p,
  * top_k, min_p) to sp, as vLLM does before the user's overrides. */
 void cllm_config_apply_generation(const cllm_model_config *cfg, cllm_sampling_params *sp);
+
+/* True when decoder layer l has a mixture-of-experts MLP (HF
+ * Qwen3MoeDecoderLayer: not in mlp_only_layers, num_experts > 0 and
+ * (l + 1) % decoder_sparse_step == 0; Mixtral: every layer). */
+bool cllm_config_layer_is_moe(const cllm_model_config *cfg, int l);
 
 /* True if id is one of the eos ids. */
 bool cllm_config_is_eos(const cllm_model_config *cfg, int id);

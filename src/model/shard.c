@@ -52,7 +52,7 @@ cllm_status cllm_shard_init(const cllm_model_config *c, int tp_rank, int tp_size
     s->pp_size = 1;
     s->layer_start = 0;
     s->layer_end = c->num_hidden_layers;
-    return CLLM_OK;
+    return cllm_shard_set_experts(c, false, s);
 }
 
 cllm_status cllm_shard_pp_layers(int L, int pp_rank, int pp_size, const char *partition, int *start, int *end) {
@@ -88,6 +88,40 @@ cllm_status cllm_shard_pp_layers(int L, int pp_rank, int pp_size, const char *pa
                           "summing to the model's %d layers", partition, n, sum, pp_size, L);
     *start = s;
     *end = e;
+    return CLLM_OK;
+}
+
+cllm_status cllm_shard_set_experts(const cllm_model_config *c, bool ep, cllm_shard *s) {
+    s->ep_size = 1;
+    s->ep_rank = 0;
+    s->expert_start = 0;
+    s->num_local_experts = c->num_experts;
+    s->moe_intermediate_size = c->moe_intermediate_size;
+    if (c->num_experts <= 0) {
+        s->num_local_experts = s->moe_intermediate_size = 0;
+        if (ep)
+            return cllm_error(CLLM_ERR_INVALID_ARG, "--enable-expert-parallel needs a mixture-of-experts model; %s has no "
+                              "experts", c->model_type);
+        return CLLM_OK;
+    }
+    int tp = s->tp_size;
+    if (ep) {
+        if (c->num_experts % tp)
+            return cllm_error(CLLM_ERR_INVALID_ARG,
+                              "--enable-expert-parallel over %d ranks does not divide the model's %d experts; use a "
+                              "--tensor-parallel-size that divides %d", tp, c->num_experts, c->num_experts);
+        s->ep_size = tp;
+        s->ep_rank = s->tp_rank;
+        s->num_local_experts = c->num_experts / tp;
+        s->expert_start = s->tp_rank * s->num_local_experts;
+        return CLLM_OK;
+    }
+    if (c->moe_intermediate_size % tp)
+        return cllm_error(CLLM_ERR_INVALID_ARG,
+                          "--tensor-parallel-size %d does not divide the experts' intermediate size %d; pass "
+                          "--enable-expert-parallel (experts whole, spread over the ranks) or another size",
+                          tp, c->moe_intermediate_size);
+    s->moe_intermediate_size = c->moe_intermediate_size / tp;
     return CLLM_OK;
 }
 

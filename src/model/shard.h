@@ -34,6 +34,16 @@ typedef struct cllm_shard {
     int vocab_rows;          /* real rows of this shard: min(Vp, V - vocab_start), >= 0 */
     int pp_rank, pp_size;    /* pipeline stage */
     int layer_start, layer_end; /* this stage's decoder layers [layer_start, layer_end) */
+    /* Mixture of experts (cfg->num_experts > 0): this rank's experts
+     * [expert_start, expert_start + num_local_experts), each
+     * moe_intermediate_size wide. Tensor parallelism alone: every expert,
+     * sliced like a dense MLP (moe_intermediate_size / tp, then the
+     * all-reduce); expert parallelism (ep_size > 1, vLLM's
+     * --enable-expert-parallel, over the tensor-parallel ranks):
+     * num_experts / ep whole experts, tokens dispatched and combined with
+     * all-to-all. */
+    int ep_size, ep_rank;
+    int expert_start, num_local_experts, moe_intermediate_size;
 } cllm_shard;
 
 /* Layers of pipeline stage pp_rank: partition NULL or "" splits
@@ -50,6 +60,13 @@ cllm_status cllm_shard_pp_layers(int num_layers, int pp_rank, int pp_size, const
  * cllm_shard_pp_layers. Errors: those two. */
 cllm_status cllm_shard_init_pp(const cllm_model_config *cfg, int tp_rank, int tp_size, int pp_rank, int pp_size,
                                const char *partition, cllm_shard *out);
+
+/* The experts of sh (see the fields above) with or without expert
+ * parallelism over its tensor-parallel ranks. Errors: CLLM_ERR_INVALID_ARG
+ * when tp does not divide num_experts (expert parallelism) or
+ * moe_intermediate_size (tensor parallelism), naming what would work;
+ * expert parallelism on a dense model. */
+cllm_status cllm_shard_set_experts(const cllm_model_config *cfg, bool expert_parallel, cllm_shard *sh);
 
 /* The shard of tp_rank in tp_size ranks. Errors: CLLM_ERR_INVALID_ARG with
  * the sizes that would work when tp_size does not divide

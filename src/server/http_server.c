@@ -1,20 +1,19 @@
-/* HTTP server: libmicrohttpd daemon (one thread per connection), request
- * bodies (bounded: 413), routing (404/405), API-key check (401), the simple
- * routes (/health, /metrics, /v1/models, /tokenize, /detokenize, /version),
- * start-up and graceful shutdown. Generate routes: server_generate.c. */
+/* HTTP server: lifecycle (bind, the loop and engine threads, graceful
+ * shutdown) and routing: the route, method, API key, body size and draining
+ * are decided on the request head (srv_route_head), before any body byte is
+ * kept; whole requests are dispatched to server_routes.c and
+ * server_generate.c. Connections: http_conn.c. */
 #include "server/server_internal.h"
 
 #include "core/status.h"
-#include "server/sse.h"
+#include "server/http_request.h"
 
 #include <errno.h>
-#include <microhttpd.h>
 #include <netdb.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,150 +24,18 @@ cllm_server_params cllm_server_default_params(void) {
     p.host = "127.0.0.1";
     p.port = 8000;
     p.max_body_bytes = (size_t)32 << 20;
-    p.max_connections = 1024;
+    p.max_connections = 10000;
+    p.timeout_keep_alive_s = 5.0;
+    p.timeout_request_read_s = 30.0;
     p.shutdown_timeout_s = 10.0;
     return p;
 }
 
 int cllm_server_port(const cllm_server *s) { return s ? s->port : 0; }
 
-/* ------------------------------------------------------------ responses */
-int srv_send(struct MHD_Connection *conn, int status, const char *ctype, char *body, size_t len) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) { free(body); return MHD_NO; }
-    if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
-    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
-    if (status == 405) MHD_add_response_header(r, "Allow", "GET, POST");
-    int ret = MHD_queue_response(conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-int srv_send_error(struct MHD_Connection *conn, const cllm_openai_error *err) {
-    char *body = cllm_openai_format_error(err);
-    if (!body) return MHD_NO;
-    return srv_send(conn, err->http_status, "application/json", body, strlen(body));
-}
-
-int srv_send_errorf(struct MHD_Connection *conn, int status, const char *type, const char *param, const char *fmt,
-                    ...) {
-    cllm_openai_error err;
-    char msg[sizeof err.message];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cllm_openai_error_set(&err, status, type, param, "%s", msg);
-    return srv_send_error(conn, &err);
-}
-
-static bool client_gone(struct MHD_Connection *conn) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return false;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return false;
-    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-}
-
-int srv_wait(cllm_server *s, srv_job *j, struct MHD_Connection *conn) {
-    if (atomic_load(&s->hard_stop)) return 2;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000 * 1000;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    int rc = pthread_cond_timedwait(&j->cv, &j->mu, &ts);
-    if (atomic_load(&s->hard_stop)) return 2;
-    if (rc == ETIMEDOUT && conn && client_gone(conn)) return 1;
-    return 0;
-}
-
-/* ------------------------------------------------------------ simple routes */
-static int send_json(struct MHD_Connection *conn, char *body) {
-    if (!body) return srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory");
-    return srv_send(conn, 200, "application/json", body, strlen(body));
-}
-
-static int check_model(cllm_server *s, struct MHD_Connection *conn, const char *model) {
-    if (!model || !strcmp(model, s->served_model_name)) return 0;
-    return srv_send_errorf(conn, 404, "NotFoundError", "model", "The model `%s` does not exist.", model) ? 1 : -1;
-}
-
-static int route_models(cllm_server *s, struct MHD_Connection *conn) {
-    cllm_openai_model_card c = {.id = s->served_model_name, .root = s->model_root, .created = s->created,
-                                .max_model_len = s->max_model_len};
-    return send_json(conn, cllm_openai_format_models(&c, 1));
-}
-
-static int route_metrics(cllm_server *s, struct MHD_Connection *conn) {
-    size_t n = 0;
-    char *t = cllm_metrics_render(s->metrics, &n);
-    if (!t) return srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory");
-    return srv_send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", t, n);
-}
-
-static int route_tokenize(cllm_server *s, struct MHD_Connection *conn, const char *body, size_t len) {
-    cllm_openai_tokenize_request r;
-    cllm_openai_error err;
-    if (cllm_openai_parse_tokenize(body, len, &s->limits, &r, &err) != CLLM_OK) return srv_send_error(conn, &err);
-    int ret, bad = check_model(s, conn, r.model);
-    if (bad) { cllm_openai_tokenize_request_free(&r); return bad > 0 ? MHD_YES : MHD_NO; }
-    int32_t *ids = NULL;
-    size_t n = 0;
-    cllm_status st;
-    if (r.messages) {
-        char *text = NULL;
-        if (srv_render_chat(s, r.messages, r.n_messages, NULL, r.add_generation_prompt, &text, &err) != CLLM_OK) {
-            cllm_openai_tokenize_request_free(&r);
-            return srv_send_error(conn, &err);
-        }
-        st = cllm_tokenizer_encode(s->tok, text, strlen(text), r.add_special_tokens, &ids, &n);
-        free(text);
-    } else {
-        st = cllm_tokenizer_encode(s->tok, r.prompt, r.prompt_len, r.add_special_tokens, &ids, &n);
-    }
-    if (st != CLLM_OK) {
-        ret = srv_send_errorf(conn, 400, "invalid_request_error", "prompt", "could not tokenize: %s", cllm_last_error());
-    } else {
-        const char **strs = NULL;
-        if (r.return_token_strs) {
-            strs = calloc(n ? n : 1, sizeof *strs);
-            for (size_t i = 0; strs && i < n; i++) strs[i] = cllm_tokenizer_id_to_token(s->tok, ids[i]);
-        }
-        ret = send_json(conn, (r.return_token_strs && !strs) ? NULL
-                                                             : cllm_openai_format_tokenize(ids, n, s->max_model_len, strs));
-        free(strs);
-    }
-    cllm_free(ids);
-    cllm_openai_tokenize_request_free(&r);
-    return ret;
-}
-
-static int route_detokenize(cllm_server *s, struct MHD_Connection *conn, const char *body, size_t len) {
-    cllm_openai_detokenize_request r;
-    cllm_openai_error err;
-    if (cllm_openai_parse_detokenize(body, len, &s->limits, &r, &err) != CLLM_OK) return srv_send_error(conn, &err);
-    int ret, bad = check_model(s, conn, r.model);
-    if (bad) { cllm_openai_detokenize_request_free(&r); return bad > 0 ? MHD_YES : MHD_NO; }
-    char *text = NULL;
-    size_t tl = 0;
-    if (cllm_tokenizer_decode(s->tok, r.tokens, r.n_tokens, false, &text, &tl) != CLLM_OK)
-        ret = srv_send_errorf(conn, 400, "invalid_request_error", "tokens", "%s", cllm_last_error());
-    else
-        ret = send_json(conn, cllm_openai_format_detokenize(text, tl));
-    cllm_free(text);
-    cllm_openai_detokenize_request_free(&r);
-    return ret;
-}
-
-/* ------------------------------------------------------------ dispatch */
-typedef struct conn_ctx {
-    char *body;
-    size_t len, cap;
-    bool too_large;
-    bool responded;
-} conn_ctx;
-
-enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION, R_N };
+/* ------------------------------------------------------------ routing */
+enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION, R_TOKENIZER_INFO,
+       R_N };
 static const struct {
     const char *path, *method;
     bool open; /* no API key needed */
@@ -177,119 +44,234 @@ static const struct {
     [R_MODELS] = {"/v1/models", "GET", false},      [R_COMPLETIONS] = {"/v1/completions", "POST", false},
     [R_CHAT] = {"/v1/chat/completions", "POST", false}, [R_TOKENIZE] = {"/tokenize", "POST", false},
     [R_DETOKENIZE] = {"/detokenize", "POST", false}, [R_VERSION] = {"/version", "GET", true},
+    [R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false},
 };
+#define GET_BODY_LIMIT ((size_t)64 << 10) /* a GET may carry a small body; it is ignored */
 
-static bool authorized(cllm_server *s, struct MHD_Connection *conn) {
+static bool authorized(cllm_server *s, cllm_http_request *req) {
     if (!s->api_key) return true;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *h = cllm_http_request_header(req, "Authorization", NULL);
     if (!h || strncmp(h, "Bearer ", 7)) return false;
     h += 7;
     size_t a = strlen(h), b = strlen(s->api_key);
+    while (a && (h[a - 1] == ' ' || h[a - 1] == '\t')) a--;
     unsigned diff = (unsigned)(a != b);
     for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ s->api_key[i]);
     return diff == 0;
 }
 
-static int dispatch(cllm_server *s, struct MHD_Connection *conn, const char *url, const char *method, conn_ctx *c) {
-    int r = -1;
+static int route_of(cllm_http_request *req) {
+    char path[256];
+    cllm_http_request_path(req, path, sizeof path);
     for (int i = 0; i < R_N; i++)
-        if (!strcmp(url, ROUTES[i].path)) r = i;
-    if (r < 0) return srv_send_errorf(conn, 404, "NotFoundError", NULL, "no route %s %s", method, url);
-    bool head = !strcmp(method, "HEAD") && !strcmp(ROUTES[r].method, "GET");
-    if (strcmp(method, ROUTES[r].method) && !head)
-        return srv_send_errorf(conn, 405, "invalid_request_error", NULL, "method %s is not allowed on %s (use %s)",
-                               method, url, ROUTES[r].method);
-    if (!ROUTES[r].open && !authorized(s, conn)) {
+        if (!strcmp(path, ROUTES[i].path)) return i;
+    return -1;
+}
+
+bool srv_route_head(cllm_server *s, srv_conn *c, cllm_http_request *req) {
+    int r = route_of(req);
+    char path[256];
+    cllm_http_request_path(req, path, sizeof path);
+    if (r < 0) {
+        srv_respond_errorf(c, 404, "NotFoundError", NULL, "no route %s %s", req->method, path);
+        return false;
+    }
+    bool head = !strcmp(req->method, "HEAD") && !strcmp(ROUTES[r].method, "GET");
+    if (strcmp(req->method, ROUTES[r].method) && !head) {
+        srv_respond_errorf(c, 405, "invalid_request_error", NULL, "method %s is not allowed on %s (use %s)",
+                           req->method, path, ROUTES[r].method);
+        return false;
+    }
+    if (!ROUTES[r].open && !authorized(s, req)) {
         cllm_openai_error err;
         cllm_openai_error_set(&err, 401, "invalid_request_error", NULL,
                               "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
         snprintf(err.code, sizeof err.code, "invalid_api_key");
-        return srv_send_error(conn, &err);
+        srv_respond_error(c, &err);
+        return false;
     }
-    if (r == R_METRICS) return route_metrics(s, conn);
-    if (r == R_VERSION) return send_json(conn, strdup("{\"version\":\"" CLLM_VERSION "\"}"));
+    if ((r == R_COMPLETIONS || r == R_CHAT) && atomic_load(&s->draining)) {
+        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
+        return false;
+    }
+    size_t limit = !strcmp(ROUTES[r].method, "POST") ? s->p.max_body_bytes : GET_BODY_LIMIT;
+    if (!cllm_http_request_accept_body(req, limit)) {
+        srv_respond_errorf(c, 413, "invalid_request_error", NULL, "%s", req->error);
+        return false;
+    }
+    return true;
+}
+
+static void send_version(srv_conn *c) {
+    char *b = strdup("{\"version\":\"" CLLM_VERSION "\"}");
+    if (!b) { srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory"); return; }
+    srv_respond(c, 200, "application/json", b, strlen(b), NULL);
+}
+
+void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *req) {
+    int r = route_of(req);
+    if (r == R_METRICS) { srv_route_metrics(s, c); return; }
+    if (r == R_VERSION) { send_version(c); return; }
+    if (r == R_HEALTH) { srv_route_health(s, c); return; }
     int state = atomic_load(&s->state);
-    if (r == R_HEALTH)
-        return state == SRV_READY ? srv_send(conn, 200, "application/json", strdup(""), 0)
-                                  : srv_send_errorf(conn, 503, "service_unavailable", NULL,
-                                                    state == SRV_FAILED ? s->load_error
-                                                                        : "the model is loading");
-    if (state != SRV_READY)
-        return state == SRV_FAILED ? srv_send_errorf(conn, 503, "service_unavailable", NULL, "%s", s->load_error)
-                                   : srv_send_errorf(conn, 503, "service_unavailable", NULL,
-                                                     "the model is loading; retry later");
-    if (c->too_large)
-        return srv_send_errorf(conn, 413, "invalid_request_error", NULL,
-                               "request body is larger than the limit of %zu bytes", s->p.max_body_bytes);
-    const char *body = c->body ? c->body : "";
+    if (state != SRV_READY) {
+        if (state == SRV_FAILED) srv_respond_errorf(c, 503, "service_unavailable", NULL, "%s", s->load_error);
+        else srv_respond_errorf(c, 503, "service_unavailable", NULL, "the model is loading; retry later");
+        return;
+    }
+    if (r == R_MODELS) { srv_route_models(s, c); return; }
+    if (r == R_TOKENIZER_INFO) { srv_route_tokenizer_info(s, c); return; }
+    /* the body moves to the handler; the request keeps no pointer to it */
+    char *body = req->body;
+    size_t len = req->body_len;
+    if (!body && !(body = calloc(1, 1))) { srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory"); return; }
+    req->body = NULL;
+    req->body_len = req->body_cap = 0;
     switch (r) {
-    case R_MODELS: return route_models(s, conn);
-    case R_TOKENIZE: return route_tokenize(s, conn, body, c->len);
-    case R_DETOKENIZE: return route_detokenize(s, conn, body, c->len);
-    case R_COMPLETIONS: return srv_handle_generate(s, conn, CLLM_OPENAI_COMPLETION, body, c->len);
-    case R_CHAT: return srv_handle_generate(s, conn, CLLM_OPENAI_CHAT, body, c->len);
-    default: return MHD_NO;
+    case R_TOKENIZE: srv_route_tokenize(s, c, body, len, false); return;
+    case R_DETOKENIZE: srv_route_tokenize(s, c, body, len, true); return;
+    case R_COMPLETIONS: srv_generate_start(s, c, CLLM_OPENAI_COMPLETION, body, len); return;
+    case R_CHAT: srv_generate_start(s, c, CLLM_OPENAI_CHAT, body, len); return;
+    default: free(body); srv_respond_errorf(c, 500, "internal_error", NULL, "unrouted request"); return;
     }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
-    cllm_server *s = cls;
-    (void)version;
-    conn_ctx *c = *con_cls;
-    if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c) return MHD_NO;
-        *con_cls = c;
-        /* an oversized body is read and dropped, then answered 413: answering before
-         * reading it would make most clients see a reset instead of the status */
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        *upload_data_size = 0;
-        if (c->responded || c->too_large) return MHD_YES;
-        if (c->len + n > s->p.max_body_bytes) {
-            c->too_large = true;
-            free(c->body);
-            c->body = NULL;
-            c->len = c->cap = 0;
-            return MHD_YES;
-        }
-        if (c->len + n + 1 > c->cap) {
-            size_t cap = (c->len + n + 1) * 2;
-            char *b = realloc(c->body, cap);
-            if (!b) return MHD_NO;
-            c->body = b;
-            c->cap = cap;
-        }
-        memcpy(c->body + c->len, upload_data, n);
-        c->len += n;
-        c->body[c->len] = 0;
-        return MHD_YES;
-    }
-    if (c->responded) return MHD_YES;
-    c->responded = true;
-    return (enum MHD_Result)dispatch(s, conn, url, method, c);
+/* ------------------------------------------------------------ the loop thread */
+static void on_connection(uv_stream_t *l, int status) {
+    if (status < 0) return;
+    srv_conn_accept(l->data);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls; (void)conn; (void)toe;
-    conn_ctx *c = *con_cls;
-    if (!c) return;
-    free(c->body);
-    free(c);
-    *con_cls = NULL;
+static void on_wake(uv_async_t *a) {
+    cllm_server *s = a->data;
+    int cmd = atomic_exchange(&s->cmd, 0);
+    if (cmd & SRV_CMD_DRAIN) srv_conn_drain_all(s);
+    /* jobs with new events: unlinked under the lock (the engine thread may
+     * queue a job again as soon as it is off the list) */
+    pthread_mutex_lock(&s->ready_mu);
+    int n = 0;
+    for (srv_job *k = s->ready_head; k; k = k->ready_next) n++;
+    if (n > s->cap_woken) {
+        srv_job **w = realloc(s->woken, (size_t)n * 2 * sizeof *w);
+        if (w) { s->woken = w; s->cap_woken = n * 2; }
+    }
+    int taken = 0;
+    while (s->ready_head && taken < s->cap_woken) {
+        srv_job *k = s->ready_head;
+        s->ready_head = k->ready_next;
+        k->ready_next = NULL;
+        k->ready_queued = false;
+        s->woken[taken++] = k;
+    }
+    if (!s->ready_head) s->ready_tail = NULL;
+    bool more = s->ready_head != NULL; /* out of memory for the array: the rest next time */
+    pthread_mutex_unlock(&s->ready_mu);
+    for (int i = 0; i < taken; i++) {
+        srv_job *j = s->woken[i];
+        srv_task *t = j->task;
+        if (t && t->ops->writable) t->ops->writable(t);
+        srv_job_unref(j);
+    }
+    if (more) uv_async_send(&s->wake);
+    if (cmd & SRV_CMD_STOP) srv_conn_stop_all(s);
+    if (cmd & SRV_CMD_EXIT) srv_conn_close_all(s);
+}
+
+static void *loop_main(void *arg) {
+    cllm_server *s = arg;
+    pthread_setname_np(pthread_self(), "cllm-http"); /* top -H, /proc/PID/task/TID/comm */
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void send_cmd(cllm_server *s, int cmd) {
+    atomic_fetch_or(&s->cmd, cmd);
+    uv_async_send(&s->wake);
+}
+
+void srv_job_notify(cllm_server *s, srv_job *j) {
+    pthread_mutex_lock(&s->ready_mu);
+    if (!j->ready_queued) {
+        j->ready_queued = true;
+        pthread_mutex_lock(&j->mu);
+        j->refs++;
+        pthread_mutex_unlock(&j->mu);
+        if (s->ready_tail) s->ready_tail->ready_next = j;
+        else s->ready_head = j;
+        s->ready_tail = j;
+    }
+    pthread_mutex_unlock(&s->ready_mu);
+    uv_async_send(&s->wake);
 }
 
 /* ------------------------------------------------------------ lifecycle */
+/* Raise the soft fd limit to fit max_connections (+ 256 for the model's
+ * files, logs, the engine); lower max_connections when the hard limit is
+ * too low. */
+static void fit_fd_limit(cllm_server *s) {
+    struct rlimit rl;
+    s->max_connections = s->p.max_connections > 0 ? s->p.max_connections : 10000;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    rlim_t need = (rlim_t)s->max_connections + 256;
+    if (rl.rlim_cur < need) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        struct rlimit nl = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+        if (!setrlimit(RLIMIT_NOFILE, &nl)) rl.rlim_cur = want;
+    }
+    if (rl.rlim_cur < need) {
+        int fit = rl.rlim_cur > 512 ? (int)(rl.rlim_cur - 256) : (int)(rl.rlim_cur / 2);
+        cllm_log(CLLM_LOG_WARN, "the open-file limit is %llu (hard %llu): serving at most %d connections instead of "
+                 "%d (raise it with ulimit -n)", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                 fit, s->max_connections);
+        s->max_connections = fit;
+    }
+}
+
+static void noop_work(uv_work_t *w) { (void)w; }
+static void noop_done(uv_work_t *w, int status) {
+    (void)status;
+    free(w);
+}
+
+static cllm_status start_loop(cllm_server *s) {
+    if (uv_loop_init(&s->loop)) return cllm_error(CLLM_ERR_OOM, "cannot create the event loop");
+    s->loop_init = true;
+    uv_async_init(&s->loop, &s->wake, on_wake);
+    s->wake.data = s;
+    uv_tcp_init(&s->loop, &s->listener);
+    s->listener.data = s;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->p.port);
+    int gai = getaddrinfo(s->host, port, &hints, &ai);
+    if (gai || !ai) return cllm_error(CLLM_ERR_INVALID_ARG, "--host '%s' does not resolve: %s", s->host, gai_strerror(gai));
+    int rc = uv_tcp_bind(&s->listener, ai->ai_addr, 0);
+    freeaddrinfo(ai);
+    if (!rc) rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN > 4096 ? SOMAXCONN : 4096, on_connection);
+    if (rc)
+        return cllm_error(CLLM_ERR_IO, "cannot listen on %s:%d (%s): pick another --port", s->host, s->p.port,
+                          uv_strerror(rc));
+    s->listening = true;
+    uv_work_t *w = malloc(sizeof *w); /* start the worker pool now: the thread count is fixed from here on */
+    if (w && uv_queue_work(&s->loop, w, noop_work, noop_done)) free(w);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    s->port = s->p.port;
+    if (!uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len))
+        s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    return CLLM_OK;
+}
+
 cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **out) {
     *out = NULL;
     if (!params || !params->engine.model.model)
         return cllm_error(CLLM_ERR_INVALID_ARG, "cllm_server_start: a model (--model) is required");
     if (params->port < 0 || params->port > 65535)
         return cllm_error(CLLM_ERR_INVALID_ARG, "--port %d is out of range 0..65535", params->port);
+    if (params->timeout_keep_alive_s <= 0 || params->timeout_request_read_s <= 0)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "--timeout-keep-alive and --timeout-request-read must be > 0");
     cllm_tool_parser_kind tool_parser = CLLM_TOOL_PARSER_NONE;
     if (params->tool_call_parser && cllm_tool_parser_from_name(params->tool_call_parser, &tool_parser) != CLLM_OK)
         return cllm_error(CLLM_ERR_INVALID_ARG, "--tool-call-parser '%s' is not known: valid parsers are %s",
@@ -305,6 +287,7 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
     s->p = *params;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->ready_mu, NULL);
     s->host = strdup(params->host ? params->host : "127.0.0.1");
     s->model_root = strdup(params->engine.model.model);
     s->served_model_name = strdup(params->served_model_name ? params->served_model_name : params->engine.model.model);
@@ -318,38 +301,22 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
     s->p.served_model_name = s->served_model_name;
     s->p.engine.model.model = s->model_root;
     if (!s->p.max_body_bytes) s->p.max_body_bytes = (size_t)32 << 20;
+    s->max_body_memory = s->p.max_body_bytes * 8 > ((size_t)1 << 30) ? s->p.max_body_bytes * 8 : (size_t)1 << 30;
     s->limits = cllm_openai_default_limits();
     s->limits.max_body_bytes = s->p.max_body_bytes;
     int waiting = s->p.engine.max_num_waiting > 0 ? s->p.engine.max_num_waiting : 4096;
+    s->max_num_waiting = waiting;
     s->max_inflight = s->p.max_inflight_requests > 0 ? s->p.max_inflight_requests
                                                      : s->p.engine.max_num_seqs + waiting;
     s->created = (int64_t)time(NULL);
     CLLM_TRY_GOTO(st, cllm_metrics_create(s->served_model_name, &s->metrics), fail);
-
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->p.port);
-    int gai = getaddrinfo(s->host, port, &hints, &ai);
-    if (gai || !ai) {
-        st = cllm_error(CLLM_ERR_INVALID_ARG, "--host '%s' does not resolve: %s", s->host, gai_strerror(gai));
+    fit_fd_limit(s);
+    CLLM_TRY_GOTO(st, start_loop(s), fail);
+    if (pthread_create(&s->loop_thread, NULL, loop_main, s)) {
+        st = cllm_error(CLLM_ERR_OOM, "cannot start the HTTP loop thread");
         goto fail;
     }
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)(s->p.max_connections > 0 ? s->p.max_connections : 1024),
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_THREAD_STACK_SIZE,
-                                 (size_t)512 * 1024, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!s->daemon) {
-        st = cllm_error(CLLM_ERR_IO, "cannot listen on %s:%d (address in use or not permitted?): pick another --port",
-                        s->host, s->p.port);
-        goto fail;
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : s->p.port;
+    s->loop_thread_started = true;
     if (pthread_create(&s->engine_thread, NULL, srv_engine_main, s)) {
         st = cllm_error(CLLM_ERR_OOM, "cannot start the engine thread");
         goto fail;
@@ -362,17 +329,7 @@ fail:
     return st;
 }
 
-static void shutdown_server(cllm_server *s, double grace_s) {
-    if (!s->daemon) return;
-    atomic_store(&s->draining, true);
-    MHD_socket ls = MHD_quiesce_daemon(s->daemon); /* no new connections */
-    if (ls != MHD_INVALID_SOCKET) close(ls);
-    double deadline = srv_now() + grace_s;
-    while (atomic_load(&s->inflight) > 0 && srv_now() < deadline) usleep(20 * 1000);
-    if (atomic_load(&s->inflight) > 0)
-        cllm_log(CLLM_LOG_WARN, "shutdown: aborting %d request(s) still running after %.1f s",
-                 atomic_load(&s->inflight), grace_s);
-    atomic_store(&s->hard_stop, true);
+static void stop_engine(cllm_server *s) {
     pthread_mutex_lock(&s->mu);
     s->exit_engine = true;
     pthread_cond_signal(&s->cv);
@@ -381,8 +338,27 @@ static void shutdown_server(cllm_server *s, double grace_s) {
         pthread_join(s->engine_thread, NULL);
         s->engine_thread_started = false;
     }
-    MHD_stop_daemon(s->daemon); /* joins the connection threads */
-    s->daemon = NULL;
+}
+
+static void shutdown_server(cllm_server *s, double grace_s) {
+    if (!s->loop_thread_started) {
+        stop_engine(s);
+        return;
+    }
+    atomic_store(&s->draining, true);
+    send_cmd(s, SRV_CMD_DRAIN); /* no new connections; /health and new requests: 503 */
+    double deadline = srv_now() + grace_s;
+    while (atomic_load(&s->inflight) > 0 && srv_now() < deadline) usleep(20 * 1000);
+    int left = atomic_load(&s->inflight);
+    if (left > 0)
+        cllm_log(CLLM_LOG_WARN, "shutdown: aborting %d request(s) still running after %.1f s", left, grace_s);
+    atomic_store(&s->hard_stop, true);
+    send_cmd(s, SRV_CMD_STOP); /* streams end with "abort" + [DONE]; other requests answer what they have */
+    for (int i = 0; i < 100 && atomic_load(&s->inflight) > 0; i++) usleep(10 * 1000);
+    stop_engine(s);
+    send_cmd(s, SRV_CMD_EXIT); /* close the connections once their bytes are out; the loop ends */
+    pthread_join(s->loop_thread, NULL);
+    s->loop_thread_started = false;
 }
 
 cllm_status cllm_server_wait(cllm_server *s, volatile sig_atomic_t *stop) {
@@ -405,15 +381,18 @@ cllm_status cllm_server_wait(cllm_server *s, volatile sig_atomic_t *stop) {
     return st;
 }
 
+static void close_handle(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
 void cllm_server_destroy(cllm_server *s) {
     if (!s) return;
     shutdown_server(s, 0);
-    if (s->engine_thread_started) { /* start failed after the thread began */
-        pthread_mutex_lock(&s->mu);
-        s->exit_engine = true;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->engine_thread, NULL);
+    if (s->loop_init) { /* the loop thread has ended: close what is left and free the loop */
+        uv_walk(&s->loop, close_handle, NULL);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s->loop);
     }
     for (srv_msg *m = s->inbox_head; m;) { /* posted after the engine left */
         srv_msg *n = m->next;
@@ -421,12 +400,20 @@ void cllm_server_destroy(cllm_server *s) {
         free(m);
         m = n;
     }
+    for (srv_job *j = s->ready_head; j;) {
+        srv_job *n = j->ready_next;
+        srv_job_unref(j);
+        j = n;
+    }
     srv_chat_free(s);
     cllm_engine_destroy(s->engine);
     free(s->routes);
+    free(s->ip_table);
+    free(s->woken);
     cllm_metrics_destroy(s->metrics);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->ready_mu);
     free(s->host);
     free(s->model_root);
     free(s->served_model_name);

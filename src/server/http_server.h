@@ -1,17 +1,25 @@
-/* The OpenAI-compatible HTTP server (libmicrohttpd) on top of the
- * continuous-batching engine (include/cllm.h, section "engine").
+/* The OpenAI-compatible HTTP server on top of the continuous-batching engine
+ * (include/cllm.h, section "engine").
  *
  * Routes: POST /v1/completions, POST /v1/chat/completions (JSON or SSE
- * streaming), GET /v1/models, GET /health (200 ready, 503 while loading),
- * GET /metrics (Prometheus), POST /tokenize, POST /detokenize. With an API
- * key every route except /health and /metrics needs
- * "Authorization: Bearer KEY" (401 otherwise). Errors are OpenAI error
- * bodies (server/openai_protocol.h) with the matching status.
+ * streaming), GET /v1/models, GET /health (200 ready, 503 while loading or
+ * draining), GET /metrics (Prometheus), POST /tokenize, POST /detokenize,
+ * GET /tokenizer_info, GET /version. With an API key every route except
+ * /health, /metrics and /version needs "Authorization: Bearer KEY" (401
+ * otherwise). Every error, the HTTP layer's own included, is an OpenAI error
+ * body (server/openai_protocol.h) with the matching status.
  *
- * Threads: MHD runs one thread per connection; one engine thread owns the
- * engine. A client that disconnects aborts its request (KV blocks freed).
+ * HTTP: event-driven (libuv + llhttp, server/http_request.h): one loop thread
+ * holds every connection (--max-connections, default 10,000; the soft
+ * RLIMIT_NOFILE is raised to fit), a small worker pool parses and tokenizes,
+ * one engine thread owns the engine. Route, API key and size are decided on
+ * the head before any body byte is kept. Idle connections close after
+ * timeout_keep_alive_s; a request must arrive whole within
+ * timeout_request_read_s (408). A client that disconnects aborts its request
+ * (KV blocks freed) as soon as its socket reports it.
  * Sources followed: vLLM's entrypoints/openai/api_server.py (routes,
- * health, metrics, errors), the OpenAI API reference (bodies, SSE).
+ * health, metrics, errors, tokenizer endpoints), the OpenAI API reference
+ * (bodies, SSE), RFC 9110/9112 (HTTP semantics and message syntax).
  */
 #ifndef CLLM_SERVER_HTTP_SERVER_H
 #define CLLM_SERVER_HTTP_SERVER_H
@@ -33,7 +41,13 @@ typedef struct cllm_server_params {
     const char *api_key;           /* NULL: no authentication */
     const char *served_model_name; /* NULL: engine.model.model */
     size_t max_body_bytes;         /* larger request bodies -> 413; default 32 MiB */
-    int max_connections;           /* MHD connection limit; default 1024 */
+    int max_connections;           /* open connections at most (more get 503 and are closed);
+                                    * default 10000; the soft fd limit is raised to fit */
+    int max_connections_per_ip;    /* per client address (more get 429); 0: no limit (default) */
+    double timeout_keep_alive_s;   /* vLLM --timeout-keep-alive: an idle connection closes after
+                                    * this long without a new request; default 5 */
+    double timeout_request_read_s; /* a request's head and body must arrive within this long
+                                    * from its first byte, else 408 and close; default 30 */
     int max_inflight_requests;     /* generate requests admitted at once (running +
                                     * waiting); beyond -> 503 + Retry-After.
                                     * 0: max_num_seqs + engine.max_num_waiting */
@@ -62,7 +76,12 @@ int cllm_server_port(const cllm_server *s);
 
 /* Block until *stop becomes nonzero (set it from a SIGTERM/SIGINT handler)
  * or the model fails to load. Then shut down gracefully: stop accepting,
- * let in-flight requests finish for up to shutdown_timeout_s, abort the rest.
+ * answer /health and new requests with 503 on every connection, let
+ * in-flight requests finish for up to shutdown_timeout_s; then every open
+ * stream gets a final chunk per unfinished choice (finish_reason "abort"),
+ * its usage chunk if asked, "data: [DONE]" and the end of its chunked body,
+ * unfinished non-streaming requests their text so far (finish_reason
+ * "abort"), and the connections close once their bytes are out.
  * Returns CLLM_OK after a requested stop, or the load error. */
 cllm_status cllm_server_wait(cllm_server *s, volatile sig_atomic_t *stop);
 

@@ -31,13 +31,15 @@ typedef struct histogram {
 struct cllm_metrics {
     pthread_mutex_t mu;
     char *label; /* escaped model_name */
-    int64_t running, waiting;
+    int64_t running, waiting, connections;
     double kv_usage;
     int64_t prefix_queries, prefix_hits, preemptions, prompt_tokens, generation_tokens;
     int64_t finished[3];
     histogram ttft, tpot, e2e;
     cllm_comm_stats *dist;  /* (n_dist) */
     int n_dist;
+    uint64_t *moe_expert, *moe_rank; /* (n_experts), (n_ranks) */
+    int n_experts, n_ranks;
 };
 
 static void hist_init(histogram *h, const char *name, const char *help, const double *b, size_t n) {
@@ -83,6 +85,8 @@ void cllm_metrics_destroy(cllm_metrics *m) {
     if (!m) return;
     pthread_mutex_destroy(&m->mu);
     free(m->dist);
+    free(m->moe_expert);
+    free(m->moe_rank);
     free(m->label);
     free(m);
 }
@@ -96,6 +100,7 @@ void cllm_metrics_destroy(cllm_metrics *m) {
     } while (0)
 
 void cllm_metrics_set_num_requests_running(cllm_metrics *m, int64_t n) { LOCKED(m, m->running = n); }
+void cllm_metrics_set_http_connections(cllm_metrics *m, int64_t n) { LOCKED(m, m->connections = n); }
 void cllm_metrics_set_num_requests_waiting(cllm_metrics *m, int64_t n) { LOCKED(m, m->waiting = n); }
 void cllm_metrics_set_kv_cache_usage(cllm_metrics *m, double f) {
     if (!(f >= 0)) f = 0;
@@ -129,6 +134,19 @@ void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, 
     free(m->dist);
     m->dist = copy;
     m->n_dist = n;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cllm_metrics_set_expert_stats(cllm_metrics *m, const cllm_expert_stats *s) {
+    if (!m || !s || s->num_experts <= 0) return;
+    uint64_t *pe = malloc(sizeof *pe * (size_t)s->num_experts), *pr = malloc(sizeof *pr * (size_t)(s->num_ranks + 1));
+    if (!pe || !pr) { free(pe), free(pr); return; }
+    memcpy(pe, s->tokens_per_expert, sizeof *pe * (size_t)s->num_experts);
+    if (s->num_ranks > 0) memcpy(pr, s->tokens_per_rank, sizeof *pr * (size_t)s->num_ranks);
+    pthread_mutex_lock(&m->mu);
+    free(m->moe_expert), free(m->moe_rank);
+    m->moe_expert = pe, m->n_experts = s->num_experts;
+    m->moe_rank = pr, m->n_ranks = s->num_ranks;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -230,6 +248,28 @@ char *cllm_metrics_render(cllm_metrics *m, size_t *len) {
     render_hist(&b, &m->ttft, l);
     render_hist(&b, &m->tpot, l);
     render_hist(&b, &m->e2e, l);
+    family(&b, "cllm:http_connections", "gauge", "Open HTTP connections.");
+    bprintf(&b, "cllm:http_connections{model_name=\"%s\"} %lld\n", l, (long long)m->connections);
+    if (m->n_experts > 0) {
+        family(&b, "cllm:moe_expert_tokens_total", "counter",
+               "(token, expert) assignments routed to each expert over every mixture-of-experts layer.");
+        uint64_t mx = 0, sum = 0;
+        for (int e = 0; e < m->n_experts; e++) {
+            bprintf(&b, "cllm:moe_expert_tokens_total{expert=\"%d\",model_name=\"%s\"} %llu\n", e, l,
+                    (unsigned long long)m->moe_expert[e]);
+            sum += m->moe_expert[e];
+            if (m->moe_expert[e] > mx) mx = m->moe_expert[e];
+        }
+        family(&b, "cllm:moe_rank_tokens_total", "counter",
+               "(token, expert) rows each rank's experts computed (expert parallelism: load per rank).");
+        for (int r = 0; r < m->n_ranks; r++)
+            bprintf(&b, "cllm:moe_rank_tokens_total{model_name=\"%s\",rank=\"%d\"} %llu\n", l, r,
+                    (unsigned long long)m->moe_rank[r]);
+        family(&b, "cllm:moe_expert_load_imbalance", "gauge",
+               "The busiest expert's assignments over the mean (1 = balanced; 0 before any token).");
+        bprintf(&b, "cllm:moe_expert_load_imbalance{model_name=\"%s\"} %.6g\n", l,
+                sum ? (double)mx * m->n_experts / (double)sum : 0.0);
+    }
     if (m->n_dist > 0) {
         static const struct { const char *name, *help; } fam[3] = {
             {"cllm:dist_collective_calls_total", "Collective operations per rank, group and operation."},

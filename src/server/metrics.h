@@ -17,6 +17,7 @@
  *   cllm:time_to_first_token_seconds    histogram arrival -> first token
  *   cllm:time_per_output_token_seconds  histogram gap between consecutive output tokens
  *   cllm:e2e_request_latency_seconds    histogram arrival -> finish
+ *   cllm:http_connections               gauge     open HTTP connections (cllm only)
  *
  * Histogram buckets are vLLM's. All functions may be called from any thread;
  * m == NULL makes every update a no-op (metrics disabled).
@@ -49,6 +50,7 @@ void cllm_metrics_destroy(cllm_metrics *m);
 
 /* Gauges (set to the current value). */
 void cllm_metrics_set_num_requests_running(cllm_metrics *m, int64_t n);
+void cllm_metrics_set_http_connections(cllm_metrics *m, int64_t n);
 void cllm_metrics_set_num_requests_waiting(cllm_metrics *m, int64_t n);
 /* fraction in [0, 1] (clamped). */
 void cllm_metrics_set_kv_cache_usage(cllm_metrics *m, double fraction);
@@ -70,6 +72,12 @@ void cllm_metrics_observe_e2e_request_latency(cllm_metrics *m, double seconds);
  * cllm:dist_collective_calls_total, cllm:dist_collective_bytes_total and
  * cllm:dist_collective_seconds_total{rank, group, transport, op}. */
 void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, int n);
+
+/* Replace the mixture-of-experts load (cllm_engine_get_expert_stats,
+ * copied): cllm:moe_expert_tokens_total{expert}, cllm:moe_rank_tokens_total
+ * {rank} and the gauge cllm:moe_expert_load_imbalance (the busiest expert's
+ * count over the mean: 1 = balanced). num_experts 0: none exported. */
+void cllm_metrics_set_expert_stats(cllm_metrics *m, const cllm_expert_stats *s);
 
 /* Render every metric as Prometheus text: "# HELP", "# TYPE", samples;
  * histograms as cumulative _bucket{le="..."} lines ending with le="+Inf",

@@ -188,6 +188,32 @@ char *cllm_openai_format_error(const cllm_openai_error *err) {
     return dump(o, ok);
 }
 
+/* vLLM's prompt_logprobs: [null, {"<id>": {"logprob", "rank", "decoded_token"}}, ...]. */
+static json_t *prompt_logprobs_json(const cllm_openai_prompt_logprob *p, size_t n) {
+    json_t *a = json_array();
+    int ok = a != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!p[i].n) { append(a, json_null(), &ok); continue; }
+        json_t *d = json_object();
+        if (!d) { ok = 0; break; }
+        for (size_t k = 0; ok && k < p[i].n; k++) {
+            const cllm_openai_plp_entry *e = &p[i].entries[k];
+            char key[16];
+            snprintf(key, sizeof key, "%d", e->id);
+            if (json_object_get(d, key)) continue;
+            json_t *v = json_object();
+            if (!v) { ok = 0; break; }
+            put(v, "logprob", jlogprob(e->logprob), &ok);
+            put(v, "rank", e->rank > 0 ? json_integer(e->rank) : json_null(), &ok);
+            put(v, "decoded_token", jstr(e->token ? e->token : "", e->token ? e->token_len : 0), &ok);
+            put(d, key, v, &ok);
+        }
+        append(a, d, &ok);
+    }
+    if (!ok) { json_decref(a); return NULL; }
+    return a;
+}
+
 char *cllm_openai_format_completion(const cllm_openai_response *r) {
     json_t *o = header(r->id, "text_completion", r->created, r->model), *choices = json_array();
     int ok = o && choices;
@@ -199,6 +225,8 @@ char *cllm_openai_format_completion(const cllm_openai_response *r) {
         put(ch, "text", jstr(c->text ? c->text : "", c->text ? c->text_len : 0), &ok);
         put(ch, "logprobs", c->has_logprobs ? completion_logprobs(c->logprobs, c->n_logprobs) : json_null(), &ok);
         put(ch, "finish_reason", finish_json(c->finish_reason), &ok);
+        if (c->has_prompt_logprobs)
+            put(ch, "prompt_logprobs", prompt_logprobs_json(c->prompt_logprobs, c->n_prompt_logprobs), &ok);
         append(choices, ch, &ok);
     }
     put(o, "choices", choices, &ok);
@@ -224,6 +252,8 @@ char *cllm_openai_format_chat_completion(const cllm_openai_response *r) {
     }
     put(o, "choices", choices, &ok);
     put(o, "usage", usage_obj(r->usage), &ok);
+    if (r->has_prompt_logprobs)
+        put(o, "prompt_logprobs", prompt_logprobs_json(r->prompt_logprobs, r->n_prompt_logprobs), &ok);
     return dump(o, ok);
 }
 

@@ -117,6 +117,16 @@ static cllm_status parse_sampling(oj_ctx *c, json_t *root, cllm_openai_request *
             return oj_fail(c, "stream_options", "Stream options can only be defined when `stream=True`.");
         CLLM_TRY(oj_bool_p(c, so, "include_usage", "stream_options.include_usage", &r->include_usage));
     }
+    int64_t plp = -1;
+    CLLM_TRY(oj_int(c, root, "prompt_logprobs", &plp, &has));
+    if (has) { /* vLLM's extra parameter */
+        if (plp < 0 || plp > c->lim.max_logprobs)
+            return oj_fail(c, "prompt_logprobs", "prompt_logprobs must be in [0, %d], got %lld.", c->lim.max_logprobs,
+                           (long long)plp);
+        if (r->stream)
+            return oj_fail(c, "prompt_logprobs", "`prompt_logprobs` are not available when `stream=True`.");
+        r->prompt_logprobs = (int32_t)plp;
+    }
     return CLLM_OK;
 }
 
@@ -131,6 +141,7 @@ static void request_defaults(cllm_openai_request *r, cllm_openai_endpoint ep) {
     r->n = 1;
     r->skip_special_tokens = true;
     r->logprobs = -1;
+    r->prompt_logprobs = -1;
     r->add_generation_prompt = true;
 }
 
@@ -205,6 +216,9 @@ static cllm_status completion_body(oj_ctx *c, json_t *root, void *out) {
         return oj_fail(c, "max_tokens", "max_tokens must be at least 0, got %lld.", (long long)r->max_tokens);
     CLLM_TRY(parse_sampling(c, root, r));
     CLLM_TRY(oj_bool(c, root, "echo", &r->echo));
+    if (r->max_tokens == 0 && !r->echo)
+        return oj_fail(c, "max_tokens", "max_tokens must be at least 1, got 0 (0 is only allowed with echo, "
+                                        "which returns the prompt alone).");
     json_t *lp = oj_get(root, "logprobs");
     if (lp) {
         int64_t v;

@@ -168,6 +168,8 @@ typedef struct cllm_openai_request {
                                   * logprobs:true else -1. Number of top alternatives per token. */
     bool chat_logprobs;          /* chat: `logprobs` was true */
     bool echo;                   /* completions: prepend the prompt to the text */
+    int32_t prompt_logprobs;     /* vLLM extra: -1 (none) or 0..max_logprobs top alternatives per
+                                  * prompt token; not with stream (400, as vLLM) */
     char *user;                  /* NULL if absent */
     bool stream;
     bool include_usage;          /* stream_options.include_usage (only with stream) */
@@ -259,8 +261,27 @@ typedef struct cllm_openai_token_logprob {
 } cllm_openai_token_logprob;
 
 /* One choice of a response (borrowed view filled by the engine). */
+/* One prompt position of vLLM's `prompt_logprobs`: {"<id>": {"logprob",
+ * "rank", "decoded_token"}, ...}, the prompt token first, then the top-k
+ * alternatives; n == 0 renders null (the first prompt token has none). */
+typedef struct cllm_openai_plp_entry {
+    int32_t id;
+    float logprob;
+    int32_t rank;                /* 1 = most likely; 0: unknown (outside the top-k) -> null */
+    const char *token;           /* borrowed */
+    size_t token_len;
+} cllm_openai_plp_entry;
+
+typedef struct cllm_openai_prompt_logprob {
+    const cllm_openai_plp_entry *entries; /* (n) borrowed */
+    size_t n;
+} cllm_openai_prompt_logprob;
+
 typedef struct cllm_openai_choice {
     uint32_t index;
+    bool has_prompt_logprobs;    /* completions: "prompt_logprobs" (vLLM extra), else no key */
+    const cllm_openai_prompt_logprob *prompt_logprobs; /* (n_prompt_logprobs) borrowed */
+    size_t n_prompt_logprobs;
     const char *text;            /* completion text / message content (UTF-8), NULL -> null */
     size_t text_len;
     bool has_logprobs;           /* false -> "logprobs": null */
@@ -283,6 +304,10 @@ typedef struct cllm_openai_response {
     const cllm_openai_choice *choices; /* (n_choices) */
     size_t n_choices;
     cllm_openai_usage usage;
+    /* chat: vLLM's top-level "prompt_logprobs" when requested (else no key) */
+    bool has_prompt_logprobs;
+    const cllm_openai_prompt_logprob *prompt_logprobs; /* (n_prompt_logprobs) borrowed */
+    size_t n_prompt_logprobs;
 } cllm_openai_response;
 
 /* Write prefix + 32 random hex digits ("cmpl-" / "chatcmpl-") into buf

@@ -1,7 +1,8 @@
 /* The engine thread: loads the engine, then loops draining the inbox
  * (submits, aborts), stepping the engine and routing each output to its
- * job's event queue; also feeds the Prometheus metrics. Only this thread
- * touches the cllm_engine (it is not thread-safe). */
+ * job's event queue (then the job goes on the ready list and the loop thread
+ * is woken: srv_job_notify); also feeds the Prometheus metrics. Only this
+ * thread touches the cllm_engine (it is not thread-safe). */
 #include "server/server_internal.h"
 
 #include "core/status.h"
@@ -31,14 +32,18 @@ srv_job *srv_job_new(void) {
     return j;
 }
 
+void srv_logprobs_free(srv_logprob *l, int n) {
+    for (int i = 0; l && i < n; i++) {
+        free(l[i].top_ids);
+        free(l[i].top_lps);
+    }
+    free(l);
+}
+
 void srv_event_free(srv_event *ev) {
     if (!ev) return;
-    if (ev->lps)
-        for (int i = 0; i < ev->n_tokens; i++) {
-            free(ev->lps[i].top_ids);
-            free(ev->lps[i].top_lps);
-        }
-    free(ev->lps);
+    srv_logprobs_free(ev->lps, ev->n_tokens);
+    srv_logprobs_free(ev->plps, ev->n_plps);
     free(ev->text);
     free(ev);
 }
@@ -83,23 +88,23 @@ bool srv_post(cllm_server *s, int kind, srv_job *j) {
     return true;
 }
 
-static void job_push(srv_job *j, srv_event *ev) {
+static void job_push(cllm_server *s, srv_job *j, srv_event *ev) {
     pthread_mutex_lock(&j->mu);
     if (j->tail) j->tail->next = ev;
     else j->head = ev;
     j->tail = ev;
     if (ev->finished) j->n_finished++;
-    pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
+    srv_job_notify(s, j);
 }
 
-static void job_fail(srv_job *j, cllm_status st, const char *msg) {
+static void job_fail(cllm_server *s, srv_job *j, cllm_status st, const char *msg) {
     pthread_mutex_lock(&j->mu);
     j->failed = true;
     j->status = st;
     snprintf(j->message, sizeof j->message, "%s", msg);
-    pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
+    srv_job_notify(s, j);
 }
 
 /* --------------------------------------------------------------- routing */
@@ -184,10 +189,10 @@ static cllm_request_params request_params(const cllm_server *s, const srv_job *j
     rp.stop_token_ids = r->stop_token_ids;
     rp.num_stop_token_ids = (int)r->n_stop_token_ids;
     rp.ignore_eos = r->ignore_eos;
-    rp.max_tokens = (int)j->max_tokens[sub];
+    rp.max_tokens = j->echo_only ? 1 : (int)j->max_tokens[sub]; /* echo alone: vLLM generates one, dropped */
     rp.min_tokens = (int)r->min_tokens;
     rp.logprobs = r->logprobs;
-    rp.prompt_logprobs = -1;
+    rp.prompt_logprobs = j->prompt_logprobs;
     rp.skip_special_tokens = r->skip_special_tokens;
     return rp;
 }
@@ -196,22 +201,47 @@ static void submit_job(cllm_server *s, srv_job *j) {
     for (int sub = 0; sub < j->n_sub; sub++) {
         cllm_request_params rp = request_params(s, j, sub);
         uint64_t id = 0;
+        cllm_engine_stats es;
+        cllm_engine_get_stats(s->engine, &es);
         cllm_status st = cllm_engine_add_request(s->engine, NULL, j->prompt_ids[sub], j->n_prompt_ids[sub], &rp, &id);
+        if (st == CLLM_ERR_NO_KV_BLOCKS && es.num_waiting + rp.n <= s->max_num_waiting)
+            st = CLLM_ERR_INVALID_ARG; /* the queue had room: the request can never fit the KV cache (400) */
         if (st == CLLM_OK && !route_add(s, id, j, sub)) {
             (void)cllm_engine_abort(s->engine, id);
             st = cllm_error(CLLM_ERR_OOM, "out of memory routing a request");
         }
         if (st != CLLM_OK) {
             abort_job(s, j);
-            job_fail(j, st, cllm_last_error());
+            job_fail(s, j, st, cllm_last_error());
             return;
         }
         j->engine_ids[sub] = id;
     }
     pthread_mutex_lock(&j->mu);
     j->submitted = true;
-    pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
+    srv_job_notify(s, j);
+}
+
+/* Copy n engine logprob entries (NULL on OOM). */
+static srv_logprob *copy_lps(const cllm_logprob_entry *src, int n) {
+    srv_logprob *out = calloc((size_t)n, sizeof *out);
+    if (!out) return NULL;
+    for (int t = 0; t < n; t++) {
+        const cllm_logprob_entry *e = &src[t];
+        srv_logprob *l = &out[t];
+        l->id = e->token_id;
+        l->logprob = e->logprob;
+        if (e->num_top > 0) {
+            l->top_ids = malloc((size_t)e->num_top * sizeof *l->top_ids);
+            l->top_lps = malloc((size_t)e->num_top * sizeof *l->top_lps);
+            if (!l->top_ids || !l->top_lps) { srv_logprobs_free(out, t + 1); return NULL; }
+            memcpy(l->top_ids, e->top_ids, (size_t)e->num_top * sizeof *l->top_ids);
+            memcpy(l->top_lps, e->top_logprobs, (size_t)e->num_top * sizeof *l->top_lps);
+            l->n_top = e->num_top;
+        }
+    }
+    return out;
 }
 
 static srv_event *make_event(const cllm_request_output *o, int choice) {
@@ -228,23 +258,13 @@ static srv_event *make_event(const cllm_request_output *o, int choice) {
     ev->finish_reason = o->finish_reason;
     ev->num_prompt_tokens = o->num_prompt_tokens;
     ev->num_output_tokens = o->num_output_tokens;
-    if (o->logprobs && o->num_new_tokens > 0) {
-        ev->lps = calloc((size_t)o->num_new_tokens, sizeof *ev->lps);
-        if (!ev->lps) { srv_event_free(ev); return NULL; }
-        for (int t = 0; t < o->num_new_tokens; t++) {
-            const cllm_logprob_entry *e = &o->logprobs[t];
-            srv_logprob *l = &ev->lps[t];
-            l->id = e->token_id;
-            l->logprob = e->logprob;
-            if (e->num_top > 0) {
-                l->top_ids = malloc((size_t)e->num_top * sizeof *l->top_ids);
-                l->top_lps = malloc((size_t)e->num_top * sizeof *l->top_lps);
-                if (!l->top_ids || !l->top_lps) { srv_event_free(ev); return NULL; }
-                memcpy(l->top_ids, e->top_ids, (size_t)e->num_top * sizeof *l->top_ids);
-                memcpy(l->top_lps, e->top_logprobs, (size_t)e->num_top * sizeof *l->top_lps);
-                l->n_top = e->num_top;
-            }
-        }
+    if (o->logprobs && o->num_new_tokens > 0 && !(ev->lps = copy_lps(o->logprobs, o->num_new_tokens))) {
+        srv_event_free(ev);
+        return NULL;
+    }
+    if (o->prompt_logprobs && o->num_prompt_logprobs > 0) {
+        if (!(ev->plps = copy_lps(o->prompt_logprobs, o->num_prompt_logprobs))) { srv_event_free(ev); return NULL; }
+        ev->n_plps = o->num_prompt_logprobs;
     }
     return ev;
 }
@@ -274,12 +294,12 @@ static void route_output(cllm_server *s, const cllm_request_output *o, double no
     srv_event *ev = make_event(o, choice);
     if (!ev) { /* out of memory: fail the request rather than lose text silently */
         (void)cllm_engine_abort(s->engine, o->request_id);
-        job_fail(j, CLLM_ERR_OOM, "out of memory while streaming the output");
+        job_fail(s, j, CLLM_ERR_OOM, "out of memory while streaming the output");
         route_drop(s, ri);
         return;
     }
     bool fin = o->finished;
-    job_push(j, ev);
+    job_push(s, j, ev);
     if (fin && --r->n_left <= 0) {
         cllm_metrics_observe_e2e_request_latency(s->metrics, now - j->t_arrival);
         cllm_metrics_request_finished(s->metrics, metrics_reason(o->finish_reason));
@@ -312,6 +332,11 @@ static void update_stats(cllm_server *s) {
         if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) == CLLM_OK && n > 0)
             cllm_metrics_set_dist_stats(s->metrics, ds, n);
         cllm_free(ds);
+        cllm_expert_stats es;
+        if (cllm_engine_get_expert_stats(s->engine, &es) == CLLM_OK && es.num_experts > 0)
+            cllm_metrics_set_expert_stats(s->metrics, &es);
+        cllm_free(es.tokens_per_expert);
+        cllm_free(es.tokens_per_rank);
         s->dist_stats_at = now;
         s->dist_stats_idle = idle;
     } else if (!idle) {
@@ -319,10 +344,10 @@ static void update_stats(cllm_server *s) {
     }
 }
 
-static void drop_inbox(srv_msg *m) {
+static void drop_inbox(cllm_server *s, srv_msg *m) {
     while (m) {
         srv_msg *n = m->next;
-        if (m->kind == 0) job_fail(m->job, CLLM_ERR_NO_KV_BLOCKS, "the server is shutting down");
+        if (m->kind == 0) job_fail(s, m->job, CLLM_ERR_NO_KV_BLOCKS, "the server is shutting down");
         srv_job_unref(m->job);
         free(m);
         m = n;
@@ -341,6 +366,7 @@ void srv_engine_failed(cllm_server *s, const char *msg) {
 /* Engine thread body: arg is the cllm_server. */
 void *srv_engine_main(void *arg) {
     cllm_server *s = arg;
+    pthread_setname_np(pthread_self(), "cllm-engine");
     cllm_engine *e = NULL;
     if (cllm_engine_create(&s->p.engine, &e) != CLLM_OK) {
         snprintf(s->load_error, sizeof s->load_error, "the model failed to load: %s", cllm_last_error());
@@ -369,12 +395,12 @@ void *srv_engine_main(void *arg) {
         bool leave = s->exit_engine;
         pthread_mutex_unlock(&s->mu);
         if (leave) {
-            drop_inbox(m);
+            drop_inbox(s, m);
             break;
         }
         while (m) {
             srv_msg *n = m->next;
-            if (m->kind == 0 && dead) job_fail(m->job, CLLM_ERR_DISTRIBUTED, s->load_error);
+            if (m->kind == 0 && dead) job_fail(s, m->job, CLLM_ERR_DISTRIBUTED, s->load_error);
             else if (m->kind == 0) submit_job(s, m->job);
             else abort_job(s, m->job);
             srv_job_unref(m->job);
@@ -393,7 +419,7 @@ void *srv_engine_main(void *arg) {
                 dead = cllm_engine_check_health(e) != CLLM_OK; /* a distributed engine that lost a rank */
                 while (s->n_routes) {
                     srv_job *j = s->routes[0].job;
-                    job_fail(j, dead ? CLLM_ERR_DISTRIBUTED : CLLM_ERR_INTERNAL, msg);
+                    job_fail(s, j, dead ? CLLM_ERR_DISTRIBUTED : CLLM_ERR_INTERNAL, msg);
                     abort_job(s, j);
                 }
                 if (dead) srv_engine_failed(s, msg);

@@ -1,128 +1,17 @@
-/* POST /v1/completions and /v1/chat/completions: parse and validate the body
- * (server/openai_protocol.h), tokenize (chat: render the model's chat
- * template first), check the context length, admit (bounded), submit to the
- * engine thread, then either wait for every choice and answer one JSON body,
- * or stream SSE chunks from MHD's content-reader callback exactly as OpenAI
- * does ("data: {...}\n\n" ... "data: [DONE]\n\n"). */
-#include "server/server_internal.h"
+/* POST /v1/completions and /v1/chat/completions: the request is prepared
+ * on a libuv worker (parse and validate the body, render the chat template,
+ * tokenize, check the context length), admitted on the loop thread (bounded:
+ * 503 + Retry-After when full; 400 when it could never be admitted), posted
+ * to the engine thread, then answered as SSE (server_stream.c) or one JSON
+ * body (server_respond.c) from the events the engine thread reports. */
+#include "server/server_gen.h"
 
 #include "core/status.h"
-#include "server/sse.h"
 
-#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ------------------------------------------------------------ a free-list */
-typedef struct pool {
-    void **p;
-    size_t n, cap;
-} pool;
-
-static void *pool_keep(pool *pl, void *x) {
-    if (!x) return NULL;
-    if (pl->n == pl->cap) {
-        size_t cap = pl->cap ? 2 * pl->cap : 32;
-        void **np = realloc(pl->p, cap * sizeof *np);
-        if (!np) { free(x); return NULL; }
-        pl->p = np;
-        pl->cap = cap;
-    }
-    return pl->p[pl->n++] = x;
-}
-
-static void pool_free(pool *pl) {
-    for (size_t i = 0; i < pl->n; i++) free(pl->p[i]);
-    free(pl->p);
-    *pl = (pool){0};
-}
-
-/* The text one token adds after token prev (special tokens kept), kept in
- * pl: decode([prev, id]) minus decode([prev]), so that SentencePiece-style
- * decoders keep the token's leading space (vLLM's per-token detokenization).
- * prev < 0: decode([id]). */
-static const char *token_str(cllm_server *s, pool *pl, int32_t prev, int32_t id, size_t *len) {
-    char *t = NULL, *p = NULL;
-    size_t tl = 0, pl_len = 0;
-    int32_t ids[2] = {prev, id};
-    bool ok;
-    if (prev >= 0)
-        ok = cllm_tokenizer_decode(s->tok, ids, 2, false, &t, &tl) == CLLM_OK &&
-             cllm_tokenizer_decode(s->tok, ids, 1, false, &p, &pl_len) == CLLM_OK && pl_len <= tl &&
-             !memcmp(t, p, pl_len);
-    else
-        ok = false;
-    if (ok) {
-        memmove(t, t + pl_len, tl - pl_len + 1);
-        tl -= pl_len;
-    } else {
-        free(t);
-        t = NULL;
-        tl = 0;
-        if (cllm_tokenizer_decode(s->tok, &id, 1, false, &t, &tl) != CLLM_OK) {
-            t = calloc(1, 1);
-            tl = 0;
-        }
-    }
-    free(p);
-    *len = tl;
-    return pool_keep(pl, t);
-}
-
-static cllm_openai_finish_reason finish_of(const char *r) {
-    if (!r) return CLLM_OPENAI_FINISH_NONE;
-    if (!strcmp(r, "length")) return CLLM_OPENAI_FINISH_LENGTH;
-    if (!strcmp(r, "abort")) return CLLM_OPENAI_FINISH_ABORT;
-    return CLLM_OPENAI_FINISH_STOP;
-}
-
-/* Logprob records of an event (strings and arrays kept in pl). *offset:
- * running text offset of the choice (advanced). NULL on OOM. */
-static cllm_openai_token_logprob *event_logprobs(cllm_server *s, pool *pl, const srv_event *ev, int64_t *offset,
-                                                 int32_t *prev) {
-    cllm_openai_token_logprob *out = pool_keep(pl, calloc((size_t)ev->n_tokens + 1, sizeof *out));
-    if (!out) return NULL;
-    for (int t = 0; t < ev->n_tokens; t++) {
-        const srv_logprob *l = &ev->lps[t];
-        cllm_openai_token_logprob *o = &out[t];
-        o->token = token_str(s, pl, *prev, l->id, &o->token_len);
-        if (!o->token) return NULL;
-        o->logprob = l->logprob;
-        o->text_offset = *offset;
-        *offset += (int64_t)o->token_len;
-        if (l->n_top > 0) {
-            cllm_openai_top_logprob *top = pool_keep(pl, calloc((size_t)l->n_top, sizeof *top));
-            if (!top) return NULL;
-            for (int k = 0; k < l->n_top; k++) {
-                top[k].token = token_str(s, pl, *prev, l->top_ids[k], &top[k].token_len);
-                if (!top[k].token) return NULL;
-                top[k].logprob = l->top_lps[k];
-            }
-            o->top = top;
-            o->n_top = (size_t)l->n_top;
-        }
-        *prev = l->id;
-    }
-    return out;
-}
-
-/* ------------------------------------------------------------ admission */
-static int send_submit_error(struct MHD_Connection *conn, cllm_status st, const char *msg, const char *param) {
-    cllm_openai_error err;
-    if (st == CLLM_ERR_NO_KV_BLOCKS)
-        cllm_openai_error_set(&err, 503, "service_unavailable", NULL, "the server is overloaded: %s; retry later",
-                              msg);
-    else if (st == CLLM_ERR_DISTRIBUTED) /* a worker rank died: the engine is stopping, another replica may serve */
-        cllm_openai_error_set(&err, 503, "service_unavailable", NULL, "%s", msg);
-    else if (st == CLLM_ERR_CONTEXT_LENGTH || st == CLLM_ERR_INVALID_ARG)
-        cllm_openai_error_set(&err, 400, "invalid_request_error", param, "%s", msg);
-    else
-        cllm_openai_error_set(&err, 500, "internal_error", NULL, "%s", msg);
-    if (st == CLLM_ERR_CONTEXT_LENGTH) snprintf(err.code, sizeof err.code, "context_length_exceeded");
-    return srv_send_error(conn, &err);
-}
 
 /* tools / tool_choice of a chat request, as vLLM's serving_chat checks them:
  * "auto" (also when unset with tools) parses tool calls when the server has
@@ -203,505 +92,218 @@ static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error
     return CLLM_OK;
 }
 
-/* --------------------------------------------------------------- streaming */
-typedef struct stream_st {
-    cllm_server *s;
-    srv_job *j;
-    struct MHD_Connection *conn;
-    char id[64];
-    int64_t created;
-    int total;                  /* choices */
-    int phase;                  /* 0 preamble, 1 events, 2 usage + [DONE], 3 end */
-    char *buf;
-    size_t len, off, cap;
-    int64_t *offsets;           /* (total) text offsets for completions logprobs */
-    int32_t *prev;              /* (total) last token of each choice */
-    int *completion_tokens;     /* (total) */
-    int *prompt_tokens;         /* (n_sub) */
-    bool complete;              /* every choice finished (no abort needed) */
-    bool role_sent;             /* chat: the role deltas went out (with the first tokens, as vLLM) */
-    cllm_tool_stream **tp;      /* (total) tool-call parsers, or NULL */
-} stream_st;
-
-static bool buf_add(stream_st *st, char *frame, size_t n) {
-    if (!frame) return false;
-    if (st->len + n + 1 > st->cap) {
-        size_t cap = (st->len + n + 1) * 2;
-        char *b = realloc(st->buf, cap);
-        if (!b) { free(frame); return false; }
-        st->buf = b;
-        st->cap = cap;
-    }
-    memcpy(st->buf + st->len, frame, n);
-    st->len += n;
-    free(frame);
-    return true;
+/* ---------------------------------------------------------------- events */
+srv_event *srv_gen_take(srv_gen *g, bool *failed, bool *done, char *msg, size_t msg_size) {
+    srv_job *j = g->j;
+    pthread_mutex_lock(&j->mu);
+    srv_event *ev = j->head;
+    j->head = j->tail = NULL;
+    *failed = j->failed;
+    *done = j->n_finished >= g->total;
+    snprintf(msg, msg_size, "%s", j->message);
+    pthread_mutex_unlock(&j->mu);
+    return ev;
 }
 
-static bool add_chunk(stream_st *st, const cllm_openai_chunk *c) {
-    size_t n = 0;
-    char *json = st->j->req.endpoint == CLLM_OPENAI_CHAT ? cllm_openai_format_chat_chunk(c)
-                                                         : cllm_openai_format_completion_chunk(c);
-    char *f = cllm_sse_frame_take(json, &n);
-    return buf_add(st, f, n);
+void srv_gen_note(srv_gen *g, srv_event *ev) {
+    int sub = ev->choice / g->j->req.n;
+    g->sub[sub].prompt_tokens = ev->num_prompt_tokens;
+    g->ch[ev->choice].completion_tokens = ev->num_output_tokens;
+    if (ev->plps && !g->sub[sub].plps) { /* moved: the first output of the request carries them */
+        g->sub[sub].plps = ev->plps;
+        g->sub[sub].n_plps = ev->n_plps;
+        ev->plps = NULL;
+        ev->n_plps = 0;
+    }
 }
 
-static cllm_openai_chunk base_chunk(stream_st *st, int index) {
-    cllm_openai_chunk c = {0};
-    c.id = st->id;
-    c.model = st->s->served_model_name;
-    c.created = st->created;
-    c.index = (uint32_t)index;
-    c.include_usage = st->j->req.include_usage;
-    return c;
-}
-
-/* A chat event through the choice's tool-call parser: one chunk per parser
- * event (content, or one whole tool call); logprobs ride on the first chunk
- * (alone when the parser holds the text back); the finish chunk says
- * "tool_calls" when the choice called any. false on OOM. */
-static bool emit_tool_event(stream_st *st, const srv_event *ev, cllm_openai_finish_reason fin,
-                            const cllm_openai_token_logprob *lps) {
-    cllm_tool_stream *tp = st->tp[ev->choice];
-    const cllm_tool_event *te;
-    size_t n = 0;
-    if (cllm_tool_stream_feed(tp, ev->text, ev->text_len, ev->finished, &te, &n) != CLLM_OK) return false;
-    if (fin == CLLM_OPENAI_FINISH_STOP || fin == CLLM_OPENAI_FINISH_LENGTH)
-        if (cllm_tool_stream_n_calls(tp)) fin = CLLM_OPENAI_FINISH_TOOL_CALLS;
-    for (size_t i = 0; i < n || (i == 0 && (lps || fin != CLLM_OPENAI_FINISH_NONE)); i++) {
-        cllm_openai_chunk c = base_chunk(st, ev->choice);
-        if (i < n && te[i].is_call) {
-            c.tool_calls = te[i].call;
-            c.n_tool_calls = 1;
-            c.tool_call_index = te[i].index;
-        } else if (i < n) {
-            c.text = te[i].text;
-            c.text_len = te[i].text_len;
-        }
-        if (i == 0 && lps) {
-            c.logprobs = lps;
-            c.has_logprobs = true;
-            c.n_logprobs = (size_t)ev->n_tokens;
-        }
-        if (i + 1 >= n) c.finish_reason = fin;
-        if (!add_chunk(st, &c)) return false;
-    }
-    return true;
-}
-
-static bool emit_event(stream_st *st, const srv_event *ev) {
-    const cllm_openai_request *r = &st->j->req;
-    int sub = ev->choice / r->n;
-    st->prompt_tokens[sub] = ev->num_prompt_tokens;
-    st->completion_tokens[ev->choice] = ev->num_output_tokens;
-    cllm_openai_finish_reason fin = ev->finished ? finish_of(ev->finish_reason) : CLLM_OPENAI_FINISH_NONE;
-    if (!ev->text_len && !ev->finished && !ev->lps) return true; /* nothing to say yet */
-    pool pl = {0};
-    if (st->tp) {
-        const cllm_openai_token_logprob *lps = NULL;
-        if (r->logprobs >= 0 && ev->lps) {
-            lps = event_logprobs(st->s, &pl, ev, &st->offsets[ev->choice], &st->prev[ev->choice]);
-            if (!lps) { pool_free(&pl); return false; }
-        }
-        bool ok = emit_tool_event(st, ev, fin, lps);
-        pool_free(&pl);
-        return ok;
-    }
-    cllm_openai_chunk c = base_chunk(st, ev->choice);
-    c.text = ev->finished && !ev->text_len && r->endpoint == CLLM_OPENAI_CHAT ? NULL : ev->text;
-    c.text_len = ev->text_len;
-    c.finish_reason = fin;
-    if (r->logprobs >= 0 && ev->lps) {
-        c.logprobs = event_logprobs(st->s, &pl, ev, &st->offsets[ev->choice], &st->prev[ev->choice]);
-        if (!c.logprobs) { pool_free(&pl); return false; }
-        c.has_logprobs = true;
-        c.n_logprobs = (size_t)ev->n_tokens;
-    }
-    bool ok = add_chunk(st, &c);
-    pool_free(&pl);
-    return ok;
-}
-
-/* Produce the next frames into st->buf. false: end the stream with an error. */
-static bool stream_fill(stream_st *st) {
-    srv_job *j = st->j;
-    const cllm_openai_request *r = &j->req;
-    if (st->phase == 0) {
-        for (int i = 0; i < st->total; i++) {
-            cllm_openai_chunk c = base_chunk(st, i);
-            if (r->endpoint == CLLM_OPENAI_CHAT) {
-                break; /* role deltas go out with the first tokens (phase 1), as vLLM sends them */
-            } else if (r->echo) {
-                const cllm_openai_prompt *p = &r->prompts[i / r->n];
-                char *t = NULL;
-                size_t tl = 0;
-                if (p->is_tokens) {
-                    if (cllm_tokenizer_decode(st->s->tok, p->token_ids, p->n_tokens, false, &t, &tl) != CLLM_OK) t = NULL;
-                    c.text = t ? t : "";
-                    c.text_len = t ? tl : 0;
-                } else {
-                    c.text = p->text;
-                    c.text_len = p->text_len;
-                }
-                st->offsets[i] = (int64_t)c.text_len;
-                bool ok = add_chunk(st, &c);
-                free(t);
-                if (!ok) return false;
-                continue;
-            } else {
-                continue;
-            }
-            if (!add_chunk(st, &c)) return false;
-        }
-        st->phase = 1;
-        return true;
-    }
-    if (st->phase == 1) {
+/* ------------------------------------------------------------------ the task */
+static void gen_free(srv_gen *g) {
+    cllm_server *s = g->s;
+    srv_job *j = g->j;
+    if (j) {
         pthread_mutex_lock(&j->mu);
-        bool stopped = false;
-        while (!j->head && j->n_finished < st->total && !j->failed) {
-            int w = srv_wait(st->s, j, st->conn);
-            if (w == 1) { pthread_mutex_unlock(&j->mu); return false; } /* client gone */
-            if (w == 2) { stopped = true; break; }
-        }
-        srv_event *ev = j->head;
-        j->head = j->tail = NULL;
-        bool failed = j->failed, done = j->n_finished >= st->total;
+        bool open = g->phase >= GEN_ADMIT && (j->n_finished < g->total || !j->submitted) && !j->failed;
+        pthread_mutex_unlock(&j->mu);
+        if (open) srv_post(s, 1, j); /* abort: frees its KV blocks now */
+        j->task = NULL;
+        srv_job_unref(j);
+    }
+    if (g->inflight) atomic_fetch_sub(&s->inflight, 1);
+    for (int i = 0; g->ch && i < g->total; i++) {
+        free(g->ch[i].text);
+        free(g->ch[i].lps);
+        cllm_tool_stream_destroy(g->ch[i].tp);
+    }
+    for (int i = 0; g->sub && j && i < j->n_sub; i++) srv_logprobs_free(g->sub[i].plps, g->sub[i].n_plps);
+    free(g->ch);
+    free(g->sub);
+    srv_pool_free(&g->pool);
+    free(g->body);
+    free(g);
+}
+
+static void gen_pump(srv_gen *g) {
+    if (!g->base.conn) return;
+    srv_job *j = g->j;
+    if (g->phase == GEN_ADMIT) {
+        pthread_mutex_lock(&j->mu);
+        bool submitted = j->submitted, failed = j->failed;
+        cllm_status st = j->status;
         char msg[sizeof j->message];
         memcpy(msg, j->message, sizeof msg);
         pthread_mutex_unlock(&j->mu);
-        bool ok = true;
-        if (r->endpoint == CLLM_OPENAI_CHAT && !st->role_sent && !failed && (ev || done || stopped)) {
-            /* vLLM's first iteration: one role delta per choice when the first output arrives, so a
-             * client's time to first chunk is the time to the first token */
-            for (int i = 0; ok && i < st->total; i++) {
-                cllm_openai_chunk c = base_chunk(st, i);
-                c.first = true;
-                ok = add_chunk(st, &c);
-            }
-            st->role_sent = true;
+        if (failed && !submitted) {
+            srv_gen_send_failure(g, st, msg);
+            gen_free(g);
+            return;
         }
-        while (ev) {
-            srv_event *n = ev->next;
-            if (ok) ok = emit_event(st, ev);
-            srv_event_free(ev);
-            ev = n;
+        if (!submitted) {
+            if (!g->stopping) return;
+            srv_respond_errorf(g->base.conn, 503, "service_unavailable", NULL, "the server is shutting down");
+            gen_free(g);
+            return;
         }
-        if (!ok) return false;
-        if (failed) { /* vLLM streams an error object, then [DONE] */
-            cllm_openai_error err;
-            cllm_openai_error_set(&err, 500, "internal_error", NULL, "%s", msg);
-            size_t fl = 0;
-            char *f = cllm_sse_frame_take(cllm_openai_format_error(&err), &fl);
-            if (!buf_add(st, f, fl)) return false;
-            st->phase = 2;
-        } else if (done) {
-            st->complete = true;
-            st->phase = 2;
-        } else if (stopped) { /* grace period over: close every choice with "abort" */
-            for (int i = 0; i < st->total; i++) {
-                cllm_openai_chunk c = base_chunk(st, i);
-                c.finish_reason = CLLM_OPENAI_FINISH_ABORT;
-                if (r->endpoint == CLLM_OPENAI_COMPLETION) { c.text = ""; c.text_len = 0; }
-                if (!add_chunk(st, &c)) return false;
-            }
-            st->phase = 2;
-        }
-        return true;
+        g->phase = GEN_RUN;
+        if (j->req.stream) srv_stream_begin(g->base.conn);
     }
-    if (st->phase == 2) {
-        if (r->include_usage) {
-            cllm_openai_usage u = {0};
-            for (int i = 0; i < j->n_sub; i++) u.prompt_tokens += st->prompt_tokens[i];
-            for (int i = 0; i < st->total; i++) u.completion_tokens += st->completion_tokens[i];
-            size_t n = 0;
-            char *f = cllm_sse_frame_take(
-                cllm_openai_format_usage_chunk(r->endpoint, st->id, st->s->served_model_name, st->created, u), &n);
-            if (!buf_add(st, f, n)) return false;
-        }
-        char *d = strdup(CLLM_SSE_DONE);
-        if (!buf_add(st, d, strlen(CLLM_SSE_DONE))) return false;
-        st->phase = 3;
-    }
-    return true;
+    bool end = j->req.stream ? srv_gen_pump_sse(g) : srv_gen_pump_json(g);
+    if (end) gen_free(g);
 }
 
-static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
-    stream_st *st = cls;
-    (void)pos;
-    while (st->off == st->len) {
-        st->off = st->len = 0;
-        if (st->phase == 3) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (!stream_fill(st)) return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
-    size_t n = st->len - st->off;
-    if (n > max) n = max;
-    memcpy(out, st->buf + st->off, n);
-    st->off += n;
-    return (ssize_t)n;
+static void gen_writable(srv_task *t) { gen_pump((srv_gen *)t); }
+
+static void gen_closed(srv_task *t) {
+    srv_gen *g = (srv_gen *)t;
+    if (g->phase == GEN_PREP) return; /* prep_done frees it */
+    gen_free(g);
 }
 
-/* Response freed: the connection is done (finished, or the client left). */
-static void stream_free(void *cls) {
-    stream_st *st = cls;
-    if (!st->complete) srv_post(st->s, 1, st->j); /* abort: frees its KV blocks now */
-    atomic_fetch_sub(&st->s->inflight, 1);
-    srv_job_unref(st->j);
-    free(st->buf);
-    free(st->offsets);
-    free(st->prev);
-    free(st->completion_tokens);
-    free(st->prompt_tokens);
-    for (int i = 0; st->tp && i < st->total; i++) cllm_tool_stream_destroy(st->tp[i]);
-    free(st->tp);
-    free(st);
+static void gen_stop(srv_task *t) {
+    srv_gen *g = (srv_gen *)t;
+    g->stopping = true;
+    if (g->phase != GEN_PREP) gen_pump(g);
 }
 
-static int start_stream(cllm_server *s, struct MHD_Connection *conn, srv_job *j) {
-    stream_st *st = calloc(1, sizeof *st);
-    int total = j->n_sub * j->req.n;
-    if (st) {
-        st->offsets = calloc((size_t)total, sizeof *st->offsets);
-        st->prev = calloc((size_t)total, sizeof *st->prev);
-        for (int i = 0; st->prev && i < total; i++) {
-            int sub = i / j->req.n;
-            st->prev[i] = j->prompt_ids[sub][j->n_prompt_ids[sub] - 1];
-        }
-        st->completion_tokens = calloc((size_t)total, sizeof *st->completion_tokens);
-        st->prompt_tokens = calloc((size_t)j->n_sub, sizeof *st->prompt_tokens);
-        bool tp_ok = true;
-        if (j->tool_parser && (st->tp = calloc((size_t)total, sizeof *st->tp)))
-            for (int i = 0; i < total; i++)
-                tp_ok = tp_ok && cllm_tool_stream_create((cllm_tool_parser_kind)j->tool_parser, &st->tp[i]) == CLLM_OK;
-        if (j->tool_parser && (!st->tp || !tp_ok)) { /* OOM: give up below */
-            free(st->prompt_tokens);
-            st->prompt_tokens = NULL;
-        }
-    }
-    struct MHD_Response *resp = NULL;
-    if (st && st->offsets && st->prev && st->completion_tokens && st->prompt_tokens) {
-        st->s = s;
-        st->j = j;
-        st->conn = conn;
-        st->total = total;
-        st->created = (int64_t)time(NULL);
-        cllm_openai_make_id(j->req.endpoint == CLLM_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", st->id, sizeof st->id);
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, st, stream_free);
-    }
-    if (!resp) { /* the caller still owns j and the inflight slot */
-        if (st) {
-            free(st->offsets); free(st->prev); free(st->completion_tokens); free(st->prompt_tokens);
-            for (int i = 0; st->tp && i < total; i++) cllm_tool_stream_destroy(st->tp[i]);
-            free(st->tp);
-            free(st);
-        }
-        return -1;
-    }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    int ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp); /* stream_free runs when the connection drops it */
-    return ret;
-}
+static const srv_task_ops GEN_OPS = {.writable = gen_writable, .closed = gen_closed, .stop = gen_stop};
 
-/* ----------------------------------------------------------- non-streaming */
-typedef struct acc_choice {
-    char *text;
-    size_t len, cap;
-    cllm_openai_token_logprob *lps;
-    size_t n_lps, cap_lps;
-    int64_t offset;
-    int32_t prev;               /* last token (context of the next token string) */
-    cllm_openai_finish_reason fin;
-    int completion_tokens;
-} acc_choice;
-
-static bool acc_text(acc_choice *c, const char *t, size_t n) {
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = (c->len + n + 1) * 2;
-        char *b = realloc(c->text, cap);
-        if (!b) return false;
-        c->text = b;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, t, n);
-    c->len += n;
-    c->text[c->len] = 0;
-    return true;
-}
-
-static bool acc_event(cllm_server *s, pool *pl, acc_choice *c, const srv_event *ev) {
-    if (!acc_text(c, ev->text, ev->text_len)) return false;
-    c->completion_tokens = ev->num_output_tokens;
-    if (ev->finished) c->fin = finish_of(ev->finish_reason);
-    if (ev->lps && ev->n_tokens) {
-        cllm_openai_token_logprob *l = event_logprobs(s, pl, ev, &c->offset, &c->prev);
-        if (!l) return false;
-        if (c->n_lps + (size_t)ev->n_tokens > c->cap_lps) {
-            size_t cap = (c->n_lps + (size_t)ev->n_tokens) * 2;
-            cllm_openai_token_logprob *nl = realloc(c->lps, cap * sizeof *nl);
-            if (!nl) return false;
-            c->lps = nl;
-            c->cap_lps = cap;
-        }
-        memcpy(c->lps + c->n_lps, l, (size_t)ev->n_tokens * sizeof *l);
-        c->n_lps += (size_t)ev->n_tokens;
-    }
-    return true;
-}
-
-static int finish_blocking(cllm_server *s, struct MHD_Connection *conn, srv_job *j) {
-    const cllm_openai_request *r = &j->req;
-    int total = j->n_sub * r->n;
-    acc_choice *acc = calloc((size_t)total, sizeof *acc);
-    cllm_tool_parse_result *parsed = NULL; /* (total) with a tool parser */
-    int *prompt_tokens = calloc((size_t)j->n_sub, sizeof *prompt_tokens);
-    pool pl = {0};
-    int ret = MHD_NO;
-    bool ok = acc && prompt_tokens;
-    for (int i = 0; ok && r->echo && i < total; i++) { /* completions echo: prompt first */
-        const cllm_openai_prompt *p = &r->prompts[i / r->n];
-        if (p->is_tokens) {
-            char *t = NULL;
-            size_t tl = 0;
-            if (cllm_tokenizer_decode(s->tok, p->token_ids, p->n_tokens, false, &t, &tl) == CLLM_OK)
-                ok = acc_text(&acc[i], t, tl);
-            free(t);
-        } else {
-            ok = acc_text(&acc[i], p->text, p->text_len);
-        }
-        if (ok) acc[i].offset = (int64_t)acc[i].len;
-    }
-    for (int i = 0; ok && i < total; i++) acc[i].prev = j->prompt_ids[i / r->n][j->n_prompt_ids[i / r->n] - 1];
-    int hung = 0;
-    pthread_mutex_lock(&j->mu);
-    for (;;) {
-        srv_event *ev = j->head;
-        j->head = j->tail = NULL;
-        bool fin = j->n_finished >= total || j->failed;
-        pthread_mutex_unlock(&j->mu);
-        for (; ev; ) {
-            srv_event *n = ev->next;
-            prompt_tokens[ev->choice / r->n] = ev->num_prompt_tokens;
-            if (ok) ok = acc_event(s, &pl, &acc[ev->choice], ev);
-            srv_event_free(ev);
-            ev = n;
-        }
-        pthread_mutex_lock(&j->mu);
-        if (fin || hung) break;
-        if (!j->head && j->n_finished < total && !j->failed) hung = srv_wait(s, j, conn);
-    }
-    bool failed = j->failed, done = j->n_finished >= total;
-    pthread_mutex_unlock(&j->mu);
-    if (!done || hung == 1) srv_post(s, 1, j);
-    if (hung == 1) { ret = MHD_NO; goto out; } /* client gone: close the connection */
-    if (failed) { ret = send_submit_error(conn, j->status, j->message, NULL); goto out; }
-    if (!ok) {
-        ret = srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory building the response");
-        goto out;
-    }
-    cllm_openai_choice *ch = pool_keep(&pl, calloc((size_t)total, sizeof *ch));
-    if (!ch) { ret = srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory"); goto out; }
-    cllm_openai_response resp = {0};
-    char id[64];
-    resp.id = cllm_openai_make_id(r->endpoint == CLLM_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", id, sizeof id);
-    resp.model = s->served_model_name;
-    resp.created = (int64_t)time(NULL);
-    resp.choices = ch;
-    resp.n_choices = (size_t)total;
-    for (int i = 0; i < total; i++) {
-        ch[i].index = (uint32_t)i;
-        ch[i].text = acc[i].text ? acc[i].text : "";
-        ch[i].text_len = acc[i].len;
-        ch[i].has_logprobs = r->logprobs >= 0;
-        ch[i].logprobs = acc[i].lps;
-        ch[i].n_logprobs = acc[i].n_lps;
-        ch[i].finish_reason = done ? acc[i].fin : CLLM_OPENAI_FINISH_ABORT;
-        resp.usage.completion_tokens += acc[i].completion_tokens;
-    }
-    for (int i = 0; i < j->n_sub; i++) resp.usage.prompt_tokens += prompt_tokens[i];
-    if (j->tool_parser && !(parsed = calloc((size_t)total, sizeof *parsed))) ok = false;
-    for (int i = 0; ok && j->tool_parser && i < total; i++) /* each choice parses on its own */
-        ok = cllm_tool_parse_choice((cllm_tool_parser_kind)j->tool_parser, acc[i].text, acc[i].len, &parsed[i],
-                                    &ch[i]) == CLLM_OK;
-    if (!ok) {
-        ret = srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory parsing tool calls");
-        goto out;
-    }
-    char *body = r->endpoint == CLLM_OPENAI_CHAT ? cllm_openai_format_chat_completion(&resp)
-                                                 : cllm_openai_format_completion(&resp);
-    ret = body ? srv_send(conn, 200, "application/json", body, strlen(body))
-               : srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory formatting the response");
-out:
-    for (int i = 0; acc && i < total; i++) {
-        free(acc[i].text);
-        free(acc[i].lps);
-    }
-    free(acc);
-    free(prompt_tokens);
-    for (int i = 0; parsed && i < total; i++) cllm_tool_parse_result_free(&parsed[i]);
-    free(parsed);
-    pool_free(&pl);
-    return ret;
-}
-
-/* --------------------------------------------------------------- handler */
-int srv_handle_generate(cllm_server *s, struct MHD_Connection *conn, cllm_openai_endpoint ep, const char *body,
-                        size_t len) {
-    cllm_openai_error err;
-    if (atomic_load(&s->draining))
-        return srv_send_errorf(conn, 503, "service_unavailable", NULL, "the server is shutting down");
-    srv_job *j = srv_job_new();
-    if (!j) return srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory");
-    cllm_status st = ep == CLLM_OPENAI_CHAT ? cllm_openai_parse_chat(body, len, &s->limits, &j->req, &err)
-                                            : cllm_openai_parse_completion(body, len, &s->limits, &j->req, &err);
+/* ------------------------------------------------------------- preparation */
+static void prep_work(uv_work_t *w) {
+    srv_gen *g = w->data;
+    cllm_server *s = g->s;
+    srv_job *j = g->j;
+    cllm_openai_error *err = &g->err;
+    cllm_status st = g->ep == CLLM_OPENAI_CHAT ? cllm_openai_parse_chat(g->body, g->len, &s->limits, &j->req, err)
+                                               : cllm_openai_parse_completion(g->body, g->len, &s->limits, &j->req, err);
+    free(g->body);
+    g->body = NULL;
     if (st == CLLM_OK && j->req.model && strcmp(j->req.model, s->served_model_name)) {
-        cllm_openai_error_set(&err, 404, "NotFoundError", "model", "The model `%s` does not exist.", j->req.model);
+        cllm_openai_error_set(err, 404, "NotFoundError", "model", "The model `%s` does not exist.", j->req.model);
         st = CLLM_ERR_NOT_FOUND;
     }
-    if (st == CLLM_OK) st = check_tools(s, j, &err);
-    if (st == CLLM_OK) st = prepare_prompts(s, j, &err);
-    if (st != CLLM_OK) {
-        srv_job_unref(j);
-        return srv_send_error(conn, &err);
+    if (st == CLLM_OK) st = check_tools(s, j, err);
+    if (st == CLLM_OK) {
+        cllm_openai_request *r = &j->req;
+        bool comp = r->endpoint == CLLM_OPENAI_COMPLETION;
+        j->echo_only = comp && r->echo && r->max_tokens == 0;
+        if (j->echo_only) r->max_tokens = 1;
+        j->prompt_logprobs = comp && r->echo && r->logprobs >= 0 ? r->logprobs : -1;
+        if (r->prompt_logprobs > j->prompt_logprobs) j->prompt_logprobs = r->prompt_logprobs;
+        st = prepare_prompts(s, j, err);
     }
-    if (atomic_fetch_add(&s->inflight, 1) >= s->max_inflight) {
-        atomic_fetch_sub(&s->inflight, 1);
-        srv_job_unref(j);
-        return srv_send_errorf(conn, 503, "service_unavailable", NULL,
+    g->prep_status = st;
+}
+
+static void prep_done(uv_work_t *w, int status) {
+    srv_gen *g = w->data;
+    cllm_server *s = g->s;
+    srv_conn *held = g->held, *c = g->base.conn;
+    (void)status;
+    g->phase = GEN_ADMIT; /* from here on, closed() frees */
+    srv_job *j = g->j;
+    if (!c) { /* the client left while it was prepared */
+        g->phase = GEN_PREP;
+        gen_free(g);
+        srv_conn_release(held);
+        return;
+    }
+    srv_conn_release(held);
+    if (g->prep_status != CLLM_OK) {
+        srv_respond_error(c, &g->err);
+        g->phase = GEN_PREP;
+        gen_free(g);
+        return;
+    }
+    int64_t seqs = (int64_t)j->n_sub * j->req.n;
+    if (seqs > s->max_num_waiting) { /* can never be admitted: a retry cannot help */
+        srv_respond_errorf(c, 400, "invalid_request_error", j->req.endpoint == CLLM_OPENAI_CHAT ? "n" : "prompt",
+                           "the request needs %lld sequences (%d prompts x n=%d) but the server queues at most %d "
+                           "(--max-num-waiting): send fewer prompts or a smaller n", (long long)seqs, j->n_sub,
+                           j->req.n, s->max_num_waiting);
+        g->phase = GEN_PREP;
+        gen_free(g);
+        return;
+    }
+    if (atomic_load(&s->draining) || atomic_fetch_add(&s->inflight, 1) >= s->max_inflight) {
+        if (!atomic_load(&s->draining)) atomic_fetch_sub(&s->inflight, 1);
+        if (atomic_load(&s->draining))
+            srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
+        else
+            srv_respond_errorf(c, 503, "service_unavailable", NULL,
                                "the server is overloaded: %d requests in flight (the limit); retry later",
                                s->max_inflight);
+        g->phase = GEN_PREP;
+        gen_free(g);
+        return;
     }
-    int ret;
-    if (!srv_post(s, 0, j)) {
-        ret = srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory");
-        goto done;
+    g->inflight = true;
+    g->total = j->n_sub * j->req.n;
+    g->ch = calloc((size_t)g->total, sizeof *g->ch);
+    g->sub = calloc((size_t)j->n_sub, sizeof *g->sub);
+    bool ok = g->ch && g->sub;
+    for (int i = 0; ok && i < g->total; i++) {
+        int sub = i / j->req.n;
+        g->ch[i].prev = j->prompt_ids[sub][j->n_prompt_ids[sub] - 1];
+        if (j->tool_parser && j->req.stream)
+            ok = cllm_tool_stream_create((cllm_tool_parser_kind)j->tool_parser, &g->ch[i].tp) == CLLM_OK;
     }
-    /* wait for admission so that a full queue is a plain 503, even when streaming */
-    pthread_mutex_lock(&j->mu);
-    int w = 0;
-    while (!j->submitted && !j->failed && !w) w = srv_wait(s, j, conn);
-    bool failed = j->failed;
-    pthread_mutex_unlock(&j->mu);
-    if (w) {
-        srv_post(s, 1, j);
-        ret = w == 1 ? MHD_NO : srv_send_errorf(conn, 503, "service_unavailable", NULL, "the server is shutting down");
-        goto done;
+    g->created = (int64_t)time(NULL);
+    cllm_openai_make_id(j->req.endpoint == CLLM_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", g->id, sizeof g->id);
+    j->task = g;
+    if (!ok || !srv_post(s, 0, j)) {
+        srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory");
+        g->phase = GEN_PREP;
+        gen_free(g);
+        return;
     }
-    if (failed) {
-        ret = send_submit_error(conn, j->status, j->message, ep == CLLM_OPENAI_CHAT ? "messages" : "prompt");
-        goto done;
+    /* the engine thread answers through the ready list: gen_pump */
+}
+
+void srv_generate_start(cllm_server *s, srv_conn *c, cllm_openai_endpoint ep, char *body, size_t len) {
+    srv_gen *g = calloc(1, sizeof *g);
+    srv_job *j = g ? srv_job_new() : NULL;
+    if (!j) {
+        free(g);
+        free(body);
+        srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory");
+        return;
     }
-    if (j->req.stream) {
-        ret = start_stream(s, conn, j);
-        if (ret >= 0) return ret; /* the stream owns j and the inflight slot now */
-        srv_post(s, 1, j);
-        ret = srv_send_errorf(conn, 500, "internal_error", NULL, "out of memory starting the stream");
-        goto done;
+    g->base.ops = &GEN_OPS;
+    g->s = s;
+    g->j = j;
+    g->body = body;
+    g->len = len;
+    g->ep = ep;
+    g->phase = GEN_PREP;
+    g->work.data = g;
+    g->held = c;
+    j->prompt_logprobs = -1;
+    srv_conn_hold(c);
+    srv_conn_set_task(c, &g->base);
+    if (uv_queue_work(&s->loop, &g->work, prep_work, prep_done)) {
+        srv_conn_set_task(c, NULL);
+        srv_conn_release(c);
+        gen_free(g);
+        srv_respond_errorf(c, 500, "internal_error", NULL, "cannot queue the request");
     }
-    ret = finish_blocking(s, conn, j);
-done:
-    atomic_fetch_sub(&s->inflight, 1);
-    srv_job_unref(j);
-    return ret;
 }

@@ -1,13 +1,20 @@
-/* Internals shared by the HTTP server files (http_server.c: MHD glue and
- * routing; server_engine.c: the engine thread and its inbox; server_generate.c:
- * completions/chat handlers and streaming; server_chat.c: chat templates).
+/* Internals shared by the HTTP server files:
+ *   http_server.c   lifecycle (bind, threads, shutdown), routing on the head
+ *   http_conn.c     connections on the libuv loop: reading (http_request.h),
+ *                   deadlines, writing responses and SSE chunks, lingering close
+ *   server_routes.c the small routes (/health, /metrics, /v1/models, /tokenize, ...)
+ *   server_engine.c the engine thread and its inbox
+ *   server_generate.c, server_stream.c, server_respond.c  completions and chat
+ *   server_chat.c   chat templates
  *
- * Threads: one engine thread owns the cllm_engine (loads it, then loops:
- * drain the inbox, cllm_engine_step, route outputs to jobs). Each HTTP
- * connection runs on its own MHD thread; a generate request becomes a
- * srv_job, submitted through the inbox, whose events (text deltas, logprobs,
- * finish) the connection thread waits for (non-streaming) or turns into SSE
- * frames from MHD's content-reader callback (streaming).
+ * Threads (bounded, whatever the number of connections): one loop thread runs
+ * libuv (every socket, timer and response write); libuv's worker pool
+ * (UV_THREADPOOL_SIZE, default 4) parses JSON bodies, renders chat templates
+ * and tokenizes; one engine thread owns the cllm_engine. A generate request
+ * becomes a srv_job: the engine thread appends its events (text deltas,
+ * logprobs, finish) under the job's mutex, puts the job on the server's ready
+ * list and wakes the loop (uv_async), which turns the events into SSE chunks
+ * or, once every choice finished, into one JSON body.
  */
 #ifndef CLLM_SERVER_INTERNAL_H
 #define CLLM_SERVER_INTERNAL_H
@@ -22,8 +29,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 enum { SRV_LOADING = 0, SRV_READY = 1, SRV_FAILED = 2 };
+enum { SRV_CMD_DRAIN = 1, SRV_CMD_STOP = 2, SRV_CMD_EXIT = 4 };
 
 /* Logprob record of one generated token (copied out of the engine output). */
 typedef struct srv_logprob {
@@ -45,6 +54,8 @@ typedef struct srv_event {
     bool finished;
     const char *finish_reason;  /* static string or NULL */
     int num_prompt_tokens, num_output_tokens;
+    srv_logprob *plps;          /* (n_plps) prompt logprobs (first output of a request), entry 0 NAN */
+    int n_plps;
 } srv_event;
 
 /* One HTTP generate request: n_sub engine requests (one per prompt), each
@@ -61,6 +72,12 @@ typedef struct srv_job {
     int64_t *max_tokens;        /* (n_sub) after the context-length check */
     double t_arrival;           /* monotonic seconds */
     int tool_parser;            /* chat with auto tool choice: cllm_tool_parser_kind, else 0 */
+    int prompt_logprobs;        /* engine prompt_logprobs: -1 none, else top-k (echo+logprobs, prompt_logprobs) */
+    bool echo_only;             /* completions echo with max_tokens 0: the prompt alone (1 token generated, dropped) */
+    void *task;                 /* loop thread only: the srv_gen serving this job, NULL once detached */
+    /* the server's ready list (under cllm_server.ready_mu) */
+    struct srv_job *ready_next;
+    bool ready_queued;
     /* engine-thread state */
     uint64_t *engine_ids;       /* (n_sub) */
     double *t_last;             /* (n_sub * n) time of the last token per choice */
@@ -88,11 +105,49 @@ typedef struct srv_route {
     bool got_first;
 } srv_route;
 
+/* An in-progress request on a connection (a generate job, a worker task):
+ * the connection calls these on the loop thread. */
+typedef struct srv_conn srv_conn;
+typedef struct srv_task srv_task;
+typedef struct srv_task_ops {
+    void (*writable)(srv_task *t); /* the write queue drained below the low mark: produce more */
+    void (*closed)(srv_task *t);   /* the client is gone: detach (abort work), t->conn is NULL after */
+    void (*stop)(srv_task *t);     /* the shutdown grace period is over: finish now */
+} srv_task_ops;
+struct srv_task {
+    const srv_task_ops *ops;
+    srv_conn *conn;             /* NULL once detached */
+};
+
+typedef struct srv_ip srv_ip;   /* per-address connection count (http_conn.c) */
+
 struct cllm_server {
     cllm_server_params p;
     char *served_model_name, *model_root, *api_key, *host; /* owned copies */
     cllm_metrics *metrics;
-    struct MHD_Daemon *daemon;
+    /* the loop thread and what only it touches */
+    uv_loop_t loop;
+    bool loop_init;
+    uv_tcp_t listener;
+    bool listening;
+    uv_async_t wake;            /* engine / main thread -> loop */
+    uv_timer_t exit_timer;      /* force-closes connections still flushing at exit */
+    pthread_t loop_thread;
+    bool loop_thread_started;
+    srv_conn *conns;            /* every open connection (list) */
+    int n_conns;
+    srv_ip **ip_table;          /* (SRV_IP_BUCKETS) */
+    size_t body_bytes;          /* request bodies buffered now, all connections */
+    size_t max_body_memory;     /* bound of body_bytes */
+    int max_connections;        /* after the fd limit */
+    bool exiting;               /* loop: close everything and leave */
+    bool exit_timer_on, wake_closed;
+    atomic_int cmd;             /* SRV_CMD_* bits for the loop (wake) */
+    /* jobs with new events for the loop (engine thread -> loop) */
+    pthread_mutex_t ready_mu;
+    srv_job *ready_head, *ready_tail;
+    srv_job **woken;            /* loop: the jobs taken off the ready list in one wake */
+    int cap_woken;
     int port;                   /* bound port */
     pthread_t engine_thread;
     bool engine_thread_started;
@@ -111,8 +166,10 @@ struct cllm_server {
     int32_t max_model_len;
     int32_t vocab_size;
     cllm_openai_limits limits;
-    atomic_int inflight;        /* generate requests being served */
+    atomic_int inflight;        /* generate requests admitted and not yet answered */
+    atomic_int n_streams;       /* SSE responses open (metrics) */
     int max_inflight;
+    int max_num_waiting;        /* the engine's waiting-queue bound (sequences) */
     atomic_bool draining;       /* shutting down: new generate requests get 503 */
     atomic_bool hard_stop;      /* grace period over: waits give up */
     int64_t created;            /* unix seconds at start */
@@ -139,6 +196,7 @@ double srv_now(void);
 srv_job *srv_job_new(void);
 void srv_job_unref(srv_job *j);
 void srv_event_free(srv_event *ev);
+void srv_logprobs_free(srv_logprob *l, int n); /* l (n entries) and their arrays; NULL ok */
 /* Queue a submit / abort message for the engine thread. Returns false on OOM. */
 bool srv_post(cllm_server *s, int kind, srv_job *j);
 void *srv_engine_main(void *arg);
@@ -154,19 +212,51 @@ cllm_status srv_render_chat(cllm_server *s, const cllm_openai_message *msgs, siz
                             const cllm_openai_request *req, bool add_generation_prompt, char **out,
                             cllm_openai_error *err);
 
-/* Generate routes (server_generate.c). Both queue a response on conn. */
-struct MHD_Connection;
-int srv_handle_generate(cllm_server *s, struct MHD_Connection *conn, cllm_openai_endpoint ep,
-                        const char *body, size_t len);
+/* Put j on the ready list and wake the loop (any thread, j->mu not held). */
+void srv_job_notify(cllm_server *s, srv_job *j);
 
-/* Responses (http_server.c). */
-int srv_send(struct MHD_Connection *conn, int status, const char *ctype, char *body, size_t len);
-int srv_send_error(struct MHD_Connection *conn, const cllm_openai_error *err);
-int srv_send_errorf(struct MHD_Connection *conn, int status, const char *type, const char *param,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* Wait (j->mu held) on j->cv for a change or 100 ms; on a timeout, poll
- * conn's socket. Returns 0 (go on), 1 (the client hung up) or 2 (the server
- * is past its shutdown grace period). */
-int srv_wait(cllm_server *s, srv_job *j, struct MHD_Connection *conn);
+/* Routing (http_server.c), loop thread. srv_route_head decides on the head
+ * alone (route, method, API key, size, draining): true lets the body in;
+ * false means a response was queued and the connection closes. */
+struct cllm_http_request;
+bool srv_route_head(cllm_server *s, srv_conn *c, struct cllm_http_request *req);
+/* A whole request arrived: answer it (now or later through a srv_task). */
+void srv_route_dispatch(cllm_server *s, srv_conn *c, struct cllm_http_request *req);
+
+/* Small routes (server_routes.c): each queues its response. body/len: the
+ * request body (borrowed until return). */
+void srv_route_health(cllm_server *s, srv_conn *c);
+void srv_route_metrics(cllm_server *s, srv_conn *c);
+void srv_route_models(cllm_server *s, srv_conn *c);
+void srv_route_tokenizer_info(cllm_server *s, srv_conn *c);
+/* /tokenize and /detokenize run on a worker thread (tokenization can be long). */
+void srv_route_tokenize(cllm_server *s, srv_conn *c, char *body, size_t len, bool detokenize);
+
+/* Generate routes (server_generate.c): takes body (owned, free()). */
+void srv_generate_start(cllm_server *s, srv_conn *c, cllm_openai_endpoint ep, char *body, size_t len);
+
+/* Connections (http_conn.c), loop thread only. */
+void srv_conn_accept(cllm_server *s);            /* listener callback body */
+/* Answer the current request: status, Content-Type, body (owned, free()).
+ * extra: more header lines ("Name: value\r\n"...), or NULL. */
+void srv_respond(srv_conn *c, int status, const char *ctype, char *body, size_t len, const char *extra);
+void srv_respond_error(srv_conn *c, const cllm_openai_error *err);
+void srv_respond_errorf(srv_conn *c, int status, const char *type, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* SSE: 200 head (chunked; HTTP/1.0: close-delimited), then chunks (data
+ * owned, free()), then the end (the request is done). */
+void srv_stream_begin(srv_conn *c);
+void srv_stream_write(srv_conn *c, char *data, size_t len);
+void srv_stream_end(srv_conn *c);
+size_t srv_conn_write_queue(const srv_conn *c); /* bytes queued, not yet sent */
+#define SRV_WRITE_HIGH ((size_t)1 << 20)        /* streams stop producing above this */
+void srv_conn_set_task(srv_conn *c, srv_task *t);
+void srv_conn_hold(srv_conn *c);                 /* keep the memory alive (worker tasks) */
+void srv_conn_release(srv_conn *c);
+bool srv_conn_gone(const srv_conn *c);           /* closed (client left or server exit) */
+/* Loop thread: the commands of cllm_server.cmd (drain, stop, exit). */
+void srv_conn_drain_all(cllm_server *s);         /* stop accepting */
+void srv_conn_stop_all(cllm_server *s);          /* every task's stop() */
+void srv_conn_close_all(cllm_server *s);         /* close idle ones now, the rest after their writes */
 
 #endif

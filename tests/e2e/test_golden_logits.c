@@ -2,10 +2,11 @@
  * (tests/fixtures/<name>/golden.safetensors: input_ids.N I32 [T], logits.N
  * F32 [T, V] from transformers fp32) against cllm's forward, one prefill per
  * sequence with logits for every position (gather_rows over all T rows).
- * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--vs-tp1 TOL] [GOLDEN_FILE]
+ * usage: test_golden_logits FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--ep] [--vs-tp1 TOL] [GOLDEN_FILE]
  * GOLDEN_FILE defaults to FIXTURE_DIR/golden.safetensors. --tp N runs the
  * model sharded over N ranks (tensor parallelism, workers from
- * $CLLM_WORKER_EXE) through the executor (--pp N: pipeline stages too); with --vs-tp1 TOL the same sequences
+ * $CLLM_WORKER_EXE) through the executor (--pp N: pipeline stages too;
+ * --ep: expert parallelism for MoE models); with --vs-tp1 TOL the same sequences
  * also run on one rank in this process and the two must agree within
  * max|a-b| / max|tp1| <= TOL (tighter than the transformers tolerance:
  * only the summation order differs).
@@ -29,11 +30,14 @@ static const cllm_st_tensor *find(const cllm_st_file *f, const char *name) {
 
 int main(int argc, char **argv) {
     int tp = 1, pp = 1;
+    bool ep = false;
     double tp1_tol = -1;
     const char *golden = NULL;
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--tp") && i + 1 < argc) {
             tp = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--ep")) {
+            ep = true;
         } else if (!strcmp(argv[i], "--pp") && i + 1 < argc) {
             pp = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--vs-tp1") && i + 1 < argc) {
@@ -43,7 +47,7 @@ int main(int argc, char **argv) {
         }
     }
     if (argc < 4 || tp < 1 || pp < 1) {
-        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--vs-tp1 TOL] [GOLDEN_FILE]\n", argv[0]);
+        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--ep] [--vs-tp1 TOL] [GOLDEN_FILE]\n", argv[0]);
         return 2;
     }
     double tol = atof(argv[3]);
@@ -64,6 +68,7 @@ int main(int argc, char **argv) {
     }
     mp.tensor_parallel_size = tp;
     mp.pipeline_parallel_size = pp;
+    mp.enable_expert_parallel = ep;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
         fprintf(stderr, "FAIL: load %s (tensor_parallel_size %d, pipeline_parallel_size %d): %s\n", argv[1], tp, pp,
                 cllm_last_error());

@@ -72,6 +72,17 @@ static int cmd_config(const char *dir) {
                                             "top_p", (double)c.gen.top_p, "top_k", c.gen.top_k, "min_p",
                                             (double)c.gen.min_p, "repetition_penalty",
                                             (double)c.gen.repetition_penalty));
+    json_t *mlp_only = json_array();
+    int sparse = 0;
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        if (l < 256 && (c.mlp_only_layers[l / 64] >> (l % 64) & 1)) json_array_append_new(mlp_only, json_integer(l));
+        sparse += cllm_config_layer_is_moe(&c, l);
+    }
+    json_object_set_new(o, "moe", json_pack("{s:i, s:i, s:i, s:b, s:i, s:o, s:i}", "num_experts", c.num_experts,
+                                            "num_experts_per_tok", c.num_experts_per_tok, "moe_intermediate_size",
+                                            c.moe_intermediate_size, "norm_topk_prob", c.norm_topk_prob,
+                                            "decoder_sparse_step", c.decoder_sparse_step, "mlp_only_layers",
+                                            mlp_only, "sparse_layers", sparse));
     json_object_set_new(o, "is_eos_first", json_boolean(c.num_eos_token_ids && cllm_config_is_eos(&c, c.eos_token_ids[0])));
     json_object_set_new(o, "is_eos_minus1", json_boolean(cllm_config_is_eos(&c, -1)));
     emit(o);

@@ -154,12 +154,12 @@ def test_linear_rope(tmp_path):
     np.testing.assert_allclose(c["inv_freq"], hf_inv_freq(16, 10000.0, {"type": "linear", "factor": 4.0}), rtol=2e-6)
 
 
-@pytest.mark.parametrize("mt", ["gpt2", "qwen3_moe"])
+@pytest.mark.parametrize("mt", ["gpt2", "deepseek_v3"])
 def test_unsupported_model_type(tmp_path, mt):
     rc, js = write(tmp_path, dict(REQUIRED, model_type=mt))
     assert rc == UNSUPPORTED
     assert js["error"] == (f"model_type '{mt}' in {tmp_path}/config.json is not supported; "
-                           "supported: llama, mistral, qwen2, qwen3")
+                           "supported: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral")
 
 
 BAD = [
@@ -212,3 +212,33 @@ def test_bad_generation_config(tmp_path):
     assert rc == FORMAT and "generation_config.json" in js["error"]
     rc, js = write(tmp_path, dict(REQUIRED, model_type="llama"), gen={"top_k": "many"})
     assert rc == FORMAT and "generation_config.json" in js["error"] and "top_k" in js["error"]
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
+
+
+def test_moe_configs_as_transformers_wrote_them():
+    """The MoE fixtures' config.json, written by transformers 5 (which names qwen3_moe's expert count
+    num_local_experts), read with the fields HF's sparse blocks use."""
+    rc, q = run("config", os.path.join(FIXTURES, "qwen3moe-tiny"))
+    assert rc == OK, q
+    assert q["model_type"] == "qwen3_moe" and q["qk_norm"] and q["head_dim"] == 32
+    assert q["moe"] == {"num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                        "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": [1], "sparse_layers": 1}
+    rc, m = run("config", os.path.join(FIXTURES, "mixtral-tiny"))
+    assert rc == OK, m
+    assert m["model_type"] == "mixtral" and not m["qk_norm"] and m["sliding_window"] == 0
+    assert m["moe"] == {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 96,
+                        "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": [], "sparse_layers": 2}
+
+
+def test_moe_defaults_and_errors(tmp_path):
+    rc, js = write(tmp_path, dict(REQUIRED, model_type="qwen3_moe", num_experts=16, decoder_sparse_step=2))
+    assert rc == OK, js
+    assert js["moe"]["num_experts_per_tok"] == 8 and js["moe"]["moe_intermediate_size"] == 768
+    assert js["moe"]["norm_topk_prob"] is False and js["moe"]["sparse_layers"] == REQUIRED["num_hidden_layers"] // 2
+    assert js["head_dim"] == REQUIRED["hidden_size"] // REQUIRED["num_attention_heads"]  # transformers 5: E/H
+    rc, js = write(tmp_path, dict(REQUIRED, model_type="mixtral", num_local_experts=2, num_experts_per_tok=3))
+    assert rc == FORMAT and "num_experts_per_tok" in js["error"], js
+    rc, js = write(tmp_path, dict(REQUIRED, model_type="qwen3_moe", mlp_only_layers=[300]))
+    assert rc == FORMAT and "mlp_only_layers" in js["error"], js

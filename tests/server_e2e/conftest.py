@@ -121,6 +121,24 @@ def make_chat_model_dir(d):
     return str(d)
 
 
+def make_slow_model_dir(d, hidden=1024, layers=8):
+    """stories260K's tokenizer with a wider, deeper llama config (random weights:
+    serve it with --load-format dummy): ~10 ms per token on one core, so that
+    shutdown and disconnect tests catch requests still running."""
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        shutil.copy(os.path.join(MODEL_DIR, f), d / f)
+    cfg = json.load(open(os.path.join(MODEL_DIR, "config.json")))
+    cfg.update(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, head_dim=hidden // 8,
+               num_attention_heads=8, num_key_value_heads=8)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def slow_model_dir(tmp_path_factory):
+    return make_slow_model_dir(tmp_path_factory.mktemp("slow"))
+
+
 @pytest.fixture(scope="session")
 def chat_model_dir(tmp_path_factory):
     """stories260K with minimind's (ChatML, Qwen3-style) chat_template added."""

@@ -33,8 +33,12 @@ def wait_for(pred, timeout=10.0):
     return pred()
 
 
+def finished(server, reason):
+    return server.metrics().get(f'cllm:request_success_total{{finished_reason="{reason}",model_name="stories"}}', 0)
+
+
 def test_disconnect_mid_stream_frees_blocks(server):
-    aborted0 = server.metrics().get('cllm:request_success_total{finished_reason="abort",model_name="stories"}', 0)
+    aborted0, length0 = finished(server, "abort"), finished(server, "length")
     conns = []
     for _ in range(4):
         c, r = open_stream(server, LONG)
@@ -47,8 +51,9 @@ def test_disconnect_mid_stream_frees_blocks(server):
         c.close()
     assert wait_for(lambda: server.metric("cllm:kv_cache_usage_perc") == 0
                     and server.metric("cllm:num_requests_running") == 0, 5), server.metrics()
-    aborted = server.metrics().get('cllm:request_success_total{finished_reason="abort",model_name="stories"}', 0)
-    assert aborted - aborted0 == 4
+    # the tiny model may finish a stream before its client hangs up: every one is aborted or complete
+    aborted, length = finished(server, "abort") - aborted0, finished(server, "length") - length0
+    assert aborted >= 1 and aborted + length == 4, (aborted, length)
 
 
 def test_overload_gives_503_with_retry_after():

@@ -29,8 +29,8 @@ def generate(extra=(), prompt=PROMPT, max_tokens=48, env=None, model=MODEL_DIR, 
 
 
 def free_port():
-    """A port that binds now, below the kernel's ephemeral range (32768+): a port picked by bind(0) is
-    an ephemeral one, which another test's connection or listener may take before cllm binds it."""
+    """A free port below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0
+    could be taken by another test's listener between this check and the rendezvous binding it."""
     import random
     for _ in range(200):
         port = random.randrange(20000, 32000)
@@ -40,7 +40,7 @@ def free_port():
                 return port
             except OSError:
                 continue
-    raise RuntimeError("no free port in 20000-31999")
+    raise RuntimeError("no free port in [20000, 32000)")
 
 
 def children(pid):

@@ -3,6 +3,7 @@ rank's collective statistics, and when a worker process dies /health and
 requests answer 503 within seconds and the server exits non-zero."""
 import http.client
 import json
+import re
 import os
 import signal
 import threading
@@ -26,23 +27,22 @@ def test_serves_like_one_rank(layout):
         assert st == 200, body
         text = json.loads(body)["choices"][0]["text"]
         assert text == ref.stdout.rstrip("\n"), (text, ref.stdout)
-        # the server takes every rank's statistics once the engine is idle (at most once a second while busy),
-        # which may be just after the client has its answer: wait for the snapshot that follows the request
-        group = "tp" if layout[0] == "-tp" else "pp"
+        if layout[0] == "-tp":
+            want = [f'cllm:dist_collective_calls_total{{group="tp",model_name="stories",op="all_reduce",rank="{r}",'
+                    'transport="tcp"}' for r in (0, 1)]
+        else:  # the pipeline's hidden states: stage 0 sends, stage 1 receives (and sends the rows back)
+            want = ['cllm:dist_collective_calls_total{group="pp",model_name="stories",op="send",rank="0",transport="tcp"}',
+                    'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="recv",rank="1",transport="tcp"}']
+        want.append('op="broadcast",rank="1",transport="tcp"')  # the commands rank 0 sent
+        # the engine thread refreshes every rank's statistics once it goes idle, just after the answer
         t0 = time.time()
         while True:
-            st, body = s.get("/metrics")
-            m = body.decode()
-            if f'group="{group}"' in m or time.time() - t0 > 5:
+            m = s.get("/metrics")[1].decode()
+            if all(w in m for w in want) or time.time() - t0 > 10:
                 break
-            time.sleep(0.1)
-        if layout[0] == "-tp":
-            for rank in (0, 1):
-                assert f'cllm:dist_collective_calls_total{{group="tp",model_name="stories",op="all_reduce",rank="{rank}",transport="tcp"}}' in m, m
-        else:  # the pipeline's hidden states: stage 0 sends, stage 1 receives (and sends the rows back)
-            assert 'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="send",rank="0",transport="tcp"}' in m, m
-            assert 'cllm:dist_collective_calls_total{group="pp",model_name="stories",op="recv",rank="1",transport="tcp"}' in m, m
-        assert 'op="broadcast",rank="1",transport="tcp"' in m  # the commands rank 0 sent
+            time.sleep(0.05)
+        for w in want:
+            assert w in m, (w, m)
     finally:
         s.kill()
 
@@ -107,9 +107,39 @@ def test_worker_killed_mid_request():
         assert time.time() - t0 < 10
         # a stream that had started ends with an error event, then [DONE], instead of hanging
         assert '"error"' in rest and rest.rstrip().endswith("data: [DONE]"), rest[-2000:]
-        st, body = s.post("/v1/completions", COMPLETION, timeout=10) if s.proc.poll() is None else (503, b"")
+        try:  # the server answers 503, or is already closing its listener on its way out
+            st, body = s.post("/v1/completions", COMPLETION, timeout=10) if s.proc.poll() is None else (503, b"")
+        except OSError:
+            st, body = 503, b"(listener closed: exiting)"
         assert st == 503, body
         rc = s.proc.wait(15)
         assert rc == 1, "".join(s.log)
+    finally:
+        s.kill()
+
+
+def test_moe_expert_load_metrics():
+    """Expert parallelism over 2 ranks: /metrics counts every (token, expert) assignment once per MoE layer, and
+    each rank's experts' share."""
+    fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "qwen3moe-tiny")
+    s = Server(["-tp", "2", "--enable-expert-parallel", "--dist-timeout", "10"], model=fixture)
+    try:
+        s.wait_healthy()
+        st, body = s.post("/v1/completions", {**COMPLETION, "max_tokens": 12, "ignore_eos": True})
+        assert st == 200, body
+        u = json.loads(body)["usage"]
+        # one MoE layer (layer 1 is in mlp_only_layers), top-2: every forwarded token routes twice
+        want = 2 * (u["prompt_tokens"] + u["completion_tokens"] - 1)
+        t0 = time.time()
+        while True:
+            m = s.get("/metrics")[1].decode()
+            per_expert = [int(float(x)) for x in re.findall(r'^cllm:moe_expert_tokens_total\{expert="\d+",[^}]*\} (\S+)$', m, re.M)]
+            per_rank = [int(float(x)) for x in re.findall(r'^cllm:moe_rank_tokens_total\{[^}]*rank="\d+"\} (\S+)$', m, re.M)]
+            if sum(per_expert) == want or time.time() - t0 > 10:
+                break
+            time.sleep(0.05)
+        assert len(per_expert) == 8 and sum(per_expert) == want, (per_expert, want, m)
+        assert len(per_rank) == 2 and sum(per_rank) == want and all(r > 0 for r in per_rank), per_rank
+        assert re.search(r'^cllm:moe_expert_load_imbalance\{[^}]*\} [0-9.]+$', m, re.M), m
     finally:
         s.kill()

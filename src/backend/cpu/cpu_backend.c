@@ -103,6 +103,19 @@ static cllm_status cpu_mem_info(cllm_backend *be, size_t *free_bytes, size_t *to
 }
 
 static const char *cpu_device_name(cllm_backend *be) { return "cpu"; }
+static cllm_status cpu_moe_route(cllm_backend *be, const float *logits, int T, int NE, int k, bool renormalize,
+                                 int32_t *ids, float *weights) {
+    return cllm_cpu_moe_route(logits, T, NE, k, renormalize, ids, weights);
+}
+static cllm_status cpu_moe_experts(cllm_backend *be, const void *x, int T, int E, const int32_t *ids, const float *w,
+                                   int k, const cllm_weight *gate_up, const cllm_weight *down, int expert_start,
+                                   int num_local, int I, void *workspace, void *out) {
+    return cllm_cpu_moe_experts(x, T, E, ids, w, k, gate_up, down, expert_start, num_local, I, workspace, out);
+}
+static cllm_status cpu_moe_combine(cllm_backend *be, const void *y, const int32_t *rows, const float *w, int n, int k,
+                                   int E, void *out) {
+    return cllm_cpu_moe_combine(y, rows, w, n, k, E, out);
+}
 
 static const cllm_backend_ops cpu_ops = {
     .name = "cpu",
@@ -131,6 +144,10 @@ static const cllm_backend_ops cpu_ops = {
     .copy_blocks = cpu_copy_blocks,
     .mem_info = cpu_mem_info,
     .device_name = cpu_device_name,
+    .moe_route = cpu_moe_route,
+    .moe_experts = cpu_moe_experts,
+    .moe_workspace_bytes = cllm_cpu_moe_workspace_bytes,
+    .moe_combine = cpu_moe_combine,
 };
 
 cllm_status cllm_backend_cpu_create(int num_threads, cllm_backend **out) {

@@ -77,4 +77,13 @@ cllm_status cllm_cpu_copy_blocks(void *cache, size_t block_bytes, const int32_t 
 /* Host available / physical memory (sysconf). */
 cllm_status cllm_cpu_mem_info(size_t *free_bytes, size_t *total_bytes);
 
+/* Mixture of experts (cpu_moe.c); semantics in backend.h. */
+cllm_status cllm_cpu_moe_route(const float *logits, int T, int NE, int k, bool renormalize, int32_t *ids,
+                               float *weights);
+size_t cllm_cpu_moe_workspace_bytes(int T, int k, int E, int I);
+cllm_status cllm_cpu_moe_experts(const float *x, int T, int E, const int32_t *ids, const float *weights, int k,
+                                 const cllm_weight *gate_up, const cllm_weight *down, int expert_start,
+                                 int num_local, int I, void *workspace, float *out);
+cllm_status cllm_cpu_moe_combine(const float *y, const int32_t *rows, const float *w, int n, int k, int E, float *out);
+
 #endif

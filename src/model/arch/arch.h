@@ -70,6 +70,10 @@ typedef struct cllm_arch {
      * num_logits, act) bytes. */
     cllm_status (*head)(cllm_backend *be, void *model, const void *sel, int num_logits, float *logits,
                         void *workspace, cllm_comm *tp);
+    /* Mixture of experts (may be NULL): add this rank's cumulative counts
+     * over its layers: routed (num_experts) = assignments its router sent to
+     * each expert, *computed += rows its experts computed. */
+    void (*expert_stats)(const void *model, uint64_t *routed, uint64_t *computed);
 } cllm_arch;
 
 /* The architecture for cfg->model_type, or NULL (message set,

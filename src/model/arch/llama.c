@@ -12,6 +12,8 @@
  * computes this rank's vocabulary columns of the logits, all-gathered and
  * laid side by side. */
 #include "model/arch/arch.h"
+#include "model/layers/loader.h"
+#include "model/layers/moe.h"
 #include "core/dtype.h"
 #include "core/profile.h"
 #include "core/progress.h"
@@ -29,6 +31,8 @@ typedef struct llama_layer {
     cllm_weight down;     /* (E, I) */
     void *ln1, *ln2;      /* (E) input_layernorm, post_attention_layernorm */
     void *q_norm, *k_norm;/* (D) qwen3 */
+    bool is_moe;          /* a mixture-of-experts MLP (moe) instead of gate_up / down */
+    cllm_moe moe;
 } llama_layer;
 
 typedef struct llama_model {
@@ -43,120 +47,7 @@ typedef struct llama_model {
 
 /* ------------------------------------------------------------ loading */
 
-typedef struct loader {
-    cllm_backend *be;
-    cllm_weights *w;
-    cllm_arch_info *info;
-} loader;
-
-/* A slice of a 2-D tensor (rows, cols) = the rows [r0, r0 + nr) and columns
- * [c0, c0 + nc); a 1-D tensor (rows) uses rows only. */
-typedef struct slice {
-    int64_t r0, nr, c0, nc;
-} slice;
-
-static int64_t numel(int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
-/* Upload tensor `name` (shape-checked against the whole tensor) into dst at
- * element offset off: all of it (sl NULL) or the slice sl (row slices are
- * contiguous in the mapping; column slices go through the strided upload). */
-static cllm_status put(loader *L, const char *name, int ndim, const int64_t *shape, const slice *sl, void *dst,
-                       size_t off) {
-    const cllm_tensor_info *t;
-    CLLM_TRY(cllm_weights_get(L->w, name, ndim, shape, &t));
-    cllm_status st;
-    int64_t cols = ndim == 2 ? shape[1] : 1, n;
-    if (!sl) {
-        n = numel(ndim, shape);
-        st = L->be->ops->upload(L->be, dst, off, t->data, t->dtype, (size_t)n);
-    } else {
-        size_t es = cllm_dtype_size(t->dtype);
-        const char *src = (const char *)t->data + ((size_t)sl->r0 * (size_t)cols + (size_t)sl->c0) * es;
-        n = sl->nr * sl->nc;
-        st = cllm_backend_upload2d(L->be, dst, off, src, t->dtype, (size_t)sl->nr, (size_t)sl->nc, (size_t)cols);
-    }
-    cllm_weights_release(L->w, t);
-    if (st != CLLM_OK) return cllm_error_wrap(st, "uploading %s", name);
-    L->info->num_params += n;
-    return CLLM_OK;
-}
-
-static cllm_status alloc_act(loader *L, size_t n, void **out) {
-    size_t bytes = n * cllm_dtype_size(L->be->act);
-    CLLM_TRY(L->be->ops->alloc(L->be, bytes, out));
-    L->info->weight_bytes += bytes;
-    return CLLM_OK;
-}
-
-/* A 1-D tensor of length n: name (replicated on every rank). */
-static cllm_status load_vec(loader *L, const char *name, int64_t n, void **out) {
-    CLLM_TRY(alloc_act(L, (size_t)n, out));
-    return put(L, name, 1, &n, NULL, *out, 0);
-}
-
-/* Column-parallel fused weight: part i is the rows [row0[i], row0[i] +
- * rows[i]) of the whole (full_rows[i], K) tensor names[i]; the parts are
- * stacked row-wise into one (sum rows, K) weight; with bias_names, the
- * matching slices of the (full_rows[i]) biases too. */
-static cllm_status load_fused(loader *L, int nparts, const char *const *names, const char *const *bias_names,
-                              const int64_t *full_rows, const int64_t *row0, const int64_t *rows, int64_t K,
-                              cllm_weight *out) {
-    int64_t N = 0;
-    for (int i = 0; i < nparts; i++) N += rows[i];
-    out->n = N;
-    out->k = K;
-    CLLM_TRY(alloc_act(L, (size_t)(N * K), &out->data));
-    if (bias_names) CLLM_TRY(alloc_act(L, (size_t)N, &out->bias));
-    int64_t r = 0;
-    for (int i = 0; i < nparts; i++) {
-        int64_t shape[2] = {full_rows[i], K};
-        slice sl = {row0[i], rows[i], 0, K}, bl = {row0[i], rows[i], 0, 1};
-        CLLM_TRY(put(L, names[i], 2, shape, &sl, out->data, (size_t)(r * K)));
-        if (bias_names) CLLM_TRY(put(L, bias_names[i], 1, &full_rows[i], &bl, out->bias, (size_t)r));
-        r += rows[i];
-    }
-    return CLLM_OK;
-}
-
-/* Row-parallel weight: the columns [c0, c0 + nc) of the whole (N, K) tensor
- * name; its (N) bias (bias_name, may be NULL) only where with_bias (rank 0:
- * added once before the all-reduce). */
-static cllm_status load_row_parallel(loader *L, const char *name, const char *bias_name, bool with_bias, int64_t N,
-                                     int64_t K, int64_t c0, int64_t nc, cllm_weight *out) {
-    out->n = N;
-    out->k = nc;
-    CLLM_TRY(alloc_act(L, (size_t)(N * nc), &out->data));
-    int64_t shape[2] = {N, K};
-    slice sl = {0, N, c0, nc};
-    CLLM_TRY(put(L, name, 2, shape, &sl, out->data, 0));
-    if (bias_name && with_bias) {
-        CLLM_TRY(alloc_act(L, (size_t)N, &out->bias));
-        CLLM_TRY(put(L, bias_name, 1, &N, NULL, out->bias, 0));
-    }
-    return CLLM_OK;
-}
-
-/* Vocabulary-parallel (V, E) table: this rank's Vp rows, the real ones from
- * name and zero padding past the vocabulary. */
-static cllm_status load_vocab(loader *L, const cllm_shard *sh, const char *name, int64_t E, void **out) {
-    int64_t Vp = sh->vocab_per_rank, V = sh->vocab_size;
-    CLLM_TRY(alloc_act(L, (size_t)(Vp * E), out));
-    int64_t shape[2] = {V, E};
-    if (sh->vocab_rows > 0) {
-        slice sl = {sh->vocab_start, sh->vocab_rows, 0, E};
-        CLLM_TRY(put(L, name, 2, shape, sh->tp_size > 1 ? &sl : NULL, *out, 0));
-    }
-    if (sh->vocab_rows < Vp)
-        CLLM_TRY(cllm_backend_upload_zeros(L->be, *out, (size_t)(sh->vocab_rows * E),
-                                           (size_t)((Vp - sh->vocab_rows) * E)));
-    return CLLM_OK;
-}
-
-static cllm_status load_layer(loader *L, const cllm_model_config *c, const cllm_shard *sh, int l, llama_layer *ly) {
+static cllm_status load_layer(cllm_loader *L, const cllm_model_config *c, const cllm_shard *sh, int l, llama_layer *ly) {
     int64_t E = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
     int64_t H = c->num_attention_heads, Hkv = c->num_key_value_heads;
     int64_t Hl = sh->num_heads, Hkvl = sh->num_kv_heads, Il = sh->intermediate_size, r = sh->tp_rank;
@@ -172,31 +63,35 @@ static cllm_status load_layer(loader *L, const cllm_model_config *c, const cllm_
     int64_t qkv_full[3] = {H * D, Hkv * D, Hkv * D}, qkv_rows[3] = {Hl * D, Hkvl * D, Hkvl * D};
     int64_t qkv_r0[3] = {r * Hl * D, sh->kv_head_start * D, sh->kv_head_start * D};
     bool qkv_has_bias = c->attention_bias || !strcmp(c->model_type, "qwen2");
-    CLLM_TRY(load_fused(L, 3, qkv_names, qkv_has_bias ? qkv_bias : NULL, qkv_full, qkv_r0, qkv_rows, E, &ly->qkv));
+    CLLM_TRY(cllm_loader_column_parallel(L, 3, qkv_names, qkv_has_bias ? qkv_bias : NULL, qkv_full, qkv_r0, qkv_rows, E, &ly->qkv));
 
     /* o_proj has a bias under attention_bias in Llama/Mistral/Qwen3, never in Qwen2 */
     snprintf(n[0], 128, "%s.%d.self_attn.o_proj.weight", p, l);
     snprintf(n[1], 128, "%s.%d.self_attn.o_proj.bias", p, l);
     bool o_has_bias = c->attention_bias && strcmp(c->model_type, "qwen2") != 0;
-    CLLM_TRY(load_row_parallel(L, n[0], o_has_bias ? n[1] : NULL, r == 0, E, H * D, r * Hl * D, Hl * D, &ly->o));
+    CLLM_TRY(cllm_loader_row_parallel(L, n[0], o_has_bias ? n[1] : NULL, r == 0, E, H * D, r * Hl * D, Hl * D, &ly->o));
 
-    snprintf(n[0], 128, "%s.%d.mlp.gate_proj.weight", p, l);
-    snprintf(n[1], 128, "%s.%d.mlp.up_proj.weight", p, l);
-    snprintf(n[2], 128, "%s.%d.mlp.down_proj.weight", p, l);
-    const char *gu_names[2] = {n[0], n[1]};
-    int64_t gu_full[2] = {I, I}, gu_r0[2] = {r * Il, r * Il}, gu_rows[2] = {Il, Il};
-    CLLM_TRY(load_fused(L, 2, gu_names, NULL, gu_full, gu_r0, gu_rows, E, &ly->gate_up));
-    CLLM_TRY(load_row_parallel(L, n[2], NULL, false, E, I, r * Il, Il, &ly->down));
+    if ((ly->is_moe = cllm_config_layer_is_moe(c, l))) {
+        CLLM_TRY(cllm_moe_load(L, c, sh, l, &ly->moe));
+    } else {
+        snprintf(n[0], 128, "%s.%d.mlp.gate_proj.weight", p, l);
+        snprintf(n[1], 128, "%s.%d.mlp.up_proj.weight", p, l);
+        snprintf(n[2], 128, "%s.%d.mlp.down_proj.weight", p, l);
+        const char *gu_names[2] = {n[0], n[1]};
+        int64_t gu_full[2] = {I, I}, gu_r0[2] = {r * Il, r * Il}, gu_rows[2] = {Il, Il};
+        CLLM_TRY(cllm_loader_column_parallel(L, 2, gu_names, NULL, gu_full, gu_r0, gu_rows, E, &ly->gate_up));
+        CLLM_TRY(cllm_loader_row_parallel(L, n[2], NULL, false, E, I, r * Il, Il, &ly->down));
+    }
 
     snprintf(n[0], 128, "%s.%d.input_layernorm.weight", p, l);
     snprintf(n[1], 128, "%s.%d.post_attention_layernorm.weight", p, l);
-    CLLM_TRY(load_vec(L, n[0], E, &ly->ln1));
-    CLLM_TRY(load_vec(L, n[1], E, &ly->ln2));
+    CLLM_TRY(cllm_loader_vec(L, n[0], E, &ly->ln1));
+    CLLM_TRY(cllm_loader_vec(L, n[1], E, &ly->ln2));
     if (c->qk_norm) {
         snprintf(n[0], 128, "%s.%d.self_attn.q_norm.weight", p, l);
         snprintf(n[1], 128, "%s.%d.self_attn.k_norm.weight", p, l);
-        CLLM_TRY(load_vec(L, n[0], D, &ly->q_norm));
-        CLLM_TRY(load_vec(L, n[1], D, &ly->k_norm));
+        CLLM_TRY(cllm_loader_vec(L, n[0], D, &ly->q_norm));
+        CLLM_TRY(cllm_loader_vec(L, n[1], D, &ly->k_norm));
     }
     return CLLM_OK;
 }
@@ -216,6 +111,7 @@ static void llama_destroy(cllm_backend *be, void *model) {
             weight_free(be, &ly->o);
             weight_free(be, &ly->gate_up);
             weight_free(be, &ly->down);
+            cllm_moe_free(be, &ly->moe);
             void *v[4] = {ly->ln1, ly->ln2, ly->q_norm, ly->k_norm};
             for (int i = 0; i < 4; i++)
                 if (v[i]) be->ops->free(be, v[i]);
@@ -246,20 +142,20 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cons
     m->layers = calloc((size_t)(nl > 0 ? nl : 1), sizeof *m->layers);
     if (!m->layers) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
     bar = cllm_progress_create("loading weights (layers)", (uint64_t)nl, false, show);
-    loader L = {be, w, info};
+    cllm_loader L = {be, w, info};
     int64_t E = c->hidden_size;
     bool first = sh->pp_rank == 0, last = sh->pp_rank == sh->pp_size - 1;
     /* stage 0: embedding and lm_head (sampling stays on rank 0); the last stage: the final norm */
-    if (first) CLLM_TRY_GOTO(st, load_vocab(&L, sh, "model.embed_tokens.weight", E, &m->embed), fail);
+    if (first) CLLM_TRY_GOTO(st, cllm_loader_vocab(&L, sh, "model.embed_tokens.weight", E, &m->embed), fail);
     for (int l = sh->layer_start; l < sh->layer_end; l++) {
         cllm_progress_update(bar, (uint64_t)(l - sh->layer_start), 0);
         CLLM_TRY_GOTO(st, load_layer(&L, c, sh, l, &m->layers[l - sh->layer_start]), fail);
     }
-    if (last) CLLM_TRY_GOTO(st, load_vec(&L, "model.norm.weight", E, &m->norm), fail);
+    if (last) CLLM_TRY_GOTO(st, cllm_loader_vec(&L, "model.norm.weight", E, &m->norm), fail);
     m->lm_head.n = sh->vocab_per_rank;
     m->lm_head.k = E;
     if (first && c->tie_word_embeddings) m->lm_head.data = m->embed;
-    else if (first) CLLM_TRY_GOTO(st, load_vocab(&L, sh, "lm_head.weight", E, &m->lm_head.data), fail);
+    else if (first) CLLM_TRY_GOTO(st, cllm_loader_vocab(&L, sh, "lm_head.weight", E, &m->lm_head.data), fail);
     cllm_progress_update(bar, (uint64_t)nl, 0);
     cllm_progress_finish(bar);
     *model = m;
@@ -290,6 +186,7 @@ static size_t llama_workspace_bytes(const void *model, int T, int num_logits, cl
     size_t t = (size_t)T, nl = (size_t)num_logits;
     size_t b = align_up(t * E * a) * 3 + align_up(t * qkv * a) + align_up(t * HD * a) + align_up(t * 2 * I * a) +
                align_up(t * I * a) + align_up(nl * E * a);
+    if (c->num_experts > 0) b += align_up(cllm_moe_workspace_bytes(c, sh, act, T)); /* before the logits scratch */
     if (sh->tp_size > 1)
         b += align_up(nl * (size_t)sh->vocab_per_rank * 4) * (1 + (size_t)sh->tp_size);
     return b;
@@ -371,7 +268,8 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     void *attn = p;     p += align_up((size_t)T * H * D * as);
     void *gu = p;       p += align_up((size_t)T * 2 * I * as);
     void *mlp = p;      p += align_up((size_t)T * I * as);
-    void *sel = p;
+    void *sel = p;      p += align_up((size_t)NL * E * as);
+    void *moe_ws = p;   /* the MoE block's workspace (cllm_moe_workspace_bytes) */
     float *lg_local, *lg_all;
     logits_scratch(m, a->workspace, T, NL, act, &lg_local, &lg_all);
     char *q = qkv, *k = qkv + (size_t)H * D * as, *v = qkv + (size_t)(H + Hkv) * D * as;
@@ -423,11 +321,16 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         PROF(CLLM_PROF_OTHER);
         CLLM_TRY(op->rmsnorm(be, tmp, residual, ly->ln2, T, E, eps, normed));
         PROF(CLLM_PROF_GEMM);
-        CLLM_TRY(op->linear(be, normed, T, &ly->gate_up, gu, act));
-        PROF(CLLM_PROF_OTHER);
-        CLLM_TRY(op->silu_mul(be, gu, T, I, mlp));
-        PROF(CLLM_PROF_GEMM);
-        CLLM_TRY(op->linear(be, mlp, T, &ly->down, tmp, act));
+        if (ly->is_moe) {
+            CLLM_TRY(cllm_moe_forward(be, &ly->moe, normed, T, E, tmp, moe_ws, tp));
+            if (ly->moe.ep) continue; /* expert parallelism returns the whole sum on every rank */
+        } else {
+            CLLM_TRY(op->linear(be, normed, T, &ly->gate_up, gu, act));
+            PROF(CLLM_PROF_OTHER);
+            CLLM_TRY(op->silu_mul(be, gu, T, I, mlp));
+            PROF(CLLM_PROF_GEMM);
+            CLLM_TRY(op->linear(be, mlp, T, &ly->down, tmp, act));
+        }
         if (tp) {
             PROF(CLLM_PROF_COMM);
             CLLM_TRY(tp_all_reduce(be, tp, tmp, (size_t)T * E));
@@ -442,6 +345,16 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     CLLM_TRY(head(be, m, sel, NL, a->logits, lg_local, lg_all, tp));
     PROF(CLLM_PROF_SAMPLE); /* the runner's sampling follows; the caller closes it */
     return CLLM_OK;
+}
+
+static void llama_expert_stats(const void *model, uint64_t *routed, uint64_t *computed) {
+    const llama_model *m = model;
+    for (int l = 0; l < m->num_layers; l++) {
+        const cllm_moe *moe = &m->layers[l].moe;
+        if (!m->layers[l].is_moe) continue;
+        for (int e = 0; e < moe->num_experts; e++) routed[e] += moe->tokens_per_expert[e];
+        *computed += moe->rows_computed;
+    }
 }
 
 /* Stage 0 of a pipeline: the lm_head over the last stage's rows sel (NL, E). */
@@ -462,4 +375,5 @@ const cllm_arch cllm_arch_llama_family = {
     .workspace_bytes = llama_workspace_bytes,
     .forward = llama_forward,
     .head = llama_head,
+    .expert_stats = llama_expert_stats,
 };

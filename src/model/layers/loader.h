@@ -1,0 +1,50 @@
+/* Loading one rank's slices of a checkpoint's tensors (internal; shared by
+ * every model family, see loader.c). Every function shape-checks the whole
+ * tensor in the checkpoint (cllm_weights_get), uploads the slice in the
+ * backend's act dtype and counts parameters and bytes into info. Errors:
+ * those of cllm_weights_get (CLLM_ERR_NOT_FOUND / CLLM_ERR_FORMAT naming the
+ * tensor), the backend (CLLM_ERR_OOM), the upload. */
+#ifndef CLLM_MODEL_LAYERS_LOADER_H
+#define CLLM_MODEL_LAYERS_LOADER_H
+
+#include "backend/backend.h"
+#include "model/arch/arch.h"
+#include "model/shard.h"
+#include "model/weights.h"
+
+typedef struct cllm_loader {
+    cllm_backend *be;
+    cllm_weights *w;
+    cllm_arch_info *info;
+} cllm_loader;
+
+/* A slice of a 2-D tensor (rows, cols): rows [r0, r0 + nr), columns
+ * [c0, c0 + nc); a 1-D tensor uses the rows only. */
+typedef struct cllm_slice {
+    int64_t r0, nr, c0, nc;
+} cllm_slice;
+
+/* Upload tensor name (ndim, shape: the whole tensor) into dst at element
+ * offset off: all of it (sl NULL) or the slice sl. */
+cllm_status cllm_loader_put(cllm_loader *L, const char *name, int ndim, const int64_t *shape, const cllm_slice *sl,
+                            void *dst, size_t off);
+/* Allocate n act elements on the backend (counted as weight bytes). */
+cllm_status cllm_loader_alloc(cllm_loader *L, size_t n, void **out);
+/* A 1-D tensor of length n, replicated on every rank. */
+cllm_status cllm_loader_vec(cllm_loader *L, const char *name, int64_t n, void **out);
+/* Column parallel, merged: part i is rows [row0[i], row0[i] + rows[i]) of
+ * the whole (full_rows[i], K) tensor names[i], stacked row-wise into one
+ * (sum rows, K) weight; with bias_names, the matching bias slices too. */
+cllm_status cllm_loader_column_parallel(cllm_loader *L, int nparts, const char *const *names,
+                                        const char *const *bias_names, const int64_t *full_rows, const int64_t *row0,
+                                        const int64_t *rows, int64_t K, cllm_weight *out);
+/* Row parallel: columns [c0, c0 + nc) of the whole (N, K) tensor name; its
+ * (N) bias (bias_name may be NULL) only where with_bias (rank 0 of the
+ * group: added once before the all-reduce). */
+cllm_status cllm_loader_row_parallel(cllm_loader *L, const char *name, const char *bias_name, bool with_bias,
+                                     int64_t N, int64_t K, int64_t c0, int64_t nc, cllm_weight *out);
+/* Vocabulary parallel (V, E) table: this rank's vocab_per_rank rows, the
+ * real ones from name, zeros past the vocabulary. */
+cllm_status cllm_loader_vocab(cllm_loader *L, const cllm_shard *sh, const char *name, int64_t E, void **out);
+
+#endif
