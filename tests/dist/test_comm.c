@@ -389,14 +389,19 @@ static int run_collectives(int world, bool quick, char **argv) {
 
 /* ------------------------------------------------ launchers by environment */
 
+/* A port that binds now, below Linux's ephemeral range (32768-60999): a port
+ * the kernel hands out for port 0 can become another test's connection's
+ * local port before rank 0 binds it (seen under ctest -j2). */
 static int free_port(void) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    for (int tries = 0; tries < 200; tries++) {
+        int port = 20000 + rand() % 12000;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0), ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (fd >= 0) close(fd);
+        if (ok) return port;
+    }
+    return 29500;
 }
 
 /* Start N copies of `argv0 collectives 0 quick` with the variables srun or
