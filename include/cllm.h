@@ -89,6 +89,30 @@ bool cllm_tokenizer_is_special(const cllm_tokenizer *tok, int32_t id);
 int32_t cllm_tokenizer_bos_id(const cllm_tokenizer *tok);
 int32_t cllm_tokenizer_eos_id(const cllm_tokenizer *tok);
 
+/* chat_template of tokenizer_config.json (the "default" one when it is a
+ * list of named templates; else chat_template.jinja beside it), or NULL when
+ * the tokenizer has none. Borrowed: valid while tok lives. */
+const char *cllm_tokenizer_chat_template(const cllm_tokenizer *tok);
+
+/* Render a chat template as transformers' apply_chat_template(tokenize=False)
+ * does (src/tokenizer/chat_template.h: a Jinja subset, bounded in time and
+ * memory). context_json: UTF-8 JSON object, NUL-terminated, holding
+ * "messages" (a list of {"role", "content", ...}) and any other template
+ * variables ("add_generation_prompt", "tools", "documents", extra kwargs);
+ * "bos_token" / "eos_token" default to the tokenizer's (tokenizer_config.json).
+ * chat_template: Jinja source, or NULL for the tokenizer's own.
+ * *text: the rendered prompt, NUL-terminated, caller-owned (cllm_free); *len
+ * its length in bytes (len may be NULL). The text is not tokenized: encode it
+ * with add_special_tokens=false, as vLLM does, since templates write BOS.
+ * Returns CLLM_OK; CLLM_ERR_NOT_FOUND (chat_template NULL and the tokenizer
+ * has none); CLLM_ERR_FORMAT (context_json is not a JSON object with a
+ * "messages" list; the template does not compile: line and column);
+ * CLLM_ERR_INVALID_ARG (the template called raise_exception: the message is
+ * its argument, as transformers' TemplateError; or failed at run time);
+ * CLLM_ERR_OOM. Thread-safe: compiles the template on every call. */
+cllm_status cllm_tokenizer_apply_chat_template(const cllm_tokenizer *tok, const char *chat_template,
+                                               const char *context_json, char **text, size_t *len);
+
 /* Incremental detokenizer: turns a stream of ids into text deltas that never
  * split a UTF-8 character and equal, concatenated, decode(all ids) minus
  * decode(prompt ids) (vLLM's prefix/read-offset algorithm). */
@@ -255,6 +279,14 @@ typedef struct cllm_request_params {
     bool include_stop_str_in_output;/* default false */
 } cllm_request_params;
 cllm_request_params cllm_request_default_params(void);
+/* Check request parameters the way cllm_engine_add_request does, without an
+ * engine (vLLM's SamplingParams._verify_args): ranges of n, temperature,
+ * top_p, top_k, min_p, penalties, min/max_tokens (max_tokens <= 0: no limit),
+ * logprobs and prompt_logprobs (<= 20), stop strings. What needs the model
+ * (stop_token_ids against the vocabulary, prompt + max_tokens against
+ * max_model_len) is checked by add_request. Returns CLLM_OK or
+ * CLLM_ERR_INVALID_ARG with a message naming the field and its range. */
+cllm_status cllm_request_params_check(const cllm_request_params *p);
 
 typedef struct cllm_logprob_entry {
     int32_t token_id;

@@ -8,9 +8,11 @@
 # Idempotent: skips what is already there.
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libjansson-dev libpcre2-dev libopenblas-dev libcurl4-openssl-dev
-      libutf8proc-dev libxxhash-dev libuv1-dev node-llhttp libyaml-dev python3 python3-pip
+      libutf8proc-dev libxxhash-dev libuv1-dev node-llhttp libyaml-dev python3 python3-pip python3-dev python3-venv
       clang libclang-rt-dev curl libopenmpi-dev openmpi-bin"
 missing=""
+# tests/multihost: two "hosts" as network namespaces (iproute2) with a firewall between them (nftables)
+PKGS="$PKGS iproute2 nftables"
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

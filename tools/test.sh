@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # README's test command: install dependencies, build (with the CUDA code
 # compiled when nvcc is present), run every CPU test with CTest, then rebuild
-# with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again,
-# then fuzz the request parsers (JSON, HTTP), the chat template renderer and what the router
-# parses from replicas (event streams, header lines) for a bounded
+# with AddressSanitizer + UndefinedBehaviorSanitizer and run the tests again
+# (the Python suite, label python, runs in the release pass only), then fuzz
+# the request parsers (JSON, HTTP), the chat template renderer and what the
+# router parses from replicas (event streams, header lines) for a bounded
 # time. Tests labelled `gpu` (CUDA kernels vs the CPU reference, golden logits
 # on CUDA) need a GPU: tools/gpu_run.sh runs them on the GPU machine; here they
 # run only when a GPU is visible (nvidia-smi -L lists one).
@@ -21,7 +22,7 @@ if [ "${CLLM_SKIP_SANITIZE:-0}" != 1 ]; then
   BUILD_DIR=build-asan tools/build.sh -DCLLM_CUDA=OFF -DCLLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
   echo "== ctest (ASan + UBSan) =="
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800 -LE slow
+    ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800 -LE "slow|python"
 fi
 FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
 if [ "$FUZZ_SECONDS" != 0 ]; then

@@ -6,6 +6,7 @@
 #include "cli/args.h"
 #include "cli/engine_args.h"
 #include "cli/cli.h"
+#include "cli/serve_plan.h"
 #include "cllm.h"
 #include "core/dtype.h"
 #include "core/status.h"
@@ -56,13 +57,8 @@ static int apply_entry(const cllm_registry_entry *e, cllm_server_params *p) {
     p->served_model_name = e->served_model_name ? e->served_model_name : e->name;
     if (e->dtype && !cllm_arg_dtype("dtype (registry)", e->dtype, &p->engine.model.dtype)) return 0;
     if (e->device && !cllm_arg_device("device (registry)", e->device, &p->engine.model.device)) return 0;
-    if (e->pipeline_parallel_size > 1) {
-        fprintf(stderr, "cllm serve: deployment '%s' asks for pipeline parallelism (%d), which cllm does not "
-                        "implement yet; use tensor_parallel_size\n",
-                e->name, e->pipeline_parallel_size);
-        return 0;
-    }
     if (e->tensor_parallel_size > 1) p->engine.model.tensor_parallel_size = e->tensor_parallel_size;
+    if (e->pipeline_parallel_size > 1) p->engine.model.pipeline_parallel_size = e->pipeline_parallel_size;
     if (e->gpu_memory_utilization > 0) p->engine.gpu_memory_utilization = (float)e->gpu_memory_utilization;
     if (e->max_num_seqs > 0) p->engine.max_num_seqs = e->max_num_seqs;
     if (e->max_model_len > 0) p->engine.model.max_model_len = e->max_model_len;
@@ -82,6 +78,9 @@ static void print_command(const cllm_server_params *p) {
            e->model.dtype == CLLM_DTYPE_AUTO ? "auto" : cllm_dtype_name(e->model.dtype));
     if (e->model.max_model_len) printf(" --max-model-len %d", e->model.max_model_len);
     if (e->model.tensor_parallel_size > 1) printf(" --tensor-parallel-size %d", e->model.tensor_parallel_size);
+    if (e->model.pipeline_parallel_size > 1) printf(" --pipeline-parallel-size %d", e->model.pipeline_parallel_size);
+    if (e->model.pp_layer_partition) printf(" --pp-layer-partition %s", e->model.pp_layer_partition);
+    if (e->model.pp_micro_batches) printf(" --pp-micro-batches %d", e->model.pp_micro_batches);
     printf(" --max-num-seqs %d --max-num-batched-tokens %d --gpu-memory-utilization %g --block-size %d",
            e->max_num_seqs, e->max_num_batched_tokens, (double)e->gpu_memory_utilization, e->model.block_size);
     printf(" %s", e->enable_prefix_caching ? "--enable-prefix-caching" : "--no-enable-prefix-caching");
@@ -145,6 +144,7 @@ int cllm_cli_serve(int argc, char **argv) {
     const char *name = NULL, *registry_flag = NULL;
     bool dry_run = false;
     cllm_registry *reg = NULL;
+    const cllm_registry_entry *entry = NULL; /* borrowed from reg */
     int rc = 2;
     /* flags are read twice: first to find NAME/--registry, then to override the registry entry */
     for (int i = 1; i < argc; i++) {
@@ -169,12 +169,11 @@ int cllm_cli_serve(int argc, char **argv) {
             goto out;
         }
         cllm_free(path);
-        const cllm_registry_entry *e = NULL;
-        if (cllm_registry_lookup(reg, name, &e) != CLLM_OK) {
+        if (cllm_registry_lookup(reg, name, &entry) != CLLM_OK) {
             fprintf(stderr, "cllm serve: %s\n", cllm_last_error());
             goto out;
         }
-        if (!apply_entry(e, &p)) goto out;
+        if (!apply_entry(entry, &p)) goto out;
     }
     long l;
     cllm_engine_args ea; /* the engine flags, over the registry entry */
@@ -281,9 +280,20 @@ int cllm_cli_serve(int argc, char **argv) {
     }
     if (dry_run) {
         print_command(&p);
+        cllm_serve_plan plan = {.tensor_parallel_size = p.engine.model.tensor_parallel_size,
+                                .pipeline_parallel_size = p.engine.model.pipeline_parallel_size,
+                                .data_parallel_size = entry ? entry->data_parallel_size : 1,
+                                .cuda = p.engine.model.device == CLLM_DEVICE_CUDA};
+        cllm_serve_plan_make(&plan);
+        cllm_serve_plan_print(stdout, &plan, name, argc, argv);
         rc = 0;
         goto out;
     }
+    if (entry && entry->data_parallel_size > 1 && parent_pid == 0)
+        fprintf(stderr, "cllm serve: note: deployment '%s' has data-parallel-size %d; this process serves one replica "
+                        "(`cllm serve %s --dry-run` prints the launch lines of one: start %d behind a router, or add "
+                        "--data-parallel-size %d to start them on this node)\n",
+                name, entry->data_parallel_size, name, entry->data_parallel_size, entry->data_parallel_size);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

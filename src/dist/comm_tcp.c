@@ -357,7 +357,14 @@ cllm_status cllm_comm_tcp_create_world(const cllm_dist_env *env, double timeout_
     st = tcp_comm_impl(c, m);
     if (c->impl) m = NULL; /* owned by c now */
     if (st != CLLM_OK) goto fail;
-    CLLM_TRY_GOTO(st, cllm_comm_barrier(c), fail); /* every link works */
+    if ((st = cllm_comm_barrier(c)) != CLLM_OK) { /* every link works */
+        char why[512];
+        snprintf(why, sizeof why, "%s", cllm_last_error());
+        st = cllm_error(st, "%s; this barrier ends the bootstrap: every rank had joined rank 0, but not all of them "
+                            "connected to each other (their own errors name the link; a firewall between the hosts "
+                            "may drop the ranks' listen ports: CLLM_DIST_PORT_RANGE, docs/distributed.md)", why);
+        goto fail;
+    }
     if (me == 0 && W > 1)
         CLLM_LOG_D("rank 0: %d ranks joined (%s) in %.3f s", W, env->launcher, cllm_comm_now_s() - t0);
     free(ident);

@@ -132,6 +132,22 @@ static cllm_status rendezvous_from_env(cllm_dist_env *env) {
     return secret_from_env(env);
 }
 
+cllm_status cllm_dist_port_range(int *lo, int *hi) {
+    *lo = *hi = 0;
+    const char *v = env_get("CLLM_DIST_PORT_RANGE");
+    if (!v) return CLLM_OK;
+    char *end, *end2 = NULL;
+    errno = 0;
+    long a = strtol(v, &end, 10), b = *end == '-' ? strtol(end + 1, &end2, 10) : -1;
+    if (errno || end == v || *end != '-' || end2 == end + 1 || *end2 || a < 1 || b > 65535 || a > b)
+        return cllm_error(CLLM_ERR_INVALID_ARG,
+                          "CLLM_DIST_PORT_RANGE='%s' must be LO-HI with 1 <= LO <= HI <= 65535 (e.g. 29500-29599)",
+                          v);
+    *lo = (int)a;
+    *hi = (int)b;
+    return CLLM_OK;
+}
+
 /* ------------------------------------------------------------- mpirun */
 
 #ifdef CLLM_HAVE_MPI
@@ -273,6 +289,8 @@ cllm_status cllm_dist_env_detect(cllm_dist_env *env) {
     else if (env_long0("SLURM_STEP_NUM_TASKS") > 1) st = detect_srun(env);
     else if (env_get("RANK") && env_get("WORLD_SIZE")) st = detect_torchrun(env);
     if (st != CLLM_OK) return st;
+    int lo, hi;
+    if (env->world_size > 1) CLLM_TRY(cllm_dist_port_range(&lo, &hi));
     env->cuda_device = env->local_rank;
     const char *vis = env_get("CUDA_VISIBLE_DEVICES"); /* one device per task (srun --gpus-per-task=1) */
     if (vis && !strchr(vis, ',') && env->local_world_size > 1) env->cuda_device = 0;

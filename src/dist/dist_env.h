@@ -96,6 +96,15 @@ void cllm_dist_worker_bind_parent(const cllm_dist_env *env);
  * of cllm serve --data-parallel-size. */
 void cllm_dist_watch_parent(pid_t parent, const char *who);
 
+/* CLLM_DIST_PORT_RANGE=LO-HI (e.g. 29500-29599): the ports that the TCP
+ * listeners of this process bind when no port is prescribed (a rank's mesh
+ * listener; rank 0's rendezvous socket under mpirun or a self-launch), the
+ * first free one of the range, so that a firewall between nodes needs to
+ * open only MASTER_PORT and the range (one port per rank on a host). Unset:
+ * *lo = *hi = 0 (the kernel's ephemeral ports). CLLM_ERR_INVALID_ARG naming
+ * the variable when it is malformed. Self-launched workers inherit it. */
+cllm_status cllm_dist_port_range(int *lo, int *hi);
+
 /* Host name of this machine, for logs and error messages. */
 const char *cllm_dist_hostname(void);
 

@@ -23,8 +23,9 @@ extern char **environ;
 
 #define NUM_VARS 7
 
-/* environ without CLLM_DIST_* entries, with room for NUM_VARS more + NULL.
- * The strings are borrowed from environ. */
+/* environ without CLLM_DIST_* entries (but CLLM_DIST_PORT_RANGE, which
+ * applies to every rank), with room for NUM_VARS more + NULL. The strings
+ * are borrowed from environ. */
 static char **env_base(int *n_out) {
     int n = 0;
     while (environ[n]) n++;
@@ -32,7 +33,8 @@ static char **env_base(int *n_out) {
     if (!e) return NULL;
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (strncmp(environ[i], "CLLM_DIST_", 10) != 0) e[k++] = environ[i];
+        if (strncmp(environ[i], "CLLM_DIST_", 10) != 0 || !strncmp(environ[i], "CLLM_DIST_PORT_RANGE=", 21))
+            e[k++] = environ[i];
     *n_out = k;
     return e;
 }
@@ -85,7 +87,11 @@ cllm_status cllm_dist_launch_local(cllm_dist_env *env, int world_size, const cha
     sigset_t none;
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none); /* a parent's blocked signals (signal threads) stay its own */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    /* a process group of their own: a terminal's Ctrl-C (SIGINT to the foreground
+     * group) reaches rank 0 alone, which decides (abort a generate, drain a
+     * server) and stops the workers itself; they still follow it when it dies */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
     for (int r = 1; r < world_size; r++) {
         snprintf(vars[0], sizeof vars[0], "CLLM_DIST_RANK=%d", r);
         snprintf(vars[1], sizeof vars[1], "CLLM_DIST_WORLD_SIZE=%d", world_size);
@@ -153,6 +159,9 @@ void cllm_dist_watch_parent(pid_t parent, const char *who) {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    /* small, but above the libraries' static TLS (OpenBLAS alone has ~60 KiB of it:
+     * a 64 KiB stack made pthread_create fail with EINVAL) */
+    pthread_attr_setstacksize(&a, 512 * 1024);
     int e = pthread_create(&t, &a, watch_parent, NULL);
     if (e != 0) fprintf(stderr, "cllm: %s: cannot start the parent watch thread: %s\n", g_who, strerror(e));
     pthread_attr_destroy(&a);

@@ -91,6 +91,20 @@ static void addr_str(const struct sockaddr_in *a, char *b, size_t cap) {
     snprintf(b, cap, "%s:%d", ip, ntohs(a->sin_port));
 }
 
+/* A listening socket on sa; -1 with errno set on failure. */
+static int listen_on(const struct sockaddr_in *sa) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) != 0 || listen(fd, 128) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int tcp_listen(const char *addr, int port, int *port_out) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_ANY);
@@ -98,14 +112,28 @@ int tcp_listen(const char *addr, int port, int *port_out) {
         cllm_error(CLLM_ERR_DISTRIBUTED, "cannot listen on '%s': not an IPv4 address", addr);
         return -1;
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    if (fd < 0) { cllm_error(CLLM_ERR_DISTRIBUTED, "socket: %s", strerror(errno)); return -1; }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 128) != 0) {
+    int lo = 0, hi = 0, fd = -1;
+    if (port == 0 && cllm_dist_port_range(&lo, &hi) != CLLM_OK) return -1;
+    if (port == 0 && lo > 0) { /* the first free port of CLLM_DIST_PORT_RANGE */
+        for (int p = lo; p <= hi && fd < 0; p++) {
+            sa.sin_port = htons((uint16_t)p);
+            fd = listen_on(&sa);
+            if (fd < 0 && errno != EADDRINUSE) {
+                cllm_error(CLLM_ERR_DISTRIBUTED, "cannot listen on %s:%d (CLLM_DIST_PORT_RANGE): %s",
+                           addr ? addr : "0.0.0.0", p, strerror(errno));
+                return -1;
+            }
+        }
+        if (fd < 0) {
+            cllm_error(CLLM_ERR_DISTRIBUTED,
+                       "no free port in CLLM_DIST_PORT_RANGE=%d-%d for this rank's listener (all %d in use): widen "
+                       "the range (every rank of a host needs one port)", lo, hi, hi - lo + 1);
+            return -1;
+        }
+    } else if ((fd = listen_on(&sa)) < 0) {
         cllm_error(CLLM_ERR_DISTRIBUTED,
                    "cannot listen on %s:%d: %s (another job using the port? pick another MASTER_PORT)",
                    addr ? addr : "0.0.0.0", port, strerror(errno));
-        close(fd);
         return -1;
     }
     socklen_t len = sizeof sa;
@@ -131,9 +159,19 @@ static int io_all(int fd, void *buf, size_t n, bool wr, double deadline) {
     return 0;
 }
 
-/* Connect to host:port (IPv4) before deadline, retrying refused/unreachable
- * every 100 ms (the listener may not be up yet). fd or -1 (message set). */
-static int connect_retry(const char *host, int port, double deadline, int rank, const char *who) {
+/* True once the other end of fd (a rank's bootstrap connection to rank 0)
+ * has closed or reset it: rank 0 gave up or died. POLLRDHUP sees the close
+ * behind data rank 0 sent before it (its first collective), which stays
+ * queued. False for fd < 0. */
+static bool peer_gone(int fd) {
+    struct pollfd pf = {.fd = fd, .events = POLLRDHUP};
+    return fd >= 0 && poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Connect to rank peer at host:port (IPv4) before deadline, retrying
+ * refused/unreachable every 100 ms (the listener may not be up yet); gives up
+ * early when rank 0 closes watch_fd (-1: none). fd or -1 (message set). */
+static int connect_retry(const char *host, int port, double deadline, int rank, int peer, int watch_fd) {
     char last[160] = "no attempt";
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
@@ -160,13 +198,22 @@ static int connect_retry(const char *host, int port, double deadline, int rank, 
             snprintf(last, sizeof last, "%s", strerror(errno));
             if (fd >= 0) close(fd);
         }
+        if (peer_gone(watch_fd)) break;
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     } while (cllm_comm_now_s() < deadline);
-    cllm_error(CLLM_ERR_DISTRIBUTED,
-               "rank %d: could not connect to %s at %s:%d before the timeout (last error: %s); check "
-               "CLLM_DIST_INIT_ADDR / MASTER_ADDR / MASTER_PORT and that rank 0 is running",
-               rank, who, host, port, last);
+    if (peer == 0)
+        cllm_error(CLLM_ERR_DISTRIBUTED,
+                   "rank %d: could not connect to rank 0 at %s:%d before the timeout (last error: %s); check "
+                   "CLLM_DIST_INIT_ADDR / MASTER_ADDR / MASTER_PORT (rank 0's address as this host reaches it), "
+                   "that rank 0 is running, and that no firewall between the hosts drops that port",
+                   rank, host, port, last);
+    else
+        cllm_error(CLLM_ERR_DISTRIBUTED,
+                   "rank %d: could not connect to rank %d at %s:%d (its listen port) before %s (last error: %s); a "
+                   "firewall between the hosts must let the ranks' listen ports through: restrict them with "
+                   "CLLM_DIST_PORT_RANGE=LO-HI and open that range (docs/distributed.md, Multi-node)",
+                   rank, peer, host, port, peer_gone(watch_fd) ? "rank 0 gave up" : "the timeout", last);
     return -1;
 }
 
@@ -185,23 +232,30 @@ typedef struct pending_conn {
  * addrs[rank] the address it came from. Strays (bad magic/secret, silent
  * for HELLO_WAIT_S) are logged and dropped. */
 static cllm_status accept_ranks(const cllm_dist_env *env, int lfd, uint32_t kind, int lo, int hi, double deadline,
-                                double timeout_s, int *fds, uint32_t *ports, struct sockaddr_in *addrs) {
+                                double timeout_s, int *fds, uint32_t *ports, struct sockaddr_in *addrs, int watch_fd) {
     pending_conn pend[MAX_PENDING];
     int np = 0, missing = hi - lo;
     cllm_status st = CLLM_OK;
     while (missing > 0) {
         double now = cllm_comm_now_s();
-        if (now >= deadline) {
+        bool gone = peer_gone(watch_fd);
+        if (now >= deadline || gone) {
             char list[512];
             size_t len = 0;
             for (int r = lo; r < hi && len + 16 < sizeof list; r++)
                 if (fds[r] < 0) len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", len ? ", " : "", r);
-            st = cllm_error(CLLM_ERR_DISTRIBUTED,
-                            "rank %d: bootstrap timed out after %.1f s: rank(s) %s of %d did not %s (started with "
-                            "the same rendezvous address %s:%d and CLLM_DIST_SECRET? raise --dist-timeout if they "
-                            "start slowly)",
-                            env->rank, timeout_s, list, env->world_size,
-                            kind == KIND_BOOT ? "join" : "connect to this rank", env->init_host, env->init_port);
+            if (kind == KIND_BOOT)
+                st = cllm_error(CLLM_ERR_DISTRIBUTED,
+                                "rank %d: bootstrap timed out after %.1f s: rank(s) %s of %d did not join (were they "
+                                "started with the same rendezvous address %s:%d and CLLM_DIST_SECRET, and does no "
+                                "firewall drop that port? raise --dist-timeout if they start slowly)",
+                                env->rank, timeout_s, list, env->world_size, env->init_host, env->init_port);
+            else
+                st = cllm_error(CLLM_ERR_DISTRIBUTED,
+                                "rank %d: %s: rank(s) %s of %d did not connect to this rank's listen port (their own "
+                                "errors say why: a firewall may drop it; see CLLM_DIST_PORT_RANGE)",
+                                env->rank, gone ? "rank 0 gave up the bootstrap" : "bootstrap timed out", list,
+                                env->world_size);
             goto done;
         }
         struct pollfd pf[MAX_PENDING + 1];
@@ -290,7 +344,7 @@ static cllm_status boot_rank0(const cllm_dist_env *env, double timeout_s, double
     cllm_status st = CLLM_ERR_OOM;
     if (!ports || !addrs || !table) goto fail;
     if (own && (lfd = tcp_listen(NULL, env->init_port, NULL)) < 0) { st = CLLM_ERR_DISTRIBUTED; goto fail; }
-    CLLM_TRY_GOTO(st, accept_ranks(env, lfd, KIND_BOOT, 1, W, deadline, timeout_s, fds, ports, addrs), fail);
+    CLLM_TRY_GOTO(st, accept_ranks(env, lfd, KIND_BOOT, 1, W, deadline, timeout_s, fds, ports, addrs, -1), fail);
     for (int r = 1; r < W; r++) { /* address as rank 0 saw it, port the rank listens on */
         struct sockaddr_in pa;
         socklen_t pl = sizeof pa;
@@ -323,7 +377,7 @@ static cllm_status boot_rank(const cllm_dist_env *env, double timeout_s, double 
     if (!ports || !addrs || !table) goto fail;
     st = CLLM_ERR_DISTRIBUTED;
     if ((lfd = tcp_listen(NULL, 0, &port)) < 0) goto fail;
-    if ((fds[0] = connect_retry(env->init_host, env->init_port, deadline, me, "rank 0")) < 0) goto fail;
+    if ((fds[0] = connect_retry(env->init_host, env->init_port, deadline, me, 0, -1)) < 0) goto fail;
     CLLM_TRY_GOTO(st, send_hello(fds[0], env, KIND_BOOT, (uint32_t)port, deadline), fail);
     int r = io_all(fds[0], table, (size_t)W * 8, false, deadline);
     if (r != 0) {
@@ -339,12 +393,14 @@ static cllm_status boot_rank(const cllm_dist_env *env, double timeout_s, double 
     for (int p = 1; p < me; p++) { /* connect to the lower ranks' listeners */
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, table + 8 * p, ip, sizeof ip);
-        char who[32];
-        snprintf(who, sizeof who, "rank %d", p);
-        if ((fds[p] = connect_retry(ip, (int)get32(table + 8 * p + 4), deadline, me, who)) < 0) goto fail;
+        if ((fds[p] = connect_retry(ip, (int)get32(table + 8 * p + 4), deadline, me, p, fds[0])) < 0) {
+            st = CLLM_ERR_DISTRIBUTED; /* not the status of the last send_hello */
+            goto fail;
+        }
         CLLM_TRY_GOTO(st, send_hello(fds[p], env, KIND_MESH, (uint32_t)port, deadline), fail);
     }
-    CLLM_TRY_GOTO(st, accept_ranks(env, lfd, KIND_MESH, me + 1, W, deadline, timeout_s, fds, ports, addrs), fail);
+    CLLM_TRY_GOTO(st, accept_ranks(env, lfd, KIND_MESH, me + 1, W, deadline, timeout_s, fds, ports, addrs, fds[0]),
+                  fail);
     st = CLLM_OK;
 fail:
     if (lfd >= 0) close(lfd);

@@ -50,21 +50,28 @@ static uint64_t clock_seed(void) {
     return x;
 }
 
-/* Checks beyond cllm_request_params_validate (which names the field). */
-static cllm_status validate(const cllm_engine *e, const cllm_request_params *p, int V) {
-    CLLM_TRY(cllm_request_params_validate(p));
-    if (p->logprobs > ENG_MAX_LOGPROBS)
-        return cllm_error(CLLM_ERR_INVALID_ARG, "logprobs must be <= %d (max_logprobs), got %d", ENG_MAX_LOGPROBS,
-                          p->logprobs);
-    if (p->prompt_logprobs < -1 || p->prompt_logprobs > ENG_MAX_LOGPROBS)
+cllm_status cllm_request_params_check(const cllm_request_params *params) {
+    if (!params) return cllm_error(CLLM_ERR_INVALID_ARG, "request parameters: NULL pointer");
+    cllm_request_params p = *params;
+    if (p.max_tokens <= 0) p.max_tokens = -1; /* public API: <= 0 means up to max_model_len */
+    CLLM_TRY(cllm_request_params_validate(&p));
+    if (p.logprobs < -1 || p.logprobs > ENG_MAX_LOGPROBS)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "logprobs must be -1 (none) or in [0, %d] (max_logprobs), got %d",
+                          ENG_MAX_LOGPROBS, p.logprobs);
+    if (p.prompt_logprobs < -1 || p.prompt_logprobs > ENG_MAX_LOGPROBS)
         return cllm_error(CLLM_ERR_INVALID_ARG, "prompt_logprobs must be -1 (none) or in [0, %d] (max_logprobs), got %d",
-                          ENG_MAX_LOGPROBS, p->prompt_logprobs);
-    if (p->n > 256) return cllm_error(CLLM_ERR_INVALID_ARG, "n must be <= 256, got %d", p->n);
+                          ENG_MAX_LOGPROBS, p.prompt_logprobs);
+    if (p.n > 256) return cllm_error(CLLM_ERR_INVALID_ARG, "n must be <= 256, got %d", p.n);
+    return CLLM_OK;
+}
+
+/* cllm_request_params_check plus what needs the model: the vocabulary (V). */
+static cllm_status validate(const cllm_request_params *p, int V) {
+    CLLM_TRY(cllm_request_params_check(p));
     for (int i = 0; i < p->num_stop_token_ids; i++)
         if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= V)
             return cllm_error(CLLM_ERR_INVALID_ARG, "stop_token_ids[%d] = %d is not in the vocabulary [0, %d)", i,
                               p->stop_token_ids[i], V);
-    (void)e;
     return CLLM_OK;
 }
 
@@ -164,7 +171,7 @@ cllm_status cllm_engine_add_request(cllm_engine *e, const char *prompt, const in
                                     uint64_t *request_id) {
     cllm_request_params p = params ? *params : cllm_request_default_params();
     if (p.max_tokens <= 0) p.max_tokens = -1; /* public API: <= 0 means up to max_model_len */
-    CLLM_TRY(validate(e, &p, e->cfg.vocab_size));
+    CLLM_TRY(validate(&p, e->cfg.vocab_size));
     if (cllm_scheduler_num_waiting(e->sched) + p.n > e->max_num_waiting)
         return cllm_error(CLLM_ERR_NO_KV_BLOCKS, "the waiting queue is full (%d sequences, max_num_waiting %d); retry later",
                           cllm_scheduler_num_waiting(e->sched), e->max_num_waiting);

@@ -193,6 +193,7 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
     } else {
         if (st != CLLM_OK) goto fail;
         ex->peak_rss[0] = cllm_worker_peak_rss_bytes();
+        CLLM_LOG_D("peak host RSS after loading the model (MiB): %.0f", ex->peak_rss[0] / 1048576.0);
     }
     ex->r = cllm_worker_runner(ex->w);
     if (tp > 1) {

@@ -6,6 +6,7 @@
 #include "model/shard.h"
 #include "model/weights.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -22,6 +23,17 @@ struct cllm_worker {
 };
 
 size_t cllm_worker_peak_rss_bytes(void) {
+    /* VmHWM: the high-water mark of this process image. getrusage's ru_maxrss also keeps the peak of the
+     * image before exec (a worker forked from a large process, e.g. Python, would report its parent's). */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned long kb = 0;
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "VmHWM: %lu kB", &kb) == 1;
+        fclose(f);
+        if (found) return (size_t)kb * 1024;
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (size_t)ru.ru_maxrss * 1024; /* Linux: kilobytes */

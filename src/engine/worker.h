@@ -49,7 +49,7 @@ cllm_comm *cllm_worker_pp_group(cllm_worker *w);
 cllm_comm *cllm_worker_pp_host_group(cllm_worker *w);
 /* Wall time spent reading and uploading the weights (ms). */
 double cllm_worker_weights_ms(const cllm_worker *w);
-/* Peak resident host memory of this process so far (bytes, getrusage). */
+/* Peak resident host memory of this process image so far (bytes; /proc/self/status VmHWM). */
 size_t cllm_worker_peak_rss_bytes(void);
 
 /* Statistics of this rank's groups: world (may be NULL), tp over TCP, tp

@@ -8,6 +8,7 @@
 #include "engine/worker.h"
 #include "model/hub.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,6 +147,10 @@ int cllm_worker_main(void) {
     if (st == CLLM_OK && s.env.rank == 0)
         st = cllm_error(CLLM_ERR_INVALID_ARG, "`cllm worker` runs ranks > 0 of a distributed launch; this process is "
                         "rank 0 of %d (launcher %s)", s.env.world_size, s.env.launcher);
+    /* A job's end (scancel, a Slurm time limit, mpirun's or systemd's stop) sends SIGTERM to every rank at once;
+     * rank 0 then finishes its in-flight requests and tells the workers to shut down, so a worker keeps serving
+     * until then, or until rank 0's connection closes (a launcher's SIGKILL ends it otherwise). */
+    if (st == CLLM_OK) signal(SIGTERM, SIG_IGN);
     if (st == CLLM_OK) {
         cllm_dist_worker_bind_parent(&s.env);
         const char *t = getenv("CLLM_DIST_TIMEOUT");

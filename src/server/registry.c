@@ -21,7 +21,7 @@ struct cllm_registry {
 
 static const char *KEYS =
     "model, revision, served-model-name, dtype, device, tensor-parallel-size, pipeline-parallel-size, "
-    "gpu-memory-utilization, max-num-seqs, max-model-len, max-num-batched-tokens, block-size, "
+    "data-parallel-size, gpu-memory-utilization, max-num-seqs, max-model-len, max-num-batched-tokens, block-size, "
     "enable-prefix-caching, seed, description";
 
 typedef struct rctx {
@@ -107,6 +107,7 @@ static cllm_status set_field(rctx *c, cllm_registry_entry *e, const char *key, y
     struct { const char *k; int *dst; long long lo, hi; } ints[] = {
         {"tensor-parallel-size", &e->tensor_parallel_size, 1, 1024},
         {"pipeline-parallel-size", &e->pipeline_parallel_size, 1, 1024},
+        {"data-parallel-size", &e->data_parallel_size, 1, 1024},
         {"max-num-seqs", &e->max_num_seqs, 1, 1 << 20},
         {"max-model-len", &e->max_model_len, 1, INT_MAX},
         {"max-num-batched-tokens", &e->max_num_batched_tokens, 1, INT_MAX},
@@ -304,6 +305,7 @@ cllm_status cllm_registry_command_line(const cllm_registry_entry *e, char **out)
     if (!rc && e->device) rc = append_arg(&s, &len, &cap, "--device", e->device);
     struct { const char *flag; long long v; } ints[] = {
         {"--tensor-parallel-size", e->tensor_parallel_size}, {"--pipeline-parallel-size", e->pipeline_parallel_size},
+        {"--data-parallel-size", e->data_parallel_size},
         {"--max-num-seqs", e->max_num_seqs}, {"--max-model-len", e->max_model_len},
         {"--max-num-batched-tokens", e->max_num_batched_tokens}, {"--block-size", e->block_size},
     };

@@ -13,7 +13,9 @@
  * Keys are vLLM's engine-argument flag names (dashes; underscores are
  * accepted too): model, revision, served-model-name, dtype (auto, float32,
  * float, bfloat16, float16, half), device (cpu, cuda), tensor-parallel-size,
- * pipeline-parallel-size, gpu-memory-utilization (0, 1], max-num-seqs,
+ * pipeline-parallel-size, data-parallel-size (replicas of the tp x pp world,
+ * each its own `cllm serve`; read by the launch plan, src/cli/serve_plan.h),
+ * gpu-memory-utilization (0, 1], max-num-seqs,
  * max-model-len, max-num-batched-tokens, block-size (1, 8, 16, 32, 64, 128),
  * enable-prefix-caching (true/false), seed, description. Unknown keys, wrong
  * types and out-of-range values are errors that name the file, line and
@@ -49,6 +51,7 @@ typedef struct cllm_registry_entry {
     char *description;
     int tensor_parallel_size;
     int pipeline_parallel_size;
+    int data_parallel_size;
     double gpu_memory_utilization;
     int max_num_seqs;
     int max_model_len;

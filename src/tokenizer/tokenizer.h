@@ -5,9 +5,7 @@
 
 #include "cllm.h"
 
-/* chat_template of tokenizer_config.json (the "default" one when it is a
- * list of named templates; else chat_template.jinja next to it), or NULL. */
-const char *cllm_tokenizer_chat_template(const cllm_tokenizer *tok);
+/* cllm_tokenizer_chat_template is public (include/cllm.h). */
 /* bos_token / eos_token / pad_token / unk_token strings of
  * tokenizer_config.json (plain strings or {"content": ...}), or NULL. */
 const char *cllm_tokenizer_bos_token(const cllm_tokenizer *tok);

@@ -389,20 +389,19 @@ static int run_collectives(int world, bool quick, char **argv) {
 
 /* ------------------------------------------------ launchers by environment */
 
-/* A free port below Linux's ephemeral range (32768-60999), as tests/tp
- * picks them: a port the kernel hands out for port 0 may be taken by any
- * outgoing connection on the machine before rank 0 binds it. */
+/* A port that binds now, below Linux's ephemeral range (32768-60999): a port
+ * the kernel hands out for port 0 can become another test's connection's
+ * local port before rank 0 binds it (seen under ctest -j2). */
 static int free_port(void) {
-    unsigned seed = (unsigned)getpid() ^ (unsigned)(now_s() * 1e6);
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
     for (int tries = 0; tries < 200; tries++) {
-        int port = 20000 + (int)(rand_r(&seed) % 12000);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY), .sin_port = htons(port)};
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        int ok = fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        int port = 20000 + rand() % 12000;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0), ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
         if (fd >= 0) close(fd);
         if (ok) return port;
     }
-    return 29500 + (int)(getpid() % 1000);
+    return 29500;
 }
 
 /* Start N copies of `argv0 collectives 0 quick` with the variables srun or

@@ -18,6 +18,10 @@ static const bad_case BAD[] = {
     {"models:\n  a:\n    model: x\n    tensor-parallel-size: two\n", "t.yaml:4:27: ",
      "'tensor-parallel-size' must be an integer, got 'two'"},
     {"models:\n  a:\n    model: x\n    tensor-parallel-size: 0\n", "t.yaml:4:27: ", "must be in [1, 1024], got 0"},
+    {"models:\n  a:\n    model: x\n    data-parallel-size: 0\n", "t.yaml:4:25: ", "'data-parallel-size' must be in [1, 1024], got 0"},
+    {"models:\n  a:\n    model: x\n    data_parallel_size: 2.5\n", "t.yaml:4:25: ",
+     "'data-parallel-size' must be an integer, got '2.5'"},
+    {"models:\n  a:\n    model: x\n    pipeline-parallel-size: 1025\n", "t.yaml:4:29: ", "must be in [1, 1024], got 1025"},
     {"models:\n  a:\n    model: x\n    max-num-seqs: \"8\"\n", "t.yaml:4:19: ", "'max-num-seqs' must be an integer"},
     {"models:\n  a:\n    model: x\n    gpu-memory-utilization: 1.5\n", "t.yaml:4:29: ", "must be in (0, 1], got 1.5"},
     {"models:\n  a:\n    model: x\n    gpu-memory-utilization: lots\n", "t.yaml:4:29: ", "must be a number in (0, 1]"},
@@ -58,40 +62,46 @@ static void shipped(const char *path) {
     cllm_registry *reg;
     CHECK(cllm_registry_load(path, &reg) == CLLM_OK, "load %s: %s", path, cllm_last_error());
     if (!reg) return;
-    CHECK(cllm_registry_count(reg) == 5, "count %zu", cllm_registry_count(reg));
-    const char *names[] = {"llama3-8b", "llama3-70b-tp4", "qwen3-8b", "mistral-7b", "stories260k"};
-    for (size_t i = 0; i < 5; i++) {
+    CHECK(cllm_registry_count(reg) == 6, "count %zu", cllm_registry_count(reg));
+    const char *names[] = {"llama3-8b", "llama3-70b-tp4", "qwen3-8b", "mistral-7b", "llama3-405b-pp2", "stories260k"};
+    for (size_t i = 0; i < 6; i++) {
         const cllm_registry_entry *e = cllm_registry_get(reg, i);
         CHECK(e && !strcmp(e->name, names[i]) && e->model && e->description, "entry %zu", i);
     }
-    CHECK(cllm_registry_get(reg, 5) == NULL, "out of range");
+    CHECK(cllm_registry_get(reg, 6) == NULL, "out of range");
     const cllm_registry_entry *e;
     CHECK(cllm_registry_lookup(reg, "llama3-8b", &e) == CLLM_OK, "lookup");
     CHECK(!strcmp(e->model, "meta-llama/Llama-3.1-8B-Instruct") && !strcmp(e->dtype, "bfloat16"), "fields");
     CHECK(e->tensor_parallel_size == 1 && e->gpu_memory_utilization == 0.9 && e->max_num_seqs == 256, "numbers");
-    CHECK(e->max_model_len == 8192 && e->enable_prefix_caching == 1 && e->seed == -1 && e->line == 6, "line %d", e->line);
+    CHECK(e->max_model_len == 8192 && e->enable_prefix_caching == 1 && e->seed == -1 && e->line == 8, "line %d", e->line);
+    CHECK(!strcmp(e->device, "cuda") && e->pipeline_parallel_size == 0 && e->data_parallel_size == 0, "gpu entry");
     char *cmd;
     CHECK(cllm_registry_command_line(e, &cmd) == CLLM_OK, "cmd");
     CHECK(!strcmp(cmd, "cllm serve --model meta-llama/Llama-3.1-8B-Instruct --served-model-name llama3-8b "
-                       "--dtype bfloat16 --tensor-parallel-size 1 --max-num-seqs 256 --max-model-len 8192 "
+                       "--dtype bfloat16 --device cuda --tensor-parallel-size 1 --max-num-seqs 256 --max-model-len 8192 "
                        "--gpu-memory-utilization 0.9 --enable-prefix-caching"), "cmd: %s", cmd);
     free(cmd);
+    CHECK(cllm_registry_lookup(reg, "llama3-405b-pp2", &e) == CLLM_OK, "lookup multi-node");
+    CHECK(e->tensor_parallel_size == 8 && e->pipeline_parallel_size == 2 && !strcmp(e->device, "cuda"), "sizes");
     CHECK(cllm_registry_lookup(reg, "llama-3-8b", &e) == CLLM_ERR_NOT_FOUND && e == NULL, "not found");
     CHECK(strstr(cllm_last_error(), "no model named 'llama-3-8b'") &&
-          strstr(cllm_last_error(), "available: llama3-8b, llama3-70b-tp4, qwen3-8b, mistral-7b, stories260k"),
+          strstr(cllm_last_error(), "available: llama3-8b, llama3-70b-tp4, qwen3-8b, mistral-7b, llama3-405b-pp2, "
+                                    "stories260k"),
           "message: %s", cllm_last_error());
     cllm_registry_destroy(reg);
 }
 
 static void misc(void) {
     const char *y = "models:\n  demo:\n    model: /tmp/my model's dir\n    max_model_len: 512\n    seed: 7\n"
-                    "    enable_prefix_caching: false\n    served-model-name: demo-v1\n    device: cpu\n";
+                    "    enable_prefix_caching: false\n    served-model-name: demo-v1\n    device: cpu\n"
+                    "    tensor-parallel-size: 2\n    pipeline_parallel_size: 3\n    data-parallel-size: 4\n";
     cllm_registry *reg;
     CHECK(cllm_registry_load_string(y, strlen(y), "s", &reg) == CLLM_OK, "underscored keys: %s", cllm_last_error());
     if (reg) {
         char *cmd;
         CHECK(cllm_registry_command_line(cllm_registry_get(reg, 0), &cmd) == CLLM_OK, "cmd");
         CHECK(!strcmp(cmd, "cllm serve --model '/tmp/my model'\\''s dir' --served-model-name demo-v1 --device cpu "
+                           "--tensor-parallel-size 2 --pipeline-parallel-size 3 --data-parallel-size 4 "
                            "--max-model-len 512 --seed 7 --no-enable-prefix-caching"), "quoted: %s", cmd);
         free(cmd);
         cllm_registry_destroy(reg);
