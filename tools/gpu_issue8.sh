@@ -6,7 +6,13 @@
 #                                    this tree, NCCL smoke checks (bench comm, one-GPU -tp 2 error)
 #   bash tools/gpu_issue8.sh bench   the same benchmarks on both builds, interleaved (old, new, old, new):
 #                                    bench latency bs1 ctx128, the decode sweep, bench throughput
-# Needs .carry/{debs,base.tar.gz,make_checkpoint.py,tokenizers/llama3,shared} (see shared/device/README.md).
+# Needs .carry/ (ignored by git; name it in the device tool's `carry`), made on the development machine:
+#   mkdir -p .carry/debs && (cd .carry/debs && apt-get download <the packages of shared/device/README.md>
+#       libuv1 libuv1-dev node-llhttp)       # the HTTP layer is libuv + llhttp now (no libmicrohttpd)
+#   git archive --format=tar.gz -o .carry/base.tar.gz BASE_COMMIT CMakeLists.txt src include bench tools
+#   cp ../shared/device/make_checkpoint.py .carry/; cp -r ../shared/tokenizers/llama3 .carry/tokenizers/
+#   cp -r ../shared/models ../shared/golden .carry/shared/
+# (about 40 MB with the tree: under the tool's 64 MiB).
 # Logs and JSON under $OUT; a summary table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
