@@ -60,76 +60,23 @@ char *rt_url(const rt_replica *rep, const char *path) {
 }
 
 /* ------------------------------------------------------------ routing */
-static const struct {
-    const char *path, *method;
-    bool open; /* no API key needed */
-} ROUTES[RT_R_N] = {
-    [RT_R_HEALTH] = {"/health", "GET", true},
-    [RT_R_METRICS] = {"/metrics", "GET", true},
-    [RT_R_DIST_STATS] = {"/v1/distributed/stats", "GET", false},
-    [RT_R_MODELS] = {"/v1/models", "GET", false},
-    [RT_R_COMPLETIONS] = {"/v1/completions", "POST", false},
-    [RT_R_CHAT] = {"/v1/chat/completions", "POST", false},
-    [RT_R_TOKENIZE] = {"/tokenize", "POST", false},
-    [RT_R_DETOKENIZE] = {"/detokenize", "POST", false},
-    [RT_R_VERSION] = {"/version", "GET", true},
-    [RT_R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false},
+static const srv_http_route ROUTES[RT_R_N] = {
+    [RT_R_HEALTH] = {"/health", "GET", true, false},
+    [RT_R_METRICS] = {"/metrics", "GET", true, false},
+    [RT_R_DIST_STATS] = {"/v1/distributed/stats", "GET", false, false},
+    [RT_R_MODELS] = {"/v1/models", "GET", false, false},
+    [RT_R_COMPLETIONS] = {"/v1/completions", "POST", false, true},
+    [RT_R_CHAT] = {"/v1/chat/completions", "POST", false, true},
+    [RT_R_TOKENIZE] = {"/tokenize", "POST", false, false},
+    [RT_R_DETOKENIZE] = {"/detokenize", "POST", false, false},
+    [RT_R_VERSION] = {"/version", "GET", true, false},
+    [RT_R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false, false},
 };
-#define GET_BODY_LIMIT ((size_t)64 << 10)
 
-static int route_of(cllm_http_request *req) {
-    char path[256];
-    cllm_http_request_path(req, path, sizeof path);
-    for (int i = 0; i < RT_R_N; i++)
-        if (!strcmp(path, ROUTES[i].path)) return i;
-    return -1;
-}
-
-static bool authorized(cllm_router *r, cllm_http_request *req) {
-    if (!r->api_key) return true;
-    const char *h = cllm_http_request_header(req, "Authorization", NULL);
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
-    h += 7;
-    size_t a = strlen(h), b = strlen(r->api_key);
-    while (a && (h[a - 1] == ' ' || h[a - 1] == '\t')) a--;
-    unsigned diff = (unsigned)(a != b);
-    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ r->api_key[i]);
-    return diff == 0;
-}
-
+/* The head decisions (http_conn.h srv_http_route_head): route, method, API key, draining, body size. */
 static bool route_head(srv_http *h, srv_conn *c, cllm_http_request *req) {
     cllm_router *r = h->owner;
-    int rt = route_of(req);
-    char path[256];
-    cllm_http_request_path(req, path, sizeof path);
-    if (rt < 0) {
-        srv_respond_errorf(c, 404, "NotFoundError", NULL, "no route %s %s", req->method, path);
-        return false;
-    }
-    bool head = !strcmp(req->method, "HEAD") && !strcmp(ROUTES[rt].method, "GET");
-    if (strcmp(req->method, ROUTES[rt].method) && !head) {
-        srv_respond_errorf(c, 405, "invalid_request_error", NULL, "method %s is not allowed on %s (use %s)",
-                           req->method, path, ROUTES[rt].method);
-        return false;
-    }
-    if (!ROUTES[rt].open && !authorized(r, req)) {
-        cllm_openai_error err;
-        cllm_openai_error_set(&err, 401, "invalid_request_error", NULL,
-                              "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
-        snprintf(err.code, sizeof err.code, "invalid_api_key");
-        srv_respond_error(c, &err);
-        return false;
-    }
-    if ((rt == RT_R_COMPLETIONS || rt == RT_R_CHAT) && atomic_load(&h->draining)) {
-        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the router is shutting down");
-        return false;
-    }
-    size_t limit = !strcmp(ROUTES[rt].method, "POST") ? r->p.max_body_bytes : GET_BODY_LIMIT;
-    if (!cllm_http_request_accept_body(req, limit)) {
-        srv_respond_errorf(c, 413, "invalid_request_error", NULL, "%s", req->error);
-        return false;
-    }
-    return true;
+    return srv_http_route_head(h, c, req, ROUTES, RT_R_N, r->api_key, r->p.max_body_bytes, "router") >= 0;
 }
 
 static void send_json(srv_conn *c, int status, json_t *o) {
@@ -190,7 +137,7 @@ static void route_health(cllm_router *r, srv_conn *c) {
 
 static void dispatch(srv_http *h, srv_conn *c, cllm_http_request *req) {
     cllm_router *r = h->owner;
-    int rt = route_of(req);
+    int rt = srv_http_route_find(ROUTES, RT_R_N, req);
     switch (rt) {
     case RT_R_HEALTH: route_health(r, c); return;
     case RT_R_METRICS: {

@@ -686,3 +686,61 @@ void srv_http_free(srv_http *h) {
     free(h->read_buf);
     h->read_buf = NULL;
 }
+
+/* ------------------------------------------------------------ routes */
+#define GET_BODY_LIMIT ((size_t)64 << 10) /* a GET may carry a small body; it is ignored */
+
+int srv_http_route_find(const srv_http_route *routes, int n, cllm_http_request *req) {
+    char path[256];
+    cllm_http_request_path(req, path, sizeof path);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(path, routes[i].path)) return i;
+    return -1;
+}
+
+static bool authorized(const char *api_key, cllm_http_request *req) {
+    if (!api_key) return true;
+    const char *h = cllm_http_request_header(req, "Authorization", NULL);
+    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    size_t a = strlen(h), b = strlen(api_key);
+    while (a && (h[a - 1] == ' ' || h[a - 1] == '\t')) a--;
+    unsigned diff = (unsigned)(a != b);
+    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ api_key[i]);
+    return diff == 0;
+}
+
+int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const srv_http_route *routes, int n,
+                   const char *api_key, size_t max_body_bytes, const char *who) {
+    int r = srv_http_route_find(routes, n, req);
+    char path[256];
+    cllm_http_request_path(req, path, sizeof path);
+    if (r < 0) {
+        srv_respond_errorf(c, 404, "NotFoundError", NULL, "no route %s %s", req->method, path);
+        return -1;
+    }
+    bool head = !strcmp(req->method, "HEAD") && !strcmp(routes[r].method, "GET");
+    if (strcmp(req->method, routes[r].method) && !head) {
+        srv_respond_errorf(c, 405, "invalid_request_error", NULL, "method %s is not allowed on %s (use %s)",
+                           req->method, path, routes[r].method);
+        return -1;
+    }
+    if (!routes[r].open && !authorized(api_key, req)) {
+        cllm_openai_error err;
+        cllm_openai_error_set(&err, 401, "invalid_request_error", NULL,
+                              "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
+        snprintf(err.code, sizeof err.code, "invalid_api_key");
+        srv_respond_error(c, &err);
+        return -1;
+    }
+    if (routes[r].generates && atomic_load(&h->draining)) {
+        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the %s is shutting down", who);
+        return -1;
+    }
+    size_t limit = !strcmp(routes[r].method, "POST") ? max_body_bytes : GET_BODY_LIMIT;
+    if (!cllm_http_request_accept_body(req, limit)) {
+        srv_respond_errorf(c, 413, "invalid_request_error", NULL, "%s", req->error);
+        return -1;
+    }
+    return r;
+}

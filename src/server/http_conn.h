@@ -101,6 +101,26 @@ cllm_status srv_http_listen(srv_http *h, const char *host, int port, int listen_
  * ended. */
 void srv_http_free(srv_http *h);
 
+/* One route of an OpenAI front (cllm serve, cllm router). */
+typedef struct srv_http_route {
+    const char *path, *method;
+    bool open;      /* answered without the API key (health, metrics, version) */
+    bool generates; /* completions / chat: refused while the front drains */
+} srv_http_route;
+
+/* The head decisions every front makes before a body byte is kept (loop
+ * thread): 404 for an unknown path, 405 for another method (HEAD is allowed
+ * on GET routes), 401 without `Authorization: Bearer api_key` (constant-time
+ * compare; api_key NULL: none needed), 503 on a generating route while the
+ * front drains ("the WHO is shutting down"), 413 past the body limit
+ * (max_body_bytes for POST, 64 KiB for GET). Returns the index of the route
+ * in routes[0..n) and lets the body in, or -1 after queueing the error
+ * response (the connection then closes). */
+int srv_http_route_head(srv_http *h, srv_conn *c, struct cllm_http_request *req, const srv_http_route *routes, int n,
+                   const char *api_key, size_t max_body_bytes, const char *who);
+/* The index of req's path in routes[0..n), or -1. */
+int srv_http_route_find(const srv_http_route *routes, int n, struct cllm_http_request *req);
+
 /* Loop thread: stop accepting (close the listener). */
 void srv_conn_drain_all(srv_http *h);
 /* Loop thread: every task's stop() (the grace period is over). */

@@ -1,6 +1,6 @@
 /* HTTP server: lifecycle (bind, the loop and engine threads, graceful
  * shutdown) and routing: the route, method, API key, body size and draining
- * are decided on the request head (srv_route_head), before any body byte is
+ * are decided on the request head (srv_http_route_head), before any body byte is
  * kept; whole requests are dispatched to server_routes.c and
  * server_generate.c. Connections: http_conn.c. */
 #include "server/server_internal.h"
@@ -34,73 +34,20 @@ int cllm_server_port(const cllm_server *s) { return s ? s->http.port : 0; }
 /* ------------------------------------------------------------ routing */
 enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION, R_TOKENIZER_INFO,
        R_LOAD, R_DIST_STATS, R_N };
-static const struct {
-    const char *path, *method;
-    bool open; /* no API key needed */
-} ROUTES[R_N] = {
-    [R_HEALTH] = {"/health", "GET", true},          [R_METRICS] = {"/metrics", "GET", true},
-    [R_MODELS] = {"/v1/models", "GET", false},      [R_COMPLETIONS] = {"/v1/completions", "POST", false},
-    [R_CHAT] = {"/v1/chat/completions", "POST", false}, [R_TOKENIZE] = {"/tokenize", "POST", false},
-    [R_DETOKENIZE] = {"/detokenize", "POST", false}, [R_VERSION] = {"/version", "GET", true},
-    [R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false}, [R_LOAD] = {"/load", "GET", true},
-    [R_DIST_STATS] = {"/v1/distributed/stats", "GET", false},
+static const srv_http_route ROUTES[R_N] = {
+    [R_HEALTH] = {"/health", "GET", true, false},          [R_METRICS] = {"/metrics", "GET", true, false},
+    [R_MODELS] = {"/v1/models", "GET", false, false},      [R_COMPLETIONS] = {"/v1/completions", "POST", false, true},
+    [R_CHAT] = {"/v1/chat/completions", "POST", false, true}, [R_TOKENIZE] = {"/tokenize", "POST", false, false},
+    [R_DETOKENIZE] = {"/detokenize", "POST", false, false}, [R_VERSION] = {"/version", "GET", true, false},
+    [R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false, false}, [R_LOAD] = {"/load", "GET", true, false},
+    [R_DIST_STATS] = {"/v1/distributed/stats", "GET", false, false},
 };
-#define GET_BODY_LIMIT ((size_t)64 << 10) /* a GET may carry a small body; it is ignored */
-
-static bool authorized(cllm_server *s, cllm_http_request *req) {
-    if (!s->api_key) return true;
-    const char *h = cllm_http_request_header(req, "Authorization", NULL);
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
-    h += 7;
-    size_t a = strlen(h), b = strlen(s->api_key);
-    while (a && (h[a - 1] == ' ' || h[a - 1] == '\t')) a--;
-    unsigned diff = (unsigned)(a != b);
-    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ s->api_key[i]);
-    return diff == 0;
-}
-
-static int route_of(cllm_http_request *req) {
-    char path[256];
-    cllm_http_request_path(req, path, sizeof path);
-    for (int i = 0; i < R_N; i++)
-        if (!strcmp(path, ROUTES[i].path)) return i;
-    return -1;
-}
 
 /* On the head alone (route, method, API key, size, draining): true lets the
  * body in; false means a response was queued and the connection closes. */
-static bool srv_route_head(cllm_server *s, srv_conn *c, cllm_http_request *req) {
-    int r = route_of(req);
-    char path[256];
-    cllm_http_request_path(req, path, sizeof path);
-    if (r < 0) {
-        srv_respond_errorf(c, 404, "NotFoundError", NULL, "no route %s %s", req->method, path);
-        return false;
-    }
-    bool head = !strcmp(req->method, "HEAD") && !strcmp(ROUTES[r].method, "GET");
-    if (strcmp(req->method, ROUTES[r].method) && !head) {
-        srv_respond_errorf(c, 405, "invalid_request_error", NULL, "method %s is not allowed on %s (use %s)",
-                           req->method, path, ROUTES[r].method);
-        return false;
-    }
-    if (!ROUTES[r].open && !authorized(s, req)) {
-        cllm_openai_error err;
-        cllm_openai_error_set(&err, 401, "invalid_request_error", NULL,
-                              "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
-        snprintf(err.code, sizeof err.code, "invalid_api_key");
-        srv_respond_error(c, &err);
-        return false;
-    }
-    if ((r == R_COMPLETIONS || r == R_CHAT) && atomic_load(&s->http.draining)) {
-        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
-        return false;
-    }
-    size_t limit = !strcmp(ROUTES[r].method, "POST") ? s->p.max_body_bytes : GET_BODY_LIMIT;
-    if (!cllm_http_request_accept_body(req, limit)) {
-        srv_respond_errorf(c, 413, "invalid_request_error", NULL, "%s", req->error);
-        return false;
-    }
-    return true;
+static bool route_head_cb(srv_http *h, srv_conn *c, cllm_http_request *req) {
+    cllm_server *s = h->owner;
+    return srv_http_route_head(h, c, req, ROUTES, R_N, s->api_key, s->p.max_body_bytes, "server") >= 0;
 }
 
 static void send_version(srv_conn *c) {
@@ -111,7 +58,7 @@ static void send_version(srv_conn *c) {
 
 /* A whole request arrived: answer it (now or later through a srv_task). */
 static void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *req) {
-    int r = route_of(req);
+    int r = srv_http_route_find(ROUTES, R_N, req);
     if (r == R_METRICS) { srv_route_metrics(s, c); return; }
     if (r == R_VERSION) { send_version(c); return; }
     if (r == R_HEALTH) { srv_route_health(s, c); return; }
@@ -210,9 +157,6 @@ static void noop_done(uv_work_t *w, int status) {
     free(w);
 }
 
-static bool route_head_cb(srv_http *h, srv_conn *c, cllm_http_request *req) {
-    return srv_route_head(h->owner, c, req);
-}
 static void dispatch_cb(srv_http *h, srv_conn *c, cllm_http_request *req) { srv_route_dispatch(h->owner, c, req); }
 static void connections_cb(srv_http *h, int n) {
     cllm_server *s = h->owner;
