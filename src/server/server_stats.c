@@ -1,8 +1,9 @@
 /* The engine's statistics as JSON: GET /load (what a router balancing on
  * load polls: running + waiting requests, KV usage) and GET
  * /v1/distributed/stats (vLLM's distributed stats: per rank and group the
- * collectives' calls, bytes and time, per rank the MoE load, the engine's
- * step count and time and rank 0's KV usage).
+ * collectives' calls, bytes and time, per rank the MoE load, per pipeline
+ * stage its bubble (time idle waiting for its input), the engine's step
+ * count and time and rank 0's KV usage).
  *
  * The engine thread writes a snapshot (srv_stats_*: every step for the
  * engine counters; the distributed and expert statistics when update_stats
@@ -139,6 +140,41 @@ static json_t *moe_json(const srv_stats *st) {
                      pr, "load_imbalance", mean > 0 ? (double)busiest / mean : 1.0);
 }
 
+/* The pipeline's bubbles: per stage, the seconds its ranks sat in recv on
+ * the "pp" group (a stage > 0 waiting for the previous stage's hidden
+ * states; stage 0 waiting for the last stage's rows while the pipeline
+ * drains), the most over the stage's tensor-parallel ranks, and that over
+ * the engine's step time (rank 0's; the ranks step in lockstep). With NCCL
+ * a recv's time is its host-side enqueue only, so bubble_fraction is null
+ * there (use nsys or the PP bench instead). NULL when pp == 1. */
+static json_t *pipeline_json(const srv_stats *st, int pp) {
+    if (pp <= 1) return json_null();
+    json_t *stages = json_array();
+    for (int k = 0; stages && k < pp; k++) {
+        double wait = 0.0;
+        bool host_only = false, seen = false;
+        json_t *ranks = json_array();
+        for (int i = 0; ranks && i < st->n_dist; i++) {
+            const cllm_comm_stats *g = &st->dist[i];
+            if (strcmp(g->name, "pp") != 0 || g->rank != k) continue;
+            json_array_append_new(ranks, json_integer(g->world_rank));
+            double t = g->ops[CLLM_COMM_RECV].time_s;
+            if (t > wait) wait = t;
+            if (strcmp(g->transport, "nccl") == 0) host_only = true;
+            seen = true;
+        }
+        json_t *frac = json_null();
+        if (seen && !host_only && st->step_seconds_total > 0) {
+            double f = wait / st->step_seconds_total;
+            frac = json_real(f > 1.0 ? 1.0 : f);
+        }
+        json_array_append_new(stages, json_pack("{s:i, s:o, s:o, s:o}", "stage", k, "ranks",
+                                                ranks ? ranks : json_array(), "idle_seconds",
+                                                seen ? json_real(wait) : json_null(), "bubble_fraction", frac));
+    }
+    return json_pack("{s:o}", "stages", stages ? stages : json_array());
+}
+
 void srv_route_dist_stats(cllm_server *s, srv_conn *c) {
     if (not_ready(s, c)) return;
     const cllm_model_params *mp = &s->p.engine.model;
@@ -179,6 +215,7 @@ void srv_route_dist_stats(cllm_server *s, srv_conn *c) {
                             st->dist_updated_at > 0 ? json_real(now - st->dist_updated_at) : json_null());
         json_object_set_new(o, "engine", eng ? eng : json_null());
         json_object_set_new(o, "ranks", ranks_json(st, tp * pp));
+        json_object_set_new(o, "pipeline", pipeline_json(st, pp));
         json_object_set_new(o, "moe", moe_json(st));
     } else {
         json_decref(eng);

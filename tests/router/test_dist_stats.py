@@ -37,7 +37,7 @@ def test_tensor_parallel_stats_and_router_view():
         s = stats(rep.url)
         assert s["object"] == "distributed_stats" and s["model"] == "stories"
         assert (s["world_size"], s["tensor_parallel_size"], s["pipeline_parallel_size"]) == (2, 2, 1)
-        assert [r["rank"] for r in s["ranks"]] == [0, 1] and s["moe"] is None
+        assert [r["rank"] for r in s["ranks"]] == [0, 1] and s["moe"] is None and s["pipeline"] is None
         for r in (0, 1):
             tp = group(s, r, "tp")
             assert (tp["group_rank"], tp["group_size"], tp["transport"]) == (r, 2, "tcp")
@@ -105,6 +105,29 @@ def test_expert_parallel_load_per_rank():
         assert [r["moe_tokens"] for r in s["ranks"]] == m["tokens_per_rank"] and all(m["tokens_per_rank"])
         assert m["load_imbalance"] >= 1.0 and s["expert_parallel"] is True
         assert group(s, 0, "tp")["ops"]["all_to_allv"]["calls"] > 0
+        assert rep.stop() == 0, rep.text()
+    finally:
+        rep.kill()
+
+
+def test_pipeline_bubbles_per_stage():
+    rep = Replica(extra=["-pp", "2", "--dist-timeout", "10"])
+    try:
+        st, _, body = post(rep.url, "/v1/completions", BODY)
+        assert st == 200, body
+        wait_for(lambda: all(group(stats(rep.url), r, "pp") and group(stats(rep.url), r, "pp")["ops"]["recv"]
+                             ["calls"] > 0 for r in (0, 1)), 10, "both stages' pp receives")
+        s = stats(rep.url)
+        assert (s["world_size"], s["tensor_parallel_size"], s["pipeline_parallel_size"]) == (2, 1, 2)
+        stages = s["pipeline"]["stages"]
+        assert [(g["stage"], g["ranks"]) for g in stages] == [(0, [0]), (1, [1])], stages
+        for g in stages:
+            pp = group(s, g["ranks"][0], "pp")
+            # the stage's idle time is its receives' time, and it is part of the step time
+            assert g["idle_seconds"] == pp["ops"]["recv"]["seconds"] and g["idle_seconds"] > 0, g
+            assert 0 < g["bubble_fraction"] <= 1, g
+            assert abs(g["bubble_fraction"] - g["idle_seconds"] / s["engine"]["step_seconds_total"]) < 1e-9
+        assert s["moe"] is None
         assert rep.stop() == 0, rep.text()
     finally:
         rep.kill()
