@@ -22,6 +22,7 @@
 #include "cli/args.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/dtype.h"
 #include "core/status.h"
 #include "dist/comm.h"
@@ -31,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef CLLM_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -148,7 +148,7 @@ static void buf_free(bool dev, void *p) {
     free(p);
 }
 
-/* dir 0: host -> buf, 1: buf -> host */
+/* Copy bytes between host memory and a benchmark buffer (either way); 0 or -1. */
 static int buf_copy(bool dev, void *dst, const void *src, size_t bytes) {
 #ifdef CLLM_HAVE_CUDA
     if (dev) return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault) == cudaSuccess ? 0 : -1;
@@ -159,12 +159,6 @@ static int buf_copy(bool dev, void *dst, const void *src, size_t bytes) {
 }
 
 /* ------------------------------------------------------------ one size */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int value(int rank, size_t i) { return (int)((rank * 7 + i * 13) % 9) - 4; }
 
@@ -240,10 +234,10 @@ static cllm_status time_op(bench_ctx *b, int op, size_t n, long iters, long warm
     for (long i = 0; i < warmup; i++) CLLM_TRY(run_op(b, op, n));
     CLLM_TRY(cllm_comm_sync(b->c));
     CLLM_TRY(cllm_comm_barrier(b->host));
-    double t0 = now_s();
+    double t0 = cllm_now_s();
     for (long i = 0; i < iters; i++) CLLM_TRY(run_op(b, op, n));
     CLLM_TRY(cllm_comm_sync(b->c));
-    int64_t ns = (int64_t)((now_s() - t0) / (double)iters * 1e9), mx = 0;
+    int64_t ns = (int64_t)((cllm_now_s() - t0) / (double)iters * 1e9), mx = 0;
     CLLM_TRY(cllm_comm_all_reduce(b->host, &ns, &mx, 1, CLLM_DTYPE_I64, CLLM_REDUCE_MAX));
     *sec = (double)mx * 1e-9;
     return CLLM_OK;
@@ -275,9 +269,9 @@ static double memcpy_gbps(void) {
     memset(b, 2, n);
     double best = 0;
     for (int k = 0; k < 3; k++) {
-        double t0 = now_s();
+        double t0 = cllm_now_s();
         memcpy(b, a, n);
-        double dt = now_s() - t0;
+        double dt = cllm_now_s() - t0;
         if (dt > 0 && n / dt / 1e9 > best) best = n / dt / 1e9;
     }
     volatile char sink = b[n / 2];

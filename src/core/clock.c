@@ -8,3 +8,5 @@ double cllm_now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
+
+double cllm_now_s(void) { return cllm_now_ms() * 1e-3; }

@@ -4,5 +4,7 @@
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 double cllm_now_ms(void);
+/* Seconds of CLOCK_MONOTONIC. */
+double cllm_now_s(void);
 
 #endif

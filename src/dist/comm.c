@@ -5,12 +5,11 @@
  * structure. */
 #include "dist/comm_internal.h"
 
+#include "core/clock.h"
 #include "core/status.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 static const char *const g_op_names[CLLM_COMM_NUM_OPS] = {
     "all_reduce", "all_gather", "reduce_scatter", "broadcast", "send", "recv", "all_to_allv", "barrier",
@@ -18,12 +17,6 @@ static const char *const g_op_names[CLLM_COMM_NUM_OPS] = {
 
 const char *cllm_comm_op_name(cllm_comm_op op) {
     return (unsigned)op < CLLM_COMM_NUM_OPS ? g_op_names[op] : "?";
-}
-
-double cllm_comm_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 size_t cllm_comm_dtype_size(cllm_dtype dt) {
@@ -104,26 +97,23 @@ void cllm_comm_destroy(cllm_comm *c) {
 
 /* ------------------------------------------------------ failure state */
 
-/* Record msg as the family's failure if it is the first; set this thread's
- * error to the family's message. */
-static cllm_status family_break(cllm_comm_family *f, const char *msg) {
+/* Record msg (it may be this thread's cllm_last_error()) as the family's
+ * failure if it is the first. This thread's error is left as it is. */
+static void family_break(cllm_comm_family *f, const char *msg) {
     pthread_mutex_lock(&f->mu);
     if (!atomic_load(&f->broken)) {
         snprintf(f->msg, sizeof f->msg, "%s", msg);
         atomic_store(&f->broken, 1);
     }
-    cllm_error(CLLM_ERR_DISTRIBUTED, "%s", f->msg);
     pthread_mutex_unlock(&f->mu);
-    return CLLM_ERR_DISTRIBUTED;
 }
 
-cllm_status cllm_comm_fail(cllm_comm *c, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return family_break(c->family, msg);
+/* Unblock the driving thread of every member (the transport's abort). */
+static void family_abort(cllm_comm_family *f) {
+    pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < f->num_members; i++)
+        if (f->members[i]->vt->abort) f->members[i]->vt->abort(f->members[i]);
+    pthread_mutex_unlock(&f->mu);
 }
 
 /* CLLM_OK, or the family's failure as this thread's error. */
@@ -142,22 +132,13 @@ void cllm_comm_set_timeout(cllm_comm *c, double timeout_s) {
     if (c && c->vt->set_timeout) c->vt->set_timeout(c, timeout_s);
 }
 
-double cllm_comm_timeout(const cllm_comm *c) { return c && c->vt->timeout ? c->vt->timeout(c) : 0; }
-
 void cllm_comm_abort(cllm_comm *c, const char *reason) {
     if (!c) return;
     char msg[1024];
     snprintf(msg, sizeof msg, "rank %d: communicator '%s' aborted: %s", c->world_rank, c->name,
              reason ? reason : "cllm_comm_abort");
-    cllm_comm_family *f = c->family;
-    char saved[1024];
-    snprintf(saved, sizeof saved, "%s", cllm_last_error()); /* abort must not clobber the caller's error */
-    family_break(f, msg);
-    cllm_error(CLLM_ERR_DISTRIBUTED, "%s", saved);
-    pthread_mutex_lock(&f->mu);
-    for (int i = 0; i < f->num_members; i++)
-        if (f->members[i]->vt->abort) f->members[i]->vt->abort(f->members[i]);
-    pthread_mutex_unlock(&f->mu);
+    family_break(c->family, msg); /* the caller's own error stays as it was */
+    family_abort(c->family);
 }
 
 cllm_status cllm_comm_check_health(cllm_comm *c) {
@@ -201,17 +182,22 @@ void cllm_comm_stats_add(cllm_comm *c, const cllm_comm_stats *delta, uint64_t ti
 
 /* ------------------------------------------------ collective plumbing */
 
-/* Entry checks common to every collective: c, broken state, dtype. */
-static cllm_status enter(cllm_comm *c, cllm_comm_op op, cllm_dtype dt, bool reduce, size_t *esize) {
+/* Entry checks common to every collective: c, broken state, dtype, and for
+ * all_reduce / reduce_scatter the reduce op rop (ignored for the others). */
+static cllm_status enter(cllm_comm *c, cllm_comm_op op, cllm_dtype dt, cllm_reduce_op rop, size_t *esize) {
     if (!c) return cllm_error(CLLM_ERR_INVALID_ARG, "%s: NULL communicator", cllm_comm_op_name(op));
     CLLM_TRY(check_broken(c));
     *esize = cllm_comm_dtype_size(dt);
     if (!*esize && op != CLLM_COMM_BARRIER)
         return cllm_error(CLLM_ERR_INVALID_ARG, "%s on '%s': dtype %d is not one of F32, BF16, F16, I32, I64, U8",
                           cllm_comm_op_name(op), c->name, (int)dt);
-    if (reduce && dt == CLLM_DTYPE_U8)
+    if (op != CLLM_COMM_ALL_REDUCE && op != CLLM_COMM_REDUCE_SCATTER) return CLLM_OK;
+    if (dt == CLLM_DTYPE_U8)
         return cllm_error(CLLM_ERR_INVALID_ARG, "%s on '%s': reductions on uint8 are not supported",
                           cllm_comm_op_name(op), c->name);
+    if ((unsigned)rop > CLLM_REDUCE_MIN)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "%s on '%s': unknown reduce op %d", cllm_comm_op_name(op), c->name,
+                          (int)rop);
     return CLLM_OK;
 }
 
@@ -219,7 +205,7 @@ static cllm_status enter(cllm_comm *c, cllm_comm_op op, cllm_dtype dt, bool redu
  * an abort that raced with the call wins, so the caller sees its reason). */
 static cllm_status leave(cllm_comm *c, cllm_comm_op op, cllm_status st, uint64_t bytes, double t0) {
     if (st == CLLM_OK) {
-        double dt = cllm_comm_now_s() - t0;
+        double dt = cllm_now_s() - t0;
         pthread_mutex_lock(&c->stats_mu);
         c->ops[op].calls++;
         c->ops[op].bytes += bytes;
@@ -228,15 +214,9 @@ static cllm_status leave(cllm_comm *c, cllm_comm_op op, cllm_status st, uint64_t
         return CLLM_OK;
     }
     if (st == CLLM_ERR_INVALID_ARG && !atomic_load(&c->family->broken)) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", cllm_last_error());
-    family_break(c->family, msg);
-    if (c->vt->abort) { /* peers blocked on this rank fail at once instead of at their timeout */
-        pthread_mutex_lock(&c->family->mu);
-        for (int i = 0; i < c->family->num_members; i++) c->family->members[i]->vt->abort(c->family->members[i]);
-        pthread_mutex_unlock(&c->family->mu);
-    }
-    return CLLM_ERR_DISTRIBUTED;
+    family_break(c->family, cllm_last_error());
+    family_abort(c->family); /* peers blocked on this rank fail at once instead of at their timeout */
+    return check_broken(c);
 }
 
 #define NEED_BUF(p, n, what)                                                                              \
@@ -254,63 +234,48 @@ static void copy_if(void *dst, const void *src, size_t bytes) {
 
 /* --------------------------------------------------------- collectives */
 
-cllm_status cllm_comm_all_reduce(cllm_comm *c, const void *send, void *recv, size_t count, cllm_dtype dt,
-                                 cllm_reduce_op op) {
-    const cllm_comm_op OP = CLLM_COMM_ALL_REDUCE;
+/* all_reduce, all_gather, reduce_scatter: the layouts of comm.h; rop only
+ * for the reductions. */
+static cllm_status dense(cllm_comm *c, cllm_comm_op OP, const void *send, void *recv, size_t count, cllm_dtype dt,
+                         cllm_reduce_op rop) {
     size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, true, &es));
+    CLLM_TRY(enter(c, OP, dt, rop, &es));
     NEED_BUF(send, count, "send");
     NEED_BUF(recv, count, "recv");
-    if ((unsigned)op > CLLM_REDUCE_MIN)
-        return cllm_error(CLLM_ERR_INVALID_ARG, "all_reduce on '%s': unknown reduce op %d", c->name, (int)op);
-    double t0 = cllm_comm_now_s();
+    double t0 = cllm_now_s();
     c->seq++;
     cllm_status st = CLLM_OK;
     if (host_local(c)) copy_if(recv, send, count * es);
-    else st = c->vt->all_reduce(c, send, recv, count, dt, op);
-    return leave(c, OP, st, count * es, t0);
+    else if (OP == CLLM_COMM_ALL_REDUCE) st = c->vt->all_reduce(c, send, recv, count, dt, rop);
+    else if (OP == CLLM_COMM_ALL_GATHER) st = c->vt->all_gather(c, send, recv, count, dt);
+    else st = c->vt->reduce_scatter(c, send, recv, count, dt, rop);
+    uint64_t ranks = OP == CLLM_COMM_ALL_REDUCE ? 1 : (uint64_t)c->size; /* stats: this rank's larger buffer */
+    return leave(c, OP, st, ranks * count * es, t0);
+}
+
+cllm_status cllm_comm_all_reduce(cllm_comm *c, const void *send, void *recv, size_t count, cllm_dtype dt,
+                                 cllm_reduce_op op) {
+    return dense(c, CLLM_COMM_ALL_REDUCE, send, recv, count, dt, op);
 }
 
 cllm_status cllm_comm_all_gather(cllm_comm *c, const void *send, void *recv, size_t count, cllm_dtype dt) {
-    const cllm_comm_op OP = CLLM_COMM_ALL_GATHER;
-    size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, false, &es));
-    NEED_BUF(send, count, "send");
-    NEED_BUF(recv, count, "recv");
-    double t0 = cllm_comm_now_s();
-    c->seq++;
-    cllm_status st = CLLM_OK;
-    if (host_local(c)) copy_if(recv, send, count * es);
-    else st = c->vt->all_gather(c, send, recv, count, dt);
-    return leave(c, OP, st, (uint64_t)c->size * count * es, t0);
+    return dense(c, CLLM_COMM_ALL_GATHER, send, recv, count, dt, CLLM_REDUCE_SUM);
 }
 
 cllm_status cllm_comm_reduce_scatter(cllm_comm *c, const void *send, void *recv, size_t count, cllm_dtype dt,
                                      cllm_reduce_op op) {
-    const cllm_comm_op OP = CLLM_COMM_REDUCE_SCATTER;
-    size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, true, &es));
-    NEED_BUF(send, count, "send");
-    NEED_BUF(recv, count, "recv");
-    if ((unsigned)op > CLLM_REDUCE_MIN)
-        return cllm_error(CLLM_ERR_INVALID_ARG, "reduce_scatter on '%s': unknown reduce op %d", c->name, (int)op);
-    double t0 = cllm_comm_now_s();
-    c->seq++;
-    cllm_status st = CLLM_OK;
-    if (host_local(c)) copy_if(recv, send, count * es);
-    else st = c->vt->reduce_scatter(c, send, recv, count, dt, op);
-    return leave(c, OP, st, (uint64_t)c->size * count * es, t0);
+    return dense(c, CLLM_COMM_REDUCE_SCATTER, send, recv, count, dt, op);
 }
 
 cllm_status cllm_comm_broadcast(cllm_comm *c, void *buf, size_t count, cllm_dtype dt, int root) {
     const cllm_comm_op OP = CLLM_COMM_BROADCAST;
     size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, false, &es));
+    CLLM_TRY(enter(c, OP, dt, CLLM_REDUCE_SUM, &es));
     NEED_BUF(buf, count, "buf");
     if (root < 0 || root >= c->size)
         return cllm_error(CLLM_ERR_INVALID_ARG, "broadcast on '%s': root %d is not a rank of %d", c->name, root,
                           c->size);
-    double t0 = cllm_comm_now_s();
+    double t0 = cllm_now_s();
     c->seq++;
     cllm_status st = host_local(c) ? CLLM_OK : c->vt->broadcast(c, buf, count, dt, root);
     return leave(c, OP, st, count * es, t0);
@@ -326,20 +291,20 @@ static cllm_status check_peer(const cllm_comm *c, const char *what, int peer) {
 cllm_status cllm_comm_send(cllm_comm *c, const void *buf, size_t count, cllm_dtype dt, int peer) {
     const cllm_comm_op OP = CLLM_COMM_SEND;
     size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, false, &es));
+    CLLM_TRY(enter(c, OP, dt, CLLM_REDUCE_SUM, &es));
     NEED_BUF(buf, count, "buf");
     CLLM_TRY(check_peer(c, "send", peer));
-    double t0 = cllm_comm_now_s(); /* point to point: the transport numbers messages per pair, not c->seq */
+    double t0 = cllm_now_s(); /* point to point: the transport numbers messages per pair, not c->seq */
     return leave(c, OP, c->vt->send(c, buf, count, dt, peer), count * es, t0);
 }
 
 cllm_status cllm_comm_recv(cllm_comm *c, void *buf, size_t count, cllm_dtype dt, int peer) {
     const cllm_comm_op OP = CLLM_COMM_RECV;
     size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, false, &es));
+    CLLM_TRY(enter(c, OP, dt, CLLM_REDUCE_SUM, &es));
     NEED_BUF(buf, count, "buf");
     CLLM_TRY(check_peer(c, "recv", peer));
-    double t0 = cllm_comm_now_s();
+    double t0 = cllm_now_s();
     return leave(c, OP, c->vt->recv(c, buf, count, dt, peer), count * es, t0);
 }
 
@@ -348,7 +313,7 @@ cllm_status cllm_comm_all_to_allv(cllm_comm *c, const void *send, const size_t *
                                   const size_t *recv_displs, cllm_dtype dt) {
     const cllm_comm_op OP = CLLM_COMM_ALL_TO_ALLV;
     size_t es = 0;
-    CLLM_TRY(enter(c, OP, dt, false, &es));
+    CLLM_TRY(enter(c, OP, dt, CLLM_REDUCE_SUM, &es));
     if (!send_counts || !send_displs || !recv_counts || !recv_displs)
         return cllm_error(CLLM_ERR_INVALID_ARG, "all_to_allv on '%s': a count or displacement array is NULL",
                           c->name);
@@ -360,7 +325,7 @@ cllm_status cllm_comm_all_to_allv(cllm_comm *c, const void *send, const size_t *
         return cllm_error(CLLM_ERR_INVALID_ARG,
                           "all_to_allv on '%s': rank %d sends itself %zu elements but expects %zu",
                           c->name, c->rank, send_counts[c->rank], recv_counts[c->rank]);
-    double t0 = cllm_comm_now_s();
+    double t0 = cllm_now_s();
     c->seq++;
     cllm_status st = CLLM_OK;
     if (host_local(c))
@@ -372,8 +337,8 @@ cllm_status cllm_comm_all_to_allv(cllm_comm *c, const void *send, const size_t *
 cllm_status cllm_comm_barrier(cllm_comm *c) {
     const cllm_comm_op OP = CLLM_COMM_BARRIER;
     size_t es = 0;
-    CLLM_TRY(enter(c, OP, CLLM_DTYPE_U8, false, &es));
-    double t0 = cllm_comm_now_s();
+    CLLM_TRY(enter(c, OP, CLLM_DTYPE_U8, CLLM_REDUCE_SUM, &es));
+    double t0 = cllm_now_s();
     c->seq++;
     cllm_status st = host_local(c) ? CLLM_OK : c->vt->barrier(c);
     return leave(c, OP, st, 0, t0);
@@ -383,11 +348,9 @@ cllm_status cllm_comm_sync(cllm_comm *c) {
     if (!c) return cllm_error(CLLM_ERR_INVALID_ARG, "cllm_comm_sync: NULL communicator");
     CLLM_TRY(check_broken(c));
     if (!c->vt->sync) return CLLM_OK;
-    cllm_status st = c->vt->sync(c);
-    if (st == CLLM_OK) return CLLM_OK;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", cllm_last_error());
-    return family_break(c->family, msg);
+    if (c->vt->sync(c) == CLLM_OK) return CLLM_OK;
+    family_break(c->family, cllm_last_error());
+    return check_broken(c);
 }
 
 /* ------------------------------------------------------------- groups */

@@ -99,7 +99,6 @@ cllm_status cllm_comm_sync(cllm_comm *c);
  * for rank 0's next command without a timeout; setup phases (weight loading
  * on every rank) use a longer one. */
 void cllm_comm_set_timeout(cllm_comm *c, double timeout_s);
-double cllm_comm_timeout(const cllm_comm *c);
 
 /* ------------------------------------------------------------- groups */
 /* Collective over c: ranks with the same color form a new communicator named

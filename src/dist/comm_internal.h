@@ -48,10 +48,9 @@ typedef struct cllm_comm_vtable {
     cllm_status (*check_health)(cllm_comm *c);
     /* Free impl (not c). */
     void (*destroy)(cllm_comm *c);
-    /* See cllm_comm_set_timeout / cllm_comm_timeout; NULL: the transport has
-     * no per-operation timeout of its own (NCCL: the watchdog times it). */
+    /* See cllm_comm_set_timeout; NULL: the transport has no per-operation
+     * timeout of its own (NCCL: the watchdog times it). */
     void (*set_timeout)(cllm_comm *c, double timeout_s);
-    double (*timeout)(const cllm_comm *c);
 } cllm_comm_vtable;
 
 #define CLLM_COMM_FAMILY_MAX 64
@@ -92,15 +91,7 @@ cllm_comm *cllm_comm_alloc(const cllm_comm_vtable *vt, const char *name, const c
 /* Free what cllm_comm_alloc made (not impl). */
 void cllm_comm_free(cllm_comm *c);
 
-/* Break c's family with this message (printf-style; the first one wins) and
- * return CLLM_ERR_DISTRIBUTED with the family's message as this thread's
- * error. Transports call it for errors found outside a collective. */
-cllm_status cllm_comm_fail(cllm_comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Bytes of dt, 0 for dtypes the communicator does not take. */
 size_t cllm_comm_dtype_size(cllm_dtype dt);
-
-/* Seconds on the monotonic clock. */
-double cllm_comm_now_s(void);
 
 #endif

@@ -14,6 +14,7 @@
  * cllm_comm_nccl_create says so with CLLM_ERR_NO_DEVICE. */
 #include "dist/comm_internal.h"
 
+#include "core/clock.h"
 #include "core/status.h"
 
 #include <string.h>
@@ -27,7 +28,6 @@
 typedef struct nccl_impl {
     ncclComm_t comm;
     cudaStream_t stream; /* borrowed */
-    int device;
     double timeout_s;
     atomic_int aborted;  /* ncclCommAbort done: comm is gone */
     int *scratch;        /* device: 2 * size + 2 ints (split's color/key, barrier) */
@@ -57,7 +57,7 @@ static cllm_status nccl_fail(const cllm_comm *c, ncclComm_t comm, ncclResult_t r
 /* Poll comm's asynchronous state until it leaves ncclInProgress. */
 static cllm_status wait_async(const cllm_comm *c, ncclComm_t comm, const atomic_int *aborted, double timeout_s,
                               const char *what, const char *file, int line) {
-    double deadline = cllm_comm_now_s() + timeout_s;
+    double deadline = cllm_now_s() + timeout_s;
     for (;;) {
         if (aborted && atomic_load(aborted))
             return cllm_error(CLLM_ERR_DISTRIBUTED, "rank %d: %s: communicator aborted", c ? c->world_rank : -1, what);
@@ -66,7 +66,7 @@ static cllm_status wait_async(const cllm_comm *c, ncclComm_t comm, const atomic_
         if (r != ncclSuccess) return nccl_fail(c, comm, r, "ncclCommGetAsyncError", file, line);
         if (st == ncclSuccess) return CLLM_OK;
         if (st != ncclInProgress) return nccl_fail(c, comm, st, what, file, line);
-        if (cllm_comm_now_s() > deadline)
+        if (cllm_now_s() > deadline)
             return cllm_error(CLLM_ERR_DISTRIBUTED,
                               "rank %d: NCCL %s did not complete within %.1f s (--dist-timeout) at %s:%d: a rank is "
                               "missing or stuck (NCCL_DEBUG=INFO shows which)",
@@ -155,7 +155,7 @@ static cllm_status n_all_to_allv(cllm_comm *c, const void *send, const size_t *s
  * flag, watching NCCL's asynchronous errors meanwhile. */
 static cllm_status n_sync(cllm_comm *c) {
     nccl_impl *n = N(c);
-    double deadline = cllm_comm_now_s() + n->timeout_s;
+    double deadline = cllm_now_s() + n->timeout_s;
     for (;;) {
         if (atomic_load(&n->aborted))
             return cllm_error(CLLM_ERR_DISTRIBUTED, "rank %d: '%s' aborted", c->world_rank, c->name);
@@ -165,7 +165,7 @@ static cllm_status n_sync(cllm_comm *c) {
         ncclResult_t st = ncclSuccess;
         if (ncclCommGetAsyncError(n->comm, &st) == ncclSuccess && st != ncclSuccess && st != ncclInProgress)
             return nccl_fail(c, n->comm, st, "operation (asynchronous error)", __FILE__, __LINE__);
-        if (cllm_comm_now_s() > deadline)
+        if (cllm_now_s() > deadline)
             return cllm_error(CLLM_ERR_DISTRIBUTED,
                               "rank %d: the NCCL operations of '%s' (up to seq %llu) did not complete within %.1f s "
                               "(--dist-timeout): a rank is stalled or did not call the same collectives "
@@ -195,12 +195,11 @@ static cllm_status n_gather_color_key(cllm_comm *c, int color, int key, int *ck)
     return n_sync(c);
 }
 
-static cllm_status impl_alloc(cllm_comm *c, ncclComm_t comm, cudaStream_t stream, int device, double timeout_s) {
+static cllm_status impl_alloc(cllm_comm *c, ncclComm_t comm, cudaStream_t stream, double timeout_s) {
     nccl_impl *n = cllm_calloc(1, sizeof *n);
     if (!n) return CLLM_ERR_OOM;
     n->comm = comm;
     n->stream = stream;
-    n->device = device;
     n->timeout_s = timeout_s;
     atomic_init(&n->aborted, 0);
     c->impl = n;
@@ -216,7 +215,7 @@ static cllm_status n_split(cllm_comm *c, int color, int key, cllm_comm *child) {
     ncclResult_t r = ncclCommSplit(n->comm, color, key, &nc, &cfg);
     if (r != ncclSuccess && r != ncclInProgress) return nccl_fail(c, n->comm, r, "ncclCommSplit", __FILE__, __LINE__);
     if (nc) CLLM_TRY(wait_async(c, nc, &n->aborted, n->timeout_s, "ncclCommSplit", __FILE__, __LINE__));
-    cllm_status st = impl_alloc(child, nc, n->stream, n->device, n->timeout_s);
+    cllm_status st = impl_alloc(child, nc, n->stream, n->timeout_s);
     if (st != CLLM_OK && child->impl) {
         nccl_impl *ci = child->impl;
         if (ci->scratch) cudaFree(ci->scratch);
@@ -325,7 +324,7 @@ cllm_status cllm_comm_nccl_create(cllm_comm *host, int cuda_device, void *cuda_s
     if (st != CLLM_OK) { ncclCommAbort(nc); return st; }
     cllm_comm *c = cllm_comm_alloc(&g_nccl_vt, name, "nccl", true, host->rank, host->size, host->world_ranks, NULL);
     if (!c) { ncclCommAbort(nc); return CLLM_ERR_OOM; }
-    st = impl_alloc(c, nc, (cudaStream_t)cuda_stream, cuda_device, timeout_s);
+    st = impl_alloc(c, nc, (cudaStream_t)cuda_stream, timeout_s);
     if (st != CLLM_OK) {
         if (!c->impl) ncclCommAbort(nc);
         cllm_comm_destroy(c);

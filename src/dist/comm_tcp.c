@@ -22,6 +22,7 @@
  * all-reduce algorithms for clusters of workstations", 2009). */
 #include "dist/tcp_internal.h"
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "dist/reduce.h"
 
@@ -292,7 +293,6 @@ static void tcp_abort(cllm_comm *c) { if (c->impl) tcp_mesh_abort(M(c)); }
 static cllm_status tcp_check_health(cllm_comm *c) { return tcp_mesh_check(M(c), c->world_ranks, c->size, c->name); }
 
 static void tcp_set_timeout(cllm_comm *c, double s) { M(c)->timeout_s = s > 0 ? s : 0; }
-static double tcp_timeout(const cllm_comm *c) { return M(c)->timeout_s; }
 
 static const cllm_comm_vtable g_tcp_vt = {
     .all_reduce = tcp_all_reduce,
@@ -311,7 +311,6 @@ static const cllm_comm_vtable g_tcp_vt = {
     .check_health = tcp_check_health,
     .destroy = tcp_destroy,
     .set_timeout = tcp_set_timeout,
-    .timeout = tcp_timeout,
 };
 
 static tcp_mesh *mesh_alloc(int rank, int W, double timeout_s) {
@@ -338,7 +337,7 @@ cllm_status cllm_comm_tcp_create_world(const cllm_dist_env *env, double timeout_
         return cllm_error(CLLM_ERR_INVALID_ARG, "distributed environment: rank %d of world size %d", me, W);
     if (!(timeout_s > 0))
         return cllm_error(CLLM_ERR_INVALID_ARG, "--dist-timeout must be > 0 seconds (got %g)", timeout_s);
-    double t0 = cllm_comm_now_s();
+    double t0 = cllm_now_s();
     int *fds = NULL, *ident = NULL;
     tcp_mesh *m = NULL;
     cllm_comm *c = NULL;
@@ -366,7 +365,7 @@ cllm_status cllm_comm_tcp_create_world(const cllm_dist_env *env, double timeout_
         goto fail;
     }
     if (me == 0 && W > 1)
-        CLLM_LOG_D("rank 0: %d ranks joined (%s) in %.3f s", W, env->launcher, cllm_comm_now_s() - t0);
+        CLLM_LOG_D("rank 0: %d ranks joined (%s) in %.3f s", W, env->launcher, cllm_now_s() - t0);
     free(ident);
     *out = c;
     return CLLM_OK;

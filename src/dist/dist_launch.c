@@ -6,6 +6,7 @@
  * parent (getppid) so no worker outlives a crashed rank 0. */
 #include "dist/dist_env.h"
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "dist/tcp_internal.h"
 
@@ -218,15 +219,14 @@ cllm_status cllm_dist_check_children(cllm_dist_env *env) {
 
 void cllm_dist_reap_children(cllm_dist_env *env, double timeout_s) {
     if (!env) return;
-    struct timespec t0, now, tick = {0, 10 * 1000 * 1000};
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    double deadline = cllm_now_s() + timeout_s;
     for (;;) {
         bool all = true;
         for (int r = 1; r < CLLM_DIST_MAX_LOCAL; r++)
             if (env->child_pids[r] > 0 && !reaped(env, r, WNOHANG)) all = false;
         if (all) return;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 >= timeout_s) break;
+        if (cllm_now_s() >= deadline) break;
         nanosleep(&tick, NULL);
     }
     for (int r = 1; r < CLLM_DIST_MAX_LOCAL; r++)

@@ -9,18 +9,18 @@
  *    dropped, the wait goes on); a right secret with a bad rank, world size
  *    or a duplicate rank is a launch error. When all have joined it sends
  *    each rank the address table: for every rank, the peer address rank 0
- *    saw (getpeername) and its listen port.
+ *    saw (accept's peer address) and its listen port.
  * 3. Mesh: for i < j, j connects to i's listener and sends HELLO (checked
  *    the same way); the link 0-j is the bootstrap connection itself.
  * Every socket gets TCP_NODELAY and short keepalives, so a dead node (not
  * only a dead process) is noticed within ~15 s even while idle. */
 #include "dist/tcp_internal.h"
 
+#include "core/clock.h"
 #include "core/status.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -70,11 +70,6 @@ static bool secret_equal(const uint8_t *a, const uint8_t *b) {
 }
 
 /* ---------------------------------------------------------- socket bits */
-
-static void set_nonblock(int fd, bool on) {
-    int fl = fcntl(fd, F_GETFL, 0);
-    fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-}
 
 static void tune(int fd) {
     int one = 1, idle = 5, intvl = 2, cnt = 4;
@@ -151,21 +146,12 @@ static int io_all(int fd, void *buf, size_t n, bool wr, double deadline) {
         if (r > 0) { p += r; n -= (size_t)r; continue; }
         if (r == 0) { errno = 0; return -1; }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
-        double left = deadline - cllm_comm_now_s();
+        double left = deadline - cllm_now_s();
         if (left <= 0) return -2;
         struct pollfd pf = {.fd = fd, .events = wr ? POLLOUT : POLLIN};
         poll(&pf, 1, (int)(left * 1000) + 1);
     }
     return 0;
-}
-
-/* True once the other end of fd (a rank's bootstrap connection to rank 0)
- * has closed or reset it: rank 0 gave up or died. POLLRDHUP sees the close
- * behind data rank 0 sent before it (its first collective), which stays
- * queued. False for fd < 0. */
-static bool peer_gone(int fd) {
-    struct pollfd pf = {.fd = fd, .events = POLLRDHUP};
-    return fd >= 0 && poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* Connect to rank peer at host:port (IPv4) before deadline, retrying
@@ -184,7 +170,7 @@ static int connect_retry(const char *host, int port, double deadline, int rank, 
             int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
             int r = fd < 0 ? -1 : connect(fd, ai->ai_addr, ai->ai_addrlen);
             if (r != 0 && fd >= 0 && errno == EINPROGRESS) {
-                double left = deadline - cllm_comm_now_s();
+                double left = deadline - cllm_now_s();
                 struct pollfd pf = {.fd = fd, .events = POLLOUT};
                 int err = ETIMEDOUT;
                 socklen_t el = sizeof err;
@@ -198,10 +184,10 @@ static int connect_retry(const char *host, int port, double deadline, int rank, 
             snprintf(last, sizeof last, "%s", strerror(errno));
             if (fd >= 0) close(fd);
         }
-        if (peer_gone(watch_fd)) break;
+        if (tcp_fd_closed(watch_fd)) break;
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
-    } while (cllm_comm_now_s() < deadline);
+    } while (cllm_now_s() < deadline);
     if (peer == 0)
         cllm_error(CLLM_ERR_DISTRIBUTED,
                    "rank %d: could not connect to rank 0 at %s:%d before the timeout (last error: %s); check "
@@ -213,7 +199,7 @@ static int connect_retry(const char *host, int port, double deadline, int rank, 
                    "rank %d: could not connect to rank %d at %s:%d (its listen port) before %s (last error: %s); a "
                    "firewall between the hosts must let the ranks' listen ports through: restrict them with "
                    "CLLM_DIST_PORT_RANGE=LO-HI and open that range (docs/distributed.md, Multi-node)",
-                   rank, peer, host, port, peer_gone(watch_fd) ? "rank 0 gave up" : "the timeout", last);
+                   rank, peer, host, port, tcp_fd_closed(watch_fd) ? "rank 0 gave up" : "the timeout", last);
     return -1;
 }
 
@@ -237,8 +223,8 @@ static cllm_status accept_ranks(const cllm_dist_env *env, int lfd, uint32_t kind
     int np = 0, missing = hi - lo;
     cllm_status st = CLLM_OK;
     while (missing > 0) {
-        double now = cllm_comm_now_s();
-        bool gone = peer_gone(watch_fd);
+        double now = cllm_now_s();
+        bool gone = tcp_fd_closed(watch_fd);
         if (now >= deadline || gone) {
             char list[512];
             size_t len = 0;
@@ -269,7 +255,7 @@ static cllm_status accept_ranks(const cllm_dist_env *env, int lfd, uint32_t kind
             int fd = accept4(lfd, (struct sockaddr *)&from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (fd >= 0) {
                 if (np == MAX_PENDING) { close(pend[0].fd); pend[0] = pend[--np]; }
-                pend[np] = (pending_conn){.fd = fd, .since = cllm_comm_now_s(), .from = from};
+                pend[np] = (pending_conn){.fd = fd, .since = cllm_now_s(), .from = from};
                 np++;
             }
         }
@@ -281,7 +267,7 @@ static cllm_status accept_ranks(const cllm_dist_env *env, int lfd, uint32_t kind
             if (r > 0) pc->have += (size_t)r;
             bool drop = r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
             if (!drop && pc->have < HELLO_BYTES) {
-                if (cllm_comm_now_s() - pc->since > HELLO_WAIT_S) {
+                if (cllm_now_s() - pc->since > HELLO_WAIT_S) {
                     CLLM_LOG_W("rank %d: dropped a connection from %s that sent no cllm greeting", env->rank, who);
                     drop = true;
                 } else continue;
@@ -306,6 +292,7 @@ static cllm_status accept_ranks(const cllm_dist_env *env, int lfd, uint32_t kind
                     goto done;
                 } else {
                     fds[h.rank] = pc->fd;
+                    tune(pc->fd);
                     ports[h.rank] = h.port;
                     addrs[h.rank] = pc->from;
                     missing--;
@@ -336,47 +323,30 @@ static cllm_status send_hello(int fd, const cllm_dist_env *env, uint32_t kind, u
     return CLLM_OK;
 }
 
-static cllm_status boot_rank0(const cllm_dist_env *env, double timeout_s, double deadline, int *fds) {
+static cllm_status boot_rank0(const cllm_dist_env *env, double timeout_s, double deadline, int *fds, uint32_t *ports,
+                              struct sockaddr_in *addrs, uint8_t *table) {
     int W = env->world_size, lfd = env->listen_fd, own = lfd < 0;
-    uint32_t *ports = cllm_calloc((size_t)W, sizeof *ports);
-    struct sockaddr_in *addrs = cllm_calloc((size_t)W, sizeof *addrs);
-    uint8_t *table = cllm_calloc((size_t)W, 8);
-    cllm_status st = CLLM_ERR_OOM;
-    if (!ports || !addrs || !table) goto fail;
-    if (own && (lfd = tcp_listen(NULL, env->init_port, NULL)) < 0) { st = CLLM_ERR_DISTRIBUTED; goto fail; }
-    CLLM_TRY_GOTO(st, accept_ranks(env, lfd, KIND_BOOT, 1, W, deadline, timeout_s, fds, ports, addrs, -1), fail);
+    if (own && (lfd = tcp_listen(NULL, env->init_port, NULL)) < 0) return CLLM_ERR_DISTRIBUTED;
+    cllm_status st = accept_ranks(env, lfd, KIND_BOOT, 1, W, deadline, timeout_s, fds, ports, addrs, -1);
+    if (own) close(lfd);
+    CLLM_TRY(st);
     for (int r = 1; r < W; r++) { /* address as rank 0 saw it, port the rank listens on */
-        struct sockaddr_in pa;
-        socklen_t pl = sizeof pa;
-        getpeername(fds[r], (struct sockaddr *)&pa, &pl);
-        memcpy(table + 8 * r, &pa.sin_addr.s_addr, 4);
+        memcpy(table + 8 * r, &addrs[r].sin_addr.s_addr, 4);
         put32(table + 8 * r + 4, ports[r]);
     }
     for (int r = 1; r < W; r++)
-        if (io_all(fds[r], table, (size_t)W * 8, true, deadline) != 0) {
-            st = cllm_error(CLLM_ERR_DISTRIBUTED, "rank 0: sending the address table to rank %d failed: %s", r,
-                            errno ? strerror(errno) : "timeout");
-            goto fail;
-        }
-    st = CLLM_OK;
-fail:
-    if (own && lfd >= 0) close(lfd);
-    free(ports);
-    free(addrs);
-    free(table);
-    return st;
+        if (io_all(fds[r], table, (size_t)W * 8, true, deadline) != 0)
+            return cllm_error(CLLM_ERR_DISTRIBUTED, "rank 0: sending the address table to rank %d failed: %s", r,
+                              errno ? strerror(errno) : "timeout");
+    return CLLM_OK;
 }
 
-static cllm_status boot_rank(const cllm_dist_env *env, double timeout_s, double deadline, int *fds) {
+static cllm_status boot_rank(const cllm_dist_env *env, double timeout_s, double deadline, int *fds, uint32_t *ports,
+                             struct sockaddr_in *addrs, uint8_t *table) {
     int W = env->world_size, me = env->rank, port = 0;
-    uint32_t *ports = cllm_calloc((size_t)W, sizeof *ports);
-    struct sockaddr_in *addrs = cllm_calloc((size_t)W, sizeof *addrs);
-    uint8_t *table = cllm_calloc((size_t)W, 8);
-    cllm_status st = CLLM_ERR_OOM;
-    int lfd = -1;
-    if (!ports || !addrs || !table) goto fail;
-    st = CLLM_ERR_DISTRIBUTED;
-    if ((lfd = tcp_listen(NULL, 0, &port)) < 0) goto fail;
+    int lfd = tcp_listen(NULL, 0, &port);
+    if (lfd < 0) return CLLM_ERR_DISTRIBUTED;
+    cllm_status st = CLLM_ERR_DISTRIBUTED;
     if ((fds[0] = connect_retry(env->init_host, env->init_port, deadline, me, 0, -1)) < 0) goto fail;
     CLLM_TRY_GOTO(st, send_hello(fds[0], env, KIND_BOOT, (uint32_t)port, deadline), fail);
     int r = io_all(fds[0], table, (size_t)W * 8, false, deadline);
@@ -403,10 +373,7 @@ static cllm_status boot_rank(const cllm_dist_env *env, double timeout_s, double 
                   fail);
     st = CLLM_OK;
 fail:
-    if (lfd >= 0) close(lfd);
-    free(ports);
-    free(addrs);
-    free(table);
+    close(lfd);
     return st;
 }
 
@@ -414,19 +381,25 @@ cllm_status tcp_bootstrap(const cllm_dist_env *env, double timeout_s, int **fds_
     int W = env->world_size;
     *fds_out = NULL;
     int *fds = cllm_malloc(sizeof(int) * (size_t)W);
-    if (!fds) return CLLM_ERR_OOM;
-    for (int r = 0; r < W; r++) fds[r] = -1;
-    double deadline = cllm_comm_now_s() + timeout_s;
-    cllm_status st = env->rank == 0 ? boot_rank0(env, timeout_s, deadline, fds)
-                                    : boot_rank(env, timeout_s, deadline, fds);
+    uint32_t *ports = cllm_calloc((size_t)W, sizeof *ports);           /* each rank's listen port */
+    struct sockaddr_in *addrs = cllm_calloc((size_t)W, sizeof *addrs); /* where its connection came from */
+    uint8_t *table = cllm_calloc((size_t)W, 8);                       /* rank 0's address table: IPv4, port */
+    cllm_status st = CLLM_ERR_OOM;
+    if (fds && ports && addrs && table) {
+        for (int r = 0; r < W; r++) fds[r] = -1;
+        double deadline = cllm_now_s() + timeout_s;
+        st = env->rank == 0 ? boot_rank0(env, timeout_s, deadline, fds, ports, addrs, table)
+                            : boot_rank(env, timeout_s, deadline, fds, ports, addrs, table);
+    }
+    free(ports);
+    free(addrs);
+    free(table);
     if (st != CLLM_OK) {
-        for (int r = 0; r < W; r++)
+        for (int r = 0; fds && r < W; r++)
             if (fds[r] >= 0) close(fds[r]);
         free(fds);
         return st;
     }
-    for (int r = 0; r < W; r++)
-        if (fds[r] >= 0) { tune(fds[r]); set_nonblock(fds[r], true); }
     *fds_out = fds;
     return CLLM_OK;
 }

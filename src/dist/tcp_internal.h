@@ -88,6 +88,10 @@ void tcp_mesh_abort(tcp_mesh *m);
  * one) for POLLRDHUP/HUP/ERR without reading; CLLM_OK or
  * CLLM_ERR_DISTRIBUTED naming the first dead peer. Any thread. */
 cllm_status tcp_mesh_check(tcp_mesh *m, const int *ranks, int n, const char *comm_name);
+/* True once the other end of fd has closed or reset the connection (poll
+ * for POLLRDHUP without reading, so it also sees a close queued behind data
+ * not yet read). False for fd < 0. Any thread. */
+bool tcp_fd_closed(int fd);
 /* List the world ranks whose connection the other side closed into buf
  * (", 2, 3"); empty if none. For error messages. */
 void tcp_mesh_closed_peers(tcp_mesh *m, int except, char *buf, size_t cap);

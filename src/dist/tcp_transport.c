@@ -7,6 +7,8 @@
  * through a small staging buffer (memory stays bounded for any size). */
 #include "dist/tcp_internal.h"
 
+#include "core/clock.h"
+#include "core/dtype.h"
 #include "core/status.h"
 #include "dist/reduce.h"
 
@@ -48,18 +50,6 @@ cllm_status tcp_scratch(tcp_mesh *m, size_t bytes, uint8_t **out) {
 
 /* ---------------------------------------------------------------- errors */
 
-static const char *dtype_short(int dt) {
-    switch (dt) {
-    case CLLM_DTYPE_F32: return "float32";
-    case CLLM_DTYPE_BF16: return "bfloat16";
-    case CLLM_DTYPE_F16: return "float16";
-    case CLLM_DTYPE_I32: return "int32";
-    case CLLM_DTYPE_I64: return "int64";
-    case CLLM_DTYPE_U8: return "uint8";
-    default: return "?";
-    }
-}
-
 static const char *opn(int op) { return cllm_comm_op_name((cllm_comm_op)op); }
 
 /* "all_reduce (seq 7) on 'tp'", or "send #3 on 'world'" */
@@ -92,9 +82,9 @@ static cllm_status err_mismatch(cllm_comm *c, tcp_mesh *m, cllm_comm_op op, cons
                       "of %s%s) but rank %d sent %s (%s%llu, %llu bytes of %s%s); every rank must call the same "
                       "collectives in the same order with the same count, dtype and root",
                       m->world_rank, x->peer, c->name, opn(h->op == CLLM_COMM_SEND ? CLLM_COMM_RECV : h->op), p2p,
-                      (unsigned long long)h->seq, (unsigned long long)h->bytes, dtype_short(h->dtype),
+                      (unsigned long long)h->seq, (unsigned long long)h->bytes, cllm_dtype_name((cllm_dtype)h->dtype),
                       g->tag != h->tag ? ", this communicator" : "", x->peer, opn(g->op), p2p,
-                      (unsigned long long)g->seq, (unsigned long long)g->bytes, dtype_short(g->dtype),
+                      (unsigned long long)g->seq, (unsigned long long)g->bytes, cllm_dtype_name((cllm_dtype)g->dtype),
                       g->tag != h->tag ? ", another communicator" : "");
 }
 
@@ -191,7 +181,7 @@ static bool xfer_done(const tcp_xfer *x) {
 cllm_status tcp_run(cllm_comm *c, cllm_comm_op op, tcp_xfer *x, int n) {
     tcp_mesh *m = ((tcp_comm *)c->impl)->mesh;
     /* timeout 0: wait as long as the peers live (a worker waiting for rank 0's next command) */
-    double deadline = m->timeout_s > 0 ? cllm_comm_now_s() + m->timeout_s : INFINITY;
+    double deadline = m->timeout_s > 0 ? cllm_now_s() + m->timeout_s : INFINITY;
     int W = m->world_size;
     for (;;) {
         if (atomic_load(&m->aborted))
@@ -219,7 +209,7 @@ cllm_status tcp_run(cllm_comm *c, cllm_comm_op op, tcp_xfer *x, int n) {
             }
         }
         if (moved) { /* the timeout counts time without progress (a big transfer may take long) */
-            deadline = cllm_comm_now_s() + m->timeout_s;
+            deadline = cllm_now_s() + m->timeout_s;
             continue;
         }
         int np = 0, first = -1;
@@ -229,7 +219,7 @@ cllm_status tcp_run(cllm_comm *c, cllm_comm_op op, tcp_xfer *x, int n) {
             if (first < 0) first = m->head_recv[p] >= 0 ? m->head_recv[p] : m->head_send[p];
             m->pfds[np++] = (struct pollfd){.fd = m->fds[p], .events = ev};
         }
-        double left = deadline - cllm_comm_now_s();
+        double left = deadline - cllm_now_s();
         if (left <= 0) return err_timeout(c, m, op, &x[first]);
         int ms = left > 1.0 ? 1000 : (int)(left * 1000) + 1; /* wake at least each second to see an abort */
         int r = poll(m->pfds, (nfds_t)np, ms);
@@ -248,16 +238,15 @@ void tcp_mesh_abort(tcp_mesh *m) {
         if (m->fds[p] >= 0) shutdown(m->fds[p], SHUT_RDWR);
 }
 
-static bool fd_closed_by_peer(int fd) {
+bool tcp_fd_closed(int fd) {
     struct pollfd pf = {.fd = fd, .events = POLLRDHUP};
-    return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+    return fd >= 0 && poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 cllm_status tcp_mesh_check(tcp_mesh *m, const int *ranks, int n, const char *comm_name) {
     for (int i = 0; i < n; i++) {
         int p = ranks[i];
-        if (p == m->world_rank || m->fds[p] < 0) continue;
-        if (fd_closed_by_peer(m->fds[p]))
+        if (tcp_fd_closed(m->fds[p])) /* this rank's own entry is -1 */
             return cllm_error(CLLM_ERR_DISTRIBUTED,
                               "rank %d: the connection to rank %d of '%s' is closed: the peer process exited or "
                               "aborted",
@@ -272,7 +261,7 @@ void tcp_mesh_closed_peers(tcp_mesh *m, int except, char *buf, size_t cap) {
     size_t len = 0;
     int k = 0;
     for (int p = 0; p < m->world_size && len + 16 < cap; p++) {
-        if (p == except || m->fds[p] < 0 || !fd_closed_by_peer(m->fds[p])) continue;
+        if (p == except || !tcp_fd_closed(m->fds[p])) continue;
         len += (size_t)snprintf(buf + len, cap - len, "%s%d", k++ ? ", " : "; the connections to rank(s) ", p);
     }
     if (k && len + 12 < cap) snprintf(buf + len, cap - len, " are closed too");

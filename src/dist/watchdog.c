@@ -5,6 +5,7 @@
  * CLLM_ERR_DISTRIBUTED with the watchdog's message. */
 #include "dist/watchdog.h"
 
+#include "core/clock.h"
 #include "core/status.h"
 
 #include <pthread.h>
@@ -33,12 +34,6 @@ struct cllm_watchdog {
     char msg[1024];     /* the first failure; written once before failed is set */
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void fail(cllm_watchdog *w, const char *msg) {
     if (atomic_load(&w->failed)) return;
     snprintf(w->msg, sizeof w->msg, "%s", msg);
@@ -51,7 +46,7 @@ static void fail(cllm_watchdog *w, const char *msg) {
 static void check_once(cllm_watchdog *w, const char *what, double since) {
     int rank = w->num_comms ? cllm_comm_world_rank_of(w->comms[0], cllm_comm_rank(w->comms[0])) : 0;
     char msg[1024];
-    if (what && now_s() - since > w->timeout_s) {
+    if (what && cllm_now_s() - since > w->timeout_s) {
         snprintf(msg, sizeof msg,
                  "rank %d: watchdog: %s did not finish within %.1f s (--dist-timeout); aborted the communicators "
                  "(a rank is stalled or dead: see the other ranks' errors)",
@@ -136,7 +131,7 @@ void cllm_watchdog_begin(cllm_watchdog *w, const char *what) {
     if (!w) return;
     pthread_mutex_lock(&w->mu);
     w->what = what ? what : "operation";
-    w->since = now_s();
+    w->since = cllm_now_s();
     pthread_mutex_unlock(&w->mu);
 }
 
