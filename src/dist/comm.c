@@ -31,8 +31,8 @@ size_t cllm_comm_dtype_size(cllm_dtype dt) {
 
 /* ------------------------------------------------------------ lifetime */
 
-cllm_comm *cllm_comm_alloc(const cllm_comm_vtable *vt, const char *name, const char *transport, bool is_device,
-                           int rank, int size, const int *world_ranks, cllm_comm_family *family) {
+cllm_comm *cllm_comm_alloc(const cllm_comm_vtable *vt, const char *name, int rank, int size, const int *world_ranks,
+                           cllm_comm_family *family) {
     cllm_comm *c = cllm_calloc(1, sizeof *c);
     if (!c) return NULL;
     c->world_ranks = cllm_malloc(sizeof(int) * (size_t)size);
@@ -42,26 +42,21 @@ cllm_comm *cllm_comm_alloc(const cllm_comm_vtable *vt, const char *name, const c
         family = cllm_calloc(1, sizeof *family);
         if (!family) { free(c->world_ranks); free(c); return NULL; }
         pthread_mutex_init(&family->mu, NULL);
-        atomic_init(&family->refs, 0);
         atomic_init(&family->broken, 0);
     }
     pthread_mutex_lock(&family->mu);
-    if (family->num_members == CLLM_COMM_FAMILY_MAX) {
+    if (family->num_members == CLLM_COMM_FAMILY_MAX) { /* an existing family: a new one is empty */
         pthread_mutex_unlock(&family->mu);
-        if (atomic_load(&family->refs) == 0) { pthread_mutex_destroy(&family->mu); free(family); }
         free(c->world_ranks);
         free(c);
         cllm_error(CLLM_ERR_INVALID_ARG, "more than %d communicators split from one world", CLLM_COMM_FAMILY_MAX);
         return NULL;
     }
     family->members[family->num_members++] = c;
-    atomic_fetch_add(&family->refs, 1);
     pthread_mutex_unlock(&family->mu);
     c->vt = vt;
     c->family = family;
     snprintf(c->name, sizeof c->name, "%s", name);
-    snprintf(c->transport, sizeof c->transport, "%s", transport);
-    c->is_device = is_device;
     c->rank = rank;
     c->size = size;
     c->world_rank = world_ranks[rank];
@@ -77,8 +72,9 @@ void cllm_comm_free(cllm_comm *c) {
     pthread_mutex_lock(&f->mu);
     for (int i = 0; i < f->num_members; i++)
         if (f->members[i] == c) { f->members[i] = f->members[--f->num_members]; break; }
+    bool last = f->num_members == 0;
     pthread_mutex_unlock(&f->mu);
-    if (atomic_fetch_sub(&f->refs, 1) == 1) {
+    if (last) {
         pthread_mutex_destroy(&f->mu);
         free(f);
     }
@@ -153,15 +149,15 @@ int cllm_comm_rank(const cllm_comm *c) { return c->rank; }
 int cllm_comm_size(const cllm_comm *c) { return c->size; }
 int cllm_comm_world_rank_of(const cllm_comm *c, int r) { return r >= 0 && r < c->size ? c->world_ranks[r] : -1; }
 const char *cllm_comm_name(const cllm_comm *c) { return c->name; }
-const char *cllm_comm_transport(const cllm_comm *c) { return c->transport; }
-bool cllm_comm_is_device(const cllm_comm *c) { return c->is_device; }
+const char *cllm_comm_transport(const cllm_comm *c) { return c->vt->name; }
+bool cllm_comm_is_device(const cllm_comm *c) { return c->vt->is_device; }
 
 /* --------------------------------------------------------- statistics */
 
 void cllm_comm_get_stats(const cllm_comm *c, cllm_comm_stats *out) {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", c->name);
-    snprintf(out->transport, sizeof out->transport, "%s", c->transport);
+    snprintf(out->transport, sizeof out->transport, "%s", c->vt->name);
     out->rank = c->rank;
     out->size = c->size;
     out->world_rank = c->world_rank;
@@ -226,7 +222,7 @@ static cllm_status leave(cllm_comm *c, cllm_comm_op op, cllm_status st, uint64_t
                               c->name, what);                                                             \
     } while (0)
 
-static bool host_local(const cllm_comm *c) { return c->size == 1 && !c->is_device; }
+static bool host_local(const cllm_comm *c) { return c->size == 1 && !c->vt->is_device; }
 
 static void copy_if(void *dst, const void *src, size_t bytes) {
     if (dst != src && bytes) memmove(dst, src, bytes);
@@ -402,7 +398,7 @@ cllm_status cllm_comm_split(cllm_comm *c, int color, int key, const char *name, 
         if (members[i] == c->rank) me = i;
     }
     CLLM_ASSERT(me >= 0);
-    child = cllm_comm_alloc(c->vt, name, c->transport, c->is_device, me, n, wr, c->family);
+    child = cllm_comm_alloc(c->vt, name, me, n, wr, c->family);
     if (!child) { st = CLLM_ERR_OOM; goto fail; }
     child->parent = c;
     child->tag = child_tag(c->tag, c->num_splits, color);

@@ -19,6 +19,8 @@
 #include <stdatomic.h>
 
 typedef struct cllm_comm_vtable {
+    const char *name; /* cllm_comm_transport: "tcp" | "nccl" */
+    bool is_device;   /* buffers are device memory (cllm_comm_is_device) */
     /* Collectives: arguments already checked by comm.c, size > 1 or device
      * memory. Return CLLM_OK or an error with the message set. */
     cllm_status (*all_reduce)(cllm_comm *c, const void *send, void *recv, size_t count, cllm_dtype dt,
@@ -56,9 +58,8 @@ typedef struct cllm_comm_vtable {
 #define CLLM_COMM_FAMILY_MAX 64
 
 typedef struct cllm_comm_family {
-    atomic_int refs;
     atomic_int broken;
-    pthread_mutex_t mu;           /* guards msg and members */
+    pthread_mutex_t mu;           /* guards msg and members; freed with the last member */
     char msg[1024];
     cllm_comm *members[CLLM_COMM_FAMILY_MAX];
     int num_members;
@@ -68,8 +69,6 @@ struct cllm_comm {
     const cllm_comm_vtable *vt;
     void *impl;                   /* transport state */
     char name[16];
-    char transport[8];
-    bool is_device;
     int rank, size, world_rank;
     int *world_ranks;             /* size entries: world rank of each rank */
     cllm_comm *parent;            /* borrowed; NULL for a world communicator */
@@ -84,10 +83,10 @@ struct cllm_comm {
 };
 
 /* Allocate a communicator with its common fields (rank, size, name,
- * transport, world_ranks copied) and a new family (family == NULL) or a
- * reference on family. Returns NULL with an OOM message set. */
-cllm_comm *cllm_comm_alloc(const cllm_comm_vtable *vt, const char *name, const char *transport, bool is_device,
-                           int rank, int size, const int *world_ranks, cllm_comm_family *family);
+ * world_ranks copied) as a member of a new family (family == NULL) or of
+ * family. Returns NULL with an error message set. */
+cllm_comm *cllm_comm_alloc(const cllm_comm_vtable *vt, const char *name, int rank, int size, const int *world_ranks,
+                           cllm_comm_family *family);
 /* Free what cllm_comm_alloc made (not impl). */
 void cllm_comm_free(cllm_comm *c);
 

@@ -195,16 +195,25 @@ static cllm_status n_gather_color_key(cllm_comm *c, int color, int key, int *ck)
     return n_sync(c);
 }
 
+/* Make c->impl around comm, which it owns from here on: on failure comm is
+ * aborted and c->impl stays NULL. */
 static cllm_status impl_alloc(cllm_comm *c, ncclComm_t comm, cudaStream_t stream, double timeout_s) {
+    size_t bytes = sizeof(int) * (2 * (size_t)c->size + 2);
     nccl_impl *n = cllm_calloc(1, sizeof *n);
-    if (!n) return CLLM_ERR_OOM;
+    cllm_status st = n ? CUDA_CHECK(c, cudaMalloc((void **)&n->scratch, bytes)) : CLLM_ERR_OOM;
+    if (st == CLLM_OK) st = CUDA_CHECK(c, cudaMemsetAsync(n->scratch, 0, bytes, stream));
+    if (st != CLLM_OK) {
+        if (n && n->scratch) cudaFree(n->scratch);
+        free(n);
+        ncclCommAbort(comm);
+        return st;
+    }
     n->comm = comm;
     n->stream = stream;
     n->timeout_s = timeout_s;
     atomic_init(&n->aborted, 0);
     c->impl = n;
-    CLLM_TRY(CUDA_CHECK(c, cudaMalloc((void **)&n->scratch, sizeof(int) * (2 * (size_t)c->size + 2))));
-    return CUDA_CHECK(c, cudaMemsetAsync(n->scratch, 0, sizeof(int) * (2 * (size_t)c->size + 2), stream));
+    return CLLM_OK;
 }
 
 static cllm_status n_split(cllm_comm *c, int color, int key, cllm_comm *child) {
@@ -214,16 +223,12 @@ static cllm_status n_split(cllm_comm *c, int color, int key, cllm_comm *child) {
     ncclComm_t nc = NULL;
     ncclResult_t r = ncclCommSplit(n->comm, color, key, &nc, &cfg);
     if (r != ncclSuccess && r != ncclInProgress) return nccl_fail(c, n->comm, r, "ncclCommSplit", __FILE__, __LINE__);
-    if (nc) CLLM_TRY(wait_async(c, nc, &n->aborted, n->timeout_s, "ncclCommSplit", __FILE__, __LINE__));
-    cllm_status st = impl_alloc(child, nc, n->stream, n->timeout_s);
-    if (st != CLLM_OK && child->impl) {
-        nccl_impl *ci = child->impl;
-        if (ci->scratch) cudaFree(ci->scratch);
+    cllm_status st = wait_async(c, nc, &n->aborted, n->timeout_s, "ncclCommSplit", __FILE__, __LINE__);
+    if (st != CLLM_OK) {
         ncclCommAbort(nc);
-        free(ci);
-        child->impl = NULL;
+        return st;
     }
-    return st;
+    return impl_alloc(child, nc, n->stream, n->timeout_s);
 }
 
 static cllm_status n_split_none(cllm_comm *c, int key) {
@@ -270,6 +275,8 @@ static void n_destroy(cllm_comm *c) {
 }
 
 static const cllm_comm_vtable g_nccl_vt = {
+    .name = "nccl",
+    .is_device = true,
     .all_reduce = n_all_reduce,
     .all_gather = n_all_gather,
     .reduce_scatter = n_reduce_scatter,
@@ -295,7 +302,7 @@ typedef struct id_msg {
 
 cllm_status cllm_comm_nccl_create(cllm_comm *host, int cuda_device, void *cuda_stream, const char *name,
                                   double timeout_s, cllm_comm **out) {
-    if (!host || !out || !name || host->is_device)
+    if (!host || !out || !name || host->vt->is_device)
         return cllm_error(CLLM_ERR_INVALID_ARG, "cllm_comm_nccl_create: needs a host (TCP) communicator, a name, out");
     *out = NULL;
     if (strlen(name) >= sizeof host->name)
@@ -322,11 +329,10 @@ cllm_status cllm_comm_nccl_create(cllm_comm *host, int cuda_device, void *cuda_s
     }
     cllm_status st = wait_async(host, nc, NULL, timeout_s, "ncclCommInitRankConfig", __FILE__, __LINE__);
     if (st != CLLM_OK) { ncclCommAbort(nc); return st; }
-    cllm_comm *c = cllm_comm_alloc(&g_nccl_vt, name, "nccl", true, host->rank, host->size, host->world_ranks, NULL);
+    cllm_comm *c = cllm_comm_alloc(&g_nccl_vt, name, host->rank, host->size, host->world_ranks, NULL);
     if (!c) { ncclCommAbort(nc); return CLLM_ERR_OOM; }
     st = impl_alloc(c, nc, (cudaStream_t)cuda_stream, timeout_s);
     if (st != CLLM_OK) {
-        if (!c->impl) ncclCommAbort(nc);
         cllm_comm_destroy(c);
         return st;
     }

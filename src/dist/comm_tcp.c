@@ -295,6 +295,8 @@ static cllm_status tcp_check_health(cllm_comm *c) { return tcp_mesh_check(M(c), 
 static void tcp_set_timeout(cllm_comm *c, double s) { M(c)->timeout_s = s > 0 ? s : 0; }
 
 static const cllm_comm_vtable g_tcp_vt = {
+    .name = "tcp",
+    .is_device = false,
     .all_reduce = tcp_all_reduce,
     .all_gather = tcp_all_gather,
     .reduce_scatter = tcp_reduce_scatter,
@@ -352,7 +354,7 @@ cllm_status cllm_comm_tcp_create_world(const cllm_dist_env *env, double timeout_
         if (!(m->fds = cllm_malloc(sizeof(int)))) goto fail;
         m->fds[0] = -1;
     }
-    if (!(c = cllm_comm_alloc(&g_tcp_vt, "world", "tcp", false, me, W, ident, NULL))) goto fail;
+    if (!(c = cllm_comm_alloc(&g_tcp_vt, "world", me, W, ident, NULL))) goto fail;
     st = tcp_comm_impl(c, m);
     if (c->impl) m = NULL; /* owned by c now */
     if (st != CLLM_OK) goto fail;
