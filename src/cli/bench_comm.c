@@ -189,8 +189,8 @@ static cllm_status run_op(bench_ctx *b, int op, size_t n) {
 
 /* Fill the inputs for op, run once, count wrong elements on this rank. */
 static cllm_status check_op(bench_ctx *b, int op, size_t n, int64_t *wrong) {
-    size_t in_elems = op == 0 || op == 3 ? n : op == 1 ? n : (size_t)b->P * n;
-    size_t out_elems = op == 0 || op == 3 ? n : op == 2 ? n : (size_t)b->P * n;
+    size_t in_elems = op == 2 || op == 4 ? (size_t)b->P * n : n;  /* reduce_scatter, all_to_all: P blocks in */
+    size_t out_elems = op == 1 || op == 4 ? (size_t)b->P * n : n; /* all_gather, all_to_all: P blocks out */
     uint8_t *in = op == 3 ? b->hrecv : b->hsend;
     for (size_t i = 0; i < in_elems; i++) {
         double v = op == 3 ? (b->me == 0 ? value(0, i) : 99) : value(b->me, i);

@@ -46,14 +46,15 @@ static int mod(int a, int P) { return ((a % P) + P) % P; }
 
 /* --------------------------------------------------------------- small */
 
-/* Direct exchange: send `mine` (bytes) to every peer and receive each
- * peer's into slots[p * bytes] (slot of this rank untouched). */
-static cllm_status exchange_all(cllm_comm *c, cllm_comm_op op, cllm_dtype dt, const void *mine, uint8_t *slots,
-                                size_t bytes, tcp_xfer *x) {
+/* Direct exchange: send mine + p * stride (bytes) to every peer p (stride
+ * 0: the same buffer to all) and receive each peer's into slots[p * bytes]
+ * (slot of this rank untouched). */
+static cllm_status exchange_all(cllm_comm *c, cllm_comm_op op, cllm_dtype dt, const uint8_t *mine, size_t stride,
+                                uint8_t *slots, size_t bytes, tcp_xfer *x) {
     int n = 0;
     for (int p = 0; p < c->size; p++) {
         if (p == c->rank) continue;
-        tcp_xfer_send(&x[n++], c, op, dt, p, mine, bytes);
+        tcp_xfer_send(&x[n++], c, op, dt, p, mine + (size_t)p * stride, bytes);
         tcp_xfer_recv(&x[n++], c, op, dt, p, slots + (size_t)p * bytes, bytes, NULL, 0);
     }
     return tcp_run(c, op, x, n);
@@ -82,7 +83,7 @@ static cllm_status tcp_all_reduce(cllm_comm *c, const void *send, void *recv, si
         CLLM_TRY(tcp_scratch(m, (size_t)P * bytes, &slots));
         const void *own = send;
         if (send == recv) { memcpy(slots + (size_t)me * bytes, send, bytes); own = slots + (size_t)me * bytes; }
-        CLLM_TRY(exchange_all(c, CLLM_COMM_ALL_REDUCE, dt, send, slots, bytes, x));
+        CLLM_TRY(exchange_all(c, CLLM_COMM_ALL_REDUCE, dt, send, 0, slots, bytes, x));
         reduce_in_order(c, recv, slots, own, count, es, dt, op);
         return CLLM_OK;
     }
@@ -117,7 +118,7 @@ static cllm_status tcp_all_gather(cllm_comm *c, const void *send, void *recv, si
     size_t bytes = count * cllm_comm_dtype_size(dt);
     uint8_t *rb = recv, *mine = rb + (size_t)me * bytes;
     if ((const uint8_t *)send != mine) memcpy(mine, send, bytes);
-    if (bytes <= SMALL_BYTES) return exchange_all(c, CLLM_COMM_ALL_GATHER, dt, mine, rb, bytes, x);
+    if (bytes <= SMALL_BYTES) return exchange_all(c, CLLM_COMM_ALL_GATHER, dt, mine, 0, rb, bytes, x);
     int next = mod(me + 1, P), prev = mod(me - 1, P);
     for (int s = 0; s < P - 1; s++) {
         tcp_xfer_send(&x[0], c, CLLM_COMM_ALL_GATHER, dt, next, rb + (size_t)mod(me - s, P) * bytes, bytes);
@@ -145,13 +146,7 @@ static cllm_status tcp_reduce_scatter(cllm_comm *c, const void *send, void *recv
             memcpy(slots + (size_t)me * bytes, own, bytes);
             own = slots + (size_t)me * bytes;
         }
-        int n = 0;
-        for (int p = 0; p < P; p++) {
-            if (p == me) continue;
-            tcp_xfer_send(&x[n++], c, CLLM_COMM_REDUCE_SCATTER, dt, p, sb + (size_t)p * bytes, bytes);
-            tcp_xfer_recv(&x[n++], c, CLLM_COMM_REDUCE_SCATTER, dt, p, slots + (size_t)p * bytes, bytes, NULL, 0);
-        }
-        CLLM_TRY(tcp_run(c, CLLM_COMM_REDUCE_SCATTER, x, n));
+        CLLM_TRY(exchange_all(c, CLLM_COMM_REDUCE_SCATTER, dt, sb, bytes, slots, bytes, x)); /* block p to rank p */
         reduce_in_order(c, recv, slots, own, count, es, dt, op);
         return CLLM_OK;
     }

@@ -159,13 +159,9 @@ static int step_recv(cllm_comm *c, tcp_mesh *m, cllm_comm_op op, tcp_xfer *x, in
         size_t take = got < h ? got : h;
         x->hdr_done += take;
         got -= take;
-        if (x->hdr_done == sizeof x->got) {
-            const tcp_hdr *g = &x->got, *e = &x->hdr;
-            if (g->magic != e->magic || g->tag != e->tag || g->op != e->op || g->seq != e->seq ||
-                g->bytes != e->bytes || g->dtype != e->dtype) {
-                err_mismatch(c, m, op, x);
-                return -1;
-            }
+        if (x->hdr_done == sizeof x->got && memcmp(&x->got, &x->hdr, sizeof x->hdr) != 0) { /* no padding */
+            err_mismatch(c, m, op, x);
+            return -1;
         }
     }
     if (x->local) x->stage_fill += got;
