@@ -335,17 +335,14 @@ cllm_status cllm_comm_tcp_create_world(const cllm_dist_env *env, double timeout_
     if (!(timeout_s > 0))
         return cllm_error(CLLM_ERR_INVALID_ARG, "--dist-timeout must be > 0 seconds (got %g)", timeout_s);
     double t0 = cllm_now_s();
-    int *fds = NULL, *ident = NULL;
+    int *ident = NULL;
     tcp_mesh *m = NULL;
     cllm_comm *c = NULL;
     cllm_status st = CLLM_ERR_OOM;
     if (!(ident = cllm_malloc(sizeof(int) * (size_t)W)) || !(m = mesh_alloc(me, W, timeout_s))) goto fail;
     for (int r = 0; r < W; r++) ident[r] = r;
-    if (W > 1) {
-        CLLM_TRY_GOTO(st, tcp_bootstrap(env, timeout_s, &fds), fail);
-        free(m->fds);
-        m->fds = fds;
-    } else {
+    if (W > 1) CLLM_TRY_GOTO(st, tcp_bootstrap(env, timeout_s, &m->fds), fail);
+    else {
         if (!(m->fds = cllm_malloc(sizeof(int)))) goto fail;
         m->fds[0] = -1;
     }
