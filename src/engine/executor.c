@@ -167,8 +167,8 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
     if (tp > 1) {
         /* only the shards differ between ranks; a malformed config fails here, before any process starts */
         cllm_shard probe;
-        CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, &probe), fail);
-        CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &probe), fail);
+        CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, mp->enable_expert_parallel,
+                                          &probe), fail);
         CLLM_TRY_GOTO(st, start_world(ex, p), fail);
     }
     cllm_worker_params wp = {

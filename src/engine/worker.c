@@ -67,8 +67,8 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
     cllm_shard shard;
     int tps = p->tp_size > 0 ? p->tp_size : 1, pps = p->pp_size > 0 ? p->pp_size : 1;
     int tp_rank = p->rank % tps, pp_rank = p->rank / tps;
-    CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, tp_rank, tps, pp_rank, pps, p->pp_layer_partition, &shard), fail);
-    CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &shard), fail);
+    CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, tp_rank, tps, pp_rank, pps, p->pp_layer_partition,
+                                      mp->enable_expert_parallel, &shard), fail);
     if ((tps > 1 || pps > 1) && !p->world) {
         st = cllm_error(CLLM_ERR_INVALID_ARG, "worker: %d x %d ranks without a world group", tps, pps);
         goto fail;
