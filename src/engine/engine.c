@@ -189,7 +189,6 @@ cllm_status cllm_engine_get_expert_stats(cllm_engine *e, cllm_expert_stats *s) {
 const cllm_model_config *cllm_engine_model_config(const cllm_engine *e) { return &e->cfg; }
 cllm_executor *cllm_engine_executor(cllm_engine *e) { return e->ex; }
 double cllm_engine_load_ms(const cllm_engine *e) { return e->load_ms; }
-const char *cllm_engine_model_dir(const cllm_engine *e) { return e->dir; }
 
 const cllm_tokenizer *cllm_engine_tokenizer(const cllm_engine *e) { return e->tok; }
 int32_t cllm_engine_max_model_len(const cllm_engine *e) { return e->max_model_len; }

@@ -23,7 +23,5 @@ cllm_status cllm_engine_create_sized(const cllm_engine_params *p,
                                      void (*size)(cllm_engine_params *p, int max_model_len), cllm_engine **out);
 /* Wall time of cllm_engine_create (ms). */
 double cllm_engine_load_ms(const cllm_engine *e);
-/* Resolved local model directory. Borrowed. */
-const char *cllm_engine_model_dir(const cllm_engine *e);
 
 #endif
