@@ -85,7 +85,6 @@ const cllm_tokenizer *cllm_model_tokenizer(const cllm_model *m) { return cllm_en
 int32_t cllm_model_vocab_size(const cllm_model *m) { return cllm_engine_model_config(m->e)->vocab_size; }
 int32_t cllm_model_max_model_len(const cllm_model *m) { return cllm_engine_max_model_len(m->e); }
 const cllm_model_config *cllm_model_config_of(const cllm_model *m) { return cllm_engine_model_config(m->e); }
-cllm_engine *cllm_model_engine(cllm_model *m) { return m->e; }
 cllm_executor *cllm_model_executor(cllm_model *m) { return cllm_engine_executor(m->e); }
 cllm_runner *cllm_model_runner(cllm_model *m) { return cllm_executor_runner(cllm_engine_executor(m->e)); }
 double cllm_model_load_ms(const cllm_model *m) { return cllm_engine_load_ms(m->e); }

@@ -272,8 +272,8 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     void *mlp = p;      p += align_up((size_t)T * I * as);
     void *sel = p;      p += align_up((size_t)NL * E * as);
     void *moe_ws = p;   /* the MoE block's workspace (cllm_moe_workspace_bytes) */
-    float *lg_local, *lg_all;
-    logits_scratch(m, a->workspace, T, NL, act, &lg_local, &lg_all);
+    float *lg_local = NULL, *lg_all = NULL; /* the lm_head's all-gather (tensor parallelism only) */
+    if (tp) logits_scratch(m, a->workspace, T, NL, act, &lg_local, &lg_all);
     char *q = qkv, *k = qkv + (size_t)H * D * as, *v = qkv + (size_t)(H + Hkv) * D * as;
     if (a->hidden) { /* pipeline: the (residual, pending sum) state lives in the stages' exchange buffer */
         residual = a->hidden;
