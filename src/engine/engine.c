@@ -111,6 +111,11 @@ static cllm_status load_model_info(cllm_engine *e, const cllm_model_params *mp) 
 }
 
 cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **out) {
+    return cllm_engine_create_sized(params, NULL, out);
+}
+
+cllm_status cllm_engine_create_sized(const cllm_engine_params *params,
+                                     void (*size)(cllm_engine_params *p, int max_model_len), cllm_engine **out) {
     *out = NULL;
     cllm_engine_params p = params ? *params : cllm_engine_default_params();
     CLLM_TRY(check_engine_params(&p));
@@ -118,7 +123,6 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
     cllm_engine *e = calloc(1, sizeof *e);
     if (!e) return cllm_error(CLLM_ERR_OOM, "out of memory");
     cllm_status st = CLLM_OK;
-    e->p = p;
     e->max_num_waiting = p.max_num_waiting > 0 ? p.max_num_waiting : 4096;
     const char *chk = getenv("CLLM_ENGINE_CHECK");
 #ifndef NDEBUG
@@ -127,6 +131,7 @@ cllm_status cllm_engine_create(const cllm_engine_params *params, cllm_engine **o
     e->check = chk && chk[0] == '1';
 #endif
     CLLM_TRY_GOTO(st, load_model_info(e, &p.model), fail);
+    if (size) size(&p, e->max_model_len);
     bool cuda = p.model.device == CLLM_DEVICE_CUDA, eager = p.enforce_eager || p.model.enforce_eager;
     /* the model loads with a 1-block KV cache (an override: its final size); the cache is sized below */
     int initial = p.num_gpu_blocks_override > 0 ? p.num_gpu_blocks_override : 1;
@@ -184,7 +189,6 @@ cllm_status cllm_engine_get_expert_stats(cllm_engine *e, cllm_expert_stats *s) {
 const cllm_model_config *cllm_engine_model_config(const cllm_engine *e) { return &e->cfg; }
 cllm_executor *cllm_engine_executor(cllm_engine *e) { return e->ex; }
 double cllm_engine_load_ms(const cllm_engine *e) { return e->load_ms; }
-const char *cllm_engine_model_dir(const cllm_engine *e) { return e->dir; }
 
 const cllm_tokenizer *cllm_engine_tokenizer(const cllm_engine *e) { return e->tok; }
 int32_t cllm_engine_max_model_len(const cllm_engine *e) { return e->max_model_len; }

@@ -15,9 +15,13 @@ const cllm_model_config *cllm_engine_model_config(const cllm_engine *e);
  * their own batches (bench latency's decode sweep) and runner-level tests.
  * Borrowed. */
 cllm_executor *cllm_engine_executor(cllm_engine *e);
+/* cllm_engine_create, where size (may be NULL) settles p's KV blocks and
+ * token budget once the model's max_model_len is known, before the weights
+ * load (cllm_model_load: room for max_num_seqs whole sequences). size must
+ * keep p valid for cllm_engine_create. */
+cllm_status cllm_engine_create_sized(const cllm_engine_params *p,
+                                     void (*size)(cllm_engine_params *p, int max_model_len), cllm_engine **out);
 /* Wall time of cllm_engine_create (ms). */
 double cllm_engine_load_ms(const cllm_engine *e);
-/* Resolved local model directory. Borrowed. */
-const char *cllm_engine_model_dir(const cllm_engine *e);
 
 #endif

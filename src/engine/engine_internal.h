@@ -60,7 +60,6 @@ typedef struct eng_step_bufs {
 } eng_step_bufs;
 
 struct cllm_engine {
-    cllm_engine_params p;
     char *dir;                /* resolved model directory (owned) */
     cllm_model_config cfg;
     cllm_tokenizer *tok;      /* owned */

@@ -12,9 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Loading a shard, profiling and capturing graphs run on every rank at their
- * own pace: the setup commands wait up to this long for the slowest rank. */
-#define SETUP_TIMEOUT_S 1800.0
 #define DEFAULT_DIST_TIMEOUT_S 60.0
 
 struct cllm_executor {
@@ -30,7 +27,6 @@ struct cllm_executor {
     double timeout_s;
     void *msg;                 /* packed batch */
     size_t msg_cap;
-    size_t *peak_rss;          /* (world_size) */
     pthread_mutex_t mu;
     bool broken;
     cllm_status broken_st;
@@ -112,7 +108,7 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
     }
     CLLM_TRY(cllm_comm_tcp_create_world(&ex->env, ex->timeout_s > 0 ? ex->timeout_s : DEFAULT_DIST_TIMEOUT_S,
                                         &ex->world));
-    cllm_comm_set_timeout(ex->world, SETUP_TIMEOUT_S);
+    cllm_comm_set_timeout(ex->world, CLLM_PROTO_SETUP_TIMEOUT_S);
     cllm_proto_init in;
     memset(&in, 0, sizeof in);
     in.magic = CLLM_PROTO_MAGIC;
@@ -150,10 +146,6 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
     ex->timeout_s = mp->dist_timeout_s > 0 ? mp->dist_timeout_s : DEFAULT_DIST_TIMEOUT_S;
     ex->env.listen_fd = -1;
     cllm_status st = CLLM_OK;
-    if (!(ex->peak_rss = calloc((size_t)tp, sizeof *ex->peak_rss))) {
-        st = cllm_error(CLLM_ERR_OOM, "out of memory");
-        goto fail;
-    }
     if (tp == 1) { /* a launcher's ranks with no parallel layout to fill: say so instead of leaving them waiting */
         CLLM_TRY_GOTO(st, cllm_dist_env_detect(&ex->env), fail);
         if (ex->env.world_size > 1) {
@@ -167,16 +159,16 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
     if (tp > 1) {
         /* only the shards differ between ranks; a malformed config fails here, before any process starts */
         cllm_shard probe;
-        CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, &probe), fail);
-        CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &probe), fail);
+        CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, 0, tps, 0, pps, mp->pp_layer_partition, mp->enable_expert_parallel,
+                                          &probe), fail);
         CLLM_TRY_GOTO(st, start_world(ex, p), fail);
     }
     cllm_worker_params wp = {
         .model = mp, .model_dir = p->model_dir, .cfg = p->cfg, .max_model_len = p->max_model_len,
         .max_num_seqs = p->max_num_seqs, .num_kv_blocks = p->num_kv_blocks, .rank = 0, .tp_size = tps,
         .pp_size = pps, .pp_layer_partition = mp->pp_layer_partition, .pp_micro_batches = mp->pp_micro_batches,
-        .cuda_device = tp > 1 ? ex->env.cuda_device : mp->device_id, .world = ex->world, .timeout_s = SETUP_TIMEOUT_S,
-        .local_world_size = tp > 1 ? ex->env.local_world_size : 1,
+        .cuda_device = tp > 1 ? ex->env.cuda_device : mp->device_id, .world = ex->world,
+        .timeout_s = CLLM_PROTO_SETUP_TIMEOUT_S, .local_world_size = tp > 1 ? ex->env.local_world_size : 1,
     };
     st = cllm_worker_create(&wp, &ex->w);
     if (tp > 1) {
@@ -184,19 +176,19 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         cllm_status all = cllm_proto_gather_status(ex->world, st);
         if (st == CLLM_OK) st = all;
         if (st != CLLM_OK) goto fail;
-        uint64_t rss = cllm_worker_peak_rss_bytes(), *all_rss = calloc((size_t)tp, sizeof *all_rss);
-        if (!all_rss) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
-        st = cllm_comm_all_gather(ex->world, &rss, all_rss, 1, CLLM_DTYPE_I64);
-        for (int i = 0; i < tp; i++) ex->peak_rss[i] = (size_t)all_rss[i];
-        free(all_rss);
-        if (st != CLLM_OK) goto fail;
     } else {
         if (st != CLLM_OK) goto fail;
-        ex->peak_rss[0] = cllm_worker_peak_rss_bytes();
-        CLLM_LOG_D("peak host RSS after loading the model (MiB): %.0f", ex->peak_rss[0] / 1048576.0);
+        CLLM_LOG_D("peak host RSS after loading the model (MiB): %.0f", cllm_worker_peak_rss_bytes() / 1048576.0);
     }
     ex->r = cllm_worker_runner(ex->w);
     if (tp > 1) {
+        uint64_t *peak_rss = NULL;
+        CLLM_TRY_GOTO(st, cllm_worker_gather_peak_rss(ex->world, &peak_rss), fail);
+        char rss[512];
+        size_t len = 0;
+        for (int i = 0; i < tp && len + 24 < sizeof rss; i++)
+            len += (size_t)snprintf(rss + len, sizeof rss - len, "%s%.0f", i ? ", " : "", peak_rss[i] / 1048576.0);
+        free(peak_rss);
         cllm_comm *tpg = cllm_worker_tp_group(ex->w);
         ex->device_group = tpg && cllm_comm_is_device(tpg);
         CLLM_TRY_GOTO(st, cllm_watchdog_create(ex->timeout_s, &ex->wd), fail);
@@ -207,10 +199,6 @@ cllm_status cllm_executor_create(const cllm_executor_params *p, cllm_executor **
         if (ppg && cllm_comm_is_device(ppg)) ex->device_group = true;
         if (ex->env.num_children > 0) cllm_watchdog_add_check(ex->wd, check_children, &ex->env);
         cllm_comm_set_timeout(ex->world, ex->timeout_s);
-        char rss[512];
-        size_t len = 0;
-        for (int i = 0; i < tp && len + 24 < sizeof rss; i++)
-            len += (size_t)snprintf(rss + len, sizeof rss - len, "%s%.0f", i ? ", " : "", ex->peak_rss[i] / 1048576.0);
         CLLM_LOG_I("tensor parallel %d x pipeline parallel %d: %d ranks (%s launch, %s), rank 0 on %s; peak host "
                    "RSS per rank after loading its shard (MiB): %s", tps, pps, tp, ex->env.launcher,
                    tpg ? cllm_comm_transport(tpg) : cllm_comm_transport(ex->world), cllm_dist_hostname(), rss);
@@ -235,7 +223,6 @@ void cllm_executor_destroy(cllm_executor *ex) {
     if (ex->env.num_children > 0) cllm_dist_reap_children(&ex->env, 10.0);
     cllm_dist_env_close(&ex->env);
     free(ex->msg);
-    free(ex->peak_rss);
     pthread_mutex_destroy(&ex->mu);
     free(ex);
 }
@@ -311,7 +298,7 @@ cllm_status cllm_executor_available_blocks(cllm_executor *ex, int max_num_batche
     CLLM_TRY(ready(ex));
     int64_t arg[8] = {max_num_batched_tokens, max_num_seqs, (int64_t)(gpu_memory_utilization * 1e6)};
     CLLM_TRY(send_cmd(ex, CLLM_CMD_AVAILABLE_BLOCKS, arg, NULL, 0));
-    cllm_comm_set_timeout(ex->world, SETUP_TIMEOUT_S);
+    cllm_comm_set_timeout(ex->world, CLLM_PROTO_SETUP_TIMEOUT_S);
     int mine = 0;
     cllm_status st = cllm_worker_available_blocks(ex->w, max_num_batched_tokens, max_num_seqs,
                                                   (float)arg[2] / 1e6f, &mine);
@@ -329,7 +316,7 @@ static cllm_status setup_cmd(cllm_executor *ex, uint32_t cmd, int64_t arg0) {
     CLLM_TRY(ready(ex));
     int64_t arg[8] = {arg0};
     CLLM_TRY(send_cmd(ex, cmd, arg, NULL, 0));
-    cllm_comm_set_timeout(ex->world, SETUP_TIMEOUT_S);
+    cllm_comm_set_timeout(ex->world, CLLM_PROTO_SETUP_TIMEOUT_S);
     cllm_status st;
     switch (cmd) {
     case CLLM_CMD_RESIZE_KV: st = cllm_runner_resize_kv(ex->r, (int)arg0); break;
@@ -357,9 +344,7 @@ cllm_status cllm_executor_capture_graphs(cllm_executor *ex) {
 }
 
 cllm_runner *cllm_executor_runner(cllm_executor *ex) { return ex->r; }
-int cllm_executor_world_size(const cllm_executor *ex) { return ex->world_size; }
 double cllm_executor_weights_ms(const cllm_executor *ex) { return cllm_worker_weights_ms(ex->w); }
-const size_t *cllm_executor_peak_rss(const cllm_executor *ex) { return ex->peak_rss; }
 
 cllm_status cllm_executor_dist_stats(cllm_executor *ex, cllm_comm_stats **out, int *n) {
     *out = NULL;
@@ -367,17 +352,11 @@ cllm_status cllm_executor_dist_stats(cllm_executor *ex, cllm_comm_stats **out, i
     if (!ex->world) return CLLM_OK;
     CLLM_TRY(ready(ex));
     CLLM_TRY(send_cmd(ex, CLLM_CMD_STATS, NULL, NULL, 0));
-    int W = ex->world_size;
-    cllm_comm_stats mine[CLLM_WORKER_STATS], *all = calloc((size_t)W * CLLM_WORKER_STATS, sizeof *all);
-    if (!all) return cllm_error(CLLM_ERR_OOM, "out of memory");
-    cllm_worker_comm_stats(ex->world, ex->w, mine);
-    cllm_status st = cllm_comm_all_gather(ex->world, mine, all, sizeof mine, CLLM_DTYPE_U8);
-    if (st != CLLM_OK) {
-        free(all);
-        return break_executor(ex, st);
-    }
+    cllm_comm_stats *all = NULL;
+    cllm_status st = cllm_worker_gather_comm_stats(ex->world, ex->w, &all);
+    if (st != CLLM_OK) return break_executor(ex, st);
     int k = 0;
-    for (int i = 0; i < W * CLLM_WORKER_STATS; i++)
+    for (int i = 0; i < ex->world_size * CLLM_WORKER_STATS; i++)
         if (all[i].name[0]) all[k++] = all[i];
     *out = all;
     *n = k;
@@ -388,27 +367,25 @@ cllm_status cllm_executor_expert_stats(cllm_executor *ex, uint64_t **per_expert,
                                        int *num_ranks) {
     *per_expert = *per_rank = NULL;
     *num_experts = *num_ranks = 0;
-    const cllm_shard *sh = cllm_runner_shard(ex->r);
     int NE = ex->num_experts, W = ex->world_size;
     if (NE <= 0) return CLLM_OK;
-    uint64_t *all = calloc(((size_t)NE + 1) * W, sizeof *all), *pe = calloc((size_t)NE, sizeof *pe);
-    uint64_t *pr = calloc((size_t)W, sizeof *pr);
-    cllm_status st = CLLM_OK;
-    if (!all || !pe || !pr) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
+    uint64_t *all = NULL; /* (W, NE + 1): each rank's routed counts, then its computed rows */
     if (ex->world) {
-        CLLM_TRY_GOTO(st, ready(ex), fail);
-        CLLM_TRY_GOTO(st, send_cmd(ex, CLLM_CMD_EXPERT_STATS, NULL, NULL, 0), fail);
-        cllm_runner_expert_stats(ex->r, all, all + NE);
-        uint64_t *mine = malloc(sizeof *mine * ((size_t)NE + 1));
-        if (!mine) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
-        memcpy(mine, all, sizeof *mine * ((size_t)NE + 1));
-        st = cllm_comm_all_gather(ex->world, mine, all, (size_t)NE + 1, CLLM_DTYPE_I64);
-        free(mine);
-        if (st != CLLM_OK) { st = break_executor(ex, st); goto fail; }
+        CLLM_TRY(ready(ex));
+        CLLM_TRY(send_cmd(ex, CLLM_CMD_EXPERT_STATS, NULL, NULL, 0));
+        cllm_status st = cllm_worker_gather_expert_stats(ex->world, ex->w, NE, &all);
+        if (st != CLLM_OK) return break_executor(ex, st);
     } else {
+        if (!(all = calloc((size_t)NE + 1, sizeof *all))) return cllm_error(CLLM_ERR_OOM, "out of memory");
         cllm_runner_expert_stats(ex->r, all, all + NE);
     }
+    uint64_t *pe = calloc((size_t)NE, sizeof *pe), *pr = calloc((size_t)W, sizeof *pr);
+    if (!pe || !pr) {
+        free(all), free(pe), free(pr);
+        return cllm_error(CLLM_ERR_OOM, "out of memory");
+    }
     /* without expert parallelism every tensor-parallel rank routes every token: count each stage once */
+    const cllm_shard *sh = cllm_runner_shard(ex->r);
     for (int r = 0; r < W; r++) {
         uint64_t *v = all + (size_t)r * (NE + 1);
         pr[r] = v[NE];
@@ -418,7 +395,4 @@ cllm_status cllm_executor_expert_stats(cllm_executor *ex, uint64_t **per_expert,
     free(all);
     *per_expert = pe, *num_experts = NE, *per_rank = pr, *num_ranks = W;
     return CLLM_OK;
-fail:
-    free(all), free(pe), free(pr);
-    return st;
 }

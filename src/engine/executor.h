@@ -65,11 +65,8 @@ cllm_status cllm_executor_capture_graphs(cllm_executor *ex);
 
 /* Rank 0's runner (its shard, KV cache, graph statistics). Borrowed. */
 cllm_runner *cllm_executor_runner(cllm_executor *ex);
-int cllm_executor_world_size(const cllm_executor *ex);
-/* Weight load time of rank 0 (ms) and the peak host RSS of each rank
- * (bytes; (world_size) entries, borrowed; filled at create). */
+/* Weight load time of rank 0 (ms). */
 double cllm_executor_weights_ms(const cllm_executor *ex);
-const size_t *cllm_executor_peak_rss(const cllm_executor *ex);
 
 /* CLLM_OK, or the error that broke the executor (a dead worker noticed by
  * the watchdog even while idle). Thread-safe. */

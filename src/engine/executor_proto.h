@@ -15,6 +15,9 @@
 
 #define CLLM_PROTO_MSG_BYTES 4096
 #define CLLM_PROTO_MAGIC 0x434c4d58u /* "CLMX" */
+/* Loading a shard, profiling and capturing graphs run on every rank at their
+ * own pace: the setup commands wait up to this long for the slowest rank. */
+#define CLLM_PROTO_SETUP_TIMEOUT_S 1800.0
 
 typedef enum cllm_proto_cmd {
     CLLM_CMD_SHUTDOWN = 1,
@@ -63,7 +66,7 @@ typedef struct cllm_proto_init {
     uint32_t magic, layout_bytes;   /* sizeof(cllm_proto_init): same binary on every rank */
     char model[2048], revision[256];
     int32_t device, dtype, load_format, block_size, max_model_len, max_num_seqs, num_kv_blocks, num_threads;
-    int32_t tensor_parallel_size, progress, pipeline_parallel_size, pp_micro_batches, enable_expert_parallel;
+    int32_t tensor_parallel_size, pipeline_parallel_size, pp_micro_batches, enable_expert_parallel;
     char pp_layer_partition[256];
     uint64_t seed;
     double dist_timeout_s;

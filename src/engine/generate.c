@@ -9,7 +9,6 @@
 #include "core/clock.h"
 #include "core/status.h"
 #include "engine/engine.h"
-#include "model/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +45,16 @@ cllm_sampling_params cllm_sampling_default_params(void) {
     return s;
 }
 
+/* The KV cache holds max_num_seqs sequences of max_model_len (or
+ * num_kv_blocks), not a memory fraction; a prompt prefills in one step. */
+static void size_for_sequences(cllm_engine_params *ep, int max_len) {
+    int P = ep->model.block_size;
+    int64_t blocks = ep->model.num_kv_blocks > 0 ? ep->model.num_kv_blocks
+                                                 : (int64_t)ep->max_num_seqs * ((max_len + P - 1) / P + 1);
+    ep->num_gpu_blocks_override = blocks > (1 << 24) ? 1 << 24 : (int)blocks;
+    ep->max_num_batched_tokens = max_len > 2048 ? max_len : 2048;
+}
+
 cllm_status cllm_model_load(const cllm_model_params *params, cllm_model **out) {
     *out = NULL;
     if (!params || !params->model || !*params->model)
@@ -55,26 +64,9 @@ cllm_status cllm_model_load(const cllm_model_params *params, cllm_model **out) {
     ep.max_num_seqs = params->max_num_seqs > 0 ? params->max_num_seqs : 1;
     ep.enforce_eager = params->enforce_eager;
     ep.enable_prefix_caching = false; /* one prompt at a time: each call computes its prefill (benchmarks time it) */
-    /* the KV cache holds max_num_seqs sequences of max_model_len (or num_kv_blocks), not a memory fraction */
-    int P = params->block_size > 0 ? params->block_size : 16;
-    int max_len = params->max_model_len;
-    if (!max_len) {
-        char *dir = NULL;
-        cllm_model_config cfg;
-        cllm_status st = cllm_hub_resolve(params->model, params->revision, params->progress, &dir);
-        if (st == CLLM_OK) st = cllm_config_load(dir, &cfg);
-        free(dir);
-        CLLM_TRY(st);
-        max_len = cfg.max_position_embeddings;
-    }
-    int64_t blocks = params->num_kv_blocks > 0 ? params->num_kv_blocks
-                                               : (int64_t)ep.max_num_seqs * ((max_len + P - 1) / P + 1);
-    if (blocks > (1 << 24)) blocks = 1 << 24;
-    ep.num_gpu_blocks_override = (int)blocks;
-    ep.max_num_batched_tokens = max_len > 2048 ? max_len : 2048; /* a prompt prefills in one step */
     cllm_model *m = calloc(1, sizeof *m);
     if (!m) return cllm_error(CLLM_ERR_OOM, "out of memory");
-    cllm_status st = cllm_engine_create(&ep, &m->e);
+    cllm_status st = cllm_engine_create_sized(&ep, size_for_sequences, &m->e);
     if (st != CLLM_OK) {
         free(m);
         return st;
@@ -93,7 +85,6 @@ const cllm_tokenizer *cllm_model_tokenizer(const cllm_model *m) { return cllm_en
 int32_t cllm_model_vocab_size(const cllm_model *m) { return cllm_engine_model_config(m->e)->vocab_size; }
 int32_t cllm_model_max_model_len(const cllm_model *m) { return cllm_engine_max_model_len(m->e); }
 const cllm_model_config *cllm_model_config_of(const cllm_model *m) { return cllm_engine_model_config(m->e); }
-cllm_engine *cllm_model_engine(cllm_model *m) { return m->e; }
 cllm_executor *cllm_model_executor(cllm_model *m) { return cllm_engine_executor(m->e); }
 cllm_runner *cllm_model_runner(cllm_model *m) { return cllm_executor_runner(cllm_engine_executor(m->e)); }
 double cllm_model_load_ms(const cllm_model *m) { return cllm_engine_load_ms(m->e); }

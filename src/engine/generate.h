@@ -19,7 +19,6 @@ cllm_status cllm_generate_ids(cllm_model *m, const int32_t *prompt, int n_prompt
 
 /* Borrowed views of a loaded model. */
 const cllm_model_config *cllm_model_config_of(const cllm_model *m);
-cllm_engine *cllm_model_engine(cllm_model *m);
 cllm_executor *cllm_model_executor(cllm_model *m);
 /* Rank 0's runner (runner-level tests and benchmarks). */
 cllm_runner *cllm_model_runner(cllm_model *m);

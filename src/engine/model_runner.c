@@ -18,7 +18,7 @@ cllm_status cllm_runner_grow(cllm_backend *be, dbuf *b, size_t need) {
     return CLLM_OK;
 }
 
-void cllm_runner_dfree(cllm_backend *be, dbuf *b) {
+static void dfree(cllm_backend *be, dbuf *b) {
     if (b->p) be->ops->free(be, b->p);
     b->p = NULL;
     b->cap = 0;
@@ -38,7 +38,7 @@ void cllm_runner_destroy(cllm_runner *r) {
                         &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx, &r->qsl_prefill,
                         &r->logits2, &r->pen_params, &r->pen_tokens, &r->pen_ws, &r->tok_lp, &r->top_ids,
                         &r->top_lp, &r->pairs, &r->pp_hidden, &r->pp_sel, &r->pp_sel_all, &r->pp_perm};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cllm_runner_dfree(be, bufs[i]);
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(be, bufs[i]);
         if (r->arch && r->model) r->arch->destroy(be, r->model);
         cllm_backend_destroy(be);
     }
@@ -308,11 +308,9 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
 
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r) { return r->attn_split_steps; }
 const cllm_shard *cllm_runner_shard(const cllm_runner *r) { return &r->shard; }
-cllm_comm *cllm_runner_pp(const cllm_runner *r) { return r->pp; }
 void cllm_runner_expert_stats(const cllm_runner *r, uint64_t *routed, uint64_t *computed) {
     if (r->cfg.num_experts > 0 && r->arch->expert_stats) r->arch->expert_stats(r->model, routed, computed);
 }
-cllm_comm *cllm_runner_tp(const cllm_runner *r) { return r->tp; }
 int cllm_runner_num_kv_blocks(const cllm_runner *r) { return r->num_kv_blocks; }
 int cllm_runner_block_size(const cllm_runner *r) { return r->block_size; }
 cllm_backend *cllm_runner_backend(cllm_runner *r) { return r->be; }

@@ -153,10 +153,8 @@ void cllm_runner_graph_stats(const cllm_runner *r, int *num_graphs, uint64_t *re
  * chunks separately; CLLM_NO_ATTN_SPLIT=1 turns the split off). */
 uint64_t cllm_runner_attn_split_steps(const cllm_runner *r);
 
-/* The shard this runner holds, the tensor-parallel and pipeline groups (or NULL). */
+/* The shard this runner holds. */
 const cllm_shard *cllm_runner_shard(const cllm_runner *r);
-cllm_comm *cllm_runner_tp(const cllm_runner *r);
-cllm_comm *cllm_runner_pp(const cllm_runner *r);
 
 /* Mixture-of-experts counts of this rank (see cllm_arch.expert_stats):
  * routed (num_experts) and *computed are added to. No-op for dense models. */

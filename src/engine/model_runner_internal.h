@@ -60,7 +60,6 @@ struct cllm_runner {
 /* Device buffers that grow on demand (model_runner.c). */
 cllm_status cllm_runner_grow(cllm_backend *be, dbuf *b, size_t need);
 cllm_status cllm_runner_put(cllm_backend *be, dbuf *b, const void *src, size_t n);
-void cllm_runner_dfree(cllm_backend *be, dbuf *b);
 
 /* pipeline.c: execute batch b (validated) on this pipeline stage, cut into
  * micro-batches of whole sequences that flow through the stages (see

@@ -67,8 +67,8 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
     cllm_shard shard;
     int tps = p->tp_size > 0 ? p->tp_size : 1, pps = p->pp_size > 0 ? p->pp_size : 1;
     int tp_rank = p->rank % tps, pp_rank = p->rank / tps;
-    CLLM_TRY_GOTO(st, cllm_shard_init_pp(p->cfg, tp_rank, tps, pp_rank, pps, p->pp_layer_partition, &shard), fail);
-    CLLM_TRY_GOTO(st, cllm_shard_set_experts(p->cfg, mp->enable_expert_parallel, &shard), fail);
+    CLLM_TRY_GOTO(st, cllm_shard_init(p->cfg, tp_rank, tps, pp_rank, pps, p->pp_layer_partition,
+                                      mp->enable_expert_parallel, &shard), fail);
     if ((tps > 1 || pps > 1) && !p->world) {
         st = cllm_error(CLLM_ERR_INVALID_ARG, "worker: %d x %d ranks without a world group", tps, pps);
         goto fail;
@@ -130,17 +130,44 @@ fail:
 
 cllm_runner *cllm_worker_runner(cllm_worker *w) { return w->runner; }
 
-void cllm_worker_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats *out) {
-    memset(out, 0, sizeof *out * CLLM_WORKER_STATS);
-    cllm_comm *c[CLLM_WORKER_STATS] = {world, w ? w->tp_host : NULL, w ? w->tp_nccl : NULL, w ? w->pp_host : NULL,
-                                        w ? w->pp_nccl : NULL};
+/* All-gather this rank's n bytes at mine into a new (world size, n) array:
+ * *all, or freed when all is NULL. */
+static cllm_status gather(cllm_comm *world, const void *mine, size_t n, void **all) {
+    void *buf = malloc(n * (size_t)cllm_comm_size(world));
+    if (!buf) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    cllm_status st = cllm_comm_all_gather(world, mine, buf, n, CLLM_DTYPE_U8);
+    if (st != CLLM_OK || !all) {
+        free(buf);
+        buf = NULL;
+    }
+    if (all) *all = buf;
+    return st;
+}
+
+cllm_status cllm_worker_gather_peak_rss(cllm_comm *world, uint64_t **all) {
+    uint64_t mine = cllm_worker_peak_rss_bytes();
+    return gather(world, &mine, sizeof mine, (void **)all);
+}
+
+cllm_status cllm_worker_gather_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats **all) {
+    cllm_comm_stats mine[CLLM_WORKER_STATS];
+    memset(mine, 0, sizeof mine);
+    cllm_comm *c[CLLM_WORKER_STATS] = {world, w->tp_host, w->tp_nccl, w->pp_host, w->pp_nccl};
     for (int i = 0; i < CLLM_WORKER_STATS; i++)
-        if (c[i]) cllm_comm_get_stats(c[i], &out[i]);
+        if (c[i]) cllm_comm_get_stats(c[i], &mine[i]);
+    return gather(world, mine, sizeof mine, (void **)all);
+}
+
+cllm_status cllm_worker_gather_expert_stats(cllm_comm *world, cllm_worker *w, int num_experts, uint64_t **all) {
+    uint64_t *mine = calloc((size_t)num_experts + 1, sizeof *mine);
+    if (!mine) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    cllm_runner_expert_stats(w->runner, mine, mine + num_experts);
+    cllm_status st = gather(world, mine, sizeof *mine * ((size_t)num_experts + 1), (void **)all);
+    free(mine);
+    return st;
 }
 cllm_comm *cllm_worker_tp_group(cllm_worker *w) { return w->tp_nccl ? w->tp_nccl : w->tp_host; }
-cllm_comm *cllm_worker_tp_host_group(cllm_worker *w) { return w->tp_host; }
 cllm_comm *cllm_worker_pp_group(cllm_worker *w) { return w->pp_nccl ? w->pp_nccl : w->pp_host; }
-cllm_comm *cllm_worker_pp_host_group(cllm_worker *w) { return w->pp_host; }
 double cllm_worker_weights_ms(const cllm_worker *w) { return w->weights_ms; }
 
 /* CPU: max_num_seqs * max_model_len tokens, capped at a quarter of the

@@ -41,22 +41,28 @@ void cllm_worker_destroy(cllm_worker *w);
 
 cllm_runner *cllm_worker_runner(cllm_worker *w);   /* borrowed */
 /* The tensor-parallel group the forward runs on (NCCL on CUDA, TCP on CPU),
- * NULL when tp_size is 1; and the TCP one. The pipeline groups likewise.
- * Borrowed. */
+ * NULL when tp_size is 1; the pipeline group likewise. Borrowed. */
 cllm_comm *cllm_worker_tp_group(cllm_worker *w);
-cllm_comm *cllm_worker_tp_host_group(cllm_worker *w);
 cllm_comm *cllm_worker_pp_group(cllm_worker *w);
-cllm_comm *cllm_worker_pp_host_group(cllm_worker *w);
 /* Wall time spent reading and uploading the weights (ms). */
 double cllm_worker_weights_ms(const cllm_worker *w);
 /* Peak resident host memory of this process image so far (bytes; /proc/self/status VmHWM). */
 size_t cllm_worker_peak_rss_bytes(void);
 
-/* Statistics of this rank's groups: world (may be NULL), tp over TCP, tp
- * over NCCL, pp over TCP, pp over NCCL; a group this rank does not have
- * leaves its entry zeroed (empty name). out has CLLM_WORKER_STATS entries. */
+/* All-gathers over the world group that rank 0 (executor.c) and the worker
+ * processes (worker_main.c) enter together, each rank with its own part;
+ * *all (rank-major, caller-owned: free) gets every rank's, or all NULL
+ * discards them (the workers). Errors: the communicator's, CLLM_ERR_OOM. */
+/* cllm_worker_peak_rss_bytes: one entry per rank. */
+cllm_status cllm_worker_gather_peak_rss(cllm_comm *world, uint64_t **all);
+/* Statistics of each rank's groups, CLLM_WORKER_STATS entries per rank:
+ * world, tp over TCP, tp over NCCL, pp over TCP, pp over NCCL; a group a
+ * rank does not have leaves its entry zeroed (empty name). */
 #define CLLM_WORKER_STATS 5
-void cllm_worker_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats *out);
+cllm_status cllm_worker_gather_comm_stats(cllm_comm *world, cllm_worker *w, cllm_comm_stats **all);
+/* Mixture-of-experts counts (cllm_runner_expert_stats), num_experts + 1
+ * entries per rank: routed per expert, then rows computed. */
+cllm_status cllm_worker_gather_expert_stats(cllm_comm *world, cllm_worker *w, int num_experts, uint64_t **all);
 
 /* KV blocks this rank can hold (vLLM's determine_num_available_blocks).
  * CUDA: a forward pass at max_num_batched_tokens (collective: every rank of

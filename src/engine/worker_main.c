@@ -15,7 +15,6 @@
 /* Bootstrap: rank 0 may still be resolving or downloading the model when a
  * launcher (mpirun, srun) starts the workers. */
 #define BOOTSTRAP_TIMEOUT_S 600.0
-#define SETUP_TIMEOUT_S 1800.0
 
 typedef struct wstate {
     cllm_dist_env env;
@@ -65,18 +64,14 @@ static cllm_status load(wstate *s) {
             .pp_layer_partition = mp.pp_layer_partition, .pp_micro_batches = in.pp_micro_batches,
             .cuda_device = s->env.cuda_device, .world = s->world,
             .local_world_size = s->env.local_world_size,
-            .timeout_s = SETUP_TIMEOUT_S,
+            .timeout_s = CLLM_PROTO_SETUP_TIMEOUT_S,
         };
         st = cllm_worker_create(&wp, &s->w);
     }
     cllm_status all = cllm_proto_gather_status(s->world, st);
     if (st == CLLM_OK) st = all;
     if (st != CLLM_OK) return st;
-    uint64_t rss = cllm_worker_peak_rss_bytes(), *all_rss = calloc((size_t)s->env.world_size, sizeof *all_rss);
-    if (!all_rss) return cllm_error(CLLM_ERR_OOM, "out of memory");
-    st = cllm_comm_all_gather(s->world, &rss, all_rss, 1, CLLM_DTYPE_I64);
-    free(all_rss);
-    return st;
+    return cllm_worker_gather_peak_rss(s->world, NULL);
 }
 
 /* Run one command; *done on shutdown. */
@@ -97,7 +92,7 @@ static cllm_status run_cmd(wstate *s, bool *done) {
                               m->payload_bytes);
         return cllm_runner_copy_blocks(r, m->payload, (int)m->arg[0]);
     case CLLM_CMD_AVAILABLE_BLOCKS: {
-        cllm_comm_set_timeout(s->world, SETUP_TIMEOUT_S);
+        cllm_comm_set_timeout(s->world, CLLM_PROTO_SETUP_TIMEOUT_S);
         int mine = 0;
         cllm_status st = cllm_worker_available_blocks(s->w, (int)m->arg[0], (int)m->arg[1], (float)m->arg[2] / 1e6f,
                                                       &mine);
@@ -108,33 +103,14 @@ static cllm_status run_cmd(wstate *s, bool *done) {
     case CLLM_CMD_RESIZE_KV:
     case CLLM_CMD_RESERVE_GRAPHS:
     case CLLM_CMD_CAPTURE_GRAPHS: {
-        cllm_comm_set_timeout(s->world, SETUP_TIMEOUT_S);
+        cllm_comm_set_timeout(s->world, CLLM_PROTO_SETUP_TIMEOUT_S);
         cllm_status st = m->cmd == CLLM_CMD_RESIZE_KV      ? cllm_runner_resize_kv(r, (int)m->arg[0])
                          : m->cmd == CLLM_CMD_RESERVE_GRAPHS ? cllm_runner_reserve_graph_buffers(r)
                                                              : cllm_runner_capture_graphs(r);
         return cllm_proto_gather_status(s->world, st);
     }
-    case CLLM_CMD_STATS: {
-        cllm_comm_stats mine[CLLM_WORKER_STATS];
-        int W = s->env.world_size;
-        cllm_comm_stats *all = calloc((size_t)W * CLLM_WORKER_STATS, sizeof *all);
-        if (!all) return cllm_error(CLLM_ERR_OOM, "out of memory");
-        cllm_worker_comm_stats(s->world, s->w, mine);
-        cllm_status st = cllm_comm_all_gather(s->world, mine, all, sizeof mine, CLLM_DTYPE_U8);
-        free(all);
-        return st;
-    }
-    case CLLM_CMD_EXPERT_STATS: {
-        int NE = s->cfg.num_experts, W = s->env.world_size;
-        uint64_t *mine = calloc((size_t)NE + 1, sizeof *mine), *all = calloc(((size_t)NE + 1) * W, sizeof *all);
-        cllm_status st = cllm_error(CLLM_ERR_OOM, "out of memory");
-        if (mine && all) {
-            cllm_runner_expert_stats(r, mine, mine + NE);
-            st = cllm_comm_all_gather(s->world, mine, all, (size_t)NE + 1, CLLM_DTYPE_I64);
-        }
-        free(mine), free(all);
-        return st;
-    }
+    case CLLM_CMD_STATS: return cllm_worker_gather_comm_stats(s->world, s->w, NULL);
+    case CLLM_CMD_EXPERT_STATS: return cllm_worker_gather_expert_stats(s->world, s->w, s->cfg.num_experts, NULL);
     default: return cllm_error(CLLM_ERR_DISTRIBUTED, "unknown command %u from rank 0", m->cmd);
     }
 }
@@ -158,7 +134,7 @@ int cllm_worker_main(void) {
         st = cllm_comm_tcp_create_world(&s.env, boot, &s.world);
     }
     if (st == CLLM_OK) {
-        cllm_comm_set_timeout(s.world, SETUP_TIMEOUT_S);
+        cllm_comm_set_timeout(s.world, CLLM_PROTO_SETUP_TIMEOUT_S);
         st = load(&s);
     }
     bool done = false;

@@ -6,18 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cllm_shard_whole(const cllm_model_config *c, cllm_shard *s) {
-    (void)cllm_shard_init(c, 0, 1, s);
-}
-
 static bool fits(const cllm_model_config *c, int tp) {
     int Hkv = c->num_key_value_heads;
     return c->num_attention_heads % tp == 0 && c->intermediate_size % tp == 0 &&
            (Hkv % tp == 0 || tp % Hkv == 0);
 }
 
-cllm_status cllm_shard_init(const cllm_model_config *c, int tp_rank, int tp_size, cllm_shard *s) {
-    memset(s, 0, sizeof *s);
+/* The tensor-parallel slice of tp_rank (heads, KV heads, intermediate and
+ * vocabulary rows). */
+static cllm_status tp_slice(const cllm_model_config *c, int tp_rank, int tp_size, cllm_shard *s) {
     if (tp_size < 1 || tp_rank < 0 || tp_rank >= tp_size)
         return cllm_error(CLLM_ERR_INVALID_ARG, "tensor-parallel rank %d of size %d", tp_rank, tp_size);
     int H = c->num_attention_heads, Hkv = c->num_key_value_heads, I = c->intermediate_size;
@@ -48,14 +45,11 @@ cllm_status cllm_shard_init(const cllm_model_config *c, int tp_rank, int tp_size
     s->vocab_start = tp_rank * s->vocab_per_rank;
     int rows = c->vocab_size - s->vocab_start;
     s->vocab_rows = rows < 0 ? 0 : rows < s->vocab_per_rank ? rows : s->vocab_per_rank;
-    s->pp_rank = 0;
-    s->pp_size = 1;
-    s->layer_start = 0;
-    s->layer_end = c->num_hidden_layers;
-    return cllm_shard_set_experts(c, false, s);
+    return CLLM_OK;
 }
 
-cllm_status cllm_shard_pp_layers(int L, int pp_rank, int pp_size, const char *partition, int *start, int *end) {
+/* Layers [*start, *end) of pipeline stage pp_rank of the L layers. */
+static cllm_status pp_layers(int L, int pp_rank, int pp_size, const char *partition, int *start, int *end) {
     if (pp_size < 1 || pp_rank < 0 || pp_rank >= pp_size)
         return cllm_error(CLLM_ERR_INVALID_ARG, "pipeline stage %d of %d", pp_rank, pp_size);
     if (pp_size > L)
@@ -91,7 +85,8 @@ cllm_status cllm_shard_pp_layers(int L, int pp_rank, int pp_size, const char *pa
     return CLLM_OK;
 }
 
-cllm_status cllm_shard_set_experts(const cllm_model_config *c, bool ep, cllm_shard *s) {
+/* The experts of s, with or without expert parallelism over its tensor-parallel ranks. */
+static cllm_status set_experts(const cllm_model_config *c, bool ep, cllm_shard *s) {
     s->ep_size = 1;
     s->ep_rank = 0;
     s->expert_start = 0;
@@ -125,12 +120,16 @@ cllm_status cllm_shard_set_experts(const cllm_model_config *c, bool ep, cllm_sha
     return CLLM_OK;
 }
 
-cllm_status cllm_shard_init_pp(const cllm_model_config *c, int tp_rank, int tp_size, int pp_rank, int pp_size,
-                               const char *partition, cllm_shard *out) {
-    CLLM_TRY(cllm_shard_init(c, tp_rank, tp_size, out));
-    CLLM_TRY(cllm_shard_pp_layers(c->num_hidden_layers, pp_rank, pp_size, partition, &out->layer_start,
-                                  &out->layer_end));
+cllm_status cllm_shard_init(const cllm_model_config *c, int tp_rank, int tp_size, int pp_rank, int pp_size,
+                            const char *partition, bool expert_parallel, cllm_shard *out) {
+    memset(out, 0, sizeof *out);
+    CLLM_TRY(tp_slice(c, tp_rank, tp_size, out));
+    CLLM_TRY(pp_layers(c->num_hidden_layers, pp_rank, pp_size, partition, &out->layer_start, &out->layer_end));
     out->pp_rank = pp_rank;
     out->pp_size = pp_size;
-    return CLLM_OK;
+    return set_experts(c, expert_parallel, out);
+}
+
+void cllm_shard_whole(const cllm_model_config *c, cllm_shard *s) {
+    (void)cllm_shard_init(c, 0, 1, 0, 1, NULL, false, s);
 }

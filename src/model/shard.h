@@ -46,34 +46,24 @@ typedef struct cllm_shard {
     int expert_start, num_local_experts, moe_intermediate_size;
 } cllm_shard;
 
-/* Layers of pipeline stage pp_rank: partition NULL or "" splits
- * num_hidden_layers evenly (the first stages get one fewer when it does not
- * divide, as vLLM's get_pp_indices); else a comma-separated list of pp_size
- * positive layer counts that sum to num_hidden_layers ("14,18"). Errors:
- * CLLM_ERR_INVALID_ARG naming what is wrong (more stages than layers, a
- * malformed list, a wrong sum). */
-cllm_status cllm_shard_pp_layers(int num_layers, int pp_rank, int pp_size, const char *partition, int *start,
-                                 int *end);
-
-/* The shard of (tp_rank, pp_rank) in a tp_size x pp_size layout: the
- * tensor-parallel slice as cllm_shard_init, the layer range as
- * cllm_shard_pp_layers. Errors: those two. */
-cllm_status cllm_shard_init_pp(const cllm_model_config *cfg, int tp_rank, int tp_size, int pp_rank, int pp_size,
-                               const char *partition, cllm_shard *out);
-
-/* The experts of sh (see the fields above) with or without expert
- * parallelism over its tensor-parallel ranks. Errors: CLLM_ERR_INVALID_ARG
- * when tp does not divide num_experts (expert parallelism) or
- * moe_intermediate_size (tensor parallelism), naming what would work;
- * expert parallelism on a dense model. */
-cllm_status cllm_shard_set_experts(const cllm_model_config *cfg, bool expert_parallel, cllm_shard *sh);
-
-/* The shard of tp_rank in tp_size ranks. Errors: CLLM_ERR_INVALID_ARG with
- * the sizes that would work when tp_size does not divide
- * num_attention_heads or intermediate_size, or neither divides nor is a
- * multiple of num_key_value_heads ("tensor_parallel_size 3 does not divide
- * num_attention_heads 32; use one of 1, 2, 4, 8, ..."). */
-cllm_status cllm_shard_init(const cllm_model_config *cfg, int tp_rank, int tp_size, cllm_shard *out);
+/* The shard of (tp_rank, pp_rank) in a tp_size x pp_size layout:
+ *  - the tensor-parallel slice of tp_rank;
+ *  - the layers of stage pp_rank: partition NULL or "" splits
+ *    num_hidden_layers evenly (the first stages get one fewer when it does
+ *    not divide, as vLLM's get_pp_indices); else a comma-separated list of
+ *    pp_size positive layer counts that sum to num_hidden_layers ("14,18");
+ *  - the experts (see the fields above), with or without expert parallelism
+ *    over the tensor-parallel ranks.
+ * Errors: CLLM_ERR_INVALID_ARG naming what is wrong and, where it can, what
+ * would work: tp_size not dividing num_attention_heads or
+ * intermediate_size, or neither dividing nor a multiple of
+ * num_key_value_heads ("--tensor-parallel-size 3 does not divide
+ * num_attention_heads 32 ...; use one of 1, 2, 4, 8, ..."); more stages than
+ * layers, a malformed partition or a wrong sum; tp_size not dividing
+ * num_experts (expert parallelism) or moe_intermediate_size (tensor
+ * parallelism); expert parallelism on a dense model. */
+cllm_status cllm_shard_init(const cllm_model_config *cfg, int tp_rank, int tp_size, int pp_rank, int pp_size,
+                            const char *partition, bool expert_parallel, cllm_shard *out);
 
 /* The whole model on one rank. */
 void cllm_shard_whole(const cllm_model_config *cfg, cllm_shard *out);

@@ -12,7 +12,8 @@
 
 #include "backend/backend.h"
 
-/* out (T, E) = table[ids[t]]; ids outside [0, V) give INVALID_ARG. */
+/* out (T, E) = table[ids[t] - vocab_start]; table holds V rows; ids outside
+ * [vocab_start, vocab_start + V) give a zero row (backend.h). */
 cllm_status cllm_cpu_embedding(const int32_t *ids, int T, const float *table, int vocab_start, int V, int E, float *out);
 
 /* HF LlamaRMSNorm over rows of E; with residual: residual += x first and the

@@ -21,7 +21,8 @@ extern "C" {
 /* dst (n) bf16 = convert(src (n), src_t in {F32, BF16, F16}); src device. */
 cllm_status cllm_cuda_convert_to_bf16(void *dst, const void *src, cllm_dtype src_t, size_t n, cudaStream_t stream);
 
-/* out (T, E) bf16 = table (V, E) bf16 [ids (T) int32]; ids outside [0, V) give a zero row. */
+/* out (T, E) bf16 = table (V, E) bf16 [ids (T) int32 - vocab_start]; ids outside
+ * [vocab_start, vocab_start + V) give a zero row. */
 cllm_status cllm_cuda_embedding(const int32_t *ids, int T, const void *table, int vocab_start, int V, int E, void *out,
                                 cudaStream_t stream);
 

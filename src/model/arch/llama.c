@@ -38,6 +38,7 @@ typedef struct llama_layer {
 typedef struct llama_model {
     cllm_model_config cfg;
     cllm_shard sh;
+    const cllm_backend_ops *ops; /* the backend's: its MoE experts' workspace size */
     int num_layers;       /* this stage's: layers[i] is decoder layer sh.layer_start + i */
     void *embed;          /* (V, E) */
     void *norm;           /* (E) */
@@ -137,6 +138,7 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cons
     if (!m) return cllm_error(CLLM_ERR_OOM, "out of memory");
     m->cfg = *c;
     m->sh = *sh;
+    m->ops = be->ops;
     int nl = sh->layer_end - sh->layer_start;
     m->num_layers = nl;
     m->layers = calloc((size_t)(nl > 0 ? nl : 1), sizeof *m->layers);
@@ -186,7 +188,7 @@ static size_t llama_workspace_bytes(const void *model, int T, int num_logits, cl
     size_t t = (size_t)T, nl = (size_t)num_logits;
     size_t b = align_up(t * E * a) * 3 + align_up(t * qkv * a) + align_up(t * HD * a) + align_up(t * 2 * I * a) +
                align_up(t * I * a) + align_up(nl * E * a);
-    if (c->num_experts > 0) b += align_up(cllm_moe_workspace_bytes(c, sh, act, T)); /* before the logits scratch */
+    if (c->num_experts > 0) b += align_up(cllm_moe_workspace_bytes(m->ops, c, sh, act, T)); /* before the logits scratch */
     if (sh->tp_size > 1)
         b += align_up(nl * (size_t)sh->vocab_per_rank * 4) * (1 + (size_t)sh->tp_size);
     return b;
@@ -270,8 +272,8 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
     void *mlp = p;      p += align_up((size_t)T * I * as);
     void *sel = p;      p += align_up((size_t)NL * E * as);
     void *moe_ws = p;   /* the MoE block's workspace (cllm_moe_workspace_bytes) */
-    float *lg_local, *lg_all;
-    logits_scratch(m, a->workspace, T, NL, act, &lg_local, &lg_all);
+    float *lg_local = NULL, *lg_all = NULL; /* the lm_head's all-gather (tensor parallelism only) */
+    if (tp) logits_scratch(m, a->workspace, T, NL, act, &lg_local, &lg_all);
     char *q = qkv, *k = qkv + (size_t)H * D * as, *v = qkv + (size_t)(H + Hkv) * D * as;
     if (a->hidden) { /* pipeline: the (residual, pending sum) state lives in the stages' exchange buffer */
         residual = a->hidden;

@@ -84,29 +84,24 @@ static void ep_sizes(int T, int k, int P, size_t *Ts, size_t *R) {
     *R = *Ts * (size_t)P * (size_t)k;
 }
 
-size_t cllm_moe_workspace_bytes(const cllm_model_config *c, const cllm_shard *sh, cllm_dtype act, int T) {
+size_t cllm_moe_workspace_bytes(const cllm_backend_ops *ops, const cllm_model_config *c, const cllm_shard *sh,
+                                cllm_dtype act, int T) {
     if (c->num_experts <= 0) return 0;
     size_t a = cllm_dtype_size(act), E = (size_t)c->hidden_size, NE = (size_t)c->num_experts;
-    size_t k = (size_t)c->num_experts_per_tok, I = (size_t)sh->moe_intermediate_size;
-    /* the experts' own workspace, the CPU op's layout (the largest of the backends' for now) */
-    size_t ews_rows = 0, b = 0;
-    if (sh->ep_size <= 1) {
+    size_t k = (size_t)c->num_experts_per_tok;
+    int I = sh->moe_intermediate_size;
+    if (sh->ep_size <= 1) { /* router logits, ids, weights; the experts' own workspace */
         size_t t = (size_t)T;
-        b = al(t * NE * 4) + 2 * al(t * k * 4);
-        ews_rows = t * k;
-    } else {
-        size_t Ts, R;
-        ep_sizes(T, (int)k, sh->ep_size, &Ts, &R);
-        b = al(Ts * NE * 4) + 2 * al(Ts * k * 4) /* logits, ids, weights of this rank's share */
-            + 2 * al(Ts * k * E * a)            /* rows sent, results back */
-            + 2 * al(R * E * a)                 /* rows received, expert outputs */
-            + 3 * al(R * 4) + 2 * al(Ts * k * 4) /* received ids, ones, recv scratch; send order, combine rows */
-            + al(Ts * E * a) + al(Ts * (size_t)sh->ep_size * E * a); /* this rank's output, all ranks' */
-        ews_rows = R;
+        return al(t * NE * 4) + 2 * al(t * k * 4) + ops->moe_workspace_bytes(T, (int)k, (int)E, I);
     }
-    /* cllm_cpu_moe_workspace_bytes(rows, 1, E, I) */
-    b += al(ews_rows * 4 + 64) + al(ews_rows * (E * 2 + 3 * I) * 4);
-    return b;
+    size_t Ts, R;
+    ep_sizes(T, (int)k, sh->ep_size, &Ts, &R);
+    return al(Ts * NE * 4) + 2 * al(Ts * k * 4) /* logits, ids, weights of this rank's share */
+           + 2 * al(Ts * k * E * a)            /* rows sent, results back */
+           + 2 * al(R * E * a)                 /* rows received, expert outputs */
+           + 2 * al(R * 4) + 2 * al(Ts * k * 4) /* received ids, ones; send order, combine rows */
+           + al(Ts * E * a) + al(Ts * (size_t)sh->ep_size * E * a) /* this rank's output, all ranks' */
+           + ops->moe_workspace_bytes((int)R, 1, (int)E, I); /* the experts' own, over the rows received */
 }
 
 static void count_tokens(cllm_moe *m, const int32_t *ids, size_t n) {
@@ -147,12 +142,10 @@ static cllm_status forward_ep(cllm_backend *be, cllm_moe *m, const void *x, int 
     char *yr = ws; ws += al(Rmax * E * as);
     int32_t *rids = (int32_t *)ws; ws += al(Rmax * 4);
     float *ones = (float *)ws; ws += al(Rmax * 4);
-    int32_t *rscratch = (int32_t *)ws; ws += al(Rmax * 4);
     int32_t *sidx = (int32_t *)ws; ws += al(Ts * k * 4);
     int32_t *rows_of = (int32_t *)ws; ws += al(Ts * k * 4);
     char *mine = ws; ws += al(Ts * E * as);
     char *all = ws; ws += al(Ts * (size_t)P * E * as);
-    (void)rscratch;
     cllm_status st = CLLM_OK;
     int32_t *h_ids = malloc(sizeof(int32_t) * (A + 1)), *h_sidx = malloc(sizeof(int32_t) * (A + 1));
     int32_t *h_sids = malloc(sizeof(int32_t) * (A + 1)), *h_rows = malloc(sizeof(int32_t) * (A + 1));

@@ -30,8 +30,10 @@ typedef struct cllm_moe {
 cllm_status cllm_moe_load(cllm_loader *L, const cllm_model_config *cfg, const cllm_shard *sh, int l, cllm_moe *m);
 void cllm_moe_free(cllm_backend *be, cllm_moe *m);
 
-/* Workspace of cllm_moe_forward for T tokens (bytes). */
-size_t cllm_moe_workspace_bytes(const cllm_model_config *cfg, const cllm_shard *sh, cllm_dtype act, int T);
+/* Workspace of cllm_moe_forward for T tokens (bytes) on the backend whose
+ * ops these are (its moe_workspace_bytes for the experts). */
+size_t cllm_moe_workspace_bytes(const cllm_backend_ops *ops, const cllm_model_config *cfg, const cllm_shard *sh,
+                                cllm_dtype act, int T);
 
 /* out (T, E) act = the block applied to x (T, E) act (the normed hidden
  * states, the same on every tensor-parallel rank). Without expert
