@@ -55,6 +55,7 @@ struct srv_conn {
     srv_ip *ip;
     int refs;                 /* open handles (2) + holders */
     int state;
+    int route;                /* the current request's index in h->routes */
     bool closing, close_after, shut, read_stopped, continue_pending, in_list;
     bool http10, head_only, streaming;
     cllm_http_request req;
@@ -79,6 +80,7 @@ static void conn_process(srv_conn *c, const char *data, size_t len);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void exit_if_done(srv_http *h);
+static int route_head(srv_http *h, srv_conn *c, cllm_http_request *req);
 
 /* ------------------------------------------------------------ per-IP counts */
 static unsigned ip_hash(const unsigned char *a) {
@@ -432,10 +434,9 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
             c->head_only = !strcmp(c->req.method, "HEAD");
             c->state = C_BUSY; /* a response queued on the head closes: the body (if any) is never read */
             c->close_after = true;
-            if (!h->ops->route_head(h, c, &c->req)) return;
+            if ((c->route = route_head(h, c, &c->req)) < 0) return;
             c->state = C_READ;
             c->close_after = false;
-            if (c->req.error_status) { conn_fail(c, c->req.error_status, c->req.error); return; }
             if (c->req.content_length > 0) {
                 size_t need = (size_t)c->req.content_length;
                 if (h->body_bytes + need > h->max_body_memory) {
@@ -453,7 +454,7 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
         uv_timer_stop(&c->timer);
         c->state = C_BUSY;
         c->close_after = !cllm_http_request_keep_alive(&c->req);
-        h->ops->dispatch(h, c, &c->req);
+        h->ops->dispatch(h, c, &c->req, c->route);
         return;
     }
 }
@@ -640,6 +641,8 @@ void srv_http_fit_fd_limit(srv_http *h, int want) {
 
 cllm_status srv_http_listen(srv_http *h, const char *host, int port, int listen_fd) {
     if (!h->read_buf && !(h->read_buf = malloc(SRV_READ_BUF))) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    if (!h->max_body_memory)
+        h->max_body_memory = h->max_body_bytes * 8 > ((size_t)1 << 30) ? h->max_body_bytes * 8 : (size_t)1 << 30;
     uv_tcp_init(h->loop, &h->listener);
     h->listener.data = h;
     int rc;
@@ -690,14 +693,6 @@ void srv_http_free(srv_http *h) {
 /* ------------------------------------------------------------ routes */
 #define GET_BODY_LIMIT ((size_t)64 << 10) /* a GET may carry a small body; it is ignored */
 
-int srv_http_route_find(const srv_http_route *routes, int n, cllm_http_request *req) {
-    char path[256];
-    cllm_http_request_path(req, path, sizeof path);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(path, routes[i].path)) return i;
-    return -1;
-}
-
 static bool authorized(const char *api_key, cllm_http_request *req) {
     if (!api_key) return true;
     const char *h = cllm_http_request_header(req, "Authorization", NULL);
@@ -710,12 +705,16 @@ static bool authorized(const char *api_key, cllm_http_request *req) {
     return diff == 0;
 }
 
-int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const srv_http_route *routes, int n,
-                   const char *api_key, size_t max_body_bytes, const char *who) {
-    int r = srv_http_route_find(routes, n, req);
+/* The head decisions (http_conn.h, srv_http.routes): the index of the
+ * route, the body let in; or -1 after queueing the error response (the
+ * connection then closes). */
+static int route_head(srv_http *h, srv_conn *c, cllm_http_request *req) {
     char path[256];
     cllm_http_request_path(req, path, sizeof path);
-    if (r < 0) {
+    const srv_http_route *routes = h->routes;
+    int r = 0;
+    while (r < h->n_routes && strcmp(path, routes[r].path)) r++;
+    if (r == h->n_routes) {
         srv_respond_errorf(c, 404, "NotFoundError", NULL, "no route %s %s", req->method, path);
         return -1;
     }
@@ -725,7 +724,7 @@ int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const 
                            req->method, path, routes[r].method);
         return -1;
     }
-    if (!routes[r].open && !authorized(api_key, req)) {
+    if (!routes[r].open && !authorized(h->api_key, req)) {
         cllm_openai_error err;
         cllm_openai_error_set(&err, 401, "invalid_request_error", NULL,
                               "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
@@ -734,10 +733,10 @@ int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const 
         return -1;
     }
     if (routes[r].generates && atomic_load(&h->draining)) {
-        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the %s is shutting down", who);
+        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the %s is shutting down", h->who);
         return -1;
     }
-    size_t limit = !strcmp(routes[r].method, "POST") ? max_body_bytes : GET_BODY_LIMIT;
+    size_t limit = !strcmp(routes[r].method, "POST") ? h->max_body_bytes : GET_BODY_LIMIT;
     if (!cllm_http_request_accept_body(req, limit)) {
         srv_respond_errorf(c, 413, "invalid_request_error", NULL, "%s", req->error);
         return -1;
