@@ -71,7 +71,8 @@ typedef struct wreq {
     uv_write_t w;
     srv_conn *c;
     size_t len;
-    char data[];
+    char *body;               /* owned */
+    char framing[];           /* head then tail, copied */
 } wreq;
 
 
@@ -128,6 +129,7 @@ static void on_write(uv_write_t *w, int status) {
     wreq *r = (wreq *)w;
     srv_conn *c = r->c;
     c->wq_bytes -= r->len;
+    free(r->body);
     free(r);
     if (status < 0) { conn_close(c); srv_conn_release(c); return; }
     if (!c->closing && c->task && c->task->ops->writable && c->wq_bytes < SRV_WRITE_HIGH / 2)
@@ -135,22 +137,28 @@ static void on_write(uv_write_t *w, int status) {
     srv_conn_release(c);
 }
 
-/* Queue head (copied) + body (copied) + tail (copied) as one write. */
-static void conn_write3(srv_conn *c, const char *a, size_t na, const char *b, size_t nb, const char *t, size_t nt) {
-    if (c->closing || c->shut) return;
-    wreq *r = malloc(sizeof *r + na + nb + nt);
-    if (!r) { conn_close(c); return; }
-    if (na) memcpy(r->data, a, na);
-    if (nb) memcpy(r->data + na, b, nb);
-    if (nt) memcpy(r->data + na + nb, t, nt);
+/* Queue head (copied) + body (owned: freed once written) + tail (copied) as
+ * one write. */
+static void conn_write(srv_conn *c, const char *head, size_t nh, char *body, size_t nb, const char *tail, size_t nt) {
+    if (c->closing || c->shut) { free(body); return; }
+    wreq *r = malloc(sizeof *r + nh + nt);
+    if (!r) { free(body); conn_close(c); return; }
+    if (nh) memcpy(r->framing, head, nh);
+    if (nt) memcpy(r->framing + nh, tail, nt);
     r->c = c;
-    r->len = na + nb + nt;
-    uv_buf_t buf = uv_buf_init(r->data, (unsigned)r->len);
+    r->len = nh + nb + nt;
+    r->body = body;
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    if (nh) bufs[n++] = uv_buf_init(r->framing, (unsigned)nh);
+    if (nb) bufs[n++] = uv_buf_init(body, (unsigned)nb);
+    if (nt) bufs[n++] = uv_buf_init(r->framing + nh, (unsigned)nt);
     c->refs++;
     c->wq_bytes += r->len;
-    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write)) {
+    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, bufs, n, on_write)) {
         c->wq_bytes -= r->len;
         c->refs--;
+        free(body);
         free(r);
         conn_close(c);
     }
@@ -295,8 +303,8 @@ void srv_respond(srv_conn *c, int status, const char *ctype, char *body, size_t 
     char head[1024];
     size_t n;
     respond_head(c, status, ctype, len, extra, false, head, sizeof head, &n);
-    conn_write3(c, head, n, c->head_only ? NULL : body, c->head_only ? 0 : len, NULL, 0);
-    free(body);
+    if (c->head_only) { free(body); body = NULL; len = 0; }
+    conn_write(c, head, n, body, len, NULL, 0);
     request_done(c);
 }
 
@@ -328,23 +336,21 @@ void srv_stream_begin_ex(srv_conn *c, const char *extra) {
     if (c->http10) c->close_after = true; /* no chunked coding: the close ends the body */
     snprintf(hdrs, sizeof hdrs, "Cache-Control: no-cache\r\n%s", extra ? extra : "");
     respond_head(c, 200, "text/event-stream; charset=utf-8", (size_t)-1, hdrs, !c->http10, head, sizeof head, &n);
-    conn_write3(c, head, n, NULL, 0, NULL, 0);
+    conn_write(c, head, n, NULL, 0, NULL, 0);
     if (!c->streaming) atomic_fetch_add(&c->h->n_streams, 1);
     c->streaming = true;
 }
 
 void srv_stream_write(srv_conn *c, char *data, size_t len) {
-    if (len && !c->closing && !c->head_only) {
-        char size[24];
-        int k = c->http10 ? 0 : snprintf(size, sizeof size, "%zx\r\n", len);
-        conn_write3(c, size, (size_t)k, data, len, "\r\n", c->http10 ? 0 : 2);
-    }
-    free(data);
+    if (!len || c->closing || c->head_only) { free(data); return; }
+    char size[24];
+    int k = c->http10 ? 0 : snprintf(size, sizeof size, "%zx\r\n", len);
+    conn_write(c, size, (size_t)k, data, len, "\r\n", c->http10 ? 0 : 2);
 }
 
 void srv_stream_end(srv_conn *c) {
     if (c->closing) return;
-    if (!c->http10 && !c->head_only) conn_write3(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    if (!c->http10 && !c->head_only) conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     request_done(c);
 }
 
@@ -446,7 +452,7 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
                 h->body_bytes += need;
                 c->body_reserved = need;
             }
-            if (c->req.expect_continue) conn_write3(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
+            if (c->req.expect_continue) conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
             continue;
         }
         /* CLLM_HTTP_MESSAGE */
