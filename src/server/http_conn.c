@@ -57,6 +57,7 @@ struct srv_conn {
     int state;
     int route;                /* the current request's index in h->routes */
     bool closing, close_after, shut, read_stopped, continue_pending, in_list;
+    bool broken;              /* a write failed under the task's call: closes on the loop's next turn */
     bool http10, head_only, streaming;
     cllm_http_request req;
     char *pending;            /* bytes after the current message (pipelining) */
@@ -77,6 +78,7 @@ typedef struct wreq {
 
 
 static void conn_close(srv_conn *c);
+static void conn_break(srv_conn *c);
 static void conn_process(srv_conn *c, const char *data, size_t len);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -140,9 +142,9 @@ static void on_write(uv_write_t *w, int status) {
 /* Queue head (copied) + body (owned: freed once written) + tail (copied) as
  * one write. */
 static void conn_write(srv_conn *c, const char *head, size_t nh, char *body, size_t nb, const char *tail, size_t nt) {
-    if (c->closing || c->shut) { free(body); return; }
+    if (c->closing || c->shut || c->broken) { free(body); return; }
     wreq *r = malloc(sizeof *r + nh + nt);
-    if (!r) { free(body); conn_close(c); return; }
+    if (!r) { free(body); conn_break(c); return; }
     if (nh) memcpy(r->framing, head, nh);
     if (nt) memcpy(r->framing + nh, tail, nt);
     r->c = c;
@@ -160,7 +162,7 @@ static void conn_write(srv_conn *c, const char *head, size_t nh, char *body, siz
         c->refs--;
         free(body);
         free(r);
-        conn_close(c);
+        conn_break(c);
     }
 }
 
@@ -252,10 +254,21 @@ static void on_shutdown(uv_shutdown_t *r, int status) {
 
 static void on_timer(uv_timer_t *t);
 
+/* The connection cannot go on (a write could not be queued). A task still
+ * attached is inside its own call to srv_respond / srv_stream_*: the close
+ * (and with it the task's closed()) waits for the loop's next turn, or for
+ * the task's answer to end (request_done). */
+static void conn_break(srv_conn *c) {
+    if (!c->task) { conn_close(c); return; }
+    c->broken = true;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
 /* The response is queued: close (lingering) or wait for the next request. */
 static void request_done(srv_conn *c) {
     if (c->closing) return;
     c->task = NULL;
+    if (c->broken) { conn_close(c); return; }
     if (c->streaming) atomic_fetch_sub(&c->h->n_streams, 1);
     c->streaming = false;
     body_unreserve(c);
@@ -310,7 +323,7 @@ void srv_respond(srv_conn *c, int status, const char *ctype, char *body, size_t 
 
 void srv_respond_error(srv_conn *c, const cllm_openai_error *err) {
     char *body = cllm_openai_format_error(err);
-    if (!body) { conn_close(c); return; }
+    if (!body) { conn_break(c); request_done(c); return; }
     char extra[64] = "";
     if (err->http_status == 503 || err->http_status == 429) snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
     if (err->http_status == 405) snprintf(extra, sizeof extra, "Allow: GET, POST\r\n");
@@ -370,6 +383,7 @@ static void conn_fail(srv_conn *c, int status, const char *msg) {
 static void on_timer(uv_timer_t *t) {
     srv_conn *c = t->data;
     if (c->closing) return;
+    if (c->broken) { conn_close(c); return; }
     if (c->continue_pending) {
         c->continue_pending = false;
         char *p = c->pending;

@@ -33,7 +33,8 @@ typedef struct srv_ip srv_ip; /* per-address connection count (http_conn.c) */
 typedef struct srv_task srv_task;
 typedef struct srv_task_ops {
     void (*writable)(srv_task *t); /* the write queue drained below the low mark: produce more */
-    void (*closed)(srv_task *t);   /* the client is gone: detach (abort work), t->conn is NULL after */
+    void (*closed)(srv_task *t);   /* the client is gone: detach (abort work), t->conn is NULL after;
+                                    * never called from inside the task's own srv_respond* / srv_stream_* */
     void (*stop)(srv_task *t);     /* the shutdown grace period is over: finish now */
 } srv_task_ops;
 struct srv_task {
