@@ -58,7 +58,7 @@ struct srv_conn {
     int route;                /* the current request's index in h->routes */
     bool closing, close_after, shut, read_stopped, continue_pending, in_list;
     bool broken;              /* a write failed under the task's call: closes on the loop's next turn */
-    bool http10, head_only, streaming;
+    bool http10, head_only;
     cllm_http_request req;
     char *pending;            /* bytes after the current message (pipelining) */
     size_t pending_len;
@@ -205,7 +205,6 @@ void srv_conn_release(srv_conn *c) {
     free(c);
 }
 
-bool srv_conn_gone(const srv_conn *c) { return c->closing; }
 size_t srv_conn_write_queue(const srv_conn *c) { return c->wq_bytes; }
 void srv_conn_set_task(srv_conn *c, srv_task *t) {
     c->task = t;
@@ -227,8 +226,6 @@ static void conn_close(srv_conn *c) {
         t->conn = NULL;
         t->ops->closed(t);
     }
-    if (c->streaming) atomic_fetch_sub(&h->n_streams, 1);
-    c->streaming = false;
     body_unreserve(c);
     if (c->in_list) {
         if (c->prev) c->prev->next = c->next;
@@ -269,8 +266,6 @@ static void request_done(srv_conn *c) {
     if (c->closing) return;
     c->task = NULL;
     if (c->broken) { conn_close(c); return; }
-    if (c->streaming) atomic_fetch_sub(&c->h->n_streams, 1);
-    c->streaming = false;
     body_unreserve(c);
     if (c->close_after || c->h->exiting) {
         c->state = C_LINGER;
@@ -350,8 +345,6 @@ void srv_stream_begin_ex(srv_conn *c, const char *extra) {
     snprintf(hdrs, sizeof hdrs, "Cache-Control: no-cache\r\n%s", extra ? extra : "");
     respond_head(c, 200, "text/event-stream; charset=utf-8", (size_t)-1, hdrs, !c->http10, head, sizeof head, &n);
     conn_write(c, head, n, NULL, 0, NULL, 0);
-    if (!c->streaming) atomic_fetch_add(&c->h->n_streams, 1);
-    c->streaming = true;
 }
 
 void srv_stream_write(srv_conn *c, char *data, size_t len) {

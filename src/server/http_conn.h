@@ -99,7 +99,6 @@ struct srv_http {
     bool exiting;                  /* close_all ran: close everything and leave */
     uv_timer_t exit_timer;         /* force-closes connections still flushing at exit */
     bool exit_timer_on;
-    atomic_int n_streams;          /* SSE responses open */
     char *read_buf;                /* (SRV_READ_BUF) one per loop: reads are consumed before the next */
 };
 #define SRV_READ_BUF ((size_t)64 << 10)
@@ -148,6 +147,5 @@ size_t srv_conn_write_queue(const srv_conn *c); /* bytes queued, not yet sent */
 void srv_conn_set_task(srv_conn *c, srv_task *t);
 void srv_conn_hold(srv_conn *c);                 /* keep the memory alive (worker tasks) */
 void srv_conn_release(srv_conn *c);
-bool srv_conn_gone(const srv_conn *c);           /* closed (client left or server exit) */
 
 #endif

@@ -275,7 +275,6 @@ static void shutdown_server(cllm_server *s, double grace_s) {
     int left = atomic_load(&s->inflight);
     if (left > 0)
         cllm_log(CLLM_LOG_WARN, "shutdown: aborting %d request(s) still running after %.1f s", left, grace_s);
-    atomic_store(&s->hard_stop, true);
     send_cmd(s, SRV_CMD_STOP); /* streams end with "abort" + [DONE]; other requests answer what they have */
     for (int i = 0; i < 100 && atomic_load(&s->inflight) > 0; i++) usleep(10 * 1000);
     stop_engine(s);

@@ -6,27 +6,20 @@
 #include "server/server_internal.h"
 
 #include "core/status.h"
-#include "engine/engine.h"
-#include "engine/generate.h"
 #include "core/clock.h"
+#include "engine/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-double srv_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double srv_now(void) { return cllm_now_ms() * 1e-3; }
 
 /* ------------------------------------------------------------------ jobs */
 srv_job *srv_job_new(void) {
     srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
     j->refs = 1;
     j->t_arrival = srv_now();
     return j;
@@ -67,7 +60,6 @@ void srv_job_unref(srv_job *j) {
     free(j->t_last);
     cllm_openai_request_free(&j->req);
     pthread_mutex_destroy(&j->mu);
-    pthread_cond_destroy(&j->cv);
     free(j);
 }
 

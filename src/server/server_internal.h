@@ -65,7 +65,6 @@ typedef struct srv_event {
  * with req.n completions; choice index = sub * n + completion index. */
 typedef struct srv_job {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     int refs;                   /* handler + engine thread (while it has live sub-requests) */
     /* set by the handler before submit; read-only afterwards */
     cllm_openai_request req;    /* owned */
@@ -166,10 +165,8 @@ struct cllm_server {
     int32_t vocab_size;
     cllm_openai_limits limits;
     atomic_int inflight;        /* generate requests admitted and not yet answered */
-    atomic_int n_streams;       /* SSE responses open (metrics) */
     int max_inflight;
     int max_num_waiting;        /* the engine's waiting-queue bound (sequences) */
-    atomic_bool hard_stop;      /* grace period over: waits give up */
     int64_t created;            /* unix seconds at start */
     /* engine-thread routing table */
     srv_route *routes;
