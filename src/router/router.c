@@ -73,12 +73,6 @@ static const srv_http_route ROUTES[RT_R_N] = {
     [RT_R_TOKENIZER_INFO] = {"/tokenizer_info", "GET", false, false},
 };
 
-/* The head decisions (http_conn.h srv_http_route_head): route, method, API key, draining, body size. */
-static bool route_head(srv_http *h, srv_conn *c, cllm_http_request *req) {
-    cllm_router *r = h->owner;
-    return srv_http_route_head(h, c, req, ROUTES, RT_R_N, r->api_key, r->p.max_body_bytes, "router") >= 0;
-}
-
 static void send_json(srv_conn *c, int status, json_t *o) {
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -135,9 +129,8 @@ static void route_health(cllm_router *r, srv_conn *c) {
     send_json(c, ok ? 200 : 503, o);
 }
 
-static void dispatch(srv_http *h, srv_conn *c, cllm_http_request *req) {
+static void dispatch(srv_http *h, srv_conn *c, cllm_http_request *req, int rt) {
     cllm_router *r = h->owner;
-    int rt = srv_http_route_find(ROUTES, RT_R_N, req);
     switch (rt) {
     case RT_R_HEALTH: route_health(r, c); return;
     case RT_R_METRICS: {
@@ -160,7 +153,7 @@ static void exited(srv_http *h) {
     }
 }
 
-static const srv_http_ops HTTP_OPS = {.route_head = route_head, .dispatch = dispatch, .exited = exited};
+static const srv_http_ops HTTP_OPS = {.dispatch = dispatch, .exited = exited};
 
 /* ------------------------------------------------------------ the loop thread */
 static void on_wake(uv_async_t *a) {
@@ -310,7 +303,11 @@ cllm_status cllm_router_start(const cllm_router_params *params, cllm_router **ou
     r->http.timeout_keep_alive_s = r->p.timeout_keep_alive_s;
     r->http.timeout_request_read_s = r->p.timeout_request_read_s;
     r->http.max_connections_per_ip = r->p.max_connections_per_ip;
-    r->http.max_body_memory = r->p.max_body_bytes * 8 > ((size_t)1 << 30) ? r->p.max_body_bytes * 8 : (size_t)1 << 30;
+    r->http.routes = ROUTES; /* route, method, API key, draining, body size: decided on the head (http_conn.h) */
+    r->http.n_routes = RT_R_N;
+    r->http.api_key = r->api_key;
+    r->http.max_body_bytes = r->p.max_body_bytes;
+    r->http.who = "router";
     srv_http_fit_fd_limit(&r->http, r->p.max_connections);
     CLLM_TRY_GOTO(st, srv_http_listen(&r->http, r->host, r->p.port, -1), fail);
     if (pthread_create(&r->loop_thread, NULL, loop_main, r)) {

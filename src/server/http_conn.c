@@ -55,8 +55,10 @@ struct srv_conn {
     srv_ip *ip;
     int refs;                 /* open handles (2) + holders */
     int state;
+    int route;                /* the current request's index in h->routes */
     bool closing, close_after, shut, read_stopped, continue_pending, in_list;
-    bool http10, head_only, streaming;
+    bool broken;              /* a write failed under the task's call: closes on the loop's next turn */
+    bool http10, head_only;
     cllm_http_request req;
     char *pending;            /* bytes after the current message (pipelining) */
     size_t pending_len;
@@ -70,15 +72,18 @@ typedef struct wreq {
     uv_write_t w;
     srv_conn *c;
     size_t len;
-    char data[];
+    char *body;               /* owned */
+    char framing[];           /* head then tail, copied */
 } wreq;
 
 
 static void conn_close(srv_conn *c);
+static void conn_break(srv_conn *c);
 static void conn_process(srv_conn *c, const char *data, size_t len);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void exit_if_done(srv_http *h);
+static int route_head(srv_http *h, srv_conn *c, cllm_http_request *req);
 
 /* ------------------------------------------------------------ per-IP counts */
 static unsigned ip_hash(const unsigned char *a) {
@@ -126,6 +131,7 @@ static void on_write(uv_write_t *w, int status) {
     wreq *r = (wreq *)w;
     srv_conn *c = r->c;
     c->wq_bytes -= r->len;
+    free(r->body);
     free(r);
     if (status < 0) { conn_close(c); srv_conn_release(c); return; }
     if (!c->closing && c->task && c->task->ops->writable && c->wq_bytes < SRV_WRITE_HIGH / 2)
@@ -133,24 +139,30 @@ static void on_write(uv_write_t *w, int status) {
     srv_conn_release(c);
 }
 
-/* Queue head (copied) + body (copied) + tail (copied) as one write. */
-static void conn_write3(srv_conn *c, const char *a, size_t na, const char *b, size_t nb, const char *t, size_t nt) {
-    if (c->closing || c->shut) return;
-    wreq *r = malloc(sizeof *r + na + nb + nt);
-    if (!r) { conn_close(c); return; }
-    if (na) memcpy(r->data, a, na);
-    if (nb) memcpy(r->data + na, b, nb);
-    if (nt) memcpy(r->data + na + nb, t, nt);
+/* Queue head (copied) + body (owned: freed once written) + tail (copied) as
+ * one write. */
+static void conn_write(srv_conn *c, const char *head, size_t nh, char *body, size_t nb, const char *tail, size_t nt) {
+    if (c->closing || c->shut || c->broken) { free(body); return; }
+    wreq *r = malloc(sizeof *r + nh + nt);
+    if (!r) { free(body); conn_break(c); return; }
+    if (nh) memcpy(r->framing, head, nh);
+    if (nt) memcpy(r->framing + nh, tail, nt);
     r->c = c;
-    r->len = na + nb + nt;
-    uv_buf_t buf = uv_buf_init(r->data, (unsigned)r->len);
+    r->len = nh + nb + nt;
+    r->body = body;
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    if (nh) bufs[n++] = uv_buf_init(r->framing, (unsigned)nh);
+    if (nb) bufs[n++] = uv_buf_init(body, (unsigned)nb);
+    if (nt) bufs[n++] = uv_buf_init(r->framing + nh, (unsigned)nt);
     c->refs++;
     c->wq_bytes += r->len;
-    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write)) {
+    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, bufs, n, on_write)) {
         c->wq_bytes -= r->len;
         c->refs--;
+        free(body);
         free(r);
-        conn_close(c);
+        conn_break(c);
     }
 }
 
@@ -193,7 +205,6 @@ void srv_conn_release(srv_conn *c) {
     free(c);
 }
 
-bool srv_conn_gone(const srv_conn *c) { return c->closing; }
 size_t srv_conn_write_queue(const srv_conn *c) { return c->wq_bytes; }
 void srv_conn_set_task(srv_conn *c, srv_task *t) {
     c->task = t;
@@ -215,8 +226,6 @@ static void conn_close(srv_conn *c) {
         t->conn = NULL;
         t->ops->closed(t);
     }
-    if (c->streaming) atomic_fetch_sub(&h->n_streams, 1);
-    c->streaming = false;
     body_unreserve(c);
     if (c->in_list) {
         if (c->prev) c->prev->next = c->next;
@@ -242,12 +251,21 @@ static void on_shutdown(uv_shutdown_t *r, int status) {
 
 static void on_timer(uv_timer_t *t);
 
+/* The connection cannot go on (a write could not be queued). A task still
+ * attached is inside its own call to srv_respond / srv_stream_*: the close
+ * (and with it the task's closed()) waits for the loop's next turn, or for
+ * the task's answer to end (request_done). */
+static void conn_break(srv_conn *c) {
+    if (!c->task) { conn_close(c); return; }
+    c->broken = true;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
 /* The response is queued: close (lingering) or wait for the next request. */
 static void request_done(srv_conn *c) {
     if (c->closing) return;
     c->task = NULL;
-    if (c->streaming) atomic_fetch_sub(&c->h->n_streams, 1);
-    c->streaming = false;
+    if (c->broken) { conn_close(c); return; }
     body_unreserve(c);
     if (c->close_after || c->h->exiting) {
         c->state = C_LINGER;
@@ -293,14 +311,14 @@ void srv_respond(srv_conn *c, int status, const char *ctype, char *body, size_t 
     char head[1024];
     size_t n;
     respond_head(c, status, ctype, len, extra, false, head, sizeof head, &n);
-    conn_write3(c, head, n, c->head_only ? NULL : body, c->head_only ? 0 : len, NULL, 0);
-    free(body);
+    if (c->head_only) { free(body); body = NULL; len = 0; }
+    conn_write(c, head, n, body, len, NULL, 0);
     request_done(c);
 }
 
 void srv_respond_error(srv_conn *c, const cllm_openai_error *err) {
     char *body = cllm_openai_format_error(err);
-    if (!body) { conn_close(c); return; }
+    if (!body) { conn_break(c); request_done(c); return; }
     char extra[64] = "";
     if (err->http_status == 503 || err->http_status == 429) snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
     if (err->http_status == 405) snprintf(extra, sizeof extra, "Allow: GET, POST\r\n");
@@ -326,23 +344,19 @@ void srv_stream_begin_ex(srv_conn *c, const char *extra) {
     if (c->http10) c->close_after = true; /* no chunked coding: the close ends the body */
     snprintf(hdrs, sizeof hdrs, "Cache-Control: no-cache\r\n%s", extra ? extra : "");
     respond_head(c, 200, "text/event-stream; charset=utf-8", (size_t)-1, hdrs, !c->http10, head, sizeof head, &n);
-    conn_write3(c, head, n, NULL, 0, NULL, 0);
-    if (!c->streaming) atomic_fetch_add(&c->h->n_streams, 1);
-    c->streaming = true;
+    conn_write(c, head, n, NULL, 0, NULL, 0);
 }
 
 void srv_stream_write(srv_conn *c, char *data, size_t len) {
-    if (len && !c->closing && !c->head_only) {
-        char size[24];
-        int k = c->http10 ? 0 : snprintf(size, sizeof size, "%zx\r\n", len);
-        conn_write3(c, size, (size_t)k, data, len, "\r\n", c->http10 ? 0 : 2);
-    }
-    free(data);
+    if (!len || c->closing || c->head_only) { free(data); return; }
+    char size[24];
+    int k = c->http10 ? 0 : snprintf(size, sizeof size, "%zx\r\n", len);
+    conn_write(c, size, (size_t)k, data, len, "\r\n", c->http10 ? 0 : 2);
 }
 
 void srv_stream_end(srv_conn *c) {
     if (c->closing) return;
-    if (!c->http10 && !c->head_only) conn_write3(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    if (!c->http10 && !c->head_only) conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     request_done(c);
 }
 
@@ -362,6 +376,7 @@ static void conn_fail(srv_conn *c, int status, const char *msg) {
 static void on_timer(uv_timer_t *t) {
     srv_conn *c = t->data;
     if (c->closing) return;
+    if (c->broken) { conn_close(c); return; }
     if (c->continue_pending) {
         c->continue_pending = false;
         char *p = c->pending;
@@ -432,10 +447,9 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
             c->head_only = !strcmp(c->req.method, "HEAD");
             c->state = C_BUSY; /* a response queued on the head closes: the body (if any) is never read */
             c->close_after = true;
-            if (!h->ops->route_head(h, c, &c->req)) return;
+            if ((c->route = route_head(h, c, &c->req)) < 0) return;
             c->state = C_READ;
             c->close_after = false;
-            if (c->req.error_status) { conn_fail(c, c->req.error_status, c->req.error); return; }
             if (c->req.content_length > 0) {
                 size_t need = (size_t)c->req.content_length;
                 if (h->body_bytes + need > h->max_body_memory) {
@@ -445,7 +459,7 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
                 h->body_bytes += need;
                 c->body_reserved = need;
             }
-            if (c->req.expect_continue) conn_write3(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
+            if (c->req.expect_continue) conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
             continue;
         }
         /* CLLM_HTTP_MESSAGE */
@@ -453,7 +467,7 @@ static void conn_process(srv_conn *c, const char *data, size_t len) {
         uv_timer_stop(&c->timer);
         c->state = C_BUSY;
         c->close_after = !cllm_http_request_keep_alive(&c->req);
-        h->ops->dispatch(h, c, &c->req);
+        h->ops->dispatch(h, c, &c->req, c->route);
         return;
     }
 }
@@ -640,6 +654,8 @@ void srv_http_fit_fd_limit(srv_http *h, int want) {
 
 cllm_status srv_http_listen(srv_http *h, const char *host, int port, int listen_fd) {
     if (!h->read_buf && !(h->read_buf = malloc(SRV_READ_BUF))) return cllm_error(CLLM_ERR_OOM, "out of memory");
+    if (!h->max_body_memory)
+        h->max_body_memory = h->max_body_bytes * 8 > ((size_t)1 << 30) ? h->max_body_bytes * 8 : (size_t)1 << 30;
     uv_tcp_init(h->loop, &h->listener);
     h->listener.data = h;
     int rc;
@@ -690,14 +706,6 @@ void srv_http_free(srv_http *h) {
 /* ------------------------------------------------------------ routes */
 #define GET_BODY_LIMIT ((size_t)64 << 10) /* a GET may carry a small body; it is ignored */
 
-int srv_http_route_find(const srv_http_route *routes, int n, cllm_http_request *req) {
-    char path[256];
-    cllm_http_request_path(req, path, sizeof path);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(path, routes[i].path)) return i;
-    return -1;
-}
-
 static bool authorized(const char *api_key, cllm_http_request *req) {
     if (!api_key) return true;
     const char *h = cllm_http_request_header(req, "Authorization", NULL);
@@ -710,12 +718,16 @@ static bool authorized(const char *api_key, cllm_http_request *req) {
     return diff == 0;
 }
 
-int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const srv_http_route *routes, int n,
-                   const char *api_key, size_t max_body_bytes, const char *who) {
-    int r = srv_http_route_find(routes, n, req);
+/* The head decisions (http_conn.h, srv_http.routes): the index of the
+ * route, the body let in; or -1 after queueing the error response (the
+ * connection then closes). */
+static int route_head(srv_http *h, srv_conn *c, cllm_http_request *req) {
     char path[256];
     cllm_http_request_path(req, path, sizeof path);
-    if (r < 0) {
+    const srv_http_route *routes = h->routes;
+    int r = 0;
+    while (r < h->n_routes && strcmp(path, routes[r].path)) r++;
+    if (r == h->n_routes) {
         srv_respond_errorf(c, 404, "NotFoundError", NULL, "no route %s %s", req->method, path);
         return -1;
     }
@@ -725,7 +737,7 @@ int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const 
                            req->method, path, routes[r].method);
         return -1;
     }
-    if (!routes[r].open && !authorized(api_key, req)) {
+    if (!routes[r].open && !authorized(h->api_key, req)) {
         cllm_openai_error err;
         cllm_openai_error_set(&err, 401, "invalid_request_error", NULL,
                               "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
@@ -734,10 +746,10 @@ int srv_http_route_head(srv_http *h, srv_conn *c, cllm_http_request *req, const 
         return -1;
     }
     if (routes[r].generates && atomic_load(&h->draining)) {
-        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the %s is shutting down", who);
+        srv_respond_errorf(c, 503, "service_unavailable", NULL, "the %s is shutting down", h->who);
         return -1;
     }
-    size_t limit = !strcmp(routes[r].method, "POST") ? max_body_bytes : GET_BODY_LIMIT;
+    size_t limit = !strcmp(routes[r].method, "POST") ? h->max_body_bytes : GET_BODY_LIMIT;
     if (!cllm_http_request_accept_body(req, limit)) {
         srv_respond_errorf(c, 413, "invalid_request_error", NULL, "%s", req->error);
         return -1;

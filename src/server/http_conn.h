@@ -2,7 +2,8 @@
  * deadlines, reading requests (server/http_request.h), writing responses and
  * SSE chunks, lingering close. Shared by `cllm serve` (server/http_server.c:
  * the engine behind it) and `cllm router` (router/router.c: replicas behind
- * it); each owner fills a srv_http and answers requests through the ops.
+ * it); each owner fills a srv_http (its routes, limits, API key) and answers
+ * the requests that pass the head checks through the ops.
  *
  * Everything here runs on the loop thread, except that `draining` and
  * `drain_reason` may be set from another thread (draining last).
@@ -32,7 +33,8 @@ typedef struct srv_ip srv_ip; /* per-address connection count (http_conn.c) */
 typedef struct srv_task srv_task;
 typedef struct srv_task_ops {
     void (*writable)(srv_task *t); /* the write queue drained below the low mark: produce more */
-    void (*closed)(srv_task *t);   /* the client is gone: detach (abort work), t->conn is NULL after */
+    void (*closed)(srv_task *t);   /* the client is gone: detach (abort work), t->conn is NULL after;
+                                    * never called from inside the task's own srv_respond* / srv_stream_* */
     void (*stop)(srv_task *t);     /* the shutdown grace period is over: finish now */
 } srv_task_ops;
 struct srv_task {
@@ -40,14 +42,18 @@ struct srv_task {
     srv_conn *conn;             /* NULL once detached */
 };
 
-/* What the owner decides (loop thread). */
+/* One route of an OpenAI front (cllm serve, cllm router). */
+typedef struct srv_http_route {
+    const char *path, *method;
+    bool open;      /* answered without the API key (health, metrics, version) */
+    bool generates; /* completions / chat: refused while the front drains */
+} srv_http_route;
+
+/* What the owner answers (loop thread). */
 typedef struct srv_http_ops {
-    /* The head of a request arrived: decide route, method, API key, size
-     * (cllm_http_request_accept_body) before any body byte is kept. true lets
-     * the body in; false means a response was queued (the connection closes). */
-    bool (*route_head)(srv_http *h, srv_conn *c, struct cllm_http_request *req);
-    /* A whole request arrived: answer it (now, or later through a srv_task). */
-    void (*dispatch)(srv_http *h, srv_conn *c, struct cllm_http_request *req);
+    /* A whole request arrived on routes[route] (its head passed the checks
+     * of srv_http.routes): answer it (now, or later through a srv_task). */
+    void (*dispatch)(srv_http *h, srv_conn *c, struct cllm_http_request *req, int route);
     /* Optional: the number of open connections changed (metrics). */
     void (*connections)(srv_http *h, int n);
     /* Optional: close_all finished (no connection left): close the owner's
@@ -64,7 +70,20 @@ struct srv_http {
     double timeout_request_read_s; /* a started request must arrive whole within this long (else 408) */
     int max_connections;           /* more get 503 (srv_http_fit_fd_limit sets it) */
     int max_connections_per_ip;    /* more from one address get 429; 0: no limit */
-    size_t max_body_memory;        /* bodies of all connections together; beyond -> 503 */
+    /* The head of every request is decided here before a body byte is kept:
+     * 404 for a path not in routes, 405 for another method (HEAD is allowed
+     * on GET routes), 401 on a route that is not open without
+     * `Authorization: Bearer api_key` (constant-time compare; NULL: none
+     * needed), 503 on a generating route while draining ("the WHO is
+     * shutting down"), 413 past the body limit (max_body_bytes for POST,
+     * 64 KiB for GET); a refused request's connection closes. */
+    const srv_http_route *routes;  /* (n_routes) */
+    int n_routes;
+    const char *api_key;
+    size_t max_body_bytes;
+    const char *who;               /* "server", "router" */
+    size_t max_body_memory;        /* bodies of all connections together; beyond -> 503;
+                                    * 0: max(1 GiB, 8 x max_body_bytes) */
     /* shutting down: new connections are refused with drain_reason (503),
      * responses say "Connection: close". Any thread. */
     atomic_bool draining;
@@ -80,7 +99,6 @@ struct srv_http {
     bool exiting;                  /* close_all ran: close everything and leave */
     uv_timer_t exit_timer;         /* force-closes connections still flushing at exit */
     bool exit_timer_on;
-    atomic_int n_streams;          /* SSE responses open */
     char *read_buf;                /* (SRV_READ_BUF) one per loop: reads are consumed before the next */
 };
 #define SRV_READ_BUF ((size_t)64 << 10)
@@ -100,26 +118,6 @@ cllm_status srv_http_listen(srv_http *h, const char *host, int port, int listen_
 /* Free what the connections left (the per-address table) once the loop has
  * ended. */
 void srv_http_free(srv_http *h);
-
-/* One route of an OpenAI front (cllm serve, cllm router). */
-typedef struct srv_http_route {
-    const char *path, *method;
-    bool open;      /* answered without the API key (health, metrics, version) */
-    bool generates; /* completions / chat: refused while the front drains */
-} srv_http_route;
-
-/* The head decisions every front makes before a body byte is kept (loop
- * thread): 404 for an unknown path, 405 for another method (HEAD is allowed
- * on GET routes), 401 without `Authorization: Bearer api_key` (constant-time
- * compare; api_key NULL: none needed), 503 on a generating route while the
- * front drains ("the WHO is shutting down"), 413 past the body limit
- * (max_body_bytes for POST, 64 KiB for GET). Returns the index of the route
- * in routes[0..n) and lets the body in, or -1 after queueing the error
- * response (the connection then closes). */
-int srv_http_route_head(srv_http *h, srv_conn *c, struct cllm_http_request *req, const srv_http_route *routes, int n,
-                   const char *api_key, size_t max_body_bytes, const char *who);
-/* The index of req's path in routes[0..n), or -1. */
-int srv_http_route_find(const srv_http_route *routes, int n, struct cllm_http_request *req);
 
 /* Loop thread: stop accepting (close the listener). */
 void srv_conn_drain_all(srv_http *h);
@@ -149,6 +147,5 @@ size_t srv_conn_write_queue(const srv_conn *c); /* bytes queued, not yet sent */
 void srv_conn_set_task(srv_conn *c, srv_task *t);
 void srv_conn_hold(srv_conn *c);                 /* keep the memory alive (worker tasks) */
 void srv_conn_release(srv_conn *c);
-bool srv_conn_gone(const srv_conn *c);           /* closed (client left or server exit) */
 
 #endif

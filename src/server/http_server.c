@@ -1,8 +1,8 @@
 /* HTTP server: lifecycle (bind, the loop and engine threads, graceful
- * shutdown) and routing: the route, method, API key, body size and draining
- * are decided on the request head (srv_http_route_head), before any body byte is
- * kept; whole requests are dispatched to server_routes.c and
- * server_generate.c. Connections: http_conn.c. */
+ * shutdown) and routing: the route table, with which the front door
+ * (http_conn.c) decides route, method, API key, body size and draining on
+ * the request head before any body byte is kept; whole requests are
+ * dispatched to server_routes.c and server_generate.c. */
 #include "server/server_internal.h"
 
 #include "core/status.h"
@@ -43,22 +43,15 @@ static const srv_http_route ROUTES[R_N] = {
     [R_DIST_STATS] = {"/v1/distributed/stats", "GET", false, false},
 };
 
-/* On the head alone (route, method, API key, size, draining): true lets the
- * body in; false means a response was queued and the connection closes. */
-static bool route_head_cb(srv_http *h, srv_conn *c, cllm_http_request *req) {
-    cllm_server *s = h->owner;
-    return srv_http_route_head(h, c, req, ROUTES, R_N, s->api_key, s->p.max_body_bytes, "server") >= 0;
-}
-
 static void send_version(srv_conn *c) {
     char *b = strdup("{\"version\":\"" CLLM_VERSION "\"}");
     if (!b) { srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory"); return; }
     srv_respond(c, 200, "application/json", b, strlen(b), NULL);
 }
 
-/* A whole request arrived: answer it (now or later through a srv_task). */
-static void srv_route_dispatch(cllm_server *s, srv_conn *c, cllm_http_request *req) {
-    int r = srv_http_route_find(ROUTES, R_N, req);
+/* A whole request arrived on ROUTES[r]: answer it (now or later through a srv_task). */
+static void dispatch_cb(srv_http *h, srv_conn *c, cllm_http_request *req, int r) {
+    cllm_server *s = h->owner;
     if (r == R_METRICS) { srv_route_metrics(s, c); return; }
     if (r == R_VERSION) { send_version(c); return; }
     if (r == R_HEALTH) { srv_route_health(s, c); return; }
@@ -157,7 +150,6 @@ static void noop_done(uv_work_t *w, int status) {
     free(w);
 }
 
-static void dispatch_cb(srv_http *h, srv_conn *c, cllm_http_request *req) { srv_route_dispatch(h->owner, c, req); }
 static void connections_cb(srv_http *h, int n) {
     cllm_server *s = h->owner;
     cllm_metrics_set_http_connections(s->metrics, n);
@@ -169,8 +161,7 @@ static void exited_cb(srv_http *h) {
         s->wake_closed = true;
     }
 }
-static const srv_http_ops HTTP_OPS = {.route_head = route_head_cb, .dispatch = dispatch_cb,
-                                      .connections = connections_cb, .exited = exited_cb};
+static const srv_http_ops HTTP_OPS = {.dispatch = dispatch_cb, .connections = connections_cb, .exited = exited_cb};
 
 static cllm_status start_loop(cllm_server *s) {
     if (uv_loop_init(&s->loop)) return cllm_error(CLLM_ERR_OOM, "cannot create the event loop");
@@ -227,7 +218,11 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
     s->http.timeout_keep_alive_s = s->p.timeout_keep_alive_s;
     s->http.timeout_request_read_s = s->p.timeout_request_read_s;
     s->http.max_connections_per_ip = s->p.max_connections_per_ip;
-    s->http.max_body_memory = s->p.max_body_bytes * 8 > ((size_t)1 << 30) ? s->p.max_body_bytes * 8 : (size_t)1 << 30;
+    s->http.routes = ROUTES;
+    s->http.n_routes = R_N;
+    s->http.api_key = s->api_key;
+    s->http.max_body_bytes = s->p.max_body_bytes;
+    s->http.who = "server";
     s->limits = cllm_openai_default_limits();
     s->limits.max_body_bytes = s->p.max_body_bytes;
     int waiting = s->p.engine.max_num_waiting > 0 ? s->p.engine.max_num_waiting : 4096;
@@ -280,7 +275,6 @@ static void shutdown_server(cllm_server *s, double grace_s) {
     int left = atomic_load(&s->inflight);
     if (left > 0)
         cllm_log(CLLM_LOG_WARN, "shutdown: aborting %d request(s) still running after %.1f s", left, grace_s);
-    atomic_store(&s->hard_stop, true);
     send_cmd(s, SRV_CMD_STOP); /* streams end with "abort" + [DONE]; other requests answer what they have */
     for (int i = 0; i < 100 && atomic_load(&s->inflight) > 0; i++) usleep(10 * 1000);
     stop_engine(s);

@@ -36,10 +36,6 @@ struct cllm_metrics {
     int64_t prefix_queries, prefix_hits, preemptions, prompt_tokens, generation_tokens;
     int64_t finished[3];
     histogram ttft, tpot, e2e;
-    cllm_comm_stats *dist;  /* (n_dist) */
-    int n_dist;
-    uint64_t *moe_expert, *moe_rank; /* (n_experts), (n_ranks) */
-    int n_experts, n_ranks;
 };
 
 static void hist_init(histogram *h, const char *name, const char *help, const double *b, size_t n) {
@@ -84,9 +80,6 @@ cllm_status cllm_metrics_create(const char *model_name, cllm_metrics **out) {
 void cllm_metrics_destroy(cllm_metrics *m) {
     if (!m) return;
     pthread_mutex_destroy(&m->mu);
-    free(m->dist);
-    free(m->moe_expert);
-    free(m->moe_rank);
     free(m->label);
     free(m);
 }
@@ -123,31 +116,6 @@ void cllm_metrics_add_generation_tokens(cllm_metrics *m, int64_t n) {
 void cllm_metrics_request_finished(cllm_metrics *m, cllm_metrics_finished_reason r) {
     if ((unsigned)r > CLLM_METRICS_FINISHED_ABORT) return;
     LOCKED(m, m->finished[r]++);
-}
-
-void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, int n) {
-    if (!m || n < 0) return;
-    cllm_comm_stats *copy = n ? malloc(sizeof *copy * (size_t)n) : NULL;
-    if (n && !copy) return;
-    if (n) memcpy(copy, stats, sizeof *copy * (size_t)n);
-    pthread_mutex_lock(&m->mu);
-    free(m->dist);
-    m->dist = copy;
-    m->n_dist = n;
-    pthread_mutex_unlock(&m->mu);
-}
-
-void cllm_metrics_set_expert_stats(cllm_metrics *m, const cllm_expert_stats *s) {
-    if (!m || !s || s->num_experts <= 0) return;
-    uint64_t *pe = malloc(sizeof *pe * (size_t)s->num_experts), *pr = malloc(sizeof *pr * (size_t)(s->num_ranks + 1));
-    if (!pe || !pr) { free(pe), free(pr); return; }
-    memcpy(pe, s->tokens_per_expert, sizeof *pe * (size_t)s->num_experts);
-    if (s->num_ranks > 0) memcpy(pr, s->tokens_per_rank, sizeof *pr * (size_t)s->num_ranks);
-    pthread_mutex_lock(&m->mu);
-    free(m->moe_expert), free(m->moe_rank);
-    m->moe_expert = pe, m->n_experts = s->num_experts;
-    m->moe_rank = pr, m->n_ranks = s->num_ranks;
-    pthread_mutex_unlock(&m->mu);
 }
 
 /* Prometheus buckets are "le" (less or equal) upper bounds. */
@@ -220,7 +188,8 @@ static void counter(buf *b, const char *name, const char *help, const char *labe
     bprintf(b, "%s{model_name=\"%s\"} %lld\n", name, label, (long long)v);
 }
 
-char *cllm_metrics_render(cllm_metrics *m, size_t *len) {
+char *cllm_metrics_render(cllm_metrics *m, const cllm_comm_stats *dist, int n_dist, const cllm_expert_stats *moe,
+                          size_t *len) {
     buf b = {.cap = 8192};
     if (!m || !(b.s = malloc(b.cap))) return NULL;
     b.s[0] = 0;
@@ -250,27 +219,27 @@ char *cllm_metrics_render(cllm_metrics *m, size_t *len) {
     render_hist(&b, &m->e2e, l);
     family(&b, "cllm:http_connections", "gauge", "Open HTTP connections.");
     bprintf(&b, "cllm:http_connections{model_name=\"%s\"} %lld\n", l, (long long)m->connections);
-    if (m->n_experts > 0) {
+    if (moe && moe->num_experts > 0) {
         family(&b, "cllm:moe_expert_tokens_total", "counter",
                "(token, expert) assignments routed to each expert over every mixture-of-experts layer.");
         uint64_t mx = 0, sum = 0;
-        for (int e = 0; e < m->n_experts; e++) {
+        for (int e = 0; e < moe->num_experts; e++) {
             bprintf(&b, "cllm:moe_expert_tokens_total{expert=\"%d\",model_name=\"%s\"} %llu\n", e, l,
-                    (unsigned long long)m->moe_expert[e]);
-            sum += m->moe_expert[e];
-            if (m->moe_expert[e] > mx) mx = m->moe_expert[e];
+                    (unsigned long long)moe->tokens_per_expert[e]);
+            sum += moe->tokens_per_expert[e];
+            if (moe->tokens_per_expert[e] > mx) mx = moe->tokens_per_expert[e];
         }
         family(&b, "cllm:moe_rank_tokens_total", "counter",
                "(token, expert) rows each rank's experts computed (expert parallelism: load per rank).");
-        for (int r = 0; r < m->n_ranks; r++)
+        for (int r = 0; r < moe->num_ranks; r++)
             bprintf(&b, "cllm:moe_rank_tokens_total{model_name=\"%s\",rank=\"%d\"} %llu\n", l, r,
-                    (unsigned long long)m->moe_rank[r]);
+                    (unsigned long long)moe->tokens_per_rank[r]);
         family(&b, "cllm:moe_expert_load_imbalance", "gauge",
                "The busiest expert's assignments over the mean (1 = balanced; 0 before any token).");
         bprintf(&b, "cllm:moe_expert_load_imbalance{model_name=\"%s\"} %.6g\n", l,
-                sum ? (double)mx * m->n_experts / (double)sum : 0.0);
+                sum ? (double)mx * moe->num_experts / (double)sum : 0.0);
     }
-    if (m->n_dist > 0) {
+    if (n_dist > 0) {
         static const struct { const char *name, *help; } fam[3] = {
             {"cllm:dist_collective_calls_total", "Collective operations per rank, group and operation."},
             {"cllm:dist_collective_bytes_total", "Payload bytes of collective operations (this rank's buffer)."},
@@ -278,8 +247,8 @@ char *cllm_metrics_render(cllm_metrics *m, size_t *len) {
         };
         for (int f = 0; f < 3; f++) {
             family(&b, fam[f].name, "counter", fam[f].help);
-            for (int i = 0; i < m->n_dist; i++) {
-                const cllm_comm_stats *d = &m->dist[i];
+            for (int i = 0; i < n_dist; i++) {
+                const cllm_comm_stats *d = &dist[i];
                 for (int o = 0; o < CLLM_COMM_NUM_OPS; o++) {
                     const cllm_comm_op_stats *os = &d->ops[o];
                     if (!os->calls) continue;

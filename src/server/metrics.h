@@ -67,24 +67,22 @@ void cllm_metrics_observe_time_to_first_token(cllm_metrics *m, double seconds);
 void cllm_metrics_observe_time_per_output_token(cllm_metrics *m, double seconds);
 void cllm_metrics_observe_e2e_request_latency(cllm_metrics *m, double seconds);
 
-/* Replace the distributed statistics (cllm_engine_get_distributed_stats:
- * n entries, copied), rendered per rank, group and operation as
- * cllm:dist_collective_calls_total, cllm:dist_collective_bytes_total and
- * cllm:dist_collective_seconds_total{rank, group, transport, op}. */
-void cllm_metrics_set_dist_stats(cllm_metrics *m, const cllm_comm_stats *stats, int n);
-
-/* Replace the mixture-of-experts load (cllm_engine_get_expert_stats,
- * copied): cllm:moe_expert_tokens_total{expert}, cllm:moe_rank_tokens_total
- * {rank} and the gauge cllm:moe_expert_load_imbalance (the busiest expert's
- * count over the mean: 1 = balanced). num_experts 0: none exported. */
-void cllm_metrics_set_expert_stats(cllm_metrics *m, const cllm_expert_stats *s);
-
 /* Render every metric as Prometheus text: "# HELP", "# TYPE", samples;
  * histograms as cumulative _bucket{le="..."} lines ending with le="+Inf",
- * then _sum and _count. Returns a NUL-terminated caller-owned string
- * (cllm_free), its length in *len (may be NULL); NULL on out of memory.
- * Content-Type for HTTP: "text/plain; version=0.0.4; charset=utf-8". */
-char *cllm_metrics_render(cllm_metrics *m, size_t *len);
+ * then _sum and _count. Then, from the caller's snapshot (borrowed, NULL /
+ * 0: none): the distributed statistics (cllm_engine_get_distributed_stats,
+ * n_dist entries) per rank, group and operation as
+ * cllm:dist_collective_calls_total, cllm:dist_collective_bytes_total and
+ * cllm:dist_collective_seconds_total{rank, group, transport, op}; the
+ * mixture-of-experts load (cllm_engine_get_expert_stats) as
+ * cllm:moe_expert_tokens_total{expert}, cllm:moe_rank_tokens_total{rank}
+ * and the gauge cllm:moe_expert_load_imbalance (the busiest expert's count
+ * over the mean: 1 = balanced; num_experts 0: none exported). Returns a
+ * NUL-terminated caller-owned string (cllm_free), its length in *len (may
+ * be NULL); NULL on out of memory. Content-Type for HTTP:
+ * "text/plain; version=0.0.4; charset=utf-8". */
+char *cllm_metrics_render(cllm_metrics *m, const cllm_comm_stats *dist, int n_dist, const cllm_expert_stats *moe,
+                          size_t *len);
 
 #ifdef __cplusplus
 }

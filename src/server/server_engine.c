@@ -6,27 +6,20 @@
 #include "server/server_internal.h"
 
 #include "core/status.h"
-#include "engine/engine.h"
-#include "engine/generate.h"
 #include "core/clock.h"
+#include "engine/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-double srv_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double srv_now(void) { return cllm_now_ms() * 1e-3; }
 
 /* ------------------------------------------------------------------ jobs */
 srv_job *srv_job_new(void) {
     srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
     j->refs = 1;
     j->t_arrival = srv_now();
     return j;
@@ -67,7 +60,6 @@ void srv_job_unref(srv_job *j) {
     free(j->t_last);
     cllm_openai_request_free(&j->req);
     pthread_mutex_destroy(&j->mu);
-    pthread_cond_destroy(&j->cv);
     free(j);
 }
 
@@ -310,7 +302,7 @@ static void route_output(cllm_server *s, const cllm_request_output *o, double no
 static void update_stats(cllm_server *s) {
     cllm_engine_stats st;
     cllm_engine_get_stats(s->engine, &st);
-    cllm_engine_stats *p = &s->last_stats;
+    const cllm_engine_stats *p = &s->stats.engine; /* the previous step's (this thread is its only writer) */
     cllm_metrics_set_num_requests_running(s->metrics, st.num_running);
     cllm_metrics_set_num_requests_waiting(s->metrics, st.num_waiting);
     cllm_metrics_set_kv_cache_usage(s->metrics, st.kv_cache_usage);
@@ -320,7 +312,6 @@ static void update_stats(cllm_server *s) {
     cllm_metrics_add_prompt_tokens(s->metrics, (int64_t)(st.prompt_tokens_total - p->prompt_tokens_total));
     cllm_metrics_add_generation_tokens(s->metrics,
                                        (int64_t)(st.generation_tokens_total - p->generation_tokens_total));
-    *p = st;
     srv_stats_set_engine(&s->stats, &st);
     /* every rank's collective statistics: a round trip to the workers, so at most once a second while busy,
      * and once when the engine goes idle */
@@ -330,15 +321,10 @@ static void update_stats(cllm_server *s) {
         cllm_engine_check_health(s->engine) == CLLM_OK) {
         cllm_comm_stats *ds = NULL;
         int n = 0;
-        if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) != CLLM_OK) n = 0;
-        if (n > 0) cllm_metrics_set_dist_stats(s->metrics, ds, n);
+        if (cllm_engine_get_distributed_stats(s->engine, &ds, &n) != CLLM_OK) n = -1; /* keep the last */
         cllm_expert_stats es = {0};
-        if (cllm_engine_get_expert_stats(s->engine, &es) == CLLM_OK && es.num_experts > 0)
-            cllm_metrics_set_expert_stats(s->metrics, &es);
-        srv_stats_set_dist(&s->stats, ds, n, &es, now);
-        cllm_free(ds);
-        cllm_free(es.tokens_per_expert);
-        cllm_free(es.tokens_per_rank);
+        bool moe = cllm_engine_get_expert_stats(s->engine, &es) == CLLM_OK;
+        srv_stats_set_dist(&s->stats, ds, n, moe ? &es : NULL, now); /* /metrics and /v1/distributed/stats */
         s->dist_stats_at = now;
         s->dist_stats_idle = idle;
     } else if (!idle) {
@@ -381,11 +367,12 @@ void *srv_engine_main(void *arg) {
     s->max_model_len = cllm_engine_max_model_len(e);
     s->vocab_size = cllm_tokenizer_vocab_size(s->tok);
     s->limits.vocab_size = s->vocab_size;
-    cllm_engine_get_stats(e, &s->last_stats);
+    cllm_engine_stats es;
+    cllm_engine_get_stats(e, &es);
+    srv_stats_set_engine(&s->stats, &es); /* the metrics count from here */
     update_stats(s);
     atomic_store(&s->state, SRV_READY);
-    cllm_log(CLLM_LOG_INFO, "model ready: max_model_len %d, %d KV blocks", s->max_model_len,
-             s->last_stats.num_kv_blocks);
+    cllm_log(CLLM_LOG_INFO, "model ready: max_model_len %d, %d KV blocks", s->max_model_len, es.num_kv_blocks);
 
     bool dead = false; /* the engine stopped for good (a lost rank): new requests get 503 */
     for (;;) {

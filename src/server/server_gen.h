@@ -59,7 +59,6 @@ typedef struct srv_gen {
     cllm_openai_error err;
     int phase;
     bool inflight;              /* counted in s->inflight */
-    bool engine_live;           /* submitted and not finished: abort on close */
     bool stopping;              /* the shutdown deadline passed */
     int total;                  /* choices */
     gen_choice *ch;             /* (total) */

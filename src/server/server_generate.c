@@ -214,47 +214,27 @@ static void prep_work(uv_work_t *w) {
     g->prep_status = st;
 }
 
-static void prep_done(uv_work_t *w, int status) {
-    srv_gen *g = w->data;
+/* Admit a prepared request (loop thread): bounded (400 when it could never
+ * be admitted, 503 while draining or full), then its choices' state, and
+ * post it to the engine thread, which answers through the ready list
+ * (gen_pump). Otherwise g->err says why. */
+static cllm_status admit(srv_gen *g) {
     cllm_server *s = g->s;
-    srv_conn *held = g->held, *c = g->base.conn;
-    (void)status;
-    g->phase = GEN_ADMIT; /* from here on, closed() frees */
     srv_job *j = g->j;
-    if (!c) { /* the client left while it was prepared */
-        g->phase = GEN_PREP;
-        gen_free(g);
-        srv_conn_release(held);
-        return;
-    }
-    srv_conn_release(held);
-    if (g->prep_status != CLLM_OK) {
-        srv_respond_error(c, &g->err);
-        g->phase = GEN_PREP;
-        gen_free(g);
-        return;
-    }
     int64_t seqs = (int64_t)j->n_sub * j->req.n;
-    if (seqs > s->max_num_waiting) { /* can never be admitted: a retry cannot help */
-        srv_respond_errorf(c, 400, "invalid_request_error", j->req.endpoint == CLLM_OPENAI_CHAT ? "n" : "prompt",
-                           "the request needs %lld sequences (%d prompts x n=%d) but the server queues at most %d "
-                           "(--max-num-waiting): send fewer prompts or a smaller n", (long long)seqs, j->n_sub,
-                           j->req.n, s->max_num_waiting);
-        g->phase = GEN_PREP;
-        gen_free(g);
-        return;
-    }
-    if (atomic_load(&s->http.draining) || atomic_fetch_add(&s->inflight, 1) >= s->max_inflight) {
-        if (!atomic_load(&s->http.draining)) atomic_fetch_sub(&s->inflight, 1);
-        if (atomic_load(&s->http.draining))
-            srv_respond_errorf(c, 503, "service_unavailable", NULL, "the server is shutting down");
-        else
-            srv_respond_errorf(c, 503, "service_unavailable", NULL,
-                               "the server is overloaded: %d requests in flight (the limit); retry later",
-                               s->max_inflight);
-        g->phase = GEN_PREP;
-        gen_free(g);
-        return;
+    if (seqs > s->max_num_waiting) /* a retry cannot help */
+        return cllm_openai_error_set(&g->err, 400, "invalid_request_error",
+                                     j->req.endpoint == CLLM_OPENAI_CHAT ? "n" : "prompt",
+                                     "the request needs %lld sequences (%d prompts x n=%d) but the server queues at "
+                                     "most %d (--max-num-waiting): send fewer prompts or a smaller n",
+                                     (long long)seqs, j->n_sub, j->req.n, s->max_num_waiting);
+    if (atomic_load(&s->http.draining))
+        return cllm_openai_error_set(&g->err, 503, "service_unavailable", NULL, "the server is shutting down");
+    if (atomic_fetch_add(&s->inflight, 1) >= s->max_inflight) {
+        atomic_fetch_sub(&s->inflight, 1);
+        return cllm_openai_error_set(&g->err, 503, "service_unavailable", NULL,
+                                     "the server is overloaded: %d requests in flight (the limit); retry later",
+                                     s->max_inflight);
     }
     g->inflight = true;
     g->total = j->n_sub * j->req.n;
@@ -270,13 +250,25 @@ static void prep_done(uv_work_t *w, int status) {
     g->created = (int64_t)time(NULL);
     cllm_openai_make_id(j->req.endpoint == CLLM_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", g->id, sizeof g->id);
     j->task = g;
-    if (!ok || !srv_post(s, 0, j)) {
-        srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory");
-        g->phase = GEN_PREP;
+    if (!ok || !srv_post(s, 0, j)) return cllm_openai_error_set(&g->err, 500, "internal_error", NULL, "out of memory");
+    return CLLM_OK;
+}
+
+static void prep_done(uv_work_t *w, int status) {
+    srv_gen *g = w->data;
+    srv_conn *c = g->base.conn;
+    (void)status;
+    srv_conn_release(g->held);
+    if (!c) { /* the client left while it was prepared */
         gen_free(g);
         return;
     }
-    /* the engine thread answers through the ready list: gen_pump */
+    if ((g->prep_status == CLLM_OK ? admit(g) : g->prep_status) != CLLM_OK) {
+        srv_respond_error(c, &g->err);
+        gen_free(g); /* still GEN_PREP: nothing to abort */
+        return;
+    }
+    g->phase = GEN_ADMIT; /* from here on, closed() frees */
 }
 
 void srv_generate_start(cllm_server *s, srv_conn *c, cllm_openai_endpoint ep, char *body, size_t len) {

@@ -65,7 +65,6 @@ typedef struct srv_event {
  * with req.n completions; choice index = sub * n + completion index. */
 typedef struct srv_job {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     int refs;                   /* handler + engine thread (while it has live sub-requests) */
     /* set by the handler before submit; read-only afterwards */
     cllm_openai_request req;    /* owned */
@@ -115,19 +114,20 @@ typedef struct srv_stats {
     cllm_engine_stats engine;   /* rank 0's, every step */
     uint64_t num_steps;         /* cllm_engine_step calls */
     double step_seconds_total, step_seconds_last, step_seconds_max;
-    cllm_comm_stats *dist;      /* (n_dist) every rank's groups, owned */
+    cllm_comm_stats *dist;      /* (n_dist) every rank's groups, owned (cllm_free) */
     int n_dist;
-    uint64_t *moe_expert, *moe_rank; /* (n_experts), (n_moe_ranks), owned */
-    int n_experts, n_moe_ranks;
-    double dist_updated_at;     /* srv_now() of the last refresh; 0: never */
+    cllm_expert_stats moe;      /* its arrays owned (cllm_free) */
+    double dist_updated_at;     /* srv_now() of the last refresh of dist; 0: never */
 } srv_stats;
 
 void srv_stats_init(srv_stats *st);
 void srv_stats_free(srv_stats *st);
 void srv_stats_note_step(srv_stats *st, double seconds);
 void srv_stats_set_engine(srv_stats *st, const cllm_engine_stats *es);
-/* Replace the collective and MoE statistics (copied; es may be NULL). */
-void srv_stats_set_dist(srv_stats *st, const cllm_comm_stats *ds, int n, const cllm_expert_stats *es, double now);
+/* Replace the collective statistics with ds (n entries) and the MoE load
+ * with *es, taken (cllm_free'd later); n < 0 or es NULL keeps the previous
+ * one (its refresh failed). */
+void srv_stats_set_dist(srv_stats *st, cllm_comm_stats *ds, int n, cllm_expert_stats *es, double now);
 
 struct cllm_server {
     cllm_server_params p;
@@ -158,7 +158,7 @@ struct cllm_server {
     /* state */
     atomic_int state;           /* SRV_LOADING, SRV_READY, SRV_FAILED */
     char load_error[600];
-    double dist_stats_at;       /* engine thread: last distributed-stats refresh (srv_now) */
+    double dist_stats_at;       /* engine thread: last distributed-stats refresh attempt (srv_now) */
     bool dist_stats_idle;       /* refreshed since the engine went idle */
     cllm_engine *engine;        /* engine thread only (+ read-only getters after READY) */
     const cllm_tokenizer *tok;  /* borrowed from the engine, set before READY */
@@ -166,15 +166,12 @@ struct cllm_server {
     int32_t vocab_size;
     cllm_openai_limits limits;
     atomic_int inflight;        /* generate requests admitted and not yet answered */
-    atomic_int n_streams;       /* SSE responses open (metrics) */
     int max_inflight;
     int max_num_waiting;        /* the engine's waiting-queue bound (sequences) */
-    atomic_bool hard_stop;      /* grace period over: waits give up */
     int64_t created;            /* unix seconds at start */
     /* engine-thread routing table */
     srv_route *routes;
     int n_routes, cap_routes;
-    cllm_engine_stats last_stats;
     srv_stats stats;            /* /load, /v1/distributed/stats */
     /* generation_config.json defaults for requests that leave the field
      * unset (vLLM --generation-config auto); < 0: the model gives none */

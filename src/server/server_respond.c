@@ -239,10 +239,9 @@ static void answer(srv_gen *g, bool done) {
     cllm_tool_parse_result *parsed = NULL;
     if (!ch) { srv_respond_errorf(conn, 500, "internal_error", NULL, "out of memory"); return; }
     cllm_openai_response resp = {0};
-    char id[64];
-    resp.id = cllm_openai_make_id(comp ? "cmpl-" : "chatcmpl-", id, sizeof id);
+    resp.id = g->id;
     resp.model = g->s->served_model_name;
-    resp.created = (int64_t)time(NULL);
+    resp.created = g->created;
     resp.choices = ch;
     resp.n_choices = (size_t)total;
     for (int i = 0; ok && i < total; i++) {

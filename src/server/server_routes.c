@@ -34,7 +34,9 @@ void srv_route_health(cllm_server *s, srv_conn *c) {
 
 void srv_route_metrics(cllm_server *s, srv_conn *c) {
     size_t n = 0;
-    char *t = cllm_metrics_render(s->metrics, &n);
+    pthread_mutex_lock(&s->stats.mu); /* the engine's distributed and MoE snapshot (server_stats.c) */
+    char *t = cllm_metrics_render(s->metrics, s->stats.dist, s->stats.n_dist, &s->stats.moe, &n);
+    pthread_mutex_unlock(&s->stats.mu);
     if (!t) { srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory"); return; }
     srv_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", t, n, NULL);
 }

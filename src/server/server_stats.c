@@ -8,8 +8,8 @@
  * The engine thread writes a snapshot (srv_stats_*: every step for the
  * engine counters; the distributed and expert statistics when update_stats
  * in server_engine.c refreshes them, at most once a second while busy and
- * once when the engine goes idle, as /metrics); the loop thread formats it.
- * One mutex guards the snapshot. */
+ * once when the engine goes idle); the loop thread formats it, here and in
+ * /metrics (server_routes.c). One mutex guards the snapshot. */
 #include "server/server_internal.h"
 
 #include "core/status.h"
@@ -25,9 +25,9 @@ void srv_stats_init(srv_stats *st) {
 }
 
 void srv_stats_free(srv_stats *st) {
-    free(st->dist);
-    free(st->moe_expert);
-    free(st->moe_rank);
+    cllm_free(st->dist);
+    cllm_free(st->moe.tokens_per_expert);
+    cllm_free(st->moe.tokens_per_rank);
     pthread_mutex_destroy(&st->mu);
 }
 
@@ -46,28 +46,23 @@ void srv_stats_set_engine(srv_stats *st, const cllm_engine_stats *es) {
     pthread_mutex_unlock(&st->mu);
 }
 
-void srv_stats_set_dist(srv_stats *st, const cllm_comm_stats *ds, int n, const cllm_expert_stats *es, double now) {
-    cllm_comm_stats *dc = n > 0 ? malloc(sizeof *dc * (size_t)n) : NULL;
-    uint64_t *pe = NULL, *pr = NULL;
-    int ne = es ? es->num_experts : 0, nr = es ? es->num_ranks : 0;
-    if (ne > 0) {
-        pe = malloc(sizeof *pe * (size_t)ne);
-        pr = malloc(sizeof *pr * (size_t)(nr > 0 ? nr : 1));
-    }
-    if ((n > 0 && !dc) || (ne > 0 && (!pe || !pr))) { /* out of memory: keep the previous snapshot */
-        free(dc), free(pe), free(pr);
-        return;
-    }
-    if (n > 0) memcpy(dc, ds, sizeof *dc * (size_t)n);
-    if (ne > 0) memcpy(pe, es->tokens_per_expert, sizeof *pe * (size_t)ne);
-    if (ne > 0 && nr > 0) memcpy(pr, es->tokens_per_rank, sizeof *pr * (size_t)nr);
+void srv_stats_set_dist(srv_stats *st, cllm_comm_stats *ds, int n, cllm_expert_stats *es, double now) {
+    cllm_comm_stats *old_ds = NULL;
+    cllm_expert_stats old_es = {0};
     pthread_mutex_lock(&st->mu);
-    free(st->dist), free(st->moe_expert), free(st->moe_rank);
-    st->dist = dc, st->n_dist = n > 0 ? n : 0;
-    st->moe_expert = pe, st->n_experts = ne > 0 ? ne : 0;
-    st->moe_rank = pr, st->n_moe_ranks = ne > 0 ? nr : 0;
-    st->dist_updated_at = now;
+    if (n >= 0) {
+        old_ds = st->dist;
+        st->dist = ds, st->n_dist = n;
+        st->dist_updated_at = now;
+    }
+    if (es) {
+        old_es = st->moe;
+        st->moe = *es;
+    }
     pthread_mutex_unlock(&st->mu);
+    cllm_free(old_ds);
+    cllm_free(old_es.tokens_per_expert);
+    cllm_free(old_es.tokens_per_rank);
 }
 
 /* ------------------------------------------------------------------ JSON */
@@ -118,25 +113,25 @@ static json_t *ranks_json(const srv_stats *st, int world) {
                                                     "ops", ops_json(g)));
         }
         json_t *o = json_pack("{s:i, s:o}", "rank", r, "groups", groups ? groups : json_array());
-        if (o && st->n_experts > 0 && r < st->n_moe_ranks)
-            json_object_set_new(o, "moe_tokens", json_integer((json_int_t)st->moe_rank[r]));
+        if (o && st->moe.num_experts > 0 && r < st->moe.num_ranks)
+            json_object_set_new(o, "moe_tokens", json_integer((json_int_t)st->moe.tokens_per_rank[r]));
         json_array_append_new(ranks, o);
     }
     return ranks;
 }
 
-static json_t *moe_json(const srv_stats *st) {
-    if (st->n_experts <= 0) return json_null();
+static json_t *moe_json(const cllm_expert_stats *m) {
+    if (m->num_experts <= 0) return json_null();
     json_t *pe = json_array(), *pr = json_array();
     uint64_t total = 0, busiest = 0;
-    for (int i = 0; i < st->n_experts; i++) {
-        json_array_append_new(pe, json_integer((json_int_t)st->moe_expert[i]));
-        total += st->moe_expert[i];
-        if (st->moe_expert[i] > busiest) busiest = st->moe_expert[i];
+    for (int i = 0; i < m->num_experts; i++) {
+        json_array_append_new(pe, json_integer((json_int_t)m->tokens_per_expert[i]));
+        total += m->tokens_per_expert[i];
+        if (m->tokens_per_expert[i] > busiest) busiest = m->tokens_per_expert[i];
     }
-    for (int r = 0; r < st->n_moe_ranks; r++) json_array_append_new(pr, json_integer((json_int_t)st->moe_rank[r]));
-    double mean = (double)total / st->n_experts;
-    return json_pack("{s:i, s:o, s:o, s:f}", "num_experts", st->n_experts, "tokens_per_expert", pe, "tokens_per_rank",
+    for (int r = 0; r < m->num_ranks; r++) json_array_append_new(pr, json_integer((json_int_t)m->tokens_per_rank[r]));
+    double mean = (double)total / m->num_experts;
+    return json_pack("{s:i, s:o, s:o, s:f}", "num_experts", m->num_experts, "tokens_per_expert", pe, "tokens_per_rank",
                      pr, "load_imbalance", mean > 0 ? (double)busiest / mean : 1.0);
 }
 
@@ -216,7 +211,7 @@ void srv_route_dist_stats(cllm_server *s, srv_conn *c) {
         json_object_set_new(o, "engine", eng ? eng : json_null());
         json_object_set_new(o, "ranks", ranks_json(st, tp * pp));
         json_object_set_new(o, "pipeline", pipeline_json(st, pp));
-        json_object_set_new(o, "moe", moe_json(st));
+        json_object_set_new(o, "moe", moe_json(&st->moe));
     } else {
         json_decref(eng);
     }

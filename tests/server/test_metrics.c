@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     if (argc > 1) { /* print mode for check_metrics.py */
         if (cllm_metrics_create("my \"model\"\\x", &m)) return 1;
         observe_fixed(m);
-        char *s = cllm_metrics_render(m, NULL);
+        char *s = cllm_metrics_render(m, NULL, 0, NULL, NULL);
         fputs(s, stdout);
         free(s);
         cllm_metrics_destroy(m);
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     observe_fixed(m);
     size_t len;
-    char *s = cllm_metrics_render(m, &len);
+    char *s = cllm_metrics_render(m, NULL, 0, NULL, &len);
     CHECK(s && strlen(s) == len, "render");
     CHECK(strstr(s, "cllm:generation_tokens_total{model_name=\"m\"} 4045\n"), "4 threads x 1000 + 45");
     CHECK(strstr(s, "cllm:time_per_output_token_seconds_count{model_name=\"m\"} 4000\n"), "tpot count");
@@ -87,6 +87,6 @@ int main(int argc, char **argv) {
     cllm_metrics_destroy(m);
     cllm_metrics_destroy(NULL);
     cllm_metrics_add_prompt_tokens(NULL, 5); /* disabled metrics: no-op */
-    CHECK(cllm_metrics_render(NULL, NULL) == NULL, "NULL render");
+    CHECK(cllm_metrics_render(NULL, NULL, 0, NULL, NULL) == NULL, "NULL render");
     TEST_DONE();
 }
