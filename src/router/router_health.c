@@ -38,7 +38,7 @@ void rt_replica_set_health(cllm_router *r, rt_replica *rep, bool healthy, bool d
 
 /* "HTTP 503: <the error message of the body>" */
 static void describe_status(const rt_fetch *f, char *out, size_t size) {
-    json_t *o = f->len ? json_loadb(f->body, f->len, 0, NULL) : NULL;
+    json_t *o = f->body.len ? json_loadb(f->body.p, f->body.len, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
     snprintf(out, size, "/health answered HTTP %ld%s%.240s", f->status, msg ? ": " : "", msg ? msg : "");
     json_decref(o);
@@ -86,7 +86,7 @@ static void on_load(rt_fetch *f, void *arg) {
     rt_replica *rep = k->rep;
     free(k);
     rep->load_fetch = NULL;
-    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body, f->len, 0, NULL) : NULL;
+    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body.p, f->body.len, 0, NULL) : NULL;
     json_t *run = json_object_get(o, "num_requests_running"), *wait = json_object_get(o, "num_requests_waiting");
     if (json_is_integer(run) && json_is_integer(wait)) {
         json_int_t a = json_integer_value(run), b = json_integer_value(wait);
@@ -240,7 +240,7 @@ static void on_stats(rt_fetch *f, void *arg) {
     int i = k->i;
     free(k);
     g->fetches[i] = NULL;
-    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body, f->len, 0, NULL) : NULL;
+    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body.p, f->body.len, 0, NULL) : NULL;
     if (json_is_object(o)) {
         g->got[i] = o;
     } else {
