@@ -260,7 +260,7 @@ static cllm_status init_replicas(cllm_router *r) {
     r->n_reps = n;
     double now = rt_now();
     for (int i = 0; i < n; i++) {
-        r->reps[i].index = i;
+        r->reps[i].router = r;
         r->reps[i].changed_at = now;
         snprintf(r->reps[i].last_error, sizeof r->reps[i].last_error, "not checked yet");
     }
@@ -294,7 +294,6 @@ cllm_status cllm_router_start(const cllm_router_params *params, cllm_router **ou
     r->p.host = r->host;
     r->p.api_key = r->api_key;
     if (!r->p.max_body_bytes) r->p.max_body_bytes = (size_t)32 << 20;
-    r->created = (int64_t)time(NULL);
     CLLM_TRY_GOTO(st, init_replicas(r), fail);
     if (uv_loop_init(&r->loop)) {
         st = cllm_error(CLLM_ERR_OOM, "cannot create the event loop");

@@ -35,7 +35,7 @@ void rt_hist_observe(rt_hist *h, double seconds);
 
 struct rt_child;
 typedef struct rt_replica {
-    int index;
+    struct cllm_router *router; /* its router (the health and load checks' callbacks get the replica) */
     char *url;                /* base URL without a trailing '/', owned */
     char *label;              /* url escaped as a Prometheus label value, owned */
     uint64_t id;              /* hash of url: its prefix-aware weight seed */
@@ -79,7 +79,6 @@ struct cllm_router {
     struct rt_dp *dp;              /* data-parallel replicas, or NULL */
     atomic_bool failed;            /* a fatal error (dp: a replica failed to start): fail_msg */
     char fail_msg[600];
-    int64_t created;               /* unix seconds */
 };
 
 double rt_now(void);

@@ -81,7 +81,7 @@ struct rt_fetch {
  * not called). */
 rt_fetch *rt_fetch_get(rt_curl *u, const char *url, double timeout_s, size_t limit, const char *auth, rt_fetch_cb cb,
                        void *arg);
-/* Stop f without calling its cb, and free it. */
+/* Stop f without calling its cb, and free it. NULL is a no-op. */
 void rt_fetch_cancel(rt_fetch *f);
 
 #endif
