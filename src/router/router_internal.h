@@ -10,6 +10,7 @@
 #ifndef CLLM_ROUTER_INTERNAL_H
 #define CLLM_ROUTER_INTERNAL_H
 
+#include "core/clock.h"
 #include "router/router.h"
 #include "router/upstream.h"
 #include "server/http_conn.h"
@@ -81,7 +82,8 @@ struct cllm_router {
     char fail_msg[600];
 };
 
-double rt_now(void);
+/* Monotonic seconds (core/clock.h). */
+static inline double rt_now(void) { return cllm_now_ms() * 1e-3; }
 /* A fatal error (loop thread): the first message is kept, cllm_router_wait returns it. */
 void rt_fail(cllm_router *r, const char *msg);
 
