@@ -205,16 +205,8 @@ int cllm_cli_serve(int argc, char **argv) {
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
         if (!strcmp(a, "--registry")) continue;
-        else if (!strcmp(a, "--host")) p.host = v;
-        else if (!strcmp(a, "--port")) { ok = cllm_arg_long(a, v, 0, 65535, &l); p.port = (int)l; }
-        else if (!strcmp(a, "--api-key")) p.api_key = v;
+        else if (cllm_cli_http_flag(&p, a, v, &ok)) {} /* --host, --port, --api-key, ... */
         else if (!strcmp(a, "--served-model-name")) p.served_model_name = v;
-        else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
-        else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
-        else if (!strcmp(a, "--max-connections")) { ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p.max_connections = (int)l; }
-        else if (!strcmp(a, "--max-connections-per-ip")) { ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p.max_connections_per_ip = (int)l; }
-        else if (!strcmp(a, "--timeout-keep-alive")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_keep_alive_s);
-        else if (!strcmp(a, "--timeout-request-read")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_request_read_s);
         else if (!strcmp(a, "--listen-fd")) { ok = cllm_arg_long(a, v, 0, 1 << 20, &l); p.listen_fd = (int)l; }
         else if (!strcmp(a, "--parent-pid")) ok = cllm_arg_long(a, v, 1, 1L << 30, &parent_pid);
         else if (!strcmp(a, "--tool-call-parser")) {
@@ -258,15 +250,7 @@ int cllm_cli_serve(int argc, char **argv) {
         rp.data_parallel_size = dp;
         rp.replica_args = replica_args;
         rp.replica_argc = n_replica_args;
-        rp.host = p.host;
-        rp.port = p.port;
-        rp.api_key = p.api_key;
-        rp.max_body_bytes = p.max_body_bytes;
-        rp.max_connections = p.max_connections;
-        rp.max_connections_per_ip = p.max_connections_per_ip;
-        rp.timeout_keep_alive_s = p.timeout_keep_alive_s;
-        rp.timeout_request_read_s = p.timeout_request_read_s;
-        rp.shutdown_timeout_s = p.shutdown_timeout_s;
+        cllm_cli_router_front(&rp, &p);
         const cllm_model_params *m = &p.engine.model;
         if (m->device == CLLM_DEVICE_CUDA)
             rp.gpus_per_replica = (m->tensor_parallel_size > 1 ? m->tensor_parallel_size : 1) *
