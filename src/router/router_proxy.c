@@ -116,6 +116,15 @@ static void replica_header(rt_proxy *p, char *out, size_t size, int status) {
                                                                                  ? "Retry-After: 1\r\n" : "");
 }
 
+/* The event stream's head to the client (once), naming the replica. */
+static void begin_stream(rt_proxy *p) {
+    if (p->began) return;
+    char extra[400];
+    replica_header(p, extra, sizeof extra, 200);
+    srv_stream_begin_ex(p->base.conn, extra);
+    p->began = true;
+}
+
 /* An OpenAI error event, then [DONE], then the end of the stream. */
 static void end_stream_with_error(rt_proxy *p, const char *msg) {
     srv_conn *c = p->base.conn;
@@ -203,12 +212,7 @@ static size_t write_sse(rt_proxy *p, char *data, size_t len) {
         return 0; /* aborts the transfer: done ends the stream with the error */
     }
     if (!n) return len;
-    if (!p->began) {
-        char extra[400];
-        replica_header(p, extra, sizeof extra, 200);
-        srv_stream_begin_ex(c, extra);
-        p->began = true;
-    }
+    begin_stream(p);
     srv_stream_write(c, ev, n); /* may close the connection: p->gone */
     return p->gone ? 0 : len;
 }
@@ -252,12 +256,7 @@ static void succeed(rt_proxy *p) {
     srv_conn *c = p->base.conn;
     rt_hist_observe(&rep->latency, rt_now() - p->t_attempt);
     if (p->sse) {
-        if (!p->began) {
-            char extra[400];
-            replica_header(p, extra, sizeof extra, 200);
-            srv_stream_begin_ex(c, extra);
-            p->began = true;
-        }
+        begin_stream(p);
         size_t rest = cllm_sse_relay_pending(&p->relay);
         if (rest && p->base.conn) { /* the stream ended without a blank line: pass the tail on as is */
             char *t = malloc(rest);
