@@ -94,13 +94,12 @@ static void print_command(const cllm_server_params *p) {
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
-/* Flags of the data-parallel parent alone: its replicas do not get them
- * (they get --host 127.0.0.1 --port 0 --listen-fd 3 --parent-pid instead). */
+/* Server flags of the data-parallel parent alone: its replicas do not get
+ * them (they get --host 127.0.0.1 --port 0 --listen-fd 3 --parent-pid
+ * instead). --data-parallel-size, --dry-run and the router flags are not
+ * passed on either: the loop takes them before it gets here. */
 static bool parent_only(const char *a) {
-    static const char *const F[] = {"--data-parallel-size", "-dp", "--host", "--port", "--dry-run",
-                                    "--listen-fd", "--parent-pid", "--policy", "--health-check-interval",
-                                    "--health-check-timeout", "--load-poll-interval", "--max-rpc-retries",
-                                    "--rpc-timeout", "--prefix-bytes", "--balance-abs-threshold"};
+    static const char *const F[] = {"--host", "--port", "--listen-fd", "--parent-pid"};
     for (size_t k = 0; k < sizeof F / sizeof *F; k++)
         if (!strcmp(a, F[k])) return true;
     return false;
