@@ -203,7 +203,7 @@ int cllm_cli_serve(int argc, char **argv) {
         }
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
-        if (!strcmp(a, "--registry")) continue;
+        if (!strcmp(a, "--registry")) {} /* read by the first pass; the replicas need it to resolve NAME too */
         else if (cllm_cli_http_flag(&p, a, v, &ok)) {} /* --host, --port, --api-key, ... */
         else if (!strcmp(a, "--served-model-name")) p.served_model_name = v;
         else if (!strcmp(a, "--listen-fd")) { ok = cllm_arg_long(a, v, 0, 1 << 20, &l); p.listen_fd = (int)l; }
