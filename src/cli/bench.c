@@ -17,15 +17,12 @@
 #include "core/status.h"
 #include "backend/backend.h"
 #include "engine/generate.h"
-#include "backend/backend.h"
-#include "engine/generate.h"
 #include "core/clock.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cllm bench latency --model DIR|ORG/NAME --input-len 128 --output-len 256\n"

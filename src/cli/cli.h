@@ -13,8 +13,18 @@ int cllm_cli_router(int argc, char **argv);    /* cli/router.c */
 
 #include "cllm.h"
 #include "router/router.h"
+#include "server/http_server.h"
 
 #include <stdio.h>
+
+/* The HTTP front's flags (cli/router.c), shared by `cllm serve` and `cllm
+ * router`: --host, --port, --api-key, --max-body-bytes, --shutdown-timeout,
+ * --max-connections, --max-connections-per-ip, --timeout-keep-alive,
+ * --timeout-request-read. a: the flag, v: its value (already taken). 1 when
+ * a was one (*ok set to 0 on a bad value, message printed), 0 when not. */
+int cllm_cli_http_flag(cllm_server_params *p, const char *a, const char *v, int *ok);
+/* Those fields of p into the router's params. */
+void cllm_cli_router_front(cllm_router_params *rp, const cllm_server_params *p);
 
 /* The router's flags (cli/router.c), shared by `cllm router` and `cllm
  * serve --data-parallel-size`: 1 when argv[*i] was one (its value taken),

@@ -7,7 +7,6 @@
 #include "cllm.h"
 #include "core/dtype.h"
 #include "engine/generate.h"
-#include "core/clock.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/status.h"
 #include "router/router.h"
+#include "server/http_server.h"
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -57,6 +58,33 @@ int cllm_cli_router_flag(cllm_router_params *p, int argc, char **argv, int *i) {
     return ok ? 1 : -1;
 }
 
+int cllm_cli_http_flag(cllm_server_params *p, const char *a, const char *v, int *ok) {
+    long l = 0;
+    if (!strcmp(a, "--host")) p->host = v;
+    else if (!strcmp(a, "--port")) { *ok = cllm_arg_long(a, v, 0, 65535, &l); p->port = (int)l; }
+    else if (!strcmp(a, "--api-key")) p->api_key = v;
+    else if (!strcmp(a, "--max-body-bytes")) { *ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p->max_body_bytes = (size_t)l; }
+    else if (!strcmp(a, "--shutdown-timeout")) *ok = cllm_arg_double(a, v, 0, 86400, &p->shutdown_timeout_s);
+    else if (!strcmp(a, "--max-connections")) { *ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p->max_connections = (int)l; }
+    else if (!strcmp(a, "--max-connections-per-ip")) { *ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p->max_connections_per_ip = (int)l; }
+    else if (!strcmp(a, "--timeout-keep-alive")) *ok = cllm_arg_double(a, v, 0.001, 86400, &p->timeout_keep_alive_s);
+    else if (!strcmp(a, "--timeout-request-read")) *ok = cllm_arg_double(a, v, 0.001, 86400, &p->timeout_request_read_s);
+    else return 0;
+    return 1;
+}
+
+void cllm_cli_router_front(cllm_router_params *rp, const cllm_server_params *p) {
+    rp->host = p->host;
+    rp->port = p->port;
+    rp->api_key = p->api_key;
+    rp->max_body_bytes = p->max_body_bytes;
+    rp->max_connections = p->max_connections;
+    rp->max_connections_per_ip = p->max_connections_per_ip;
+    rp->timeout_keep_alive_s = p->timeout_keep_alive_s;
+    rp->timeout_request_read_s = p->timeout_request_read_s;
+    rp->shutdown_timeout_s = p->shutdown_timeout_s;
+}
+
 int cllm_cli_router_run(const cllm_router_params *p, const char *what) {
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -102,10 +130,10 @@ static void usage(FILE *f) {
 
 int cllm_cli_router(int argc, char **argv) {
     cllm_router_params p = cllm_router_default_params();
+    cllm_server_params front = cllm_server_default_params(); /* the HTTP flags, as cllm serve's */
     const char **urls = calloc((size_t)argc, sizeof *urls);
     if (!urls) { fprintf(stderr, "cllm router: out of memory\n"); return 1; }
     int rc = 2;
-    long l;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); rc = 0; goto out; }
@@ -122,16 +150,7 @@ int cllm_cli_router(int argc, char **argv) {
         }
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
-        if (!strcmp(a, "--host")) p.host = v;
-        else if (!strcmp(a, "--port")) { ok = cllm_arg_long(a, v, 0, 65535, &l); p.port = (int)l; }
-        else if (!strcmp(a, "--api-key")) p.api_key = v;
-        else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
-        else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
-        else if (!strcmp(a, "--max-connections")) { ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p.max_connections = (int)l; }
-        else if (!strcmp(a, "--max-connections-per-ip")) { ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p.max_connections_per_ip = (int)l; }
-        else if (!strcmp(a, "--timeout-keep-alive")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_keep_alive_s);
-        else if (!strcmp(a, "--timeout-request-read")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_request_read_s);
-        else {
+        if (!cllm_cli_http_flag(&front, a, v, &ok)) {
             fprintf(stderr, "cllm router: unknown flag '%s' (cllm router --help)\n", a);
             goto out;
         }
@@ -142,6 +161,7 @@ int cllm_cli_router(int argc, char **argv) {
         goto out;
     }
     p.worker_urls = urls;
+    cllm_cli_router_front(&p, &front);
     rc = cllm_cli_router_run(&p, "cllm router");
 out:
     free(urls);

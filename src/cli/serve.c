@@ -94,13 +94,12 @@ static void print_command(const cllm_server_params *p) {
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
-/* Flags of the data-parallel parent alone: its replicas do not get them
- * (they get --host 127.0.0.1 --port 0 --listen-fd 3 --parent-pid instead). */
+/* Server flags of the data-parallel parent alone: its replicas do not get
+ * them (they get --host 127.0.0.1 --port 0 --listen-fd 3 --parent-pid
+ * instead). --data-parallel-size, --dry-run and the router flags are not
+ * passed on either: the loop takes them before it gets here. */
 static bool parent_only(const char *a) {
-    static const char *const F[] = {"--data-parallel-size", "-dp", "--host", "--port", "--dry-run",
-                                    "--listen-fd", "--parent-pid", "--policy", "--health-check-interval",
-                                    "--health-check-timeout", "--load-poll-interval", "--max-rpc-retries",
-                                    "--rpc-timeout", "--prefix-bytes", "--balance-abs-threshold"};
+    static const char *const F[] = {"--host", "--port", "--listen-fd", "--parent-pid"};
     for (size_t k = 0; k < sizeof F / sizeof *F; k++)
         if (!strcmp(a, F[k])) return true;
     return false;
@@ -204,17 +203,9 @@ int cllm_cli_serve(int argc, char **argv) {
         }
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
-        if (!strcmp(a, "--registry")) continue;
-        else if (!strcmp(a, "--host")) p.host = v;
-        else if (!strcmp(a, "--port")) { ok = cllm_arg_long(a, v, 0, 65535, &l); p.port = (int)l; }
-        else if (!strcmp(a, "--api-key")) p.api_key = v;
+        if (!strcmp(a, "--registry")) {} /* read by the first pass; the replicas need it to resolve NAME too */
+        else if (cllm_cli_http_flag(&p, a, v, &ok)) {} /* --host, --port, --api-key, ... */
         else if (!strcmp(a, "--served-model-name")) p.served_model_name = v;
-        else if (!strcmp(a, "--max-body-bytes")) { ok = cllm_arg_long(a, v, 1024, 1L << 34, &l); p.max_body_bytes = (size_t)l; }
-        else if (!strcmp(a, "--shutdown-timeout")) ok = cllm_arg_double(a, v, 0, 86400, &p.shutdown_timeout_s);
-        else if (!strcmp(a, "--max-connections")) { ok = cllm_arg_long(a, v, 1, 1 << 24, &l); p.max_connections = (int)l; }
-        else if (!strcmp(a, "--max-connections-per-ip")) { ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p.max_connections_per_ip = (int)l; }
-        else if (!strcmp(a, "--timeout-keep-alive")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_keep_alive_s);
-        else if (!strcmp(a, "--timeout-request-read")) ok = cllm_arg_double(a, v, 0.001, 86400, &p.timeout_request_read_s);
         else if (!strcmp(a, "--listen-fd")) { ok = cllm_arg_long(a, v, 0, 1 << 20, &l); p.listen_fd = (int)l; }
         else if (!strcmp(a, "--parent-pid")) ok = cllm_arg_long(a, v, 1, 1L << 30, &parent_pid);
         else if (!strcmp(a, "--tool-call-parser")) {
@@ -258,15 +249,7 @@ int cllm_cli_serve(int argc, char **argv) {
         rp.data_parallel_size = dp;
         rp.replica_args = replica_args;
         rp.replica_argc = n_replica_args;
-        rp.host = p.host;
-        rp.port = p.port;
-        rp.api_key = p.api_key;
-        rp.max_body_bytes = p.max_body_bytes;
-        rp.max_connections = p.max_connections;
-        rp.max_connections_per_ip = p.max_connections_per_ip;
-        rp.timeout_keep_alive_s = p.timeout_keep_alive_s;
-        rp.timeout_request_read_s = p.timeout_request_read_s;
-        rp.shutdown_timeout_s = p.shutdown_timeout_s;
+        cllm_cli_router_front(&rp, &p);
         const cllm_model_params *m = &p.engine.model;
         if (m->device == CLLM_DEVICE_CUDA)
             rp.gpus_per_replica = (m->tensor_parallel_size > 1 ? m->tensor_parallel_size : 1) *

@@ -5,6 +5,7 @@
 
 #include "core/status.h"
 #include "server/http_request.h"
+#include "server/metrics.h"
 #include "server/openai_protocol.h"
 
 #include <curl/curl.h>
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -34,12 +34,6 @@ cllm_router_params cllm_router_default_params(void) {
     p.timeout_request_read_s = 30;
     p.shutdown_timeout_s = 10;
     return p;
-}
-
-double rt_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int cllm_router_port(const cllm_router *r) { return r ? r->http.port : 0; }
@@ -213,19 +207,6 @@ static cllm_status normalize_url(const char *in, char **out) {
     return CLLM_OK;
 }
 
-static char *escape_label(const char *s) {
-    size_t n = strlen(s);
-    char *o = malloc(2 * n + 1), *p = o;
-    if (!o) return NULL;
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"') *p++ = '\\';
-        if (*s == '\n') { *p++ = '\\'; *p++ = 'n'; continue; }
-        *p++ = *s;
-    }
-    *p = 0;
-    return o;
-}
-
 static cllm_status check_params(const cllm_router_params *p) {
     if (p->port < 0 || p->port > 65535) return cllm_error(CLLM_ERR_INVALID_ARG, "--port %d is out of range 0..65535", p->port);
     if (p->data_parallel_size <= 0 && p->num_workers <= 0)
@@ -253,7 +234,7 @@ static cllm_status init_replicas(cllm_router *r) {
     r->n_reps = n;
     double now = rt_now();
     for (int i = 0; i < n; i++) {
-        r->reps[i].index = i;
+        r->reps[i].router = r;
         r->reps[i].changed_at = now;
         snprintf(r->reps[i].last_error, sizeof r->reps[i].last_error, "not checked yet");
     }
@@ -264,7 +245,8 @@ static cllm_status init_replicas(cllm_router *r) {
         for (int j = 0; j < i; j++)
             if (!strcmp(r->reps[i].url, r->reps[j].url))
                 return cllm_error(CLLM_ERR_INVALID_ARG, "--worker-urls lists %s twice", r->reps[i].url);
-        if (!(r->reps[i].label = escape_label(r->reps[i].url))) return cllm_error(CLLM_ERR_OOM, "out of memory");
+        if (!(r->reps[i].label = cllm_metrics_escape_label(r->reps[i].url)))
+            return cllm_error(CLLM_ERR_OOM, "out of memory");
         r->reps[i].id = XXH3_64bits(r->reps[i].url, strlen(r->reps[i].url));
     }
     return CLLM_OK;
@@ -287,7 +269,6 @@ cllm_status cllm_router_start(const cllm_router_params *params, cllm_router **ou
     r->p.host = r->host;
     r->p.api_key = r->api_key;
     if (!r->p.max_body_bytes) r->p.max_body_bytes = (size_t)32 << 20;
-    r->created = (int64_t)time(NULL);
     CLLM_TRY_GOTO(st, init_replicas(r), fail);
     if (uv_loop_init(&r->loop)) {
         st = cllm_error(CLLM_ERR_OOM, "cannot create the event loop");

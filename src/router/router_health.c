@@ -38,25 +38,17 @@ void rt_replica_set_health(cllm_router *r, rt_replica *rep, bool healthy, bool d
 
 /* "HTTP 503: <the error message of the body>" */
 static void describe_status(const rt_fetch *f, char *out, size_t size) {
-    json_t *o = f->len ? json_loadb(f->body, f->len, 0, NULL) : NULL;
+    json_t *o = f->body.len ? json_loadb(f->body.p, f->body.len, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
     snprintf(out, size, "/health answered HTTP %ld%s%.240s", f->status, msg ? ": " : "", msg ? msg : "");
     json_decref(o);
 }
 
-typedef struct check_ctx {
-    cllm_router *r;
-    rt_replica *rep;
-} check_ctx;
-
 static void on_health(rt_fetch *f, void *arg) {
-    check_ctx *k = arg;
-    cllm_router *r = k->r;
-    rt_replica *rep = k->rep;
-    free(k);
+    rt_replica *rep = arg;
     rep->health_fetch = NULL;
     if (f->rc == CURLE_OK && f->status == 200) {
-        rt_replica_set_health(r, rep, true, false, NULL);
+        rt_replica_set_health(rep->router, rep, true, false, NULL);
         return;
     }
     rep->health_failures++;
@@ -64,29 +56,25 @@ static void on_health(rt_fetch *f, void *arg) {
     bool dead = f->rc != CURLE_OK; /* no answer at all: dead or hung, unlike a 503 (loading, draining, failed) */
     if (dead) snprintf(why, sizeof why, "/health failed: %s", f->x.errbuf[0] ? f->x.errbuf : curl_easy_strerror(f->rc));
     else describe_status(f, why, sizeof why);
-    rt_replica_set_health(r, rep, false, dead, why);
+    rt_replica_set_health(rep->router, rep, false, dead, why);
+}
+
+/* GET path on rep into *slot (its one fetch of that kind); cb gets rep. */
+static void poll_replica(cllm_router *r, rt_replica *rep, const char *path, rt_fetch_cb cb, rt_fetch **slot) {
+    char *url = rt_url(rep, path);
+    if (url) *slot = rt_fetch_get(r->curl, url, r->p.health_check_timeout_s, HEALTH_BODY_LIMIT, NULL, cb, rep);
+    free(url);
 }
 
 void rt_health_check_now(cllm_router *r, rt_replica *rep) {
     if (rep->health_fetch || !r->curl) return;
-    check_ctx *k = malloc(sizeof *k);
-    char *url = rt_url(rep, "/health");
-    if (k && url) {
-        k->r = r;
-        k->rep = rep;
-        rep->health_fetch = rt_fetch_get(r->curl, url, r->p.health_check_timeout_s, HEALTH_BODY_LIMIT, NULL,
-                                         on_health, k);
-    }
-    if (!rep->health_fetch) free(k);
-    free(url);
+    poll_replica(r, rep, "/health", on_health, &rep->health_fetch);
 }
 
 static void on_load(rt_fetch *f, void *arg) {
-    check_ctx *k = arg;
-    rt_replica *rep = k->rep;
-    free(k);
+    rt_replica *rep = arg;
     rep->load_fetch = NULL;
-    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body, f->len, 0, NULL) : NULL;
+    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body.p, f->body.len, 0, NULL) : NULL;
     json_t *run = json_object_get(o, "num_requests_running"), *wait = json_object_get(o, "num_requests_waiting");
     if (json_is_integer(run) && json_is_integer(wait)) {
         json_int_t a = json_integer_value(run), b = json_integer_value(wait);
@@ -122,17 +110,7 @@ static void on_load_timer(uv_timer_t *t) {
     cllm_router *r = t->data;
     for (int i = 0; i < r->n_reps && r->curl; i++) {
         rt_replica *rep = &r->reps[i];
-        if (rep->load_fetch || !rep->healthy) continue;
-        check_ctx *k = malloc(sizeof *k);
-        char *url = rt_url(rep, "/load");
-        if (k && url) {
-            k->r = r;
-            k->rep = rep;
-            rep->load_fetch = rt_fetch_get(r->curl, url, r->p.health_check_timeout_s, HEALTH_BODY_LIMIT, NULL,
-                                           on_load, k);
-        }
-        if (!rep->load_fetch) free(k);
-        free(url);
+        if (!rep->load_fetch && rep->healthy) poll_replica(r, rep, "/load", on_load, &rep->load_fetch);
     }
 }
 
@@ -157,16 +135,9 @@ void rt_health_stop(cllm_router *r) {
     }
     for (int i = 0; i < r->n_reps; i++) {
         rt_replica *rep = &r->reps[i];
-        if (rep->health_fetch) {
-            free(rep->health_fetch->arg);
-            rt_fetch_cancel(rep->health_fetch);
-            rep->health_fetch = NULL;
-        }
-        if (rep->load_fetch) {
-            free(rep->load_fetch->arg);
-            rt_fetch_cancel(rep->load_fetch);
-            rep->load_fetch = NULL;
-        }
+        rt_fetch_cancel(rep->health_fetch);
+        rt_fetch_cancel(rep->load_fetch);
+        rep->health_fetch = rep->load_fetch = NULL;
     }
 }
 
@@ -181,17 +152,9 @@ typedef struct stats_gather {
     rt_fetch **fetches;       /* (n_reps) outstanding ones */
 } stats_gather;
 
-typedef struct stats_ctx {
-    stats_gather *g;
-    int i;
-} stats_ctx;
-
 static void gather_free(stats_gather *g) {
     for (int i = 0; i < g->r->n_reps; i++) {
-        if (g->fetches[i]) {
-            free(g->fetches[i]->arg);
-            rt_fetch_cancel(g->fetches[i]);
-        }
+        rt_fetch_cancel(g->fetches[i]);
         json_decref(g->got[i]);
     }
     if (g->base.conn) srv_conn_set_task(g->base.conn, NULL);
@@ -235,12 +198,11 @@ static void gather_answer(stats_gather *g) {
 }
 
 static void on_stats(rt_fetch *f, void *arg) {
-    stats_ctx *k = arg;
-    stats_gather *g = k->g;
-    int i = k->i;
-    free(k);
+    stats_gather *g = arg;
+    int i = 0;
+    while (g->fetches[i] != f) i++; /* the replica it asked */
     g->fetches[i] = NULL;
-    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body, f->len, 0, NULL) : NULL;
+    json_t *o = f->rc == CURLE_OK && f->status == 200 ? json_loadb(f->body.p, f->body.len, 0, NULL) : NULL;
     if (json_is_object(o)) {
         g->got[i] = o;
     } else {
@@ -288,19 +250,12 @@ void rt_stats_start(cllm_router *r, srv_conn *c, const char *auth) {
     srv_conn_hold(c);
     srv_conn_set_task(c, &g->base);
     for (int i = 0; i < r->n_reps; i++) {
-        stats_ctx *k = malloc(sizeof *k);
         char *url = rt_url(&r->reps[i], "/v1/distributed/stats");
-        if (k && url && r->curl) {
-            k->g = g;
-            k->i = i;
-            g->fetches[i] = rt_fetch_get(r->curl, url, r->p.health_check_timeout_s, STATS_BODY_LIMIT, auth, on_stats, k);
-        }
+        if (url && r->curl)
+            g->fetches[i] = rt_fetch_get(r->curl, url, r->p.health_check_timeout_s, STATS_BODY_LIMIT, auth, on_stats, g);
         free(url);
         if (g->fetches[i]) g->left++;
-        else {
-            free(k);
-            snprintf(g->err[i], sizeof g->err[i], "could not start the request");
-        }
+        else snprintf(g->err[i], sizeof g->err[i], "could not start the request");
     }
     if (!g->left) gather_answer(g);
 }

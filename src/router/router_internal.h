@@ -10,6 +10,7 @@
 #ifndef CLLM_ROUTER_INTERNAL_H
 #define CLLM_ROUTER_INTERNAL_H
 
+#include "core/clock.h"
 #include "router/router.h"
 #include "router/upstream.h"
 #include "server/http_conn.h"
@@ -35,7 +36,7 @@ void rt_hist_observe(rt_hist *h, double seconds);
 
 struct rt_child;
 typedef struct rt_replica {
-    int index;
+    struct cllm_router *router; /* its router (the health and load checks' callbacks get the replica) */
     char *url;                /* base URL without a trailing '/', owned */
     char *label;              /* url escaped as a Prometheus label value, owned */
     uint64_t id;              /* hash of url: its prefix-aware weight seed */
@@ -79,10 +80,10 @@ struct cllm_router {
     struct rt_dp *dp;              /* data-parallel replicas, or NULL */
     atomic_bool failed;            /* a fatal error (dp: a replica failed to start): fail_msg */
     char fail_msg[600];
-    int64_t created;               /* unix seconds */
 };
 
-double rt_now(void);
+/* Monotonic seconds (core/clock.h). */
+static inline double rt_now(void) { return cllm_now_ms() * 1e-3; }
 /* A fatal error (loop thread): the first message is kept, cllm_router_wait returns it. */
 void rt_fail(cllm_router *r, const char *msg);
 

@@ -45,23 +45,20 @@ typedef struct rt_proxy {
     char *target;                 /* path + query, owned */
     char *body;                   /* owned */
     size_t len;
-    char *auth;                   /* the client's Authorization header, owned, or NULL */
+    struct curl_slist *hdrs;      /* what every attempt sends (rt_request_headers) */
     bool has_key;
     uint64_t key;                 /* prefix_aware */
     double t_arrival;
     int attempts;
-    unsigned char *tried;         /* (n_reps) */
     /* the current attempt */
     rt_replica *rep;
     rt_xfer x;
-    struct curl_slist *hdrs;
     double t_attempt;
     long status;
     char ctype[128];
     bool head_seen, sse, began, paused;
     cllm_sse_relay relay;
-    char *resp;                   /* a JSON (non-stream) answer being received */
-    size_t resp_len, resp_cap;
+    cllm_strbuf resp;             /* a JSON (non-stream) answer being received */
     /* state */
     bool gone;                    /* the client left */
     bool in_cb;                   /* inside a callback of x */
@@ -73,6 +70,7 @@ typedef struct rt_proxy {
     char *err_body;
     size_t err_len;
     char err_ctype[128];
+    unsigned char tried[];        /* (n_reps) */
 } rt_proxy;
 
 static void attempt(rt_proxy *p);
@@ -84,14 +82,10 @@ static void end_attempt(rt_proxy *p) {
         curl_easy_cleanup(p->x.easy);
         p->x.easy = NULL;
     }
-    curl_slist_free_all(p->hdrs);
-    p->hdrs = NULL;
     if (p->rep) p->rep->inflight--;
     p->rep = NULL;
     cllm_sse_relay_free(&p->relay);
-    free(p->resp);
-    p->resp = NULL;
-    p->resp_len = p->resp_cap = 0;
+    cllm_strbuf_free(&p->resp);
     p->head_seen = p->sse = p->paused = false;
     p->status = 0;
     p->ctype[0] = 0;
@@ -108,8 +102,7 @@ static void proxy_free(rt_proxy *p) {
     atomic_fetch_sub(&r->inflight, 1);
     free(p->target);
     free(p->body);
-    free(p->auth);
-    free(p->tried);
+    curl_slist_free_all(p->hdrs);
     free(p->err_body);
     free(p);
 }
@@ -121,6 +114,15 @@ static void detach(rt_proxy *p) { p->base.conn = NULL; }
 static void replica_header(rt_proxy *p, char *out, size_t size, int status) {
     snprintf(out, size, "X-Cllm-Replica: %s\r\n%s", p->rep ? p->rep->url : "", status == 503 || status == 429
                                                                                  ? "Retry-After: 1\r\n" : "");
+}
+
+/* The event stream's head to the client (once), naming the replica. */
+static void begin_stream(rt_proxy *p) {
+    if (p->began) return;
+    char extra[400];
+    replica_header(p, extra, sizeof extra, 200);
+    srv_stream_begin_ex(p->base.conn, extra);
+    p->began = true;
 }
 
 /* An OpenAI error event, then [DONE], then the end of the stream. */
@@ -145,10 +147,8 @@ static void answer_failure(rt_proxy *p) {
     srv_conn *c = p->base.conn;
     if (!c) return;
     if (p->err_status) {
-        char extra[160];
-        snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
         srv_respond(c, p->err_status, p->err_ctype[0] ? p->err_ctype : "application/json", p->err_body, p->err_len,
-                    extra);
+                    "Retry-After: 1\r\n");
         p->err_body = NULL;
     } else if (!p->attempts) {
         p->r->unrouted++;
@@ -212,12 +212,7 @@ static size_t write_sse(rt_proxy *p, char *data, size_t len) {
         return 0; /* aborts the transfer: done ends the stream with the error */
     }
     if (!n) return len;
-    if (!p->began) {
-        char extra[400];
-        replica_header(p, extra, sizeof extra, 200);
-        srv_stream_begin_ex(c, extra);
-        p->began = true;
-    }
+    begin_stream(p);
     srv_stream_write(c, ev, n); /* may close the connection: p->gone */
     return p->gone ? 0 : len;
 }
@@ -235,21 +230,12 @@ static size_t on_write(char *data, size_t size, size_t n, void *arg) {
     size_t ret;
     if (p->sse) {
         ret = write_sse(p, data, len);
-    } else if (p->resp_len + len > MAX_RESPONSE_BYTES) {
+    } else if (p->resp.len + len > MAX_RESPONSE_BYTES) {
         snprintf(p->err, sizeof p->err, "replica %s: the response exceeds %zu bytes", p->rep->url, MAX_RESPONSE_BYTES);
         ret = 0;
     } else {
-        ret = len;
-        if (p->resp_len + len + 1 > p->resp_cap) {
-            size_t cap = (p->resp_len + len + 1) * 2;
-            char *b = realloc(p->resp, cap);
-            if (!b) ret = 0;
-            else p->resp = b, p->resp_cap = cap;
-        }
-        if (ret) {
-            memcpy(p->resp + p->resp_len, data, len);
-            p->resp_len += len;
-        }
+        cllm_strbuf_append(&p->resp, data, len);
+        ret = p->resp.oom ? 0 : len;
     }
     p->in_cb = false;
     return ret;
@@ -270,12 +256,7 @@ static void succeed(rt_proxy *p) {
     srv_conn *c = p->base.conn;
     rt_hist_observe(&rep->latency, rt_now() - p->t_attempt);
     if (p->sse) {
-        if (!p->began) {
-            char extra[400];
-            replica_header(p, extra, sizeof extra, 200);
-            srv_stream_begin_ex(c, extra);
-            p->began = true;
-        }
+        begin_stream(p);
         size_t rest = cllm_sse_relay_pending(&p->relay);
         if (rest && p->base.conn) { /* the stream ended without a blank line: pass the tail on as is */
             char *t = malloc(rest);
@@ -288,10 +269,9 @@ static void succeed(rt_proxy *p) {
     } else {
         char extra[400];
         replica_header(p, extra, sizeof extra, (int)p->status);
-        char *body = p->resp ? p->resp : calloc(1, 1);
-        p->resp = NULL;
-        srv_respond(c, (int)p->status, p->ctype[0] ? p->ctype : "application/json", body, body ? p->resp_len : 0,
-                    extra);
+        size_t n = p->resp.len;
+        char *body = cllm_strbuf_steal(&p->resp); /* "" when the body was empty */
+        srv_respond(c, (int)p->status, p->ctype[0] ? p->ctype : "application/json", body, body ? n : 0, extra);
     }
     detach(p);
 }
@@ -316,9 +296,9 @@ static void fail_attempt(rt_proxy *p, CURLcode rc, const char *why) {
     }
     if (rc == CURLE_OK) { /* keep the 5xx to pass on if nothing better comes */
         free(p->err_body);
-        p->err_body = p->resp ? p->resp : calloc(1, 1);
-        p->err_len = p->resp ? p->resp_len : 0;
-        p->resp = NULL;
+        size_t n = p->resp.len;
+        p->err_body = cllm_strbuf_steal(&p->resp);
+        p->err_len = p->err_body ? n : 0;
         p->err_status = (int)p->status;
         snprintf(p->err_ctype, sizeof p->err_ctype, "%s", p->ctype);
     }
@@ -376,29 +356,12 @@ static void attempt(rt_proxy *p) {
     char *url = rt_url(rep, p->target);
     CURL *e = url ? rt_curl_easy(&p->x, url) : NULL;
     free(url);
-    struct curl_slist *h = NULL;
-    if (e) {
-        h = curl_slist_append(NULL, "Expect:");
-        if (h && p->post) h = curl_slist_append(h, "Content-Type: application/json");
-        if (h && p->auth) {
-            size_t n = strlen(p->auth) + 16;
-            char *a = malloc(n);
-            if (a) snprintf(a, n, "Authorization: %s", p->auth);
-            struct curl_slist *h2 = a ? curl_slist_append(h, a) : NULL;
-            free(a);
-            if (!h2) { curl_slist_free_all(h); h = NULL; }
-        }
-    }
-    if (!e || !h) {
-        curl_slist_free_all(h);
-        if (e) curl_easy_cleanup(e);
-        p->x.easy = NULL;
+    if (!e) {
         if (p->base.conn) srv_respond_errorf(p->base.conn, 500, "internal_error", NULL, "out of memory");
         detach(p);
         proxy_free(p);
         return;
     }
-    p->hdrs = h;
     p->rep = rep;
     rep->inflight++;
     rep->requests++;
@@ -407,7 +370,7 @@ static void attempt(rt_proxy *p) {
     p->err[0] = 0;
     cllm_sse_relay_init(&p->relay, 0);
     p->x.done = on_done;
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->hdrs);
     if (p->post) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
@@ -439,13 +402,12 @@ static void key_done(uv_work_t *w, int status) {
 
 /* ------------------------------------------------------------ entry points */
 void rt_proxy_start(cllm_router *r, srv_conn *c, cllm_http_request *req, int route) {
-    rt_proxy *p = calloc(1, sizeof *p);
-    if (p) p->tried = calloc((size_t)r->n_reps, 1);
+    rt_proxy *p = calloc(1, sizeof *p + (size_t)r->n_reps);
+    bool post = !strcmp(req->method, "POST");
     if (p) p->target = malloc(req->url_len + 1);
-    const char *auth = cllm_http_request_header(req, "Authorization", NULL);
-    if (p && auth) p->auth = strdup(auth);
-    if (!p || !p->tried || !p->target || (auth && !p->auth)) {
-        if (p) free(p->tried), free(p->target), free(p->auth);
+    if (p) p->hdrs = rt_request_headers(post, cllm_http_request_header(req, "Authorization", NULL));
+    if (!p || !p->target || !p->hdrs) {
+        if (p) free(p->target), curl_slist_free_all(p->hdrs);
         free(p);
         srv_respond_errorf(c, 500, "internal_error", NULL, "out of memory");
         return;
@@ -454,7 +416,7 @@ void rt_proxy_start(cllm_router *r, srv_conn *c, cllm_http_request *req, int rou
     p->target[req->url_len] = 0;
     p->r = r;
     p->route = route;
-    p->post = !strcmp(req->method, "POST");
+    p->post = post;
     p->body = req->body; /* the body moves to the proxy */
     p->len = req->body_len;
     req->body = NULL;

@@ -3,6 +3,7 @@
 
 #include "core/status.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -154,28 +155,36 @@ CURL *rt_curl_easy(rt_xfer *x, const char *url) {
     return e;
 }
 
+struct curl_slist *rt_request_headers(bool json, const char *auth) {
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:"), *t = h;
+    if (t && json) t = curl_slist_append(h, "Content-Type: application/json");
+    if (t && auth) {
+        size_t n = strlen(auth) + 16;
+        char *a = malloc(n);
+        if (a) snprintf(a, n, "Authorization: %s", auth);
+        t = a ? curl_slist_append(h, a) : NULL;
+        free(a);
+    }
+    if (!t) {
+        curl_slist_free_all(h);
+        return NULL;
+    }
+    return h;
+}
+
 /* ------------------------------------------------------------ fetches */
 static size_t fetch_write(char *data, size_t size, size_t n, void *arg) {
     rt_fetch *f = arg;
     size_t len = size * n;
-    if (f->len + len > f->limit) return 0; /* too long: CURLE_WRITE_ERROR */
-    if (f->len + len + 1 > f->cap) {
-        size_t cap = (f->len + len + 1) * 2;
-        char *b = realloc(f->body, cap);
-        if (!b) return 0;
-        f->body = b;
-        f->cap = cap;
-    }
-    memcpy(f->body + f->len, data, len);
-    f->len += len;
-    f->body[f->len] = 0;
-    return len;
+    if (f->body.len + len > f->limit) return 0; /* too long: CURLE_WRITE_ERROR */
+    cllm_strbuf_append(&f->body, data, len);
+    return f->body.oom ? 0 : len;
 }
 
 static void fetch_free(rt_fetch *f) {
     if (f->x.easy) curl_easy_cleanup(f->x.easy);
     curl_slist_free_all(f->hdrs);
-    free(f->body);
+    cllm_strbuf_free(&f->body);
     free(f);
 }
 
@@ -183,7 +192,7 @@ static void fetch_done(rt_xfer *x, CURLcode rc) {
     rt_fetch *f = (rt_fetch *)x;
     f->rc = rc;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &f->status);
-    if (!f->body) f->body = calloc(1, 1);
+    cllm_strbuf_reserve(&f->body, 0); /* "" when there was no body */
     f->cb(f, f->arg);
     fetch_free(f);
 }
@@ -204,12 +213,8 @@ rt_fetch *rt_fetch_get(rt_curl *u, const char *url, double timeout_s, size_t lim
     long ms = (long)(timeout_s * 1000);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1L);
     if (auth) {
-        char h[600];
-        snprintf(h, sizeof h, "Authorization: %s", auth);
-        struct curl_slist *l = curl_slist_append(NULL, h);
-        if (!l) { fetch_free(f); return NULL; }
-        f->hdrs = l;
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
+        if (!(f->hdrs = rt_request_headers(false, auth))) { fetch_free(f); return NULL; }
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->hdrs);
     }
     if (rt_curl_start(u, &f->x) != CLLM_OK) { fetch_free(f); return NULL; }
     return f;

@@ -14,6 +14,7 @@
 #define CLLM_ROUTER_UPSTREAM_H
 
 #include "cllm.h"
+#include "tokenizer/strbuf.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
@@ -42,9 +43,15 @@ cllm_status rt_curl_start(rt_curl *u, rt_xfer *x);
 void rt_curl_cancel(rt_curl *u, rt_xfer *x);
 
 /* A new easy handle with the router's defaults: no proxy from the
- * environment, no signals, HTTP/1.1, no "Expect: 100-continue", the error
- * buffer of x. NULL on out of memory. */
+ * environment, no signals, HTTP/1.1, the error buffer of x. NULL on out of
+ * memory. */
 CURL *rt_curl_easy(rt_xfer *x, const char *url);
+
+/* The header list a request to a replica sends (CURLOPT_HTTPHEADER): no
+ * "Expect: 100-continue", "Content-Type: application/json" when json, and
+ * "Authorization: auth" unless auth is NULL. Caller-owned
+ * (curl_slist_free_all); NULL on out of memory. */
+struct curl_slist *rt_request_headers(bool json, const char *auth);
 
 /* One response header line as curl hands it to CURLOPT_HEADERFUNCTION
  * (len bytes, not NUL-terminated, network input: fuzzed in
@@ -59,8 +66,8 @@ typedef struct rt_fetch rt_fetch;
 typedef void (*rt_fetch_cb)(rt_fetch *f, void *arg);
 struct rt_fetch {
     rt_xfer x;
-    char *body;          /* NUL-terminated, owned */
-    size_t len, cap, limit;
+    cllm_strbuf body;    /* body.p (NUL-terminated), body.len bytes */
+    size_t limit;
     long status;         /* HTTP status; 0 when none arrived */
     CURLcode rc;
     struct curl_slist *hdrs;
@@ -74,7 +81,7 @@ struct rt_fetch {
  * not called). */
 rt_fetch *rt_fetch_get(rt_curl *u, const char *url, double timeout_s, size_t limit, const char *auth, rt_fetch_cb cb,
                        void *arg);
-/* Stop f without calling its cb, and free it. */
+/* Stop f without calling its cb, and free it. NULL is a no-op. */
 void rt_fetch_cancel(rt_fetch *f);
 
 #endif

@@ -46,8 +46,7 @@ static void hist_init(histogram *h, const char *name, const char *help, const do
     h->n_bounds = n;
 }
 
-/* Label value escaping per the exposition format: \\, \", \n. */
-static char *escape_label(const char *s) {
+char *cllm_metrics_escape_label(const char *s) {
     size_t n = strlen(s);
     char *o = cllm_malloc(2 * n + 1), *p = o;
     if (!o) return NULL;
@@ -64,7 +63,7 @@ cllm_status cllm_metrics_create(const char *model_name, cllm_metrics **out) {
     *out = NULL;
     cllm_metrics *m = cllm_calloc(1, sizeof *m);
     if (!m) return CLLM_ERR_OOM;
-    if (!(m->label = escape_label(model_name ? model_name : ""))) { free(m); return CLLM_ERR_OOM; }
+    if (!(m->label = cllm_metrics_escape_label(model_name ? model_name : ""))) { free(m); return CLLM_ERR_OOM; }
     pthread_mutex_init(&m->mu, NULL);
     hist_init(&m->ttft, "cllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
               TTFT_BUCKETS, NB(TTFT_BUCKETS));

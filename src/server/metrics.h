@@ -48,6 +48,10 @@ cllm_status cllm_metrics_create(const char *model_name, cllm_metrics **out);
 /* NULL is a no-op. */
 void cllm_metrics_destroy(cllm_metrics *m);
 
+/* s as a label value of the exposition format (\\, \" and \n escaped):
+ * caller-owned (free()), NULL on out of memory. */
+char *cllm_metrics_escape_label(const char *s);
+
 /* Gauges (set to the current value). */
 void cllm_metrics_set_num_requests_running(cllm_metrics *m, int64_t n);
 void cllm_metrics_set_http_connections(cllm_metrics *m, int64_t n);

@@ -49,3 +49,13 @@ def test_dry_run_plan_with_gpus():
     env["CUDA_VISIBLE_DEVICES"] = "4,5,6"
     r = run(["serve", "--model", MODEL_DIR, "-dp", "2", "--device", "cuda", "-tp", "2", "--dry-run"], env)
     assert r.returncode == 1 and "lists 3 device(s)" in r.stdout, r.stdout
+
+
+def test_dry_run_plan_passes_the_registry_on():
+    # the replicas resolve NAME themselves: they need the same --registry file
+    registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "models.yaml")
+    r = run(["serve", "qwen3-8b", "--registry", registry, "-dp", "2", "--device", "cpu", "--dry-run"])
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    for line in out[1:3]:
+        assert "cllm serve qwen3-8b" in line and f"--registry {registry}" in line, r.stdout
