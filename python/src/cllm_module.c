@@ -280,20 +280,26 @@ static struct PyModuleDef k_module = {
     -1, k_methods, NULL, NULL, NULL, NULL,
 };
 
+/* Add o (a new reference, or NULL with an exception set) to m as `name`.
+ * Returns o, still holding one reference for the caller's C global, or NULL. */
+static PyObject *add_object(PyObject *m, const char *name, PyObject *o) {
+    if (!o) return NULL;
+    Py_INCREF(o);
+    if (PyModule_AddObject(m, name, o) < 0) {
+        Py_DECREF(o);
+        Py_DECREF(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* A new exception class named cllm.<name> with the given bases; added to m. */
 static PyObject *add_exception(PyObject *m, const char *name, PyObject *bases, const char *doc) {
     char full[64];
     snprintf(full, sizeof full, "cllm.%s", name);
     PyObject *e = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
     Py_XDECREF(bases);
-    if (!e) return NULL;
-    Py_INCREF(e);
-    if (PyModule_AddObject(m, name, e) < 0) {
-        Py_DECREF(e);
-        Py_DECREF(e);
-        return NULL;
-    }
-    return e; /* one reference kept by the C global */
+    return add_object(m, name, e);
 }
 
 PyMODINIT_FUNC PyInit__cllm(void) {
@@ -313,7 +319,9 @@ PyMODINIT_FUNC PyInit__cllm(void) {
                                              "Host or device memory ran out.")))
         goto fail;
     if (PyModule_AddStringConstant(m, "CLLM_VERSION", CLLM_VERSION) < 0) goto fail;
-    if (pycllm_engine_init_type(m) < 0 || pycllm_tokenizer_init_type(m) < 0) goto fail;
+    if (!(pycllm_EngineType = add_object(m, "Engine", PyType_FromSpec(&pycllm_engine_spec))) ||
+        !(pycllm_TokenizerType = add_object(m, "Tokenizer", PyType_FromSpec(&pycllm_tokenizer_spec))))
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -372,15 +372,4 @@ static PyType_Slot k_engine_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec k_engine_spec = {"cllm._cllm.Engine", sizeof(PyEngine), 0, Py_TPFLAGS_DEFAULT, k_engine_slots};
-
-int pycllm_engine_init_type(PyObject *m) {
-    pycllm_EngineType = PyType_FromSpec(&k_engine_spec);
-    if (!pycllm_EngineType) return -1;
-    Py_INCREF(pycllm_EngineType);
-    if (PyModule_AddObject(m, "Engine", pycllm_EngineType) < 0) {
-        Py_DECREF(pycllm_EngineType);
-        return -1;
-    }
-    return 0;
-}
+PyType_Spec pycllm_engine_spec = {"cllm._cllm.Engine", sizeof(PyEngine), 0, Py_TPFLAGS_DEFAULT, k_engine_slots};

@@ -81,7 +81,8 @@ void pycllm_req_bufs_free(pycllm_req_bufs *b);
  * is kept alive by a strong reference. Returns a new reference or NULL. */
 PyObject *pycllm_tokenizer_borrowed(const cllm_tokenizer *tok, PyObject *owner);
 
-int pycllm_engine_init_type(PyObject *module);
-int pycllm_tokenizer_init_type(PyObject *module);
+/* The types' specs (py_engine.c, py_tokenizer.c); the module's init creates
+ * the types from them. */
+extern PyType_Spec pycllm_engine_spec, pycllm_tokenizer_spec;
 
 #endif
