@@ -104,48 +104,74 @@ PyObject *pycllm_int32_list(const int32_t *v, size_t n) {
     return l;
 }
 
-/* ---- request parameters: dict -> cllm_request_params ---- */
+/* ---- parameter dicts: a value stored into a struct field found by name ---- */
 
-typedef enum { F_INT, F_FLOAT, F_BOOL } field_kind;
-typedef struct { const char *name; field_kind kind; size_t off; } field;
-
-#define RP(name, kind) {#name, kind, offsetof(cllm_request_params, name)}
-static const field k_request_fields[] = {
-    RP(n, F_INT), RP(temperature, F_FLOAT), RP(top_p, F_FLOAT), RP(top_k, F_INT), RP(min_p, F_FLOAT),
-    RP(repetition_penalty, F_FLOAT), RP(presence_penalty, F_FLOAT), RP(frequency_penalty, F_FLOAT),
-    RP(ignore_eos, F_BOOL), RP(max_tokens, F_INT), RP(min_tokens, F_INT), RP(logprobs, F_INT),
-    RP(prompt_logprobs, F_INT), RP(skip_special_tokens, F_BOOL), RP(include_stop_str_in_output, F_BOOL),
-};
-#undef RP
-
-/* Store value into the field at base + f->off. 0 or -1 (TypeError/OverflowError). */
-static int set_field(void *base, const field *f, PyObject *value) {
+static int set_one(void *base, const pycllm_field *f, PyObject *value, const char *what) {
     char *at = (char *)base + f->off;
-    if (f->kind == F_BOOL) {
+    if (f->kind == PYCLLM_BOOL) {
         int b = PyObject_IsTrue(value);
         if (b < 0) return -1;
         *(bool *)at = b != 0;
         return 0;
     }
-    if (f->kind == F_FLOAT) {
+    if (f->kind == PYCLLM_FLOAT || f->kind == PYCLLM_DOUBLE) {
         double d = PyFloat_AsDouble(value);
         if (d == -1.0 && PyErr_Occurred()) return -1;
-        *(float *)at = (float)d;
+        if (f->kind == PYCLLM_FLOAT) *(float *)at = (float)d;
+        else *(double *)at = d;
         return 0;
     }
     if (!PyLong_Check(value)) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int", f->name);
+        PyErr_Format(PyExc_TypeError, "%s parameter %s must be an int", what, f->name);
         return -1;
+    }
+    if (f->kind == PYCLLM_U64) {
+        unsigned long long u = PyLong_AsUnsignedLongLongMask(value);
+        if (PyErr_Occurred()) return -1;
+        *(uint64_t *)at = (uint64_t)u;
+        return 0;
     }
     long x = PyLong_AsLong(value);
     if (x == -1 && PyErr_Occurred()) return -1;
     if (x < INT32_MIN || x > INT32_MAX) {
-        PyErr_Format(PyExc_OverflowError, "%s = %ld is out of range", f->name, x);
+        PyErr_Format(PyExc_OverflowError, "%s parameter %s = %ld is out of range", what, f->name, x);
         return -1;
     }
-    *(int *)at = (int)x;
+    switch (f->kind) {
+    case PYCLLM_DEVICE: *(cllm_device *)at = (cllm_device)x; break;
+    case PYCLLM_DTYPE: *(cllm_dtype *)at = (cllm_dtype)x; break;
+    case PYCLLM_LOAD_FORMAT: *(cllm_load_format *)at = (cllm_load_format)x; break;
+    default: *(int *)at = (int)x; break;
+    }
     return 0;
 }
+
+int pycllm_set_field(void *base, const pycllm_field *fields, size_t n, const char *key, PyObject *value,
+                     const char *what) {
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(key, fields[i].name)) continue;
+        if (set_one(base, &fields[i], value, what) < 0) return -1;
+        found = true;
+    }
+    if (!found) {
+        PyErr_Format(PyExc_ValueError, "unknown %s parameter '%s'", what, key);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- request parameters: dict -> cllm_request_params ---- */
+
+#define RP(name, kind) {#name, kind, offsetof(cllm_request_params, name)}
+static const pycllm_field k_request_fields[] = {
+    RP(n, PYCLLM_INT), RP(temperature, PYCLLM_FLOAT), RP(top_p, PYCLLM_FLOAT), RP(top_k, PYCLLM_INT),
+    RP(min_p, PYCLLM_FLOAT), RP(repetition_penalty, PYCLLM_FLOAT), RP(presence_penalty, PYCLLM_FLOAT),
+    RP(frequency_penalty, PYCLLM_FLOAT), RP(ignore_eos, PYCLLM_BOOL), RP(max_tokens, PYCLLM_INT),
+    RP(min_tokens, PYCLLM_INT), RP(logprobs, PYCLLM_INT), RP(prompt_logprobs, PYCLLM_INT),
+    RP(skip_special_tokens, PYCLLM_BOOL), RP(include_stop_str_in_output, PYCLLM_BOOL),
+};
+#undef RP
 
 void pycllm_req_bufs_free(pycllm_req_bufs *b) {
     for (int i = 0; i < b->num_keep; i++) Py_XDECREF(b->keep[i]);
@@ -217,14 +243,8 @@ int pycllm_request_params(PyObject *dict, cllm_request_params *p, pycllm_req_buf
             p->stop_token_ids = b->stop_ids;
             p->num_stop_token_ids = (int)n;
         } else {
-            size_t i = 0, nf = sizeof k_request_fields / sizeof k_request_fields[0];
-            while (i < nf && strcmp(k, k_request_fields[i].name)) i++;
-            if (i == nf) {
-                PyErr_Format(PyExc_ValueError, "unknown request parameter '%s'", k);
-                r = -1;
-            } else {
-                r = set_field(p, &k_request_fields[i], value);
-            }
+            r = pycllm_set_field(p, k_request_fields, sizeof k_request_fields / sizeof k_request_fields[0], k, value,
+                                 "request");
         }
         Py_DECREF(kb);
         if (r < 0) goto fail;
@@ -260,20 +280,26 @@ static struct PyModuleDef k_module = {
     -1, k_methods, NULL, NULL, NULL, NULL,
 };
 
+/* Add o (a new reference, or NULL with an exception set) to m as `name`.
+ * Returns o, still holding one reference for the caller's C global, or NULL. */
+static PyObject *add_object(PyObject *m, const char *name, PyObject *o) {
+    if (!o) return NULL;
+    Py_INCREF(o);
+    if (PyModule_AddObject(m, name, o) < 0) {
+        Py_DECREF(o);
+        Py_DECREF(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* A new exception class named cllm.<name> with the given bases; added to m. */
 static PyObject *add_exception(PyObject *m, const char *name, PyObject *bases, const char *doc) {
     char full[64];
     snprintf(full, sizeof full, "cllm.%s", name);
     PyObject *e = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
     Py_XDECREF(bases);
-    if (!e) return NULL;
-    Py_INCREF(e);
-    if (PyModule_AddObject(m, name, e) < 0) {
-        Py_DECREF(e);
-        Py_DECREF(e);
-        return NULL;
-    }
-    return e; /* one reference kept by the C global */
+    return add_object(m, name, e);
 }
 
 PyMODINIT_FUNC PyInit__cllm(void) {
@@ -293,7 +319,9 @@ PyMODINIT_FUNC PyInit__cllm(void) {
                                              "Host or device memory ran out.")))
         goto fail;
     if (PyModule_AddStringConstant(m, "CLLM_VERSION", CLLM_VERSION) < 0) goto fail;
-    if (pycllm_engine_init_type(m) < 0 || pycllm_tokenizer_init_type(m) < 0) goto fail;
+    if (!(pycllm_EngineType = add_object(m, "Engine", PyType_FromSpec(&pycllm_engine_spec))) ||
+        !(pycllm_TokenizerType = add_object(m, "Tokenizer", PyType_FromSpec(&pycllm_tokenizer_spec))))
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

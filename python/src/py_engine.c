@@ -27,63 +27,22 @@ typedef struct {
 #define ENGINE_LOCK(self) pthread_mutex_lock(&(self)->mu)
 #define ENGINE_UNLOCK(self) pthread_mutex_unlock(&(self)->mu)
 
-typedef enum { E_INT, E_FLOAT, E_DOUBLE, E_BOOL, E_U64, E_DEVICE, E_DTYPE, E_LOAD } ekind;
-typedef struct { const char *name; ekind kind; size_t off; } efield;
-
 #define M(name, kind) {#name, kind, offsetof(cllm_engine_params, model) + offsetof(cllm_model_params, name)}
 #define E(name, kind) {#name, kind, offsetof(cllm_engine_params, name)}
-static const efield k_engine_fields[] = {
-    M(device, E_DEVICE), M(device_id, E_INT), M(dtype, E_DTYPE), M(load_format, E_LOAD), M(block_size, E_INT),
-    M(max_model_len, E_INT), M(num_kv_blocks, E_INT), M(num_threads, E_INT), M(progress, E_BOOL), M(seed, E_U64),
-    M(tensor_parallel_size, E_INT), M(dist_timeout_s, E_DOUBLE), M(pipeline_parallel_size, E_INT),
-    M(pp_micro_batches, E_INT), M(enable_expert_parallel, E_BOOL),
-    E(max_num_batched_tokens, E_INT), E(gpu_memory_utilization, E_FLOAT), E(num_gpu_blocks_override, E_INT),
-    E(enable_prefix_caching, E_BOOL), E(max_num_waiting, E_INT),
+static const pycllm_field k_engine_fields[] = {
+    M(device, PYCLLM_DEVICE), M(device_id, PYCLLM_INT), M(dtype, PYCLLM_DTYPE), M(load_format, PYCLLM_LOAD_FORMAT),
+    M(block_size, PYCLLM_INT), M(max_model_len, PYCLLM_INT), M(num_kv_blocks, PYCLLM_INT),
+    M(num_threads, PYCLLM_INT), M(progress, PYCLLM_BOOL), M(seed, PYCLLM_U64), M(tensor_parallel_size, PYCLLM_INT),
+    M(dist_timeout_s, PYCLLM_DOUBLE), M(pipeline_parallel_size, PYCLLM_INT), M(pp_micro_batches, PYCLLM_INT),
+    M(enable_expert_parallel, PYCLLM_BOOL),
+    E(max_num_batched_tokens, PYCLLM_INT), E(gpu_memory_utilization, PYCLLM_FLOAT),
+    E(num_gpu_blocks_override, PYCLLM_INT), E(enable_prefix_caching, PYCLLM_BOOL), E(max_num_waiting, PYCLLM_INT),
+    /* both structs carry these (the CLI sets both) */
+    E(max_num_seqs, PYCLLM_INT), M(max_num_seqs, PYCLLM_INT), E(enforce_eager, PYCLLM_BOOL),
+    M(enforce_eager, PYCLLM_BOOL),
 };
 #undef M
 #undef E
-
-/* One engine field from a Python value. Enums arrive as ints (the Python
- * layer maps vLLM's strings). 0 or -1 with an exception. */
-static int set_efield(cllm_engine_params *p, const efield *f, PyObject *v) {
-    char *at = (char *)p + f->off;
-    if (f->kind == E_BOOL) {
-        int b = PyObject_IsTrue(v);
-        if (b < 0) return -1;
-        *(bool *)at = b != 0;
-        return 0;
-    }
-    if (f->kind == E_FLOAT || f->kind == E_DOUBLE) {
-        double d = PyFloat_AsDouble(v);
-        if (d == -1.0 && PyErr_Occurred()) return -1;
-        if (f->kind == E_FLOAT) *(float *)at = (float)d;
-        else *(double *)at = d;
-        return 0;
-    }
-    if (!PyLong_Check(v)) {
-        PyErr_Format(PyExc_TypeError, "engine parameter %s must be an int", f->name);
-        return -1;
-    }
-    if (f->kind == E_U64) {
-        unsigned long long u = PyLong_AsUnsignedLongLongMask(v);
-        if (PyErr_Occurred()) return -1;
-        *(uint64_t *)at = (uint64_t)u;
-        return 0;
-    }
-    long x = PyLong_AsLong(v);
-    if (x == -1 && PyErr_Occurred()) return -1;
-    if (x < INT32_MIN || x > INT32_MAX) {
-        PyErr_Format(PyExc_OverflowError, "engine parameter %s = %ld is out of range", f->name, x);
-        return -1;
-    }
-    switch (f->kind) {
-    case E_DEVICE: *(cllm_device *)at = (cllm_device)x; break;
-    case E_DTYPE: *(cllm_dtype *)at = (cllm_dtype)x; break;
-    case E_LOAD: *(cllm_load_format *)at = (cllm_load_format)x; break;
-    default: *(int *)at = (int)x; break;
-    }
-    return 0;
-}
 
 static char *dup_str(PyObject *v, const char *what) {
     PyObject *keep = NULL;
@@ -111,23 +70,9 @@ static int parse_engine_params(PyEngine *self, PyObject *dict, cllm_engine_param
             r = (self->model = dup_str(v, "model")) ? 0 : -1;
         } else if (!strcmp(k, "revision")) {
             r = (self->revision = dup_str(v, "revision")) ? 0 : -1;
-        } else if (!strcmp(k, "max_num_seqs") || !strcmp(k, "enforce_eager")) {
-            /* both structs carry these (the CLI sets both) */
-            efield fe = {k, k[0] == 'e' ? E_BOOL : E_INT,
-                         k[0] == 'e' ? offsetof(cllm_engine_params, enforce_eager) : offsetof(cllm_engine_params, max_num_seqs)};
-            efield fm = {k, fe.kind, offsetof(cllm_engine_params, model) +
-                                         (k[0] == 'e' ? offsetof(cllm_model_params, enforce_eager)
-                                                      : offsetof(cllm_model_params, max_num_seqs))};
-            r = set_efield(p, &fe, v) < 0 || set_efield(p, &fm, v) < 0 ? -1 : 0;
         } else {
-            size_t i = 0, nf = sizeof k_engine_fields / sizeof k_engine_fields[0];
-            while (i < nf && strcmp(k, k_engine_fields[i].name)) i++;
-            if (i == nf) {
-                PyErr_Format(PyExc_ValueError, "unknown engine parameter '%s'", k);
-                r = -1;
-            } else {
-                r = set_efield(p, &k_engine_fields[i], v);
-            }
+            r = pycllm_set_field(p, k_engine_fields, sizeof k_engine_fields / sizeof k_engine_fields[0], k, v,
+                                 "engine");
         }
         Py_DECREF(kb);
         if (r < 0) return -1;
@@ -427,15 +372,4 @@ static PyType_Slot k_engine_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec k_engine_spec = {"cllm._cllm.Engine", sizeof(PyEngine), 0, Py_TPFLAGS_DEFAULT, k_engine_slots};
-
-int pycllm_engine_init_type(PyObject *m) {
-    pycllm_EngineType = PyType_FromSpec(&k_engine_spec);
-    if (!pycllm_EngineType) return -1;
-    Py_INCREF(pycllm_EngineType);
-    if (PyModule_AddObject(m, "Engine", pycllm_EngineType) < 0) {
-        Py_DECREF(pycllm_EngineType);
-        return -1;
-    }
-    return 0;
-}
+PyType_Spec pycllm_engine_spec = {"cllm._cllm.Engine", sizeof(PyEngine), 0, Py_TPFLAGS_DEFAULT, k_engine_slots};

@@ -210,15 +210,5 @@ static PyType_Slot k_tok_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec k_tok_spec = {"cllm._cllm.Tokenizer", sizeof(PyTokenizer), 0, Py_TPFLAGS_DEFAULT, k_tok_slots};
-
-int pycllm_tokenizer_init_type(PyObject *m) {
-    pycllm_TokenizerType = PyType_FromSpec(&k_tok_spec);
-    if (!pycllm_TokenizerType) return -1;
-    Py_INCREF(pycllm_TokenizerType);
-    if (PyModule_AddObject(m, "Tokenizer", pycllm_TokenizerType) < 0) {
-        Py_DECREF(pycllm_TokenizerType);
-        return -1;
-    }
-    return 0;
-}
+PyType_Spec pycllm_tokenizer_spec = {"cllm._cllm.Tokenizer", sizeof(PyTokenizer), 0, Py_TPFLAGS_DEFAULT,
+                                      k_tok_slots};

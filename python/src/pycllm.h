@@ -44,6 +44,24 @@ int pycllm_int32_array(PyObject *seq, const char *what, int32_t **out, size_t *n
 /* int32 array -> new list of ints, or NULL. */
 PyObject *pycllm_int32_list(const int32_t *v, size_t n);
 
+/* A field of a parameter struct that a dict key sets (the key is the C field
+ * name). Enums arrive as ints: the Python layer maps vLLM's strings. */
+typedef enum {
+    PYCLLM_INT, PYCLLM_FLOAT, PYCLLM_DOUBLE, PYCLLM_BOOL, PYCLLM_U64, PYCLLM_DEVICE, PYCLLM_DTYPE, PYCLLM_LOAD_FORMAT
+} pycllm_kind;
+typedef struct pycllm_field {
+    const char *name;
+    pycllm_kind kind;
+    size_t off;          /* offsetof in the struct */
+} pycllm_field;
+
+/* Store value into every field of fields[0..n) named key (a name may appear
+ * twice: a value both structs carry), in the struct at base. 0, or -1 with
+ * TypeError / OverflowError, or ValueError "unknown <what> parameter 'key'"
+ * when no field has that name. */
+int pycllm_set_field(void *base, const pycllm_field *fields, size_t n, const char *key, PyObject *value,
+                     const char *what);
+
 /* Owned conversion buffers of a request-parameter dict (see
  * pycllm_request_params): hold stop strings and ids alive while used. */
 typedef struct pycllm_req_bufs {
@@ -63,7 +81,8 @@ void pycllm_req_bufs_free(pycllm_req_bufs *b);
  * is kept alive by a strong reference. Returns a new reference or NULL. */
 PyObject *pycllm_tokenizer_borrowed(const cllm_tokenizer *tok, PyObject *owner);
 
-int pycllm_engine_init_type(PyObject *module);
-int pycllm_tokenizer_init_type(PyObject *module);
+/* The types' specs (py_engine.c, py_tokenizer.c); the module's init creates
+ * the types from them. */
+extern PyType_Spec pycllm_engine_spec, pycllm_tokenizer_spec;
 
 #endif

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "server_e2e"))
-from conftest import MODEL_DIR, Server  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "pyhelpers"))
+from cllm_procs import MODEL_DIR, Server  # noqa: E402
 
 TASKS = {
     "cllm_mc": """task: cllm_mc

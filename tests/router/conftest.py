@@ -1,129 +1,32 @@
 """Helpers for the router end-to-end tests: `cllm serve` replicas and `cllm router` (or
-`cllm serve --data-parallel-size`) on loopback, raw HTTP clients, Prometheus parsing.
+`cllm serve --data-parallel-size`) on loopback, streams read event by event, the router's
+metrics per replica (over tests/pyhelpers/cllm_procs.py: the processes, HTTP, Prometheus text).
 
 Environment (set by CTest): CLLM_BIN, CLLM_MODEL_DIR (stories260K).
 """
 import http.client
 import json
 import os
-import random
-import re
-import shutil
-import signal
-import socket
 import subprocess
-import threading
+import sys
 import time
-import urllib.error
-import urllib.request
 
-BIN = os.environ.get("CLLM_BIN", "build/cllm")
-MODEL_DIR = os.environ.get("CLLM_MODEL_DIR", "models/stories260K")
-
-
-def free_port():
-    """A free port below Linux's ephemeral range (32768-60999), so that a replica can be restarted on it without
-    another test's outgoing connection having taken it."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port in [20000, 32000)")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyhelpers"))
+from cllm_procs import (BIN, MODEL_DIR, Proc, Server, free_port, get, make_slow_model_dir,  # noqa: E402,F401
+                        metric_sum, metrics, post)
 
 
 def slow_model_dir(d):
-    """stories260K's tokenizer with a larger random-weight llama (--load-format dummy): ~10 ms per decoded token on
-    one CPU thread, so that a stream or a long request is still running when a replica is killed."""
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
-        shutil.copy(os.path.join(MODEL_DIR, f), d / f)
-    with open(os.path.join(MODEL_DIR, "config.json")) as f:
-        cfg = json.load(f)
-    cfg.update(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
-               num_key_value_heads=8, head_dim=64, max_position_embeddings=1024)
-    (d / "config.json").write_text(json.dumps(cfg))
-    return str(d)
+    """A larger random-weight llama (--load-format dummy) with stories260K's tokenizer: ~10 ms per decoded token
+    on one CPU thread, so that a stream or a long request is still running when a replica is killed."""
+    return make_slow_model_dir(d, hidden=512, intermediate_size=1536, max_position_embeddings=1024)
 
 
-class Proc:
-    """A cllm process whose output is kept; `pattern` (a regex with the port as group 1) marks it listening."""
-
-    def __init__(self, args, pattern, env=None):
-        self.args = args
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.log = []
-        self.port = None
-        self._ready = threading.Event()
-        self._pattern = re.compile(pattern)
-        for f in (self.proc.stderr, self.proc.stdout):
-            threading.Thread(target=self._drain, args=(f,), daemon=True).start()
-        if not self._ready.wait(60):
-            self.kill()
-            raise RuntimeError(f"{args[1]} did not report its port:\n" + self.text())
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _drain(self, f):
-        for line in f:
-            self.log.append(line)
-            m = self._pattern.search(line)
-            if m and self.port is None:
-                self.port = int(m.group(1))
-                self._ready.set()
-
-    def text(self):
-        return "".join(self.log)
-
-    def health(self, timeout=5):
-        return get(self.url, "/health", timeout)
-
-    def wait_healthy(self, timeout=60, check=None):
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args[1]} exited ({self.proc.returncode}):\n" + self.text())
-            try:
-                st, body = self.health()
-                if st == 200 and (check is None or check(json.loads(body))):
-                    return time.time() - t0
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.args[1]} never became healthy:\n" + self.text())
-
-    def stop(self, timeout=30):
-        """SIGTERM, then the exit status (0 when it shut down cleanly: under ASan, also no leak)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class Replica(Proc):
+class Replica(Server):
     """`cllm serve` on a fixed port (so that a restart keeps its URL)."""
 
     def __init__(self, port=None, model=MODEL_DIR, extra=()):
-        self.model, self.extra = model, list(extra)
-        port = port or free_port()
-        super().__init__([BIN, "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-                          "--served-model-name", "stories", "--num-threads", "1", *extra],
-                         r"listening on http://[^:]+:(\d+)")
-        self.wait_healthy()
+        super().__init__(model, extra, port=port or free_port())
 
     def restart(self):
         return Replica(self.port, self.model, self.extra)
@@ -144,27 +47,6 @@ class DataParallel(Proc):
         super().__init__([BIN, "serve", "--model", model, "--data-parallel-size", str(n), "--host", "127.0.0.1",
                           "--port", "0", "--served-model-name", "stories", "--num-threads", "1", *extra],
                          r"router listening on http://[^:]+:(\d+)")
-
-
-def get(base, path, timeout=30, headers=None):
-    req = urllib.request.Request(base + path, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def post(base, path, body, timeout=60, headers=None):
-    """(status, headers, body bytes)."""
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST", headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 class Stream:
@@ -210,22 +92,6 @@ def check_events(events):
         else:
             text += o["choices"][0]["text"]
     return text, errors, bool(events) and events[-1] == "[DONE]"
-
-
-def metrics(base):
-    """{name{labels}: value} of a Prometheus text."""
-    st, body = get(base, "/metrics")
-    assert st == 200, body
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
-def metric_sum(base, name):
-    return sum(v for k, v in metrics(base).items() if k == name or k.startswith(name + "{"))
 
 
 def served(replica):

@@ -20,10 +20,9 @@ COMPLETION = {"model": "stories", "prompt": "Once upon a time", "max_tokens": 32
 def test_serves_like_one_rank(layout):
     ref = generate(prompt="Once upon a time", max_tokens=32)
     assert ref.returncode == 0, ref.stderr
-    s = Server([*layout, "--dist-timeout", "10"])
+    s = Server(extra=[*layout, "--dist-timeout", "10"])
     try:
-        s.wait_healthy()
-        st, body = s.post("/v1/completions", COMPLETION)
+        st, _, body = s.request("POST", "/v1/completions", COMPLETION)
         assert st == 200, body
         text = json.loads(body)["choices"][0]["text"]
         assert text == ref.stdout.rstrip("\n"), (text, ref.stdout)
@@ -37,7 +36,7 @@ def test_serves_like_one_rank(layout):
         # the engine thread refreshes every rank's statistics once it goes idle, just after the answer
         t0 = time.time()
         while True:
-            m = s.get("/metrics")[1].decode()
+            m = s.request("GET", "/metrics")[2].decode()
             if all(w in m for w in want) or time.time() - t0 > 10:
                 break
             time.sleep(0.05)
@@ -71,9 +70,8 @@ def _wait_503_and_exit(s, t0, within=10):
 
 
 def test_worker_killed_while_idle():
-    s = Server(["-tp", "2", "--dist-timeout", "10"])
+    s = Server(extra=["-tp", "2", "--dist-timeout", "10"])
     try:
-        s.wait_healthy()
         t0 = time.time()
         _kill_worker(s)
         saw, rc = _wait_503_and_exit(s, t0)
@@ -88,9 +86,8 @@ def test_worker_killed_while_idle():
 
 
 def test_worker_killed_mid_request():
-    s = Server(["-tp", "2", "--dist-timeout", "10"])
+    s = Server(extra=["-tp", "2", "--dist-timeout", "10"])
     try:
-        s.wait_healthy()
         port = int(s.url.rsplit(":", 1)[1])
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("POST", "/v1/completions", body=json.dumps({**COMPLETION, "max_tokens": 480, "n": 4,
@@ -108,7 +105,8 @@ def test_worker_killed_mid_request():
         # a stream that had started ends with an error event, then [DONE], instead of hanging
         assert '"error"' in rest and rest.rstrip().endswith("data: [DONE]"), rest[-2000:]
         try:  # the server answers 503, or is already closing its listener on its way out
-            st, body = s.post("/v1/completions", COMPLETION, timeout=10) if s.proc.poll() is None else (503, b"")
+            st, _, body = (s.request("POST", "/v1/completions", COMPLETION, timeout=10) if s.proc.poll() is None
+                           else (503, {}, b""))
         except OSError:
             st, body = 503, b"(listener closed: exiting)"
         assert st == 503, body
@@ -122,17 +120,16 @@ def test_moe_expert_load_metrics():
     """Expert parallelism over 2 ranks: /metrics counts every (token, expert) assignment once per MoE layer, and
     each rank's experts' share."""
     fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "qwen3moe-tiny")
-    s = Server(["-tp", "2", "--enable-expert-parallel", "--dist-timeout", "10"], model=fixture)
+    s = Server(fixture, extra=["-tp", "2", "--enable-expert-parallel", "--dist-timeout", "10"])
     try:
-        s.wait_healthy()
-        st, body = s.post("/v1/completions", {**COMPLETION, "max_tokens": 12, "ignore_eos": True})
+        st, _, body = s.request("POST", "/v1/completions", {**COMPLETION, "max_tokens": 12, "ignore_eos": True})
         assert st == 200, body
         u = json.loads(body)["usage"]
         # one MoE layer (layer 1 is in mlp_only_layers), top-2: every forwarded token routes twice
         want = 2 * (u["prompt_tokens"] + u["completion_tokens"] - 1)
         t0 = time.time()
         while True:
-            m = s.get("/metrics")[1].decode()
+            m = s.request("GET", "/metrics")[2].decode()
             per_expert = [int(float(x)) for x in re.findall(r'^cllm:moe_expert_tokens_total\{expert="\d+",[^}]*\} (\S+)$', m, re.M)]
             per_rank = [int(float(x)) for x in re.findall(r'^cllm:moe_rank_tokens_total\{[^}]*rank="\d+"\} (\S+)$', m, re.M)]
             if sum(per_expert) == want or time.time() - t0 > 10:
