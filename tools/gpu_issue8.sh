@@ -13,6 +13,7 @@
 #   cp ../shared/device/make_checkpoint.py .carry/; cp -r ../shared/tokenizers/llama3 .carry/tokenizers/
 #   cp -r ../shared/models ../shared/golden .carry/shared/
 # (about 40 MB with the tree: under the tool's 64 MiB).
+# CLLM_BENCH_PARTS picks the benchmarks of `bench` (default "lat sweep tput"); CLLM_TOTAL_S bounds its time.
 # Logs and JSON under $OUT; a summary table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,20 +61,23 @@ lat() { # build label
     --num-iters 5 --num-iters-warmup 1 --output-json "$OUT/lat_$2.json" > "$OUT/lat_$2.log" 2>&1
   grep -E "decode \(tokens/s\)|prefill \(TFLOP/s\)" "$OUT/lat_$2.log" | sed "s/^/$2: /"
 }
-for r in 1 2; do lat build-base base$r; lat build-gpu new$r; done
+PARTS=${CLLM_BENCH_PARTS:-lat sweep tput}   # which benchmarks to run
+case " $PARTS " in *" lat "*) for r in 1 2; do lat build-base base$r; lat build-gpu new$r; done;; esac
 sweep() {
   timeout 150 $1/cllm bench latency --model $M --load-format dummy --device cuda --batch-size 1,8,64,256 \
     --input-len 1024 --output-len 128 --num-iters 2 --num-iters-warmup 1 --output-json "$OUT/sweep_$2.json" > "$OUT/sweep_$2.log" 2>&1
   grep -E "^ +[0-9]+ " "$OUT/sweep_$2.log" | sed "s/^/$2: /"
 }
-sweep build-base base; sweep build-gpu new
+case " $PARTS " in *" sweep "*) sweep build-base base; sweep build-gpu new;; esac
 tput() {
   timeout 200 $1/cllm bench throughput --model $M --load-format dummy --device cuda --num-prompts ${CLLM_TP_PROMPTS:-500} \
     --input-len 1000 --output-len 1000 --max-model-len 2048 --output-json "$OUT/tput_$2.json" > "$OUT/tput_$2.log" 2>&1
   grep -E "^Throughput" "$OUT/tput_$2.log" | sed "s/^/$2: /"
 }
+case " $PARTS " in *" tput "*)
 left=$(( ${CLLM_TOTAL_S:-560} - ($(date +%s) - t0) ))
 [ $left -gt 200 ] && tput build-base base
 left=$(( ${CLLM_TOTAL_S:-560} - ($(date +%s) - t0) ))
-[ $left -gt 150 ] && tput build-gpu new
+[ $left -gt 150 ] && tput build-gpu new;;
+esac
 echo "total $(( $(date +%s) - t0 )) s"
