@@ -87,11 +87,16 @@ bool srv_gen_pump_json(srv_gen *g);
 /* SSE (server_stream.c): write what the events give (nothing while the
  * connection's queue is above SRV_WRITE_HIGH); true when the stream ended. */
 bool srv_gen_pump_sse(srv_gen *g);
-/* Answer a failed submission (the mapping of engine statuses to HTTP). */
+/* The OpenAI error for an engine failure st with message msg (the one mapping
+ * of engine statuses to HTTP, for plain answers and stream error events):
+ * CLLM_ERR_NO_KV_BLOCKS and CLLM_ERR_DISTRIBUTED (a dead worker rank) 503
+ * service_unavailable, context length / invalid argument 400, else 500. */
+void srv_gen_failure_error(const srv_gen *g, cllm_status st, const char *msg, cllm_openai_error *err);
+/* Answer a failed submission with srv_gen_failure_error's error. */
 void srv_gen_send_failure(srv_gen *g, cllm_status st, const char *msg);
 
-/* Take the job's pending events (loop thread); failed, done and message as of now. */
-srv_event *srv_gen_take(srv_gen *g, bool *failed, bool *done, char *msg, size_t msg_size);
+/* Take the job's pending events (loop thread); failed (with its engine status), done and message as of now. */
+srv_event *srv_gen_take(srv_gen *g, bool *failed, cllm_status *status, bool *done, char *msg, size_t msg_size);
 /* Record an event's prompt logprobs (moved) and counts into g->sub / g->ch. */
 void srv_gen_note(srv_gen *g, srv_event *ev);
 

@@ -93,12 +93,13 @@ static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error
 }
 
 /* ---------------------------------------------------------------- events */
-srv_event *srv_gen_take(srv_gen *g, bool *failed, bool *done, char *msg, size_t msg_size) {
+srv_event *srv_gen_take(srv_gen *g, bool *failed, cllm_status *status, bool *done, char *msg, size_t msg_size) {
     srv_job *j = g->j;
     pthread_mutex_lock(&j->mu);
     srv_event *ev = j->head;
     j->head = j->tail = NULL;
     *failed = j->failed;
+    *status = j->status;
     *done = j->n_finished >= g->total;
     snprintf(msg, msg_size, "%s", j->message);
     pthread_mutex_unlock(&j->mu);

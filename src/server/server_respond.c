@@ -317,25 +317,30 @@ static void answer(srv_gen *g, bool done) {
     free(parsed);
 }
 
-void srv_gen_send_failure(srv_gen *g, cllm_status st, const char *msg) {
-    cllm_openai_error err;
+void srv_gen_failure_error(const srv_gen *g, cllm_status st, const char *msg, cllm_openai_error *err) {
     const char *param = g->ep == CLLM_OPENAI_CHAT ? "messages" : "prompt";
     if (st == CLLM_ERR_NO_KV_BLOCKS) /* overloaded, could clear: the engine's message says so once */
-        cllm_openai_error_set(&err, 503, "service_unavailable", NULL, "the server is overloaded: %s", msg);
+        cllm_openai_error_set(err, 503, "service_unavailable", NULL, "the server is overloaded: %s", msg);
     else if (st == CLLM_ERR_DISTRIBUTED) /* a worker rank died: this engine is stopping, another replica may serve */
-        cllm_openai_error_set(&err, 503, "service_unavailable", NULL, "%s", msg);
+        cllm_openai_error_set(err, 503, "service_unavailable", NULL, "%s", msg);
     else if (st == CLLM_ERR_CONTEXT_LENGTH || st == CLLM_ERR_INVALID_ARG) /* never admissible */
-        cllm_openai_error_set(&err, 400, "invalid_request_error", param, "%s", msg);
+        cllm_openai_error_set(err, 400, "invalid_request_error", param, "%s", msg);
     else
-        cllm_openai_error_set(&err, 500, "internal_error", NULL, "%s", msg);
-    if (st == CLLM_ERR_CONTEXT_LENGTH) snprintf(err.code, sizeof err.code, "context_length_exceeded");
+        cllm_openai_error_set(err, 500, "internal_error", NULL, "%s", msg);
+    if (st == CLLM_ERR_CONTEXT_LENGTH) snprintf(err->code, sizeof err->code, "context_length_exceeded");
+}
+
+void srv_gen_send_failure(srv_gen *g, cllm_status st, const char *msg) {
+    cllm_openai_error err;
+    srv_gen_failure_error(g, st, msg, &err);
     srv_respond_error(g->base.conn, &err);
 }
 
 bool srv_gen_pump_json(srv_gen *g) {
     bool failed = false, done = false, ok = true;
     char msg[600];
-    srv_event *ev = srv_gen_take(g, &failed, &done, msg, sizeof msg);
+    cllm_status st = CLLM_OK;
+    srv_event *ev = srv_gen_take(g, &failed, &st, &done, msg, sizeof msg);
     while (ev) {
         srv_event *n = ev->next;
         srv_gen_note(g, ev);
@@ -348,7 +353,7 @@ bool srv_gen_pump_json(srv_gen *g) {
         return true;
     }
     if (failed) {
-        srv_gen_send_failure(g, g->j->status, msg);
+        srv_gen_send_failure(g, st, msg);
         return true;
     }
     if (!done && !g->stopping) return false;

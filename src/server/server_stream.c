@@ -160,7 +160,8 @@ bool srv_gen_pump_sse(srv_gen *g) {
     const cllm_openai_request *r = &g->j->req;
     bool failed = false, done = false;
     char msg[600];
-    srv_event *ev = srv_gen_take(g, &failed, &done, msg, sizeof msg);
+    cllm_status st = CLLM_OK;
+    srv_event *ev = srv_gen_take(g, &failed, &st, &done, msg, sizeof msg);
     for (srv_event *e = ev; e; e = e->next) srv_gen_note(g, e); /* prompt logprobs first: echo chunks need them */
     sbuf b = {0};
     srv_pool pl = {0};
@@ -183,7 +184,7 @@ bool srv_gen_pump_sse(srv_gen *g) {
     bool end = false;
     if (failed) { /* vLLM streams an error object, then [DONE] */
         cllm_openai_error err;
-        cllm_openai_error_set(&err, 500, "internal_error", NULL, "%s", msg);
+        srv_gen_failure_error(g, st, msg, &err);
         size_t fl = 0;
         char *f = cllm_sse_frame_take(cllm_openai_format_error(&err), &fl);
         sb_add(&b, f, fl);

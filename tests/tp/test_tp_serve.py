@@ -104,6 +104,9 @@ def test_worker_killed_mid_request():
         assert time.time() - t0 < 10
         # a stream that had started ends with an error event, then [DONE], instead of hanging
         assert '"error"' in rest and rest.rstrip().endswith("data: [DONE]"), rest[-2000:]
+        # the error event says what a client can act on: this replica is unavailable (retry elsewhere), as the 503s
+        errs = [json.loads(l[6:])["error"] for l in rest.splitlines() if l.startswith("data: {") and '"error"' in l]
+        assert errs and errs[-1]["type"] == "service_unavailable", errs
         try:  # the server answers 503, or is already closing its listener on its way out
             st, _, body = (s.request("POST", "/v1/completions", COMPLETION, timeout=10) if s.proc.poll() is None
                            else (503, {}, b""))
