@@ -31,8 +31,18 @@ cllm_status cllm_moe_load(cllm_loader *L, const cllm_model_config *c, const cllm
     cllm_backend *be = L->be;
     if (!be->ops->moe_route || !be->ops->moe_experts || !be->ops->moe_combine || !be->ops->moe_workspace_bytes)
         return cllm_error(CLLM_ERR_UNSUPPORTED,
-                          "the %s backend has no mixture-of-experts kernels yet (model_type %s); run it with --device "
+                          "the %s backend has no mixture-of-experts kernels (model_type %s); run it with --device "
                           "cpu", be->ops->name, c->model_type);
+    /* the CUDA kernels' limits (backend/cuda/moe.cu), said at load time rather than at the first forward */
+    if (!strcmp(be->ops->name, "cuda") &&
+        (c->num_experts > 512 || c->num_experts_per_tok > 32 || sh->num_local_experts > 1024 ||
+         c->hidden_size % 8 || sh->moe_intermediate_size % 8))
+        return cllm_error(CLLM_ERR_UNSUPPORTED,
+                          "the CUDA mixture-of-experts kernels support at most 512 experts, top-k 32 and 1024 experts "
+                          "per rank, with hidden size and (per-rank) moe_intermediate_size multiples of 8; this model "
+                          "has %d experts, top-k %d, %d per rank, hidden %d, intermediate %d: run it with --device cpu",
+                          c->num_experts, c->num_experts_per_tok, sh->num_local_experts, c->hidden_size,
+                          sh->moe_intermediate_size);
     bool mixtral = !strcmp(c->model_type, "mixtral");
     const char *prefix = mixtral ? "block_sparse_moe" : "mlp";
     const char *gn = mixtral ? "w1" : "gate_proj", *un = mixtral ? "w3" : "up_proj", *dn = mixtral ? "w2" : "down_proj";
