@@ -1,6 +1,7 @@
 /* The mixture-of-experts block (see moe.h). */
 #include "model/layers/moe.h"
 #include "core/dtype.h"
+#include "core/profile.h"
 #include "core/status.h"
 
 #include <stdio.h>
@@ -11,6 +12,16 @@
 static size_t al(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
 /* The backend's memory is the host's (CPU): routing can be counted in place. */
+/* Profiling (core/profile.h): sync, then charge the time since the last
+ * switch to the category that ended (as the model code's PROF does). */
+#define PROF(cat)                                                    \
+    do {                                                             \
+        if (cllm_prof_on) {                                          \
+            CLLM_TRY(be->ops->sync(be));                             \
+            cllm_prof_switch(cat);                                   \
+        }                                                            \
+    } while (0)
+
 static bool host_memory(cllm_backend *be) {
     return be->ops->device_name && !strcmp(be->ops->device_name(be), "cpu");
 }
@@ -125,10 +136,12 @@ static cllm_status forward_tp(cllm_backend *be, cllm_moe *m, const void *x, int 
     float *logits = (float *)ws; ws += al((size_t)T * m->num_experts * 4);
     int32_t *ids = (int32_t *)ws; ws += al((size_t)T * k * 4);
     float *w = (float *)ws; ws += al((size_t)T * k * 4);
+    PROF(CLLM_PROF_MOE_ROUTE);
     CLLM_TRY(op->linear(be, x, T, &m->router, logits, CLLM_DTYPE_F32));
     CLLM_TRY(op->moe_route(be, logits, T, m->num_experts, m->top_k, m->renormalize, ids, w));
     if (host_memory(be)) count_tokens(m, ids, (size_t)T * k);
     m->rows_computed += (uint64_t)T * k; /* a slice of every assignment's expert */
+    PROF(CLLM_PROF_MOE_EXPERTS);
     return op->moe_experts(be, x, T, E, ids, w, m->top_k, m->gate_up, m->down, m->expert_start, m->num_local, m->I,
                            ws, out);
 }
@@ -168,6 +181,10 @@ static cllm_status forward_ep(cllm_backend *be, cllm_moe *m, const void *x, int 
         goto done;
     }
     /* 1. route this rank's share of the tokens */
+    if (cllm_prof_on) {
+        CLLM_TRY_GOTO(st, be->ops->sync(be), done);
+        cllm_prof_switch(CLLM_PROF_MOE_ROUTE);
+    }
     if (n > 0) {
         CLLM_TRY_GOTO(st, op->linear(be, (const char *)x + (size_t)t0 * E * as, n, &m->router, logits, CLLM_DTYPE_F32),
                       done);
@@ -175,6 +192,10 @@ static cllm_status forward_ep(cllm_backend *be, cllm_moe *m, const void *x, int 
         CLLM_TRY_GOTO(st, op->d2h(be, h_ids, ids, A * sizeof(int32_t)), done);
     }
     count_tokens(m, h_ids, A);
+    if (cllm_prof_on) {
+        CLLM_TRY_GOTO(st, be->ops->sync(be), done);
+        cllm_prof_switch(CLLM_PROF_MOE_EXPERTS);
+    }
     /* 2. the (token, expert) rows in the order of their destination ranks (stable) */
     int64_t *mycnt = cnt + (size_t)P * P; /* rows this rank sends to each rank */
     for (size_t a = 0; a < A; a++) mycnt[h_ids[a] / NL]++;
