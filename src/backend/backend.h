@@ -267,7 +267,12 @@ typedef struct cllm_backend_ops {
      * num_local weights in the act dtype. x (T, E) act, topk_* (T, k) device.
      * workspace: moe_workspace_bytes(T, k, E, I) bytes (device). The CPU op
      * permutes the assignments by expert, runs one GEMM pair per expert and
-     * un-permutes with the weights. */
+     * un-permutes with the weights. The CUDA op (backend/cuda/moe.cu) needs
+     * the experts equally spaced in memory (data of expert e = data of
+     * expert 0 + e * stride, as cllm_moe_load allocates them), E and I
+     * multiples of 8, k <= 32, and is capturable in a CUDA graph; it picks
+     * a GEMV path for T * k <= 64 and a grouped GEMM above (the workspace
+     * size follows the path). */
     cllm_status (*moe_experts)(cllm_backend *be, const void *x, int T, int E, const int32_t *topk_ids,
                                const float *topk_weights, int k, const cllm_weight *gate_up, const cllm_weight *down,
                                int expert_start, int num_local, int I, void *workspace, void *out);

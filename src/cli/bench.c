@@ -30,7 +30,8 @@ static void usage(FILE *f) {
                "       [engine arguments]\n"
                "       cllm bench throughput --help\n"
                "       cllm bench serve --help\n"
-               "       cllm bench comm --help\n\n");
+               "       cllm bench comm --help\n"
+               "       cllm bench moe --help\n\n");
     cllm_engine_args_usage(f);
 }
 
@@ -173,9 +174,10 @@ int cllm_cli_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "serve")) return cllm_cli_bench_serve(argc, argv); /* cli/bench_serve.c */
     if (argc >= 2 && !strcmp(argv[1], "throughput")) return cllm_cli_bench_throughput(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "comm")) return cllm_cli_bench_comm(argc - 1, argv + 1); /* cli/bench_comm.c */
+    if (argc >= 2 && !strcmp(argv[1], "moe")) return cllm_cli_bench_moe(argc - 1, argv + 1);   /* cli/bench_moe.c */
     if (argc < 2 || strcmp(argv[1], "latency") != 0) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { usage(stdout); return 0; }
-        fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency, throughput, serve, comm (cllm bench --help)\n");
+        fprintf(stderr, "cllm bench: unknown or missing benchmark; available: latency, throughput, serve, comm, moe (cllm bench --help)\n");
         return 2;
     }
     cllm_engine_args ea;

@@ -31,4 +31,8 @@ int cllm_cli_bench_throughput(int argc, char **argv);
  * SPMD under mpirun/srun. Exit code. */
 int cllm_cli_bench_comm(int argc, char **argv);
 
+/* `cllm bench moe ...` (argv[0] == "moe", cli/bench_moe.c): the mixture-of-experts ops on one random layer
+ * (route, permutation, grouped GEMMs, the whole op per path) against the card's ceilings. Exit code. */
+int cllm_cli_bench_moe(int argc, char **argv);
+
 #endif

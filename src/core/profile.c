@@ -41,6 +41,7 @@ void cllm_prof_switch(cllm_prof_cat cat) {
 void cllm_prof_get(double *ms) { memcpy(ms, g_ms, sizeof g_ms); }
 
 const char *cllm_prof_name(cllm_prof_cat cat) {
-    static const char *n[CLLM_PROF_NCAT] = {"gemm", "attention", "other", "sample", "comm"};
+    static const char *n[CLLM_PROF_NCAT] = {"gemm", "attention", "other", "sample", "comm", "moe_route",
+                                             "moe_experts"};
     return cat >= 0 && cat < CLLM_PROF_NCAT ? n[cat] : "none";
 }

@@ -21,7 +21,9 @@ typedef enum cllm_prof_cat {
     CLLM_PROF_OTHER = 2,     /* embedding, norms, RoPE, SiLU, gather */
     CLLM_PROF_SAMPLE = 3,    /* logprobs, penalties, sampler, result copy */
     CLLM_PROF_COMM = 4,      /* tensor-parallel collectives (all-reduce, logits all-gather) */
-    CLLM_PROF_NCAT = 5,
+    CLLM_PROF_MOE_ROUTE = 5, /* mixture of experts: router GEMM + top-k routing */
+    CLLM_PROF_MOE_EXPERTS = 6, /* mixture of experts: the experts (and the expert-parallel exchange) */
+    CLLM_PROF_NCAT = 7,
 } cllm_prof_cat;
 
 extern bool cllm_prof_on; /* read in the hot path; set only through cllm_prof_enable */
@@ -36,7 +38,7 @@ void cllm_prof_switch(cllm_prof_cat cat);
 /* Accumulated milliseconds per category (ms[CLLM_PROF_NCAT]); reset zeroes. */
 void cllm_prof_get(double *ms);
 void cllm_prof_reset(void);
-/* Name of a category ("gemm", "attention", "other", "sample", "comm"). */
+/* Name of a category ("gemm", "attention", "other", "sample", "comm", "moe_route", "moe_experts"). */
 const char *cllm_prof_name(cllm_prof_cat cat);
 
 #endif

@@ -197,6 +197,11 @@ cllm_status cllm_runner_capture_graphs(cllm_runner *r) {
         CLLM_LOG_I("pipeline parallelism: decode runs without CUDA graphs");
         return CLLM_OK;
     }
+    /* Expert parallelism exchanges counts through the host (model/layers/moe.c): not capturable. */
+    if (r->shard.ep_size > 1) {
+        CLLM_LOG_I("expert parallelism: decode runs without CUDA graphs");
+        return CLLM_OK;
+    }
     cllm_runner_graphs_reset(r);
     runner_graphs *g = &r->g;
     int sizes[CLLM_GRAPH_MAX_SIZES], n = graph_sizes(r, sizes);

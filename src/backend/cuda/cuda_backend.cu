@@ -177,6 +177,22 @@ static cllm_status cuda_mem_info(cllm_backend *be, size_t *free_bytes, size_t *t
     return cllm_cuda_mem_info(free_bytes, total_bytes);
 }
 
+static cllm_status cuda_moe_route(cllm_backend *be, const float *logits, int T, int num_experts, int k,
+                                  bool renormalize, int32_t *topk_ids, float *topk_weights) {
+    return cllm_cuda_moe_route(logits, T, num_experts, k, renormalize, topk_ids, topk_weights, IMPL(be)->stream);
+}
+static cllm_status cuda_moe_experts(cllm_backend *be, const void *x, int T, int E, const int32_t *topk_ids,
+                                    const float *topk_weights, int k, const cllm_weight *gate_up,
+                                    const cllm_weight *down, int expert_start, int num_local, int I, void *workspace,
+                                    void *out) {
+    return cllm_cuda_moe_experts(IMPL(be)->gemm, x, T, E, topk_ids, topk_weights, k, gate_up, down, expert_start,
+                                 num_local, I, workspace, out, IMPL(be)->stream);
+}
+static cllm_status cuda_moe_combine(cllm_backend *be, const void *y, const int32_t *rows, const float *w, int n, int k,
+                                    int E, void *out) {
+    return cllm_cuda_moe_combine(y, rows, w, n, k, E, out, IMPL(be)->stream);
+}
+
 /* CUDA graphs: capture of the backend stream (thread-local mode: other
  * threads' CUDA calls are not affected), instantiate, replay, destroy. */
 static cllm_status cuda_graph_capture_begin(cllm_backend *be) {
@@ -263,6 +279,10 @@ static cllm_backend_ops make_cuda_ops(void) {
     o.host_free = cuda_host_free;
     o.native_stream = cuda_native_stream;
     o.device_name = cuda_device_name;
+    o.moe_route = cuda_moe_route;
+    o.moe_experts = cuda_moe_experts;
+    o.moe_workspace_bytes = cllm_cuda_moe_workspace_bytes;
+    o.moe_combine = cuda_moe_combine;
     return o;
 }
 static const cllm_backend_ops cuda_ops = make_cuda_ops(); /* C++ (nvcc): dynamic initialization */

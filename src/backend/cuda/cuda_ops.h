@@ -94,6 +94,31 @@ cllm_status cllm_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 cllm_status cllm_cuda_philox_uniform(const uint64_t *seeds, const uint64_t *steps, int n, float *out,
                                      cudaStream_t stream);
 
+/* Mixture of experts (backend.h moe_*; moe.cu says how). route: logits (T, NE) f32 -> ids, weights (T, k);
+ * NE <= 512, k <= 32. experts: x, out (T, E) bf16, the experts of a layer equally spaced in memory, E and I
+ * multiples of 8, k <= 32, num_local <= 1024; workspace of cllm_cuda_moe_workspace_bytes(T, k, E, I) for the
+ * path selected now. combine: out (n, E) = sum_j w[i, j] y[rows[i k + j]] (rows -1: none). */
+cllm_status cllm_cuda_moe_route(const float *logits, int T, int NE, int k, bool renormalize, int32_t *ids,
+                                float *weights, cudaStream_t stream);
+cllm_status cllm_cuda_moe_experts(cllm_cuda_gemm *g, const void *x, int T, int E, const int32_t *ids,
+                                  const float *weights, int k, const cllm_weight *gate_up, const cllm_weight *down,
+                                  int expert_start, int num_local, int I, void *workspace, void *out,
+                                  cudaStream_t stream);
+size_t cllm_cuda_moe_workspace_bytes(int T, int k, int E, int I);
+cllm_status cllm_cuda_moe_combine(const void *y, const int32_t *rows, const float *w, int n, int k, int E, void *out,
+                                  cudaStream_t stream);
+/* moe_experts paths: AUTO picks GEMV when T * k <= gemv_max_rows (default 64), else GROUPED (both capturable);
+ * LOOP (one cuBLASLt GEMM pair per expert, counts copied to the host: a stream sync, refused under capture) is
+ * for the benchmark's comparison only. */
+enum { CLLM_CUDA_MOE_AUTO = 0, CLLM_CUDA_MOE_GEMV = 1, CLLM_CUDA_MOE_GROUPED = 2, CLLM_CUDA_MOE_LOOP = 3 };
+/* Benchmark/test knob, process-wide (not thread-safe against running MoE ops): path (a CLLM_CUDA_MOE_* value),
+ * stop_after (0: the whole op; grouped and loop paths: 1 after the permutation, 2 after gate_up + SwiGLU, 3 after
+ * down, before the combine), gemv_max_rows (the AUTO threshold on T * k). Negative values leave a setting
+ * unchanged. moe_workspace_bytes follows the path set here: set it before sizing the workspace. */
+void cllm_cuda_moe_tune(int path, int stop_after, int gemv_max_rows);
+/* The path cllm_cuda_moe_experts takes for T tokens, top-k k (a CLLM_CUDA_MOE_* value other than AUTO). */
+int cllm_cuda_moe_path(int T, int k);
+
 #ifdef __cplusplus
 }
 #endif

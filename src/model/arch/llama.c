@@ -322,7 +322,7 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         }
         PROF(CLLM_PROF_OTHER);
         CLLM_TRY(op->rmsnorm(be, tmp, residual, ly->ln2, T, E, eps, normed));
-        PROF(CLLM_PROF_GEMM);
+        PROF(CLLM_PROF_GEMM); /* the MoE block switches to its own categories (moe_route, moe_experts) */
         if (ly->is_moe) {
             CLLM_TRY(cllm_moe_forward(be, &ly->moe, normed, T, E, tmp, moe_ws, tp));
             if (ly->moe.ep) continue; /* expert parallelism returns the whole sum on every rank */

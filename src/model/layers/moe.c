@@ -1,6 +1,7 @@
 /* The mixture-of-experts block (see moe.h). */
 #include "model/layers/moe.h"
 #include "core/dtype.h"
+#include "core/profile.h"
 #include "core/status.h"
 
 #include <stdio.h>
@@ -11,6 +12,16 @@
 static size_t al(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
 /* The backend's memory is the host's (CPU): routing can be counted in place. */
+/* Profiling (core/profile.h): sync, then charge the time since the last
+ * switch to the category that ended (as the model code's PROF does). */
+#define PROF(cat)                                                    \
+    do {                                                             \
+        if (cllm_prof_on) {                                          \
+            CLLM_TRY(be->ops->sync(be));                             \
+            cllm_prof_switch(cat);                                   \
+        }                                                            \
+    } while (0)
+
 static bool host_memory(cllm_backend *be) {
     return be->ops->device_name && !strcmp(be->ops->device_name(be), "cpu");
 }
@@ -31,8 +42,18 @@ cllm_status cllm_moe_load(cllm_loader *L, const cllm_model_config *c, const cllm
     cllm_backend *be = L->be;
     if (!be->ops->moe_route || !be->ops->moe_experts || !be->ops->moe_combine || !be->ops->moe_workspace_bytes)
         return cllm_error(CLLM_ERR_UNSUPPORTED,
-                          "the %s backend has no mixture-of-experts kernels yet (model_type %s); run it with --device "
+                          "the %s backend has no mixture-of-experts kernels (model_type %s); run it with --device "
                           "cpu", be->ops->name, c->model_type);
+    /* the CUDA kernels' limits (backend/cuda/moe.cu), said at load time rather than at the first forward */
+    if (!strcmp(be->ops->name, "cuda") &&
+        (c->num_experts > 512 || c->num_experts_per_tok > 32 || sh->num_local_experts > 1024 ||
+         c->hidden_size % 8 || sh->moe_intermediate_size % 8))
+        return cllm_error(CLLM_ERR_UNSUPPORTED,
+                          "the CUDA mixture-of-experts kernels support at most 512 experts, top-k 32 and 1024 experts "
+                          "per rank, with hidden size and (per-rank) moe_intermediate_size multiples of 8; this model "
+                          "has %d experts, top-k %d, %d per rank, hidden %d, intermediate %d: run it with --device cpu",
+                          c->num_experts, c->num_experts_per_tok, sh->num_local_experts, c->hidden_size,
+                          sh->moe_intermediate_size);
     bool mixtral = !strcmp(c->model_type, "mixtral");
     const char *prefix = mixtral ? "block_sparse_moe" : "mlp";
     const char *gn = mixtral ? "w1" : "gate_proj", *un = mixtral ? "w3" : "up_proj", *dn = mixtral ? "w2" : "down_proj";
@@ -115,10 +136,12 @@ static cllm_status forward_tp(cllm_backend *be, cllm_moe *m, const void *x, int 
     float *logits = (float *)ws; ws += al((size_t)T * m->num_experts * 4);
     int32_t *ids = (int32_t *)ws; ws += al((size_t)T * k * 4);
     float *w = (float *)ws; ws += al((size_t)T * k * 4);
+    PROF(CLLM_PROF_MOE_ROUTE);
     CLLM_TRY(op->linear(be, x, T, &m->router, logits, CLLM_DTYPE_F32));
     CLLM_TRY(op->moe_route(be, logits, T, m->num_experts, m->top_k, m->renormalize, ids, w));
     if (host_memory(be)) count_tokens(m, ids, (size_t)T * k);
     m->rows_computed += (uint64_t)T * k; /* a slice of every assignment's expert */
+    PROF(CLLM_PROF_MOE_EXPERTS);
     return op->moe_experts(be, x, T, E, ids, w, m->top_k, m->gate_up, m->down, m->expert_start, m->num_local, m->I,
                            ws, out);
 }
@@ -158,6 +181,10 @@ static cllm_status forward_ep(cllm_backend *be, cllm_moe *m, const void *x, int 
         goto done;
     }
     /* 1. route this rank's share of the tokens */
+    if (cllm_prof_on) {
+        CLLM_TRY_GOTO(st, be->ops->sync(be), done);
+        cllm_prof_switch(CLLM_PROF_MOE_ROUTE);
+    }
     if (n > 0) {
         CLLM_TRY_GOTO(st, op->linear(be, (const char *)x + (size_t)t0 * E * as, n, &m->router, logits, CLLM_DTYPE_F32),
                       done);
@@ -165,6 +192,10 @@ static cllm_status forward_ep(cllm_backend *be, cllm_moe *m, const void *x, int 
         CLLM_TRY_GOTO(st, op->d2h(be, h_ids, ids, A * sizeof(int32_t)), done);
     }
     count_tokens(m, h_ids, A);
+    if (cllm_prof_on) {
+        CLLM_TRY_GOTO(st, be->ops->sync(be), done);
+        cllm_prof_switch(CLLM_PROF_MOE_EXPERTS);
+    }
     /* 2. the (token, expert) rows in the order of their destination ranks (stable) */
     int64_t *mycnt = cnt + (size_t)P * P; /* rows this rank sends to each rank */
     for (size_t a = 0; a < A; a++) mycnt[h_ids[a] / NL]++;
