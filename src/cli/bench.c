@@ -112,15 +112,28 @@ static int run(cllm_model_params *mp, const bench_opts *o) {
     double PEAK_TFLOPS = peak_flops / 1e12;
     double T = (double)o->input_len, V = sh->vocab_per_rank, E = c->hidden_size;
     double attn_flops = 4.0 * sh->num_heads * c->head_dim * (T * (T + 1) / 2) * c->num_hidden_layers;
-    double body_params = (double)info->num_params - V * E * (c->tie_word_embeddings ? 1 : 2);
+    /* Mixture of experts: a token reads (and multiplies by) only its top-k experts of each MoE layer, so the
+     * roofline and the FLOPs count the active parameters (Qwen3-30B-A3B: 3.3 B of 30.5 B), the convention of
+     * the models' own cards. Per rank: this rank's experts, at most k of them active. */
+    double inactive = 0;
+    if (c->num_experts > 0) {
+        int kk = c->num_experts_per_tok < sh->num_local_experts ? c->num_experts_per_tok : sh->num_local_experts;
+        for (int l = 0; l < c->num_hidden_layers; l++)
+            if (cllm_config_layer_is_moe(c, l))
+                inactive += 3.0 * E * sh->moe_intermediate_size * (sh->num_local_experts - kk);
+    }
+    double active_params = (double)info->num_params - inactive;
+    double active_bytes = (double)info->weight_bytes - inactive * (double)info->weight_bytes / (double)info->num_params;
+    double body_params = active_params - V * E * (c->tie_word_embeddings ? 1 : 2);
     double pre_flops = 2.0 * body_params * T + attn_flops + 2.0 * V * E; /* lm_head on the last row */
     double pre_tflops = pre_ms > 0 ? pre_flops / (pre_ms / 1e3) / 1e12 : 0;
-    double roof_tps = peak_bw / (double)info->weight_bytes;
+    double roof_tps = peak_bw / active_bytes;
     double dec_tps = dec_ms > 0 ? 1e3 / dec_ms : 0;
-    printf("cllm bench latency: %s, %s backend (%s), tensor_parallel_size %d, %.3fB params and %.2f GB weights per "
-           "rank, input %ld, output %ld, batch %ld, %d iters\n",
+    printf("cllm bench latency: %s, %s backend (%s), tensor_parallel_size %d, %.3fB params (%.3fB active) and %.2f GB "
+           "weights (%.2f GB active) per rank, input %ld, output %ld, batch %ld, %d iters\n",
            c->model_type, mp->device == CLLM_DEVICE_CUDA ? "cuda" : "cpu", card, sh->tp_size, info->num_params / 1e9,
-           info->weight_bytes / 1e9, o->input_len, o->output_len, o->batch_size, k);
+           active_params / 1e9, info->weight_bytes / 1e9, active_bytes / 1e9, o->input_len, o->output_len,
+           o->batch_size, k);
     printf("%-22s %14s %20s\n", "metric", "measured", "ceiling");
     printf("%-22s %14.1f %20s\n", "weight load (ms)", cllm_model_weights_ms(m), "-");
     printf("%-22s %14.2f %20s\n", "prefill (ms)", pre_ms, "-");

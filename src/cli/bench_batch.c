@@ -136,6 +136,15 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
     double wbytes = (double)info->weight_bytes - (c->tie_word_embeddings ? 0.0 : V * E * (double)as); /* embedding rows only */
     double body_params = (double)info->num_params - V * E * (c->tie_word_embeddings ? 1 : 2);
     double kv_per_tok = L * 2.0 * sh->num_kv_heads * c->head_dim * (double)as;
+    /* Mixture of experts: a token multiplies by k of this rank's NL experts per MoE layer, and a step of N tokens
+     * reads the experts any of them chose: NL (1 - (1 - k/NL)^N) of them on average under uniform routing (the
+     * random weights' routing is close to uniform; a trained model's is more skewed, so fewer). */
+    double n_moe = 0, expert_params = 3.0 * E * sh->moe_intermediate_size, NL = sh->num_local_experts, kk = 0;
+    if (c->num_experts > 0) {
+        kk = c->num_experts_per_tok < NL ? c->num_experts_per_tok : NL;
+        for (int l = 0; l < c->num_hidden_layers; l++) n_moe += cllm_config_layer_is_moe(c, l);
+        body_params -= n_moe * expert_params * (NL - kk);
+    }
     double ctx_avg = input_len + (output_len + 1) / 2.0; /* mean seq_len over the decode steps */
     printf("%6s %12s %14s %14s %12s %16s %8s\n", "batch", "step (ms)", "tokens/s", "floor (ms)", "bound",
            "ceiling tok/s", "ratio");
@@ -161,8 +170,9 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
         mean = k ? mean / (double)k : 0;
         double med = cllm_bench_median(steps, (int)k);
         double kv_bytes = N * ctx_avg * kv_per_tok;
+        double wbytes_n = n_moe > 0 ? wbytes - n_moe * expert_params * (double)as * NL * pow(1.0 - kk / NL, N) : wbytes;
         double flops = N * (2.0 * body_params + 2.0 * V * E) + N * L * 4.0 * sh->num_heads * c->head_dim * ctx_avg;
-        double t_mem = (wbytes + kv_bytes) / peak_bw, t_fl = flops / peak_flops;
+        double t_mem = (wbytes_n + kv_bytes) / peak_bw, t_fl = flops / peak_flops;
         double floor_ms = 1e3 * (t_mem > t_fl ? t_mem : t_fl);
         double tps = med > 0 ? N * 1e3 / med : 0, ceil_tps = N * 1e3 / floor_ms;
         printf("%6d %12.3f %14.1f %14.3f %12s %16.1f %7.1f%%\n", N, med, tps, floor_ms, t_mem > t_fl ? "memory" : "compute",
@@ -172,7 +182,7 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
                                               "tokens_per_s", tps, "floor_ms", floor_ms, "ceiling_tokens_per_s",
                                               ceil_tps, "ratio", tps / ceil_tps, "bound",
                                               t_mem > t_fl ? "memory" : "compute", "bytes_per_step",
-                                              wbytes + kv_bytes, "flops_per_step", flops));
+                                              wbytes_n + kv_bytes, "flops_per_step", flops));
     }
     if (json_path) {
         json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:o}", "model_type", c->model_type,
