@@ -28,7 +28,7 @@ static inline int kt_int(int n) { return (int)(kt_next() % (uint64_t)n); }
 static inline float kt_bf(float x) { return cllm_bf16_to_f32(cllm_f32_to_bf16(x)); }
 
 /* Host array of n values uniform in [-a, a] (plus offset), rounded to bf16. */
-static float *kt_rand(size_t n, float a, float off) {
+static inline float *kt_rand(size_t n, float a, float off) {
     float *h = (float *)malloc(n * sizeof(float) + 4);
     for (size_t i = 0; i < n; i++) h[i] = kt_bf(off + kt_unif(a));
     return h;
@@ -51,7 +51,7 @@ static float *kt_rand(size_t n, float a, float off) {
         }                                                                                            \
     } while (0)
 
-static void *kt_dev_bf16(const float *h, size_t n) {
+static inline void *kt_dev_bf16(const float *h, size_t n) {
     uint16_t *b = (uint16_t *)malloc(n * 2 + 2);
     for (size_t i = 0; i < n; i++) b[i] = cllm_f32_to_bf16(h[i]);
     void *d;
@@ -60,20 +60,20 @@ static void *kt_dev_bf16(const float *h, size_t n) {
     free(b);
     return d;
 }
-static void *kt_dev_copy(const void *h, size_t bytes) {
+static inline void *kt_dev_copy(const void *h, size_t bytes) {
     void *d;
     KT_CU(cudaMalloc(&d, bytes + 16));
     KT_CU(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
     return d;
 }
 /* Allocate and poison (0xFF bytes: bf16/f32 NaN) so unwritten outputs fail. */
-static void *kt_dev_poison(size_t bytes) {
+static inline void *kt_dev_poison(size_t bytes) {
     void *d;
     KT_CU(cudaMalloc(&d, bytes + 16));
     KT_CU(cudaMemset(d, 0xFF, bytes + 16));
     return d;
 }
-static float *kt_get_bf16(const void *d, size_t n) {
+static inline float *kt_get_bf16(const void *d, size_t n) {
     KT_CU(cudaDeviceSynchronize());
     uint16_t *b = (uint16_t *)malloc(n * 2 + 2);
     float *f = (float *)malloc(n * 4 + 4);
@@ -86,7 +86,7 @@ static float *kt_get_bf16(const void *d, size_t n) {
 static int kt_failed_cases = 0, kt_cases = 0;
 
 /* Compare got vs ref; print a PASS/FAIL line with the max abs/rel errors. */
-static int kt_check(const char *what, const float *got, const float *ref, size_t n, float atol, float rtol) {
+static inline int kt_check(const char *what, const float *got, const float *ref, size_t n, float atol, float rtol) {
     size_t bad = 0;
     double maxabs = 0, maxrel = 0;
     for (size_t i = 0; i < n; i++) {
@@ -107,12 +107,12 @@ static int kt_check(const char *what, const float *got, const float *ref, size_t
     return bad ? 1 : 0;
 }
 
-static int kt_finish(const char *prog) {
+static inline int kt_finish(const char *prog) {
     printf("%s: %d cases, %d failed\n", prog, kt_cases, kt_failed_cases);
     return kt_failed_cases ? 1 : 0;
 }
 
-static cllm_backend *kt_cuda(void) {
+static inline cllm_backend *kt_cuda(void) {
     cllm_backend *be = NULL;
     if (cllm_backend_cuda_create(0, &be) != CLLM_OK) {
         fprintf(stderr, "cannot create the CUDA backend: %s\n", cllm_last_error());
