@@ -37,7 +37,7 @@ if [ "$MODE" = build ]; then
   ln -sfn "$ROOT/build-base-src/build-base" build-base
   export LD_LIBRARY_PATH="$LIBD:$LIBD/openblas-pthread:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   echo "== GPU tests (this tree) =="
-  (cd build-gpu && ctest -L gpu --output-on-failure --timeout 600) > "$OUT/gpu_tests.log" 2>&1
+  (cd build-gpu && ctest -L gpu --output-on-failure --timeout 240) > "$OUT/gpu_tests.log" 2>&1
   echo "gpu tests rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed|Failed  " "$OUT/gpu_tests.log" | head -20
   echo "== NCCL smoke =="
   build-gpu/cllm bench comm --device cuda --world-size 1 --op all --max-bytes 64M --check 2>&1 | tail -30 | tee "$OUT/bench_comm_cuda1.log"
