@@ -131,7 +131,8 @@ void cllm_detokenizer_destroy(cllm_detokenizer *d);
 typedef enum cllm_device { CLLM_DEVICE_CPU = 0, CLLM_DEVICE_CUDA = 1 } cllm_device;
 
 /* Storage/compute dtypes. AUTO: the backend's natural dtype (CPU: float32,
- * CUDA: bfloat16). */
+ * CUDA: bfloat16). The FP8 types are storage types of checkpoint tensors;
+ * they are never an activation dtype. */
 typedef enum cllm_dtype {
     CLLM_DTYPE_AUTO = 0,
     CLLM_DTYPE_F32 = 1,
@@ -144,6 +145,8 @@ typedef enum cllm_dtype {
     CLLM_DTYPE_I16 = 8,
     CLLM_DTYPE_I8 = 9,
     CLLM_DTYPE_BOOL = 10,
+    CLLM_DTYPE_F8_E4M3 = 11,     /* float8_e4m3fn (checkpoint storage only: FP8 weights) */
+    CLLM_DTYPE_F8_E5M2 = 12,     /* float8_e5m2 (checkpoint storage only) */
 } cllm_dtype;
 
 /* vLLM's --load-format: AUTO reads safetensors; DUMMY builds random weights

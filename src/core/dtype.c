@@ -9,6 +9,7 @@ size_t cllm_dtype_size(cllm_dtype t) {
     case CLLM_DTYPE_I64: case CLLM_DTYPE_F64: return 8;
     case CLLM_DTYPE_I16: return 2;
     case CLLM_DTYPE_U8: case CLLM_DTYPE_I8: case CLLM_DTYPE_BOOL: return 1;
+    case CLLM_DTYPE_F8_E4M3: case CLLM_DTYPE_F8_E5M2: return 1;
     default: return 0;
     }
 }
@@ -26,6 +27,8 @@ const char *cllm_dtype_name(cllm_dtype t) {
     case CLLM_DTYPE_I16: return "int16";
     case CLLM_DTYPE_I8: return "int8";
     case CLLM_DTYPE_BOOL: return "bool";
+    case CLLM_DTYPE_F8_E4M3: return "float8_e4m3fn";
+    case CLLM_DTYPE_F8_E5M2: return "float8_e5m2";
     }
     return "?";
 }
@@ -82,12 +85,15 @@ static float load_f(const void *src, cllm_dtype t, size_t i) {
     switch (t) {
     case CLLM_DTYPE_F32: return ((const float *)src)[i];
     case CLLM_DTYPE_BF16: return cllm_bf16_to_f32(((const uint16_t *)src)[i]);
+    case CLLM_DTYPE_F8_E4M3: return cllm_fp8_e4m3_to_f32(((const uint8_t *)src)[i]);
+    case CLLM_DTYPE_F8_E5M2: return cllm_fp8_e5m2_to_f32(((const uint8_t *)src)[i]);
     default: return cllm_f16_to_f32(((const uint16_t *)src)[i]);
     }
 }
 
 cllm_status cllm_dtype_convert(void *dst, cllm_dtype dt, const void *src, cllm_dtype st, size_t n) {
-    int ok_s = st == CLLM_DTYPE_F32 || st == CLLM_DTYPE_BF16 || st == CLLM_DTYPE_F16;
+    int ok_s = st == CLLM_DTYPE_F32 || st == CLLM_DTYPE_BF16 || st == CLLM_DTYPE_F16 || st == CLLM_DTYPE_F8_E4M3 ||
+               st == CLLM_DTYPE_F8_E5M2;
     int ok_d = dt == CLLM_DTYPE_F32 || dt == CLLM_DTYPE_BF16 || dt == CLLM_DTYPE_F16;
     if (!ok_s || !ok_d)
         return cllm_error(CLLM_ERR_UNSUPPORTED, "cannot convert %s to %s", cllm_dtype_name(st), cllm_dtype_name(dt));

@@ -1,5 +1,5 @@
-/* Element types and scalar conversions (bf16/f16 <-> f32), host side.
- * bf16 rounding is round-to-nearest-even, as torch's .to(torch.bfloat16). */
+/* Element types and scalar conversions (bf16/f16 <-> f32, fp8 -> f32), host
+ * side. bf16 rounding is round-to-nearest-even, as torch's .to(torch.bfloat16). */
 #ifndef CLLM_CORE_DTYPE_H
 #define CLLM_CORE_DTYPE_H
 
@@ -30,8 +30,33 @@ static inline uint16_t cllm_f32_to_bf16(float f) {
 float cllm_f16_to_f32(uint16_t h);
 uint16_t cllm_f32_to_f16(float f);
 
+/* FP8 codes to f32, exact (every FP8 value is an f32 value). Formats as in
+ * "FP8 Formats for Deep Learning" (Micikevicius et al., 2022) and torch's
+ * float8_e4m3fn / float8_e5m2:
+ *   e4m3fn: sign, 4 exponent bits (bias 7), 3 mantissa bits; no infinities,
+ *           S.1111.111 is NaN (0x7f, 0xff), so the largest value is
+ *           S.1111.110 = 448; exponent 0 is subnormal: m/8 * 2^-6.
+ *   e5m2:   IEEE-754 binary16 cut to its high byte: bias 15, exponent 31 is
+ *           infinity (mantissa 0) or NaN; exponent 0 subnormal: m/4 * 2^-14. */
+static inline float cllm_fp8_e4m3_to_f32(uint8_t b) {
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24, e = (b >> 3) & 0xfu, m = b & 0x7u, u;
+    float f;
+    if (e == 0xfu && m == 0x7u) {
+        u = sign | 0x7fc00000u;                      /* NaN */
+    } else if (e == 0) {
+        f = (float)m * 0x1p-9f;                      /* subnormal (or zero): m/8 * 2^-6 */
+        return sign ? -f : f;
+    } else {
+        u = sign | ((e - 7u + 127u) << 23) | (m << 20);
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline float cllm_fp8_e5m2_to_f32(uint8_t b) { return cllm_f16_to_f32((uint16_t)((uint16_t)b << 8)); }
+
 /* Convert n elements from src (type st) to dst (type dt). Supported: any of
- * F32/BF16/F16 to any of F32/BF16/F16. Returns CLLM_ERR_UNSUPPORTED otherwise. */
+ * F32/BF16/F16/F8_E4M3/F8_E5M2 to any of F32/BF16/F16 (FP8 codes are decoded
+ * without a scale). Returns CLLM_ERR_UNSUPPORTED otherwise. */
 cllm_status cllm_dtype_convert(void *dst, cllm_dtype dt, const void *src, cllm_dtype st, size_t n);
 
 #endif

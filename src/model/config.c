@@ -26,6 +26,7 @@
  * (H, E/H) as the classes' __init__ do. hidden_size, intermediate_size,
  * num_hidden_layers, num_attention_heads and vocab_size are required here
  * (a checkpoint without them is not one we can run), as is model_type.
+ * quantization_config (pre-quantized FP8 checkpoints) is parsed by quant.c.
  * Sources: transformers models/{llama,mistral,qwen2,qwen3,qwen3_moe,mixtral}/configuration_*.py,
  * modeling_rope_utils.py (_compute_default_rope_parameters,
  * _compute_linear_scaling_rope_parameters, _compute_llama3_parameters). */
@@ -33,6 +34,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "model/quant.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -315,6 +317,7 @@ static cllm_status parse_root(json_t *root, const char *src, cllm_model_config *
     }
     CLLM_TRY(parse_dtype(root, src, cfg));
     CLLM_TRY(parse_moe(root, src, fam->model_type, cfg));
+    CLLM_TRY(cllm_quant_parse(root, src, &cfg->quant));
 
     cfg->bos_token_id = fam->bos_token_id;
     json_t *bos = json_object_get(root, "bos_token_id");

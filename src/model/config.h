@@ -13,6 +13,30 @@
 
 typedef enum { CLLM_ROPE_DEFAULT = 0, CLLM_ROPE_LLAMA3 = 1, CLLM_ROPE_LINEAR = 2 } cllm_rope_type;
 
+/* quantization_config of a pre-quantized checkpoint (parsed by quant.c).
+ * Which linears are quantized is read from the tensors themselves: a
+ * `*.weight` stored as F8_E4M3 / F8_E5M2 is dequantized on load with its
+ * scale tensor; those the config leaves out (`ignore`,
+ * `modules_to_not_convert`: lm_head) are stored in bf16 and load as usual. */
+typedef enum {
+    CLLM_QUANT_NONE = 0,            /* no quantization_config */
+    CLLM_QUANT_COMPRESSED_TENSORS,  /* quant_method "compressed-tensors", float 8-bit weights */
+    CLLM_QUANT_FP8,                 /* quant_method "fp8" (transformers FineGrainedFP8 / vLLM Fp8Config) */
+} cllm_quant_method;
+
+typedef enum {
+    CLLM_QUANT_TENSOR = 0,          /* one scale per weight: weight_scale [] or [1] */
+    CLLM_QUANT_CHANNEL,             /* one per output row: weight_scale [N, 1] */
+    CLLM_QUANT_BLOCK,               /* one per (block_n x block_k) tile: [ceil(N/bn), ceil(K/bk)] */
+} cllm_quant_strategy;
+
+typedef struct cllm_quant_config {
+    cllm_quant_method method;
+    cllm_quant_strategy strategy;   /* the weights' scale granularity */
+    int block_n, block_k;           /* CLLM_QUANT_BLOCK: rows (output) x columns (input) of a tile */
+    bool static_input_scale;        /* activations quantized with stored input_scale (read, unused: W8A8 later) */
+} cllm_quant_config;
+
 typedef struct cllm_model_config {
     char model_type[32];            /* "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "mixtral" */
     char architecture[64];          /* architectures[0], e.g. "LlamaForCausalLM" */
@@ -48,6 +72,8 @@ typedef struct cllm_model_config {
     int decoder_sparse_step;        /* qwen3_moe: layer l is sparse when (l + 1) % step == 0 */
     uint64_t mlp_only_layers[4];    /* qwen3_moe: bitset of layers (< 256) that stay dense */
 
+    cllm_quant_config quant;        /* quantization_config (method NONE: unquantized) */
+
     /* generation_config.json (defaults for sampling); present=false if absent. */
     struct {
         bool present;
@@ -62,8 +88,9 @@ typedef struct cllm_model_config {
 
 /* Read dir/config.json and, if present, dir/generation_config.json (whose
  * eos_token_id, when given, replaces config's). Validates: known model_type,
- * positive sizes, H % Hkv == 0. Errors name the file and field:
- * CLLM_ERR_IO, CLLM_ERR_FORMAT, CLLM_ERR_UNSUPPORTED (model_type). */
+ * positive sizes, H % Hkv == 0, a supported quantization_config. Errors name
+ * the file and field: CLLM_ERR_IO, CLLM_ERR_FORMAT, CLLM_ERR_UNSUPPORTED
+ * (model_type, quant_method). */
 cllm_status cllm_config_load(const char *dir, cllm_model_config *cfg);
 
 /* Parse config.json text (src names it in messages). */

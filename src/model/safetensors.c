@@ -19,7 +19,7 @@ int cllm_st_parse_dtype(const char *s, cllm_dtype *out) {
     static const struct { const char *name; cllm_dtype t; } map[] = {
         {"F64", CLLM_DTYPE_F64}, {"F32", CLLM_DTYPE_F32}, {"F16", CLLM_DTYPE_F16}, {"BF16", CLLM_DTYPE_BF16},
         {"I64", CLLM_DTYPE_I64}, {"I32", CLLM_DTYPE_I32}, {"I16", CLLM_DTYPE_I16}, {"I8", CLLM_DTYPE_I8},
-        {"U8", CLLM_DTYPE_U8},   {"BOOL", CLLM_DTYPE_BOOL},
+        {"U8", CLLM_DTYPE_U8},   {"BOOL", CLLM_DTYPE_BOOL}, {"F8_E4M3", CLLM_DTYPE_F8_E4M3}, {"F8_E5M2", CLLM_DTYPE_F8_E5M2},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(s, map[i].name)) { *out = map[i].t; return 0; }
@@ -44,7 +44,7 @@ static cllm_status parse_entry(const cllm_st_file *f, const char *name, json_t *
                           !dt ? "dtype" : !sh ? "shape" : "data_offsets");
     if (!json_is_string(dt) || cllm_st_parse_dtype(json_string_value(dt), &t->dtype) != 0)
         return cllm_error(CLLM_ERR_FORMAT,
-                          "%s: tensor '%s' has unknown dtype %s%s%s (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)"
+                          "%s: tensor '%s' has unknown dtype %s%s%s (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2)"
                           REDOWNLOAD, p, name, json_is_string(dt) ? "'" : "",
                           json_is_string(dt) ? json_string_value(dt) : "(not a string)", json_is_string(dt) ? "'" : "");
     if (!json_is_array(sh))

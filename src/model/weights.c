@@ -357,9 +357,11 @@ cllm_status cllm_weights_get(cllm_weights *w, const char *name, int ndim, const 
                               "disagree", name, t->file, have, want);
         }
     }
-    if (t->dtype != CLLM_DTYPE_F32 && t->dtype != CLLM_DTYPE_BF16 && t->dtype != CLLM_DTYPE_F16)
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "tensor %s in %s has dtype %s; cllm reads float32, bfloat16 and float16 "
-                          "weights (quantized checkpoints are not supported)", name, t->file, cllm_dtype_name(t->dtype));
+    if (t->dtype != CLLM_DTYPE_F32 && t->dtype != CLLM_DTYPE_BF16 && t->dtype != CLLM_DTYPE_F16 &&
+        t->dtype != CLLM_DTYPE_F8_E4M3 && t->dtype != CLLM_DTYPE_F8_E5M2)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "tensor %s in %s has dtype %s; cllm reads float32, bfloat16, float16 "
+                          "and FP8 (float8_e4m3fn, float8_e5m2) weights (integer-quantized checkpoints are not "
+                          "supported)", name, t->file, cllm_dtype_name(t->dtype));
     *out = t;
     return CLLM_OK;
 }

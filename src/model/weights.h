@@ -18,7 +18,8 @@
 
 typedef struct cllm_tensor_info {
     const char *name;               /* borrowed */
-    cllm_dtype dtype;               /* F32, BF16, F16 (others: UNSUPPORTED on get) */
+    cllm_dtype dtype;               /* F32, BF16, F16, F8_E4M3, F8_E5M2 (others: UNSUPPORTED on get;
+                                     * FP8 tensors are dequantized by the loader, model/quant.h) */
     int ndim;
     int64_t shape[CLLM_MAX_DIMS];
     const void *data;               /* borrowed: into the mmap, or dummy buffer */

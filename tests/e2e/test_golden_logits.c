@@ -10,6 +10,10 @@
  * also run on one rank in this process and the two must agree within
  * max|a-b| / max|tp1| <= TOL (tighter than the transformers tolerance:
  * only the summation order differs).
+ * --ref-model DIR: the reference logits are not read from the golden file
+ * (which then needs only input_ids.N) but computed by cllm from the model
+ * in DIR on one rank in this process (FP8 checkpoints vs their dequantized
+ * float32 copies, tests/model/test_fp8.py).
  * Passes if max|a-b| / max|ref| <= TOL for every N; prints max abs/rel error,
  * relative L2 error ||a-b|| / ||ref|| and top-1 agreement. */
 #include "cllm.h"
@@ -32,9 +36,11 @@ int main(int argc, char **argv) {
     int tp = 1, pp = 1;
     bool ep = false;
     double tp1_tol = -1;
-    const char *golden = NULL;
+    const char *golden = NULL, *ref_model = NULL;
     for (int i = 4; i < argc; i++) {
-        if (!strcmp(argv[i], "--tp") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--ref-model") && i + 1 < argc) {
+            ref_model = argv[++i];
+        } else if (!strcmp(argv[i], "--tp") && i + 1 < argc) {
             tp = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--ep")) {
             ep = true;
@@ -46,8 +52,9 @@ int main(int argc, char **argv) {
             golden = argv[i];
         }
     }
-    if (argc < 4 || tp < 1 || pp < 1) {
-        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--ep] [--vs-tp1 TOL] [GOLDEN_FILE]\n", argv[0]);
+    if (argc < 4 || tp < 1 || pp < 1 || (ref_model && tp1_tol >= 0)) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--ep] [--vs-tp1 TOL | --ref-model DIR] "
+                "[GOLDEN_FILE]\n", argv[0]);
         return 2;
     }
     double tol = atof(argv[3]);
@@ -61,11 +68,13 @@ int main(int argc, char **argv) {
     mp.device = strcmp(argv[2], "cuda") ? CLLM_DEVICE_CPU : CLLM_DEVICE_CUDA;
     mp.progress = false;
     cllm_model *m = NULL, *m1 = NULL;
-    if (tp1_tol >= 0 && cllm_model_load(&mp, &m1) != CLLM_OK) {
-        fprintf(stderr, "FAIL: load %s (one rank): %s\n", argv[1], cllm_last_error());
+    if (ref_model) mp.model = ref_model;
+    if ((tp1_tol >= 0 || ref_model) && cllm_model_load(&mp, &m1) != CLLM_OK) {
+        fprintf(stderr, "FAIL: load %s (one rank): %s\n", mp.model, cllm_last_error());
         cllm_st_close(g);
         return 1;
     }
+    mp.model = argv[1];
     mp.tensor_parallel_size = tp;
     mp.pipeline_parallel_size = pp;
     mp.enable_expert_parallel = ep;
@@ -82,15 +91,16 @@ int main(int argc, char **argv) {
         snprintf(in_name, sizeof in_name, "input_ids.%d", n);
         snprintf(lg_name, sizeof lg_name, "logits.%d", n);
         const cllm_st_tensor *ti = find(g, in_name), *tl = find(g, lg_name);
-        if (!ti || !tl) break;
+        if (!ti || (!tl && !ref_model)) break;
         int T = (int)ti->shape[0];
-        if (ti->dtype != CLLM_DTYPE_I32 || tl->dtype != CLLM_DTYPE_F32 || tl->shape[0] != T || tl->shape[1] != V) {
+        if (ti->dtype != CLLM_DTYPE_I32 ||
+            (!ref_model && (tl->dtype != CLLM_DTYPE_F32 || tl->shape[0] != T || tl->shape[1] != V))) {
             fprintf(stderr, "FAIL: %s/%s have unexpected dtype/shape\n", in_name, lg_name);
             fails++;
             break;
         }
         const int32_t *ids = (const int32_t *)((const char *)g->map + g->data_offset + ti->begin);
-        const float *ref = (const float *)((const char *)g->map + g->data_offset + tl->begin);
+        const float *ref = ref_model ? NULL : (const float *)((const char *)g->map + g->data_offset + tl->begin);
         int nb = (T + P - 1) / P;
         int32_t *pos = malloc(sizeof(int32_t) * T), *slots = malloc(sizeof(int32_t) * T);
         int32_t *lidx = malloc(sizeof(int32_t) * T), *bt = malloc(sizeof(int32_t) * nb);
@@ -108,7 +118,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "FAIL: execute (one rank): %s\n", cllm_last_error());
             fails++;
         } else {
-            if (m1) { /* sharded vs one rank: the same math, another summation order */
+            if (ref_model) ref = out1; /* the reference model's logits */
+            else if (m1) { /* sharded vs one rank: the same math, another summation order */
                 double d1 = 0, r1max = 0;
                 for (size_t i = 0; i < (size_t)T * V; i++) {
                     double d = fabs((double)out[i] - out1[i]);
@@ -149,6 +160,9 @@ int main(int argc, char **argv) {
     cllm_model_destroy(m);
     cllm_model_destroy(m1);
     cllm_st_close(g);
-    if (cases == 0) { fprintf(stderr, "FAIL: no input_ids.N / logits.N pairs in %s\n", path); return 1; }
+    if (cases == 0) {
+        fprintf(stderr, "FAIL: no input_ids.N%s in %s\n", ref_model ? "" : " / logits.N pairs", path);
+        return 1;
+    }
     return fails ? 1 : 0;
 }

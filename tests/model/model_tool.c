@@ -9,6 +9,7 @@
  *   model_tool dummy SEED DTYPE NAME d0 [d1..]   stats + first values + hash
  *   model_tool dummybench SEED DTYPE N            fill N elements, print GB/s
  *   model_tool hub MODEL [REV]        cllm_hub_resolve, prints the directory
+ *   model_tool fp8 e4m3|e5m2          the 256 FP8 codes decoded to f32
  *
  * Exit code: 0 on success, else the cllm_status; the message goes to stdout
  * as {"status": "...", "error": "..."} so tests can check it. */
@@ -72,6 +73,10 @@ static int cmd_config(const char *dir) {
                                             "top_p", (double)c.gen.top_p, "top_k", c.gen.top_k, "min_p",
                                             (double)c.gen.min_p, "repetition_penalty",
                                             (double)c.gen.repetition_penalty));
+    static const char *qm[] = {"none", "compressed-tensors", "fp8"}, *qs[] = {"tensor", "channel", "block"};
+    json_object_set_new(o, "quant", json_pack("{s:s, s:s, s:i, s:i, s:b}", "method", qm[c.quant.method], "strategy",
+                                              qs[c.quant.strategy], "block_n", c.quant.block_n, "block_k",
+                                              c.quant.block_k, "static_input_scale", c.quant.static_input_scale));
     json_t *mlp_only = json_array();
     int sparse = 0;
     for (int l = 0; l < c.num_hidden_layers; l++) {
@@ -214,6 +219,25 @@ static int cmd_dummybench(const char *seed, const char *dtype, const char *count
     return 0;
 }
 
+/* The 256 codes of an FP8 format decoded by cllm_dtype_convert (F8 -> F32):
+ * NaN as null, infinities as "inf" / "-inf". */
+static int cmd_fp8(const char *fmt) {
+    cllm_dtype dt = !strcmp(fmt, "e5m2") ? CLLM_DTYPE_F8_E5M2 : CLLM_DTYPE_F8_E4M3;
+    uint8_t codes[256];
+    float vals[256];
+    for (int i = 0; i < 256; i++) codes[i] = (uint8_t)i;
+    cllm_status st = cllm_dtype_convert(vals, CLLM_DTYPE_F32, codes, dt, 256);
+    if (st) return fail(st);
+    json_t *arr = json_array();
+    for (int i = 0; i < 256; i++) {
+        float v = vals[i];
+        json_array_append_new(arr, isnan(v) ? json_null() : isinf(v) ? json_string(v > 0 ? "inf" : "-inf")
+                                                                      : json_real(v));
+    }
+    emit(json_pack("{s:s, s:i, s:o}", "dtype", cllm_dtype_name(dt), "size", (int)cllm_dtype_size(dt), "values", arr));
+    return 0;
+}
+
 static int cmd_hub(const char *model, const char *rev) {
     char *dir = NULL;
     cllm_status st = cllm_hub_resolve(model, rev, true, &dir);
@@ -230,6 +254,7 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "get")) return cmd_get(argv[2], argv[3], argc - 4, argv + 4);
     if (argc >= 5 && !strcmp(argv[1], "dummy")) return cmd_dummy(argv[2], argv[3], argv[4], argc - 5, argv + 5);
     if (argc == 5 && !strcmp(argv[1], "dummybench")) return cmd_dummybench(argv[2], argv[3], argv[4]);
+    if (argc == 3 && !strcmp(argv[1], "fp8")) return cmd_fp8(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "hub")) return cmd_hub(argv[2], argc > 3 ? argv[3] : NULL);
     fprintf(stderr, "usage: see the comment at the top of tests/model/model_tool.c\n");
     return 64;

@@ -144,7 +144,7 @@ static cllm_status llama_load(cllm_backend *be, const cllm_model_config *c, cons
     m->layers = calloc((size_t)(nl > 0 ? nl : 1), sizeof *m->layers);
     if (!m->layers) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
     bar = cllm_progress_create("loading weights (layers)", (uint64_t)nl, false, show);
-    cllm_loader L = {be, w, info};
+    cllm_loader L = {be, w, info, &c->quant};
     int64_t E = c->hidden_size;
     bool first = sh->pp_rank == 0, last = sh->pp_rank == sh->pp_size - 1;
     /* stage 0: embedding and lm_head (sampling stays on rank 0); the last stage: the final norm */

@@ -8,11 +8,45 @@
 #include "model/layers/loader.h"
 #include "core/dtype.h"
 #include "core/status.h"
+#include "model/quant.h"
+
+#include <stdlib.h>
 
 static int64_t numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
+}
+
+/* Rows of f32 dequantized per upload: bounded host memory (32 MB), however
+ * large the tensor. */
+#define FP8_CHUNK_ELEMS ((size_t)8 << 20)
+
+/* FP8 weight t (name): dequantize the slice sl (NULL: all of it) in chunks
+ * of whole rows to f32 and upload each into dst at element offset off; *n:
+ * elements uploaded. */
+static cllm_status put_fp8(cllm_loader *L, const char *name, const cllm_tensor_info *t, const cllm_slice *sl,
+                           void *dst, size_t off, int64_t *n) {
+    static const cllm_quant_config none = {0};
+    cllm_quant_fp8 f;
+    *n = 0;
+    CLLM_TRY(cllm_quant_fp8_open(L->w, L->quant ? L->quant : &none, name, t, &f));
+    cllm_slice whole = {0, f.n, 0, f.k};
+    if (!sl) sl = &whole;
+    size_t per = FP8_CHUNK_ELEMS / (size_t)(sl->nc > 0 ? sl->nc : 1);
+    if (per == 0) per = 1;
+    if (per > (size_t)sl->nr) per = (size_t)(sl->nr > 0 ? sl->nr : 1);
+    float *buf = malloc(per * (size_t)(sl->nc > 0 ? sl->nc : 1) * sizeof(float));
+    cllm_status st = buf ? CLLM_OK : cllm_error(CLLM_ERR_OOM, "out of host memory dequantizing %s", name);
+    for (int64_t r = 0; st == CLLM_OK && r < sl->nr; r += (int64_t)per) {
+        int64_t m = sl->nr - r < (int64_t)per ? sl->nr - r : (int64_t)per;
+        cllm_quant_fp8_rows(&f, sl->r0 + r, m, sl->c0, sl->nc, buf);
+        st = L->be->ops->upload(L->be, dst, off + (size_t)(r * sl->nc), buf, CLLM_DTYPE_F32, (size_t)(m * sl->nc));
+    }
+    free(buf);
+    cllm_quant_fp8_close(L->w, &f);
+    *n = sl->nr * sl->nc;
+    return st;
 }
 
 /* Upload tensor `name` (shape-checked against the whole tensor) into dst at
@@ -24,7 +58,9 @@ cllm_status cllm_loader_put(cllm_loader *L, const char *name, int ndim, const in
     CLLM_TRY(cllm_weights_get(L->w, name, ndim, shape, &t));
     cllm_status st;
     int64_t cols = ndim == 2 ? shape[1] : 1, n;
-    if (!sl) {
+    if (t->dtype == CLLM_DTYPE_F8_E4M3 || t->dtype == CLLM_DTYPE_F8_E5M2) {
+        st = put_fp8(L, name, t, sl, dst, off, &n);
+    } else if (!sl) {
         n = numel(ndim, shape);
         st = L->be->ops->upload(L->be, dst, off, t->data, t->dtype, (size_t)n);
     } else {

@@ -1,9 +1,12 @@
 /* Loading one rank's slices of a checkpoint's tensors (internal; shared by
  * every model family, see loader.c). Every function shape-checks the whole
  * tensor in the checkpoint (cllm_weights_get), uploads the slice in the
- * backend's act dtype and counts parameters and bytes into info. Errors:
- * those of cllm_weights_get (CLLM_ERR_NOT_FOUND / CLLM_ERR_FORMAT naming the
- * tensor), the backend (CLLM_ERR_OOM), the upload. */
+ * backend's act dtype and counts parameters and bytes into info. FP8
+ * weights (F8_E4M3 / F8_E5M2 with a scale tensor, model/quant.h) are
+ * dequantized on the host in bounded chunks of the slice and uploaded in the
+ * act dtype. Errors: those of cllm_weights_get (CLLM_ERR_NOT_FOUND /
+ * CLLM_ERR_FORMAT naming the tensor), of cllm_quant_fp8_open, the backend
+ * (CLLM_ERR_OOM), the upload. */
 #ifndef CLLM_MODEL_LAYERS_LOADER_H
 #define CLLM_MODEL_LAYERS_LOADER_H
 
@@ -16,6 +19,7 @@ typedef struct cllm_loader {
     cllm_backend *be;
     cllm_weights *w;
     cllm_arch_info *info;
+    const cllm_quant_config *quant;  /* borrowed: the config's quantization_config */
 } cllm_loader;
 
 /* A slice of a 2-D tensor (rows, cols): rows [r0, r0 + nr), columns
