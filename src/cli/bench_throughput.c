@@ -133,6 +133,30 @@ static int run(cllm_engine_params *ep, const tp_opts *o) {
                    100.0 * prof[c] / (elapsed * 1e3));
         printf("rest %.3f (%.1f%%)\n", step_ms - prof_sum / steps, 100.0 * (1.0 - prof_sum / (elapsed * 1e3)));
     }
+    /* Distributed: rank 0's collectives per group and op (the tp all_gather is the vocabulary-parallel LM
+     * head's logits, the all_reduces the row-parallel linears and the embedding), per step: what sampling on
+     * the shards instead of gathering the logits could save at most. */
+    cllm_comm_stats *cs = NULL;
+    int ncs = 0;
+    if (cllm_engine_get_distributed_stats(e, &cs, &ncs) == CLLM_OK) {
+        for (int i = 0; i < ncs; i++) {
+            if (cs[i].world_rank != 0) continue;
+            bool any = false;
+            for (int op = 0; op < CLLM_COMM_NUM_OPS; op++) {
+                const cllm_comm_op_stats *q = &cs[i].ops[op];
+                if (!q->calls) continue;
+                if (!any)
+                    printf("comm per step, rank 0, group %s (%s, size %d):", cs[i].name, cs[i].transport, cs[i].size);
+                printf("%s %s %.1f calls, %.3f MiB, %.3f ms (%.1f%%)", any ? ";" : "",
+                       cllm_comm_op_name((cllm_comm_op)op), (double)q->calls / (double)steps,
+                       (double)q->bytes / (double)steps / 1048576.0, q->time_s * 1e3 / (double)steps,
+                       100.0 * q->time_s / elapsed);
+                any = true;
+            }
+            if (any) printf("\n");
+        }
+        cllm_free(cs);
+    }
     if (o->json_path) {
         json_t *j = json_pack("{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:f, s:b}", "elapsed_time", elapsed,
                               "num_requests", (json_int_t)N, "total_num_tokens", (json_int_t)(sum_in + sum_out),

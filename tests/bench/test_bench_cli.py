@@ -4,7 +4,8 @@ tiny runs exit 0 with well-formed JSON whose figures are positive and
 consistent (tokens/s = N / step time; requests and tokens add up to what
 was asked; the profile split sums to the step time).
 usage: test_bench_cli.py CLLM MODEL_DIR WORK_DIR"""
-import json, os, subprocess, sys
+import json
+import os, re, subprocess, sys
 
 cllm, model, work = sys.argv[1], sys.argv[2], sys.argv[3]
 os.makedirs(work, exist_ok=True)
@@ -101,6 +102,17 @@ for extra, env in ((["--profile"], {}), (["--random-range-ratio", "0.5"], {"CLLM
         check("gemm" in r.stdout and "attention" in r.stdout, "split printed")
     else:
         check("ms_per_step_split" not in j, "split without profiling")
+
+# throughput at tensor_parallel_size 2: rank 0's collectives per step, one logits all-gather per step (the
+# vocabulary-parallel LM head) and, per layer, the all-reduces after o_proj and down_proj (+ the embedding's)
+r = run("throughput", "--model", model, "--num-prompts", "4", "--input-len", "8", "--output-len", "4", "-tp", "2")
+check(r.returncode == 0, f"throughput -tp 2 rc {r.returncode}: {r.stderr}")
+m = re.search(r"comm per step, rank 0, group tp \(tcp, size 2\): all_reduce ([0-9.]+) calls.*; all_gather ([0-9.]+) calls",
+              r.stdout)
+check(m is not None, f"tp comm line: {r.stdout}")
+if m:
+    layers = json.load(open(os.path.join(model, "config.json")))["num_hidden_layers"]
+    check(float(m.group(1)) == 2 * layers + 1 and float(m.group(2)) == 1.0, f"collectives per step: {m.group(0)}")
 
 print("FAILED" if fails else "ok", fails)
 sys.exit(1 if fails else 0)
