@@ -145,7 +145,7 @@ typedef enum cllm_dtype {
     CLLM_DTYPE_I16 = 8,
     CLLM_DTYPE_I8 = 9,
     CLLM_DTYPE_BOOL = 10,
-    CLLM_DTYPE_F8_E4M3 = 11,     /* float8_e4m3fn (checkpoint storage only: FP8 weights) */
+    CLLM_DTYPE_F8_E4M3 = 11,     /* float8_e4m3fn (FP8 checkpoint weights; the fp8 KV cache) */
     CLLM_DTYPE_F8_E5M2 = 12,     /* float8_e5m2 (checkpoint storage only) */
 } cllm_dtype;
 
@@ -188,6 +188,12 @@ typedef struct cllm_model_params {
                                   * spread whole over the tensor-parallel ranks and tokens are
                                   * dispatched to them with all-to-all; default false: every rank
                                   * holds a slice of every expert */
+    cllm_dtype kv_cache_dtype;   /* vLLM's --kv-cache-dtype: AUTO (default) = the activation dtype;
+                                  * F8_E4M3 ("fp8", "fp8_e4m3") = float8_e4m3fn codes, one byte per
+                                  * element, scaled by each layer's k_scale / v_scale from the
+                                  * checkpoint (1.0 when absent), so the same memory holds 2x (vs
+                                  * bf16) / 4x (vs fp32) the blocks. CPU backend only so far: CUDA
+                                  * refuses it at load with CLLM_ERR_UNSUPPORTED. */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);
@@ -255,6 +261,11 @@ typedef struct cllm_engine_params {
     bool enforce_eager;             /* true: no CUDA graphs */
     int max_num_waiting;            /* bound of the waiting queue; add_request beyond it
                                      * returns CLLM_ERR_NO_KV_BLOCKS (server: 503); 0 = 4096 */
+    uint64_t kv_cache_memory_bytes; /* vLLM's --kv-cache-memory-bytes: > 0 sizes the KV cache to this
+                                     * many bytes per rank (blocks = bytes / bytes per block, which
+                                     * model.kv_cache_dtype sets) instead of profiling (CUDA) or
+                                     * max_num_seqs x max_model_len (CPU); 0 = off.
+                                     * num_gpu_blocks_override wins over it. */
 } cllm_engine_params;
 cllm_engine_params cllm_engine_default_params(void);
 

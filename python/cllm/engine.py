@@ -22,6 +22,7 @@ from .tokenizer import Tokenizer
 _DTYPES = {"auto": 0, "float32": 1, "float": 1, "bfloat16": 2, "float16": 3, "half": 3}
 _DEVICES = {"cpu": 0, "cuda": 1}
 _LOAD_FORMATS = {"auto": 0, "safetensors": 0, "dummy": 1}
+_KV_CACHE_DTYPES = {"auto": 0, "fp8": 11, "fp8_e4m3": 11}  # cllm_dtype: AUTO, F8_E4M3
 
 # A prompt: text, token ids, or vLLM's TextPrompt / TokensPrompt dicts.
 PromptType = Union[str, List[int], Dict[str, Any]]
@@ -52,6 +53,10 @@ class EngineArgs:
     pipeline_parallel_size). enable_expert_parallel: MoE experts spread whole
     over the tensor-parallel ranks. dist_timeout_s: seconds a collective or
     worker may stay silent. num_threads: CPU threads per rank (None: all).
+    kv_cache_memory_bytes: KV-cache bytes per rank instead of profiling.
+    kv_cache_dtype: "auto" (the activation dtype) or "fp8" / "fp8_e4m3"
+    (float8_e4m3fn KV cache, one byte per element, scaled by the checkpoint's
+    k_scale / v_scale, 1.0 when absent; CPU backend only so far).
     """
 
     model: str
@@ -63,10 +68,12 @@ class EngineArgs:
     seed: Optional[int] = 0
     max_model_len: Optional[int] = None
     block_size: int = 16
+    kv_cache_dtype: str = "auto"
     max_num_seqs: Optional[int] = None
     max_num_batched_tokens: Optional[int] = None
     gpu_memory_utilization: float = 0.9
     num_gpu_blocks_override: Optional[int] = None
+    kv_cache_memory_bytes: Optional[int] = None
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     tensor_parallel_size: int = 1
@@ -85,7 +92,7 @@ class EngineArgs:
                                       "a separate tokenizer is not supported")
         if self.tokenizer_mode != "auto":
             raise NotImplementedError(f"tokenizer_mode={self.tokenizer_mode!r}: only 'auto' (tokenizer.json)")
-        for name, table in (("dtype", _DTYPES), ("load_format", _LOAD_FORMATS)):
+        for name, table in (("dtype", _DTYPES), ("load_format", _LOAD_FORMATS), ("kv_cache_dtype", _KV_CACHE_DTYPES)):
             if str(getattr(self, name)) not in table:
                 raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -106,10 +113,12 @@ class EngineArgs:
             "seed": self.seed if self.seed is not None else 0,
             "max_model_len": self.max_model_len or 0,
             "block_size": self.block_size,
+            "kv_cache_dtype": _KV_CACHE_DTYPES[str(self.kv_cache_dtype)],
             "max_num_seqs": self.max_num_seqs or (256 if device == "cuda" else 32),
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "num_gpu_blocks_override": self.num_gpu_blocks_override or 0,
+            "kv_cache_memory_bytes": self.kv_cache_memory_bytes or 0,
             "enable_prefix_caching": self.enable_prefix_caching,
             "enforce_eager": self.enforce_eager,
             "tensor_parallel_size": self.tensor_parallel_size,

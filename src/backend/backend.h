@@ -59,6 +59,20 @@ typedef struct cllm_attn_meta {
     const int32_t *slot_mapping;    /* (T) */
 } cllm_attn_meta;
 
+/* How one layer's paged KV cache stores its elements (vLLM's
+ * --kv-cache-dtype). dtype CLLM_DTYPE_AUTO (or the act dtype): the
+ * activation dtype, unscaled (a NULL cllm_kv_quant pointer means the same).
+ * CLLM_DTYPE_F8_E4M3: float8_e4m3fn codes, one byte per element, written as
+ * q = cllm_f32_to_fp8_e4m3(x / k_scale) (round to nearest even, saturating
+ * at +-448, vLLM's fp8 KV-cache convention) and read as
+ * x = cllm_fp8_e4m3_to_f32(q) * k_scale (v_scale for V). The scales are the
+ * layer's per-tensor k_scale / v_scale from the checkpoint (compressed-tensors
+ * kv_cache_scheme), 1.0 when it has none (vLLM's default). */
+typedef struct cllm_kv_quant {
+    cllm_dtype dtype;
+    float k_scale, v_scale;
+} cllm_kv_quant;
+
 /* Per-sequence sampling parameters as the sampler op reads them (device).
  * temperature 0 = greedy (argmax, lowest id on ties). Otherwise: logits /
  * temperature, softmax, keep top_k (<=0: all), keep the smallest set of
@@ -150,18 +164,23 @@ typedef struct cllm_backend_ops {
     cllm_status (*silu_mul)(cllm_backend *be, const void *gate_up, int T, int I, void *out);
 
     /* Write the new tokens' K and V into the paged cache:
-     * k, v (T, Hkv, D) with row strides k_stride, v_stride; caches
-     * (B, P, Hkv, D) contiguous; slot_mapping (T) from meta. */
+     * k, v (T, Hkv, D) act with row strides k_stride, v_stride; caches
+     * (B, P, Hkv, D) contiguous in the dtype kvq says (NULL: act; fp8:
+     * quantized with kvq's scales); slot_mapping (T) from meta. A backend
+     * without the fp8 cache returns CLLM_ERR_UNSUPPORTED for it (CUDA so far). */
     cllm_status (*kv_write)(cllm_backend *be, const void *k, const void *v, int k_stride, int v_stride,
-                            const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache);
+                            const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
+                            const cllm_kv_quant *kvq);
 
     /* Causal GQA attention of the batch's new tokens over the paged cache
      * (which already holds their own K/V): q (T, H, D) with row stride
      * q_stride; out (T, H, D) contiguous; scale usually 1/sqrt(D); query
-     * head h reads KV head h / (H / Hkv). Softmax in fp32. */
+     * head h reads KV head h / (H / Hkv). Softmax in fp32. The caches are
+     * in the dtype kvq says (NULL: act; fp8: dequantized on read with kvq's
+     * scales, exactly as attention over the dequantized K/V in f32). */
     cllm_status (*attention)(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
                              const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D,
-                             float scale, void *out);
+                             float scale, void *out, const cllm_kv_quant *kvq);
 
     /* out (S, E) = x[idx[s]]; idx (S) int32 device. Selects the rows that
      * need logits (the last token of each sequence). */

@@ -42,6 +42,13 @@ int cllm_dtype_parse(const char *s, cllm_dtype *out) {
     return 0;
 }
 
+int cllm_kv_cache_dtype_parse(const char *s, cllm_dtype *out) {
+    if (!strcmp(s, "auto")) *out = CLLM_DTYPE_AUTO;
+    else if (!strcmp(s, "fp8") || !strcmp(s, "fp8_e4m3")) *out = CLLM_DTYPE_F8_E4M3;
+    else return -1;
+    return 0;
+}
+
 float cllm_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, u;
     if (exp == 0) {

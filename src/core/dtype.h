@@ -1,4 +1,5 @@
-/* Element types and scalar conversions (bf16/f16 <-> f32, fp8 -> f32), host
+/* Element types and scalar conversions (bf16/f16 <-> f32, fp8 e4m3 <-> f32,
+ * e5m2 -> f32), host
  * side. bf16 rounding is round-to-nearest-even, as torch's .to(torch.bfloat16). */
 #ifndef CLLM_CORE_DTYPE_H
 #define CLLM_CORE_DTYPE_H
@@ -13,6 +14,10 @@ size_t cllm_dtype_size(cllm_dtype t);
 const char *cllm_dtype_name(cllm_dtype t);
 /* Parse "float32"/"bfloat16"/"float16"/"auto"; returns -1 if unknown. */
 int cllm_dtype_parse(const char *s, cllm_dtype *out);
+/* vLLM's --kv-cache-dtype values cllm implements: "auto" (the activation
+ * dtype) -> AUTO, "fp8" / "fp8_e4m3" -> F8_E4M3; returns -1 otherwise. */
+#define CLLM_KV_CACHE_DTYPES "auto, fp8, fp8_e4m3"
+int cllm_kv_cache_dtype_parse(const char *s, cllm_dtype *out);
 
 static inline float cllm_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -51,6 +56,34 @@ static inline float cllm_fp8_e4m3_to_f32(uint8_t b) {
     }
     memcpy(&f, &u, 4);
     return f;
+}
+/* f32 -> float8_e4m3fn code, round to nearest even (OCP 8-bit Floating
+ * Point Specification (OFP8) rev 1.0, E4M3; torch's x.to(torch.float8_e4m3fn)
+ * for |x| <= 448), saturating: |x| >= 448, infinities included, gives the
+ * largest finite code +-448 (0x7e / 0xfe), as vLLM clamps to +-448 before its
+ * fp8 KV-cache conversion (__NV_SATFINITE). NaN gives NaN (sign | 0x7f).
+ * Values below the smallest subnormal's half (2^-10) give +-0. Exact inverse
+ * of cllm_fp8_e4m3_to_f32 on every non-NaN code. */
+static inline uint8_t cllm_f32_to_fp8_e4m3(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint8_t)(sign | 0x7fu);   /* NaN */
+    float af;
+    memcpy(&af, &a, 4);
+    if (af >= 448.0f) return (uint8_t)(sign | 0x7eu);        /* saturate (and +-inf) */
+    if (af < 0x1p-6f) {                                       /* subnormal: multiples of 2^-9 */
+        float x = af * 512.0f;                                /* exact, in [0, 8) */
+        uint32_t q = (uint32_t)x;
+        float r = x - (float)q;                               /* exact */
+        if (r > 0.5f || (r == 0.5f && (q & 1u))) q++;        /* q == 8 is 2^-6, the first normal */
+        return (uint8_t)(sign | q);
+    }
+    uint32_t code = ((((a >> 23) - 127u + 7u) << 3) | ((a >> 20) & 0x7u));
+    uint32_t rem = a & 0xfffffu;
+    if (rem > 0x80000u || (rem == 0x80000u && (code & 1u))) code++; /* carries into the exponent; < 448 stays <= 0x7e */
+    return (uint8_t)(sign | code);
 }
 static inline float cllm_fp8_e5m2_to_f32(uint8_t b) { return cllm_f16_to_f32((uint16_t)((uint16_t)b << 8)); }
 

@@ -175,7 +175,7 @@ static cllm_status forward_sample(cllm_runner *r, int S) {
     };
     cllm_forward_args fa = {
         .num_tokens = S, .token_ids = (const int32_t *)(d + L.ids), .positions = (const int32_t *)(d + L.pos),
-        .meta = &meta, .k_cache = r->k_cache, .v_cache = r->v_cache, .inv_freq = r->inv_freq,
+        .meta = &meta, .k_cache = r->k_cache, .v_cache = r->v_cache, .kv_cache_dtype = r->kv_cache_dtype, .inv_freq = r->inv_freq,
         .logits_indices = (const int32_t *)(d + L.lidx), .num_logits = S, .logits = g->logits, .workspace = g->ws,
         .tp = r->tp,
     };

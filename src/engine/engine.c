@@ -12,6 +12,7 @@
  * slot index. Output storage is per step (valid until the next step). */
 #include "engine/engine_stop.h"
 #include "engine/engine_internal.h"
+#include "core/dtype.h"
 #include "core/status.h"
 #include "core/clock.h"
 #include "engine/engine.h"
@@ -76,6 +77,13 @@ static cllm_status check_engine_params(const cllm_engine_params *p) {
         return cllm_error(CLLM_ERR_INVALID_ARG, "max_model_len, num_kv_blocks, num_threads must be >= 0");
     if (m->device != CLLM_DEVICE_CPU && m->device != CLLM_DEVICE_CUDA)
         return cllm_error(CLLM_ERR_INVALID_ARG, "unknown device %d", (int)m->device);
+    if (m->kv_cache_dtype != CLLM_DTYPE_AUTO && m->kv_cache_dtype != CLLM_DTYPE_F8_E4M3)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "kv_cache_dtype %s: valid values are %s",
+                          cllm_dtype_name(m->kv_cache_dtype), CLLM_KV_CACHE_DTYPES);
+    if (m->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 && m->device == CLLM_DEVICE_CUDA)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
+                          "only so far (the CUDA kernels read a bfloat16 cache); use --kv-cache-dtype auto or "
+                          "--device cpu");
     if (m->tensor_parallel_size < 0 || m->tensor_parallel_size > 64)
         return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size must be in [1, 64], got %d", m->tensor_parallel_size);
     if (m->dist_timeout_s < 0) return cllm_error(CLLM_ERR_INVALID_ARG, "dist_timeout must be > 0 seconds");
@@ -143,7 +151,18 @@ cllm_status cllm_engine_create_sized(const cllm_engine_params *params,
     cllm_runner *r = cllm_executor_runner(e->ex);
     int blocks = 0;
     if (p.num_gpu_blocks_override > 0) blocks = p.num_gpu_blocks_override;
-    else if (!cuda && p.model.num_kv_blocks > 0) blocks = p.model.num_kv_blocks;
+    else if (p.kv_cache_memory_bytes > 0) {
+        uint64_t nb = p.kv_cache_memory_bytes / cllm_runner_kv_bytes_per_block(r);
+        int per_seq = (e->max_model_len + cllm_runner_block_size(r) - 1) / cllm_runner_block_size(r);
+        if (nb < (uint64_t)per_seq) {
+            st = cllm_error(CLLM_ERR_OOM, "kv_cache_memory_bytes %llu holds %llu KV blocks of %zu bytes; one sequence "
+                            "of max_model_len %d needs %d: raise it or lower max_model_len",
+                            (unsigned long long)p.kv_cache_memory_bytes, (unsigned long long)nb,
+                            cllm_runner_kv_bytes_per_block(r), e->max_model_len, per_seq);
+            goto fail;
+        }
+        blocks = nb > (1u << 24) ? 1 << 24 : (int)nb;
+    } else if (!cuda && p.model.num_kv_blocks > 0) blocks = p.model.num_kv_blocks;
     else {
         /* the graphs' fixed buffers first, so the sizing counts them (else KV + graphs exceed the budget) */
         if (cuda && !eager) CLLM_TRY_GOTO(st, cllm_executor_reserve_graph_buffers(e->ex), fail);
@@ -165,8 +184,10 @@ cllm_status cllm_engine_create_sized(const cllm_engine_params *params,
     CLLM_TRY_GOTO(st, cllm_scheduler_create(&sp, e->bm, &e->sched), fail);
     e->max_blocks_per_seq = (e->max_model_len + P - 1) / P + 1;
     e->load_ms = cllm_now_ms() - t0;
-    CLLM_LOG_I("KV cache: %d blocks, %lld tokens, max concurrency %.2fx for max_model_len %d", blocks,
-               (long long)blocks * P, (double)blocks * P / e->max_model_len, e->max_model_len);
+    CLLM_LOG_I("KV cache: %d blocks, %lld tokens, %s, %.1f MiB per rank, max concurrency %.2fx for max_model_len %d",
+               blocks, (long long)blocks * P, cllm_dtype_name(cllm_runner_kv_cache_dtype(r)),
+               (double)cllm_runner_kv_bytes_per_block(r) * blocks / 1048576.0, (double)blocks * P / e->max_model_len,
+               e->max_model_len);
     *out = e;
     return CLLM_OK;
 fail:

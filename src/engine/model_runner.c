@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bytes of one cached K or V element: 1 for fp8, else the act dtype's. */
+static size_t kv_elem_bytes(const cllm_runner *r, const cllm_backend *be) {
+    return r->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 ? 1 : cllm_dtype_size(be->act);
+}
+
 cllm_status cllm_runner_grow(cllm_backend *be, dbuf *b, size_t need) {
     if (need <= b->cap) return CLLM_OK;
     if (b->p) be->ops->free(be, b->p);
@@ -77,13 +82,25 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
         return cllm_error(CLLM_ERR_INVALID_ARG, "runner: a tensor-parallel shard of size %d needs its group", tps);
     }
     r->block_size = p->block_size;
+    cllm_backend *be = p->backend;
+    if (p->kv_cache_dtype != CLLM_DTYPE_AUTO && p->kv_cache_dtype != be->act &&
+        p->kv_cache_dtype != CLLM_DTYPE_F8_E4M3) {
+        free(r);
+        return cllm_error(CLLM_ERR_INVALID_ARG, "runner: KV cache dtype %s (auto or fp8 only)",
+                          cllm_dtype_name(p->kv_cache_dtype));
+    }
+    if (p->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 && strcmp(be->ops->name, "cpu") != 0) {
+        free(r);
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
+                          "only so far (this is the %s backend); use --kv-cache-dtype auto", be->ops->name);
+    }
+    r->kv_cache_dtype = p->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 ? CLLM_DTYPE_F8_E4M3 : CLLM_DTYPE_AUTO;
     const char *nosplit = getenv("CLLM_NO_ATTN_SPLIT");
     r->no_attn_split = nosplit && nosplit[0] && strcmp(nosplit, "0") != 0;
     r->num_kv_blocks = p->num_kv_blocks;
     r->max_blocks_per_seq = (p->max_model_len + p->block_size - 1) / p->block_size;
     r->max_model_len = p->max_model_len;
     r->max_num_seqs = p->max_num_seqs;
-    cllm_backend *be = p->backend;
     /* r->be is set only on success so that a failing create leaves the backend to the caller */
     CLLM_TRY_GOTO(st, arch->load(be, &r->cfg, &r->shard, p->weights, p->progress, &r->model, &r->info), fail);
 
@@ -92,7 +109,7 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     r->v_cache = calloc((size_t)L, sizeof(void *));
     if (!r->k_cache || !r->v_cache) { st = cllm_error(CLLM_ERR_OOM, "out of memory"); goto fail; }
     size_t kv_bytes = (size_t)p->num_kv_blocks * p->block_size * r->shard.num_kv_heads * D *
-                      cllm_dtype_size(be->act);
+                      kv_elem_bytes(r, be);
     for (int l = 0; l < L; l++) {
         st = be->ops->alloc(be, kv_bytes, &r->k_cache[l]);
         if (st == CLLM_OK) st = be->ops->alloc(be, kv_bytes, &r->v_cache[l]);
@@ -293,7 +310,7 @@ cllm_status cllm_runner_execute_ex(cllm_runner *r, const cllm_batch_host *b, con
     cllm_forward_args fa = {
         .num_tokens = T, .token_ids = r->ids.p, .positions = r->pos.p, .meta = &meta,
         .attn_decode = split ? &mdec : NULL, .attn_prefill = split ? &mpre : NULL,
-        .k_cache = r->k_cache, .v_cache = r->v_cache, .inv_freq = r->inv_freq,
+        .k_cache = r->k_cache, .v_cache = r->v_cache, .kv_cache_dtype = r->kv_cache_dtype, .inv_freq = r->inv_freq,
         .logits_indices = r->lidx.p, .num_logits = NL, .logits = r->logits.p, .workspace = r->ws.p,
         .tp = r->tp,
     };
@@ -338,7 +355,11 @@ cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, i
 
 size_t cllm_runner_kv_bytes_per_block(const cllm_runner *r) {
     return 2 * (size_t)r->num_layers * (size_t)r->block_size * (size_t)r->shard.num_kv_heads *
-           (size_t)r->cfg.head_dim * cllm_dtype_size(r->be->act);
+           (size_t)r->cfg.head_dim * kv_elem_bytes(r, r->be);
+}
+
+cllm_dtype cllm_runner_kv_cache_dtype(const cllm_runner *r) {
+    return r->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 ? CLLM_DTYPE_F8_E4M3 : r->be->act;
 }
 
 cllm_status cllm_runner_resize_kv(cllm_runner *r, int num_blocks) {

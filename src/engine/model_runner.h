@@ -42,6 +42,8 @@ typedef struct cllm_runner_params {
                                     * must outlive the runner */
     cllm_comm *pp;                 /* borrowed pipeline group (group rank = stage), NULL when pp_size is 1 */
     int pp_micro_batches;          /* a step cut into this many micro-batches along the pipeline (0: pp_size) */
+    cllm_dtype kv_cache_dtype;     /* vLLM's --kv-cache-dtype: AUTO (the act dtype) or F8_E4M3 (one byte
+                                    * per element, per-layer k_scale / v_scale; CPU backend only so far) */
 } cllm_runner_params;
 
 /* One batch, host memory (vLLM's input batch): the scheduler's
@@ -114,8 +116,11 @@ cllm_status cllm_runner_logprobs_rows(cllm_runner *r, int row0, int n, const int
  * has no copy_blocks), backend errors. */
 cllm_status cllm_runner_copy_blocks(cllm_runner *r, const cllm_kv_copy *pairs, int n);
 
-/* Bytes of KV cache one block takes over all layers (K and V). */
+/* Bytes of KV cache one block takes over all layers (K and V): 2 x layers x
+ * P x Hkv (local) x D x the element size (fp8: 1, else the act dtype's). */
 size_t cllm_runner_kv_bytes_per_block(const cllm_runner *r);
+/* The dtype the KV cache stores: the act dtype, or F8_E4M3 (--kv-cache-dtype fp8). */
+cllm_dtype cllm_runner_kv_cache_dtype(const cllm_runner *r);
 
 /* Replace the KV cache by one of num_blocks blocks (contents lost): used
  * after the profiling run sizes the cache. Errors: CLLM_ERR_INVALID_ARG,

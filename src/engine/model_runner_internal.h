@@ -47,6 +47,7 @@ struct cllm_runner {
     int block_size, num_kv_blocks, max_blocks_per_seq;
     int max_model_len, max_num_seqs;
     void **k_cache, **v_cache;     /* (layers) */
+    cllm_dtype kv_cache_dtype;     /* AUTO: the act dtype; F8_E4M3: fp8 codes (--kv-cache-dtype fp8) */
     float *inv_freq;               /* device (D/2) */
     dbuf ws, logits, sample_ws, tokens, params;
     dbuf logits2, pen_params, pen_tokens, pen_ws, tok_lp, top_ids, top_lp, pairs;

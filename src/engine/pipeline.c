@@ -124,7 +124,7 @@ cllm_status cllm_runner_pipeline_execute(cllm_runner *r, const cllm_batch_host *
         }
         cllm_forward_args fa = {
             .num_tokens = u.T, .token_ids = r->ids.p, .positions = r->pos.p, .meta = &meta,
-            .k_cache = r->k_cache, .v_cache = r->v_cache, .inv_freq = r->inv_freq,
+            .k_cache = r->k_cache, .v_cache = r->v_cache, .kv_cache_dtype = r->kv_cache_dtype, .inv_freq = r->inv_freq,
             .logits_indices = r->lidx.p, .num_logits = u.NL, .workspace = r->ws.p, .tp = r->tp,
             .hidden = r->pp_hidden.p, .sel_out = last ? (char *)r->pp_sel.p + (size_t)done_rows * E * as : NULL,
         };

@@ -50,6 +50,9 @@ void cllm_worker_destroy(cllm_worker *w) {
 }
 
 static cllm_status check_dtype(const cllm_model_params *p, const cllm_backend *be) {
+    if (p->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 && strcmp(be->ops->name, "cpu") != 0)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
+                          "only so far (this is the %s backend); use --kv-cache-dtype auto", be->ops->name);
     if (p->dtype == CLLM_DTYPE_AUTO || p->dtype == be->act) return CLLM_OK;
     return cllm_error(CLLM_ERR_UNSUPPORTED, "dtype %s is not supported on the %s backend; it runs %s (use --dtype auto)",
                       cllm_dtype_name(p->dtype), be->ops->name, cllm_dtype_name(be->act));
@@ -112,7 +115,7 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
         .cfg = p->cfg, .backend = be, .weights = wts, .block_size = mp->block_size, .num_kv_blocks = p->num_kv_blocks,
         .max_model_len = p->max_model_len, .max_num_seqs = p->max_num_seqs, .progress = mp->progress && p->rank == 0,
         .shard = &shard, .tp = w->tp_nccl ? w->tp_nccl : w->tp_host, .pp = w->pp_nccl ? w->pp_nccl : w->pp_host,
-        .pp_micro_batches = p->pp_micro_batches,
+        .pp_micro_batches = p->pp_micro_batches, .kv_cache_dtype = mp->kv_cache_dtype,
     };
     CLLM_TRY_GOTO(st, cllm_runner_create(&rp, &w->runner), fail);
     be = NULL; /* owned by the runner */

@@ -54,6 +54,7 @@ static cllm_status load(wstate *s) {
     mp.pp_layer_partition = in.pp_layer_partition[0] ? in.pp_layer_partition : NULL;
     mp.pp_micro_batches = in.pp_micro_batches;
     mp.enable_expert_parallel = in.enable_expert_parallel != 0;
+    mp.kv_cache_dtype = (cllm_dtype)in.kv_cache_dtype;
     cllm_status st = cllm_hub_resolve(in.model, in.revision, false, &s->dir);
     if (st == CLLM_OK) st = cllm_config_load(s->dir, &s->cfg);
     if (st == CLLM_OK) {

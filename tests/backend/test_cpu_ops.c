@@ -3,6 +3,7 @@
  * properties and its distribution against softmax. */
 #include "backend/backend.h"
 #include "backend/cpu/cpu_ops.h"
+#include "core/dtype.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -209,7 +210,7 @@ static void test_attention(int S, const int *ctx, const int *qn, int H, int Hkv,
     cllm_attn_meta meta = {S, T, 0, 0, P, maxb, qsl, lens, bt, slots};
     float *kc_before = malloc(sizeof(float) * (size_t)B * P * row);
     memcpy(kc_before, kc, sizeof(float) * (size_t)B * P * row);
-    cllm_cpu_kv_write(qkv + H * D, qkv + H * D + row, qs, qs, &meta, Hkv, D, kc, vc);
+    cllm_cpu_kv_write(qkv + H * D, qkv + H * D + row, qs, qs, &meta, Hkv, D, kc, vc, NULL);
     /* check cache against the dense arrays */
     double *cref = malloc(sizeof(double) * row);
     for (int s = 0; s < S; s++)
@@ -228,7 +229,7 @@ static void test_attention(int S, const int *ctx, const int *qn, int H, int Hkv,
         float *junk = randv((size_t)qs);
         cllm_attn_meta m1 = meta;
         m1.num_tokens = 1;
-        cllm_cpu_kv_write(junk, junk, qs, qs, &m1, Hkv, D, kc, vc);
+        cllm_cpu_kv_write(junk, junk, qs, qs, &m1, Hkv, D, kc, vc, NULL);
         if (memcmp(kc_before, kc, sizeof(float) * (size_t)B * P * row)) { fprintf(stderr, "FAIL kv_write slot -1\n"); g_fail++; }
         slots[0] = keep;
         free(junk);
@@ -261,13 +262,90 @@ static void test_attention(int S, const int *ctx, const int *qn, int H, int Hkv,
         t0 += qn[s];
     }
     meta.max_query_len = 1; /* not read by the reference op */
-    cllm_cpu_attention(qkv, qs, kc, vc, &meta, H, Hkv, D, (float)scale, out);
+    cllm_cpu_attention(qkv, qs, kc, vc, &meta, H, Hkv, D, (float)scale, out, NULL);
     char what[96];
     snprintf(what, sizeof what, "attention S=%d H=%d Hkv=%d D=%d P=%d", S, H, Hkv, D, P);
     check(what, out, ref, (size_t)T * H * D, 2e-5, 1e-4);
     for (int s = 0; s < S; s++) { free(Kd[s]); free(Vd[s]); }
     free(Kd); free(Vd); free(perm); free(bt); free(qsl); free(lens); free(slots); free(kc); free(vc);
     free(qkv); free(out); free(ref); free(kc_before); free(cref); free(sc);
+}
+
+/* fp8 (float8_e4m3fn) KV cache: the same paged layout as test_attention,
+ * with a prefix already cached (codes placed directly, as prefix-cached
+ * blocks hold them) and new tokens through kv_write with scales (ks, vs).
+ * kv_write must store cllm_f32_to_fp8_e4m3(x / scale) (amp scales the
+ * inputs so that some saturate at +-448 * scale); attention over the fp8
+ * cache must equal, bit for bit, the f32 attention over the dequantized
+ * cache (code -> f32 * scale). */
+static void test_attention_fp8(int S, const int *ctx, const int *qn, int H, int Hkv, int D, int P, float ks, float vs,
+                               float amp) {
+    int T = 0, maxb = 0, total = 0;
+    for (int s = 0; s < S; s++) {
+        T += qn[s];
+        int nb = (ctx[s] + qn[s] + P - 1) / P;
+        if (nb > maxb) maxb = nb;
+        total += nb;
+    }
+    int B = total + 2, row = Hkv * D, qs = H * D + 2 * row;
+    size_t csz = (size_t)B * P * row;
+    int32_t *bt = malloc(sizeof(int32_t) * S * maxb), *qsl = malloc(sizeof(int32_t) * (S + 1));
+    int32_t *lens = malloc(sizeof(int32_t) * S), *slots = malloc(sizeof(int32_t) * (T + 1));
+    uint8_t *kc = calloc(csz, 1), *vc = calloc(csz, 1);
+    float *kd = calloc(csz, sizeof(float)), *vd = calloc(csz, sizeof(float)); /* dequantized copies */
+    float *qkv = randv((size_t)T * qs), *out = malloc(sizeof(float) * T * H * D), *ref = malloc(sizeof(float) * T * H * D);
+    for (size_t i = 0; i < (size_t)T * qs; i++) qkv[i] *= amp;
+    int used = B - 1, t0 = 0; /* blocks handed out from the top down: not in order */
+    qsl[0] = 0;
+    for (int s = 0; s < S; s++) {
+        int L = ctx[s] + qn[s], nb = (L + P - 1) / P;
+        lens[s] = L;
+        qsl[s + 1] = qsl[s] + qn[s];
+        for (int j = 0; j < maxb; j++) bt[s * maxb + j] = j < nb ? used-- : -1;
+        for (int p = 0; p < L; p++) {
+            int slot = bt[s * maxb + p / P] * P + p % P;
+            if (p < ctx[s]) { /* cached prefix: codes of random values */
+                for (int i = 0; i < row; i++) {
+                    kc[(size_t)slot * row + i] = cllm_f32_to_fp8_e4m3(nrand() * amp / ks);
+                    vc[(size_t)slot * row + i] = cllm_f32_to_fp8_e4m3(nrand() * amp / vs);
+                }
+            } else {
+                slots[t0 + p - ctx[s]] = slot;
+            }
+        }
+        t0 += qn[s];
+    }
+    cllm_kv_quant f8 = {CLLM_DTYPE_F8_E4M3, ks, vs};
+    cllm_attn_meta meta = {S, T, 1, 0, P, maxb, qsl, lens, bt, slots};
+    if (cllm_cpu_kv_write(qkv + H * D, qkv + H * D + row, qs, qs, &meta, Hkv, D, kc, vc, &f8) != CLLM_OK) {
+        fprintf(stderr, "FAIL fp8 kv_write: %s\n", cllm_last_error());
+        g_fail++;
+    }
+    int bad = 0;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < row; i++) {
+            uint8_t wk = cllm_f32_to_fp8_e4m3(qkv[(size_t)t * qs + H * D + i] / ks);
+            uint8_t wv = cllm_f32_to_fp8_e4m3(qkv[(size_t)t * qs + H * D + row + i] / vs);
+            bad += kc[(size_t)slots[t] * row + i] != wk || vc[(size_t)slots[t] * row + i] != wv;
+        }
+    int sat = 0;
+    for (size_t i = 0; i < csz; i++) {
+        kd[i] = cllm_fp8_e4m3_to_f32(kc[i]) * ks;
+        vd[i] = cllm_fp8_e4m3_to_f32(vc[i]) * vs;
+        sat += (kc[i] & 0x7f) == 0x7e;
+    }
+    double scale = 1.0 / sqrt(D);
+    cllm_cpu_attention(qkv, qs, kd, vd, &meta, H, Hkv, D, (float)scale, ref, NULL);
+    cllm_cpu_attention(qkv, qs, kc, vc, &meta, H, Hkv, D, (float)scale, out, &f8);
+    size_t diff = 0;
+    for (size_t i = 0; i < (size_t)T * H * D; i++) diff += memcmp(&out[i], &ref[i], sizeof(float)) != 0;
+    if (bad || diff) {
+        fprintf(stderr, "FAIL fp8 S=%d H=%d Hkv=%d D=%d P=%d scales %g/%g: %d codes written wrong, %zu outputs differ\n",
+                S, H, Hkv, D, P, (double)ks, (double)vs, bad, diff);
+        g_fail++;
+    }
+    if (amp > 100 && !sat) { fprintf(stderr, "FAIL fp8: amp %g saturated nothing\n", (double)amp); g_fail++; }
+    free(bt); free(qsl); free(lens); free(slots); free(kc); free(vc); free(kd); free(vd); free(qkv); free(out); free(ref);
 }
 
 static int32_t sample1(const float *logits, int V, cllm_sample_params p) {
@@ -363,6 +441,24 @@ int main(void) {
     int c4[] = {100, 2}, q4[] = {3, 37};
     test_attention(2, c4, q4, 8, 2, 64, 32);
     test_attention(2, c4, q4, 6, 3, 8, 1);
+    /* fp8 KV cache: decode, prefill, prefix + chunk, GQA, scales 1 and calibrated, saturation */
+    test_attention_fp8(1, c1, q1, 2, 2, 64, 16, 1.0f, 1.0f, 1.0f);
+    test_attention_fp8(3, c2, q2, 8, 4, 64, 16, 0.0125f, 0.02f, 1.0f);
+    test_attention_fp8(4, c3, q3, 8, 2, 128, 16, 1.0f, 1.0f, 3.0f);
+    test_attention_fp8(2, c4, q4, 6, 3, 8, 1, 0.5f, 2.0f, 1.0f);
+    test_attention_fp8(2, c4, q4, 8, 2, 64, 32, 1.0f, 1.0f, 600.0f);
+    {   /* a cache dtype the CPU op does not know, and bad scales, are errors */
+        cllm_kv_quant e5 = {CLLM_DTYPE_F8_E5M2, 1, 1}, z = {CLLM_DTYPE_F8_E4M3, 0, 1};
+        int32_t qsl0[2] = {0, 1}, len1 = 1, bt0 = 0, slot0 = 0;
+        cllm_attn_meta m = {1, 1, 1, 1, 16, 1, qsl0, &len1, &bt0, &slot0};
+        float buf[64] = {0};
+        uint8_t c8[64];
+        if (cllm_cpu_kv_write(buf, buf, 8, 8, &m, 1, 8, c8, c8, &e5) != CLLM_ERR_UNSUPPORTED ||
+            cllm_cpu_attention(buf, 8, c8, c8, &m, 1, 1, 8, 1.f, buf + 8, &z) != CLLM_ERR_INVALID_ARG) {
+            fprintf(stderr, "FAIL fp8: unsupported dtype / zero scale not refused\n");
+            g_fail++;
+        }
+    }
     test_sampler();
     if (g_fail) { fprintf(stderr, "%d check(s) failed\n", g_fail); return 1; }
     printf("all CPU op checks passed\n");

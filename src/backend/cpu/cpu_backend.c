@@ -70,13 +70,14 @@ static cllm_status cpu_silu_mul(cllm_backend *be, const void *gate_up, int T, in
     return cllm_cpu_silu_mul(gate_up, T, I, out);
 }
 static cllm_status cpu_kv_write(cllm_backend *be, const void *k, const void *v, int k_stride, int v_stride,
-                                const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache) {
-    return cllm_cpu_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache);
+                                const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
+                                const cllm_kv_quant *kvq) {
+    return cllm_cpu_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache, kvq);
 }
 static cllm_status cpu_attention(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
                                  const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D, float scale,
-                                 void *out) {
-    return cllm_cpu_attention(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out);
+                                 void *out, const cllm_kv_quant *kvq) {
+    return cllm_cpu_attention(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out, kvq);
 }
 static cllm_status cpu_gather_rows(cllm_backend *be, const void *x, const int32_t *idx, int S, int E, void *out) {
     return cllm_cpu_gather_rows(x, idx, S, E, out);

@@ -4,10 +4,13 @@
  * attention), modeling_qwen3.py (q_norm/k_norm), vLLM paged attention
  * metadata and sampler (top-k then top-p then min-p). */
 #include "backend/cpu/cpu_ops.h"
+#include "core/dtype.h"
 #include "core/status.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,34 +123,73 @@ cllm_status cllm_cpu_silu_mul(const float *gate_up, int T, int n_inter, float *o
     return CLLM_OK;
 }
 
+static bool kv_is_fp8(const cllm_kv_quant *kvq) { return kvq && kvq->dtype == CLLM_DTYPE_F8_E4M3; }
+
+static cllm_status kv_check(const cllm_kv_quant *kvq, const char *op) {
+    if (!kvq || kvq->dtype == CLLM_DTYPE_AUTO || kvq->dtype == CLLM_DTYPE_F32) return CLLM_OK;
+    if (kvq->dtype != CLLM_DTYPE_F8_E4M3)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "%s: KV cache dtype %s is not supported on the CPU backend", op,
+                          cllm_dtype_name(kvq->dtype));
+    if (!(kvq->k_scale > 0.0f) || !(kvq->v_scale > 0.0f) || isinf(kvq->k_scale) || isinf(kvq->v_scale))
+        return cllm_error(CLLM_ERR_INVALID_ARG, "%s: fp8 KV cache scales k %g, v %g must be finite and > 0", op,
+                          (double)kvq->k_scale, (double)kvq->v_scale);
+    return CLLM_OK;
+}
+
 cllm_status cllm_cpu_kv_write(const float *k, const float *v, int k_stride, int v_stride,
-                              const cllm_attn_meta *meta, int Hkv, int D, float *k_cache, float *v_cache) {
+                              const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
+                              const cllm_kv_quant *kvq) {
     int T = meta->num_tokens;
     if (T < 0 || Hkv <= 0 || D <= 0 || k_stride < Hkv * D || v_stride < Hkv * D)
         return cllm_error(CLLM_ERR_INVALID_ARG, "kv_write: bad shape T=%d Hkv=%d D=%d strides %d/%d", T, Hkv, D,
                           k_stride, v_stride);
+    CLLM_TRY(kv_check(kvq, "kv_write"));
     size_t row = (size_t)Hkv * D;
+    bool fp8 = kv_is_fp8(kvq);
+    float ks = fp8 ? kvq->k_scale : 1.0f, vs = fp8 ? kvq->v_scale : 1.0f;
 #pragma omp parallel for if (T > 1)
     for (int t = 0; t < T; t++) {
         int32_t slot = meta->slot_mapping[t];
         if (slot < 0) continue;
-        memcpy(k_cache + (size_t)slot * row, k + (size_t)t * k_stride, sizeof(float) * row);
-        memcpy(v_cache + (size_t)slot * row, v + (size_t)t * v_stride, sizeof(float) * row);
+        const float *kr = k + (size_t)t * k_stride, *vr = v + (size_t)t * v_stride;
+        if (fp8) { /* vLLM's scaled conversion: q = fp8(x / scale) */
+            uint8_t *kd = (uint8_t *)k_cache + (size_t)slot * row, *vd = (uint8_t *)v_cache + (size_t)slot * row;
+            for (size_t i = 0; i < row; i++) {
+                kd[i] = cllm_f32_to_fp8_e4m3(kr[i] / ks);
+                vd[i] = cllm_f32_to_fp8_e4m3(vr[i] / vs);
+            }
+        } else {
+            memcpy((float *)k_cache + (size_t)slot * row, kr, sizeof(float) * row);
+            memcpy((float *)v_cache + (size_t)slot * row, vr, sizeof(float) * row);
+        }
     }
     return CLLM_OK;
 }
 
-/* Attention of one query head of one token over context positions [0, n). */
-static void attend_one(const float *q, const float *k_cache, const float *v_cache, const int32_t *blocks, int P,
-                       int Hkv, int kvh, int D, int n, float scale, float *out) {
+/* The 256 e4m3fn codes decoded (exact), filled once. */
+static float g_e4m3_lut[256];
+static pthread_once_t g_e4m3_once = PTHREAD_ONCE_INIT;
+static void e4m3_lut_init(void) {
+    for (int c = 0; c < 256; c++) g_e4m3_lut[c] = cllm_fp8_e4m3_to_f32((uint8_t)c);
+}
+
+/* Attention of one query head of one token over context positions [0, n).
+ * The cache is f32 (kq == NULL) or fp8 codes dequantized as lut[code] * scale
+ * (the same f32 value the dequantized cache would hold). */
+static void attend_one(const float *q, const void *k_cache, const void *v_cache, const cllm_kv_quant *kq,
+                       const int32_t *blocks, int P, int Hkv, int kvh, int D, int n, float scale, float *out) {
     float m = -INFINITY, l = 0.0f;
     for (int d = 0; d < D; d++) out[d] = 0.0f;
     for (int j = 0; j < n; j++) {
-        size_t slot = (size_t)blocks[j / P] * P + (size_t)(j % P);
-        const float *kr = k_cache + (slot * Hkv + kvh) * D;
-        const float *vr = v_cache + (slot * Hkv + kvh) * D;
+        size_t slot = (size_t)blocks[j / P] * P + (size_t)(j % P), off = (slot * Hkv + kvh) * D;
         float s = 0.0f;
-        for (int d = 0; d < D; d++) s += q[d] * kr[d];
+        if (kq) {
+            const uint8_t *kr = (const uint8_t *)k_cache + off;
+            for (int d = 0; d < D; d++) s += q[d] * (g_e4m3_lut[kr[d]] * kq->k_scale);
+        } else {
+            const float *kr = (const float *)k_cache + off;
+            for (int d = 0; d < D; d++) s += q[d] * kr[d];
+        }
         s *= scale;
         if (s > m) { /* rescale what was accumulated under the old max */
             float c = expf(m - s);
@@ -157,18 +199,26 @@ static void attend_one(const float *q, const float *k_cache, const float *v_cach
         }
         float p = expf(s - m);
         l += p;
-        for (int d = 0; d < D; d++) out[d] += p * vr[d];
+        if (kq) {
+            const uint8_t *vr = (const uint8_t *)v_cache + off;
+            for (int d = 0; d < D; d++) out[d] += p * (g_e4m3_lut[vr[d]] * kq->v_scale);
+        } else {
+            const float *vr = (const float *)v_cache + off;
+            for (int d = 0; d < D; d++) out[d] += p * vr[d];
+        }
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int d = 0; d < D; d++) out[d] *= inv;
 }
 
-cllm_status cllm_cpu_attention(const float *q, int q_stride, const float *k_cache, const float *v_cache,
-                               const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, float *out) {
+cllm_status cllm_cpu_attention(const float *q, int q_stride, const void *k_cache, const void *v_cache,
+                               const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, float *out,
+                               const cllm_kv_quant *kvq) {
     int S = meta->num_seqs, T = meta->num_tokens, P = meta->block_size;
     if (S < 0 || T < 0 || H <= 0 || Hkv <= 0 || H % Hkv || D <= 0 || P <= 0 || q_stride < H * D)
         return cllm_error(CLLM_ERR_INVALID_ARG, "attention: bad shape S=%d T=%d H=%d Hkv=%d D=%d P=%d", S, T, H, Hkv,
                           D, P);
+    CLLM_TRY(kv_check(kvq, "attention"));
     for (int s = 0; s < S; s++) {
         int q0 = meta->query_start_loc[s], q1 = meta->query_start_loc[s + 1], L = meta->seq_lens[s];
         if (q0 < 0 || q1 < q0 || q1 > T || L < q1 - q0 || (L + P - 1) / P > meta->max_blocks_per_seq)
@@ -177,6 +227,8 @@ cllm_status cllm_cpu_attention(const float *q, int q_stride, const float *k_cach
                               "with T=%d and %d blocks per sequence",
                               s, q0, q1, L, T, meta->max_blocks_per_seq);
     }
+    const cllm_kv_quant *kq = kv_is_fp8(kvq) ? kvq : NULL;
+    if (kq) pthread_once(&g_e4m3_once, e4m3_lut_init);
     int group = H / Hkv;
     for (int s = 0; s < S; s++) {
         int q0 = meta->query_start_loc[s], q1 = meta->query_start_loc[s + 1], L = meta->seq_lens[s];
@@ -186,8 +238,8 @@ cllm_status cllm_cpu_attention(const float *q, int q_stride, const float *k_cach
         for (int i = 0; i < qlen; i++)
             for (int h = 0; h < H; h++) {
                 int t = q0 + i, n = L - qlen + i + 1; /* causal: positions 0..own */
-                attend_one(q + (size_t)t * q_stride + (size_t)h * D, k_cache, v_cache, blocks, P, Hkv, h / group, D,
-                           n, scale, out + ((size_t)t * H + h) * D);
+                attend_one(q + (size_t)t * q_stride + (size_t)h * D, k_cache, v_cache, kq, blocks, P, Hkv, h / group,
+                           D, n, scale, out + ((size_t)t * H + h) * D);
             }
     }
     return CLLM_OK;

@@ -35,13 +35,20 @@ cllm_status cllm_cpu_rope(float *q, float *k, const int32_t *pos, int T, int H, 
 cllm_status cllm_cpu_silu_mul(const float *gate_up, int T, int I, float *out);
 
 /* Paged KV write; slot_mapping[t] < 0 skips token t (the cache size is not
- * known here: slots must be < B*P, the caller's invariant). */
+ * known here: slots must be < B*P, the caller's invariant). kvq NULL or not
+ * fp8: f32 rows copied; fp8 (kvq->dtype F8_E4M3): each element stored as
+ * cllm_f32_to_fp8_e4m3(x / scale), one byte. */
 cllm_status cllm_cpu_kv_write(const float *k, const float *v, int k_stride, int v_stride,
-                              const cllm_attn_meta *meta, int Hkv, int D, float *k_cache, float *v_cache);
+                              const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
+                              const cllm_kv_quant *kvq);
 
-/* Causal paged GQA attention (online softmax in fp32). */
-cllm_status cllm_cpu_attention(const float *q, int q_stride, const float *k_cache, const float *v_cache,
-                               const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, float *out);
+/* Causal paged GQA attention (online softmax in fp32). With an fp8 cache
+ * (kvq->dtype F8_E4M3) each K/V element is dequantized as
+ * cllm_fp8_e4m3_to_f32(q) * scale before use: the result is bit for bit the
+ * f32 attention over the dequantized cache. */
+cllm_status cllm_cpu_attention(const float *q, int q_stride, const void *k_cache, const void *v_cache,
+                               const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, float *out,
+                               const cllm_kv_quant *kvq);
 
 /* out (S, E) = x[idx[s]]; idx values must be >= 0 (upper bound unchecked). */
 cllm_status cllm_cpu_gather_rows(const float *x, const int32_t *idx, int S, int E, float *out);

@@ -141,13 +141,23 @@ static cllm_status cuda_rope(cllm_backend *be, void *q, void *k, const int32_t *
 static cllm_status cuda_silu_mul(cllm_backend *be, const void *gate_up, int T, int I, void *out) {
     return cllm_cuda_silu_mul(gate_up, T, I, out, IMPL(be)->stream);
 }
+/* The CUDA kernels read and write a bf16 (act) cache only so far: an fp8
+ * KV cache is refused here (the engine refuses it earlier, at start). */
+static cllm_status cuda_kv_supported(const cllm_kv_quant *kvq, const char *op) {
+    if (!kvq || kvq->dtype == CLLM_DTYPE_AUTO || kvq->dtype == CLLM_DTYPE_BF16) return CLLM_OK;
+    return cllm_error(CLLM_ERR_UNSUPPORTED, "%s: KV cache dtype %d: fp8 KV cache is implemented on the CPU backend "
+                      "only so far", op, (int)kvq->dtype);
+}
 static cllm_status cuda_kv_write(cllm_backend *be, const void *k, const void *v, int k_stride, int v_stride,
-                                 const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache) {
+                                 const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
+                                 const cllm_kv_quant *kvq) {
+    CLLM_TRY(cuda_kv_supported(kvq, "kv_write"));
     return cllm_cuda_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache, IMPL(be)->stream);
 }
 static cllm_status cuda_attention(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
                                   const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D, float scale,
-                                  void *out) {
+                                  void *out, const cllm_kv_quant *kvq) {
+    CLLM_TRY(cuda_kv_supported(kvq, "attention"));
     cuda_impl *c = IMPL(be);
     return cllm_cuda_attention(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out, c->attn_ws, ATTN_WS_BYTES,
                                c->num_sms, c->stream);

@@ -28,6 +28,8 @@ typedef struct cllm_forward_args {
     const cllm_attn_meta *attn_decode, *attn_prefill;
     void *const *k_cache;           /* host array (layers) of device (B, P, Hkv, D) */
     void *const *v_cache;
+    cllm_dtype kv_cache_dtype;      /* the caches' elements: AUTO (act) or F8_E4M3 (with each layer's
+                                     * k_scale / v_scale from the checkpoint, 1 when absent) */
     const float *inv_freq;          /* (D/2) f32 */
     const int32_t *logits_indices;  /* (num_logits) rows of the batch that need logits */
     int num_logits;

@@ -31,6 +31,7 @@ typedef struct llama_layer {
     cllm_weight down;     /* (E, I) */
     void *ln1, *ln2;      /* (E) input_layernorm, post_attention_layernorm */
     void *q_norm, *k_norm;/* (D) qwen3 */
+    float k_scale, v_scale; /* fp8 KV cache scales (self_attn.k_scale / v_scale), 1 when absent */
     bool is_moe;          /* a mixture-of-experts MLP (moe) instead of gate_up / down */
     cllm_moe moe;
 } llama_layer;
@@ -47,6 +48,30 @@ typedef struct llama_model {
 } llama_model;
 
 /* ------------------------------------------------------------ loading */
+
+/* One per-tensor KV-cache scale (compressed-tensors kv_cache_scheme, as
+ * vLLM's BaseKVCacheMethod loads it): model.layers.N.self_attn.k_scale /
+ * v_scale, a scalar (shape [] or [1]) F32/BF16/F16; 1.0 when the checkpoint
+ * has none (vLLM's default). Used only with --kv-cache-dtype fp8. Errors:
+ * CLLM_ERR_UNSUPPORTED (per-head scales), CLLM_ERR_FORMAT (not finite > 0). */
+static cllm_status load_kv_scale(cllm_weights *w, const char *name, float *out) {
+    *out = 1.0f;
+    if (!cllm_weights_has(w, name)) return CLLM_OK;
+    const cllm_tensor_info *t;
+    CLLM_TRY(cllm_weights_get(w, name, 0, NULL, &t));
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    float v = 0.0f;
+    cllm_status st = n == 1 ? cllm_dtype_convert(&v, CLLM_DTYPE_F32, t->data, t->dtype, 1)
+                            : cllm_error(CLLM_ERR_UNSUPPORTED, "%s in %s has %lld elements: per-head KV-cache scales "
+                                         "are not supported (per-tensor only)", name, t->file, (long long)n);
+    if (st == CLLM_OK && (!(v > 0.0f) || isinf(v)))
+        st = cllm_error(CLLM_ERR_FORMAT, "%s in %s is %g; a KV-cache scale must be finite and > 0", name, t->file,
+                        (double)v);
+    cllm_weights_release(w, t);
+    if (st == CLLM_OK) *out = v;
+    return st;
+}
 
 static cllm_status load_layer(cllm_loader *L, const cllm_model_config *c, const cllm_shard *sh, int l, llama_layer *ly) {
     int64_t E = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
@@ -83,6 +108,11 @@ static cllm_status load_layer(cllm_loader *L, const cllm_model_config *c, const 
         CLLM_TRY(cllm_loader_column_parallel(L, 2, gu_names, NULL, gu_full, gu_r0, gu_rows, E, &ly->gate_up));
         CLLM_TRY(cllm_loader_row_parallel(L, n[2], NULL, false, E, I, r * Il, Il, &ly->down));
     }
+
+    snprintf(n[0], 128, "%s.%d.self_attn.k_scale", p, l);
+    snprintf(n[1], 128, "%s.%d.self_attn.v_scale", p, l);
+    CLLM_TRY(load_kv_scale(L->w, n[0], &ly->k_scale));
+    CLLM_TRY(load_kv_scale(L->w, n[1], &ly->v_scale));
 
     snprintf(n[0], 128, "%s.%d.input_layernorm.weight", p, l);
     snprintf(n[1], 128, "%s.%d.post_attention_layernorm.weight", p, l);
@@ -303,16 +333,18 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         }
         CLLM_TRY(op->rope(be, q, k, a->positions, T, H, Hkv, D, NQ, NQ, a->inv_freq));
         PROF(CLLM_PROF_ATTN);
-        CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[li], a->v_cache[li]));
+        cllm_kv_quant kq = {a->kv_cache_dtype, ly->k_scale, ly->v_scale};
+        const cllm_kv_quant *kvq = a->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 ? &kq : NULL;
+        CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[li], a->v_cache[li], kvq));
         if (a->attn_decode && a->attn_prefill) { /* mixed batch: decode rows, then the prefill chunks */
             size_t Td = (size_t)a->attn_decode->num_tokens;
             CLLM_TRY(op->attention(be, q, NQ, a->k_cache[li], a->v_cache[li], a->attn_decode, H, Hkv, D,
-                                   1.0f / sqrtf((float)D), attn));
+                                   1.0f / sqrtf((float)D), attn, kvq));
             CLLM_TRY(op->attention(be, q + Td * NQ * as, NQ, a->k_cache[li], a->v_cache[li], a->attn_prefill, H,
-                                   Hkv, D, 1.0f / sqrtf((float)D), (char *)attn + Td * H * D * as));
+                                   Hkv, D, 1.0f / sqrtf((float)D), (char *)attn + Td * H * D * as, kvq));
         } else {
             CLLM_TRY(op->attention(be, q, NQ, a->k_cache[li], a->v_cache[li], a->meta, H, Hkv, D,
-                                   1.0f / sqrtf((float)D), attn));
+                                   1.0f / sqrtf((float)D), attn, kvq));
         }
         PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, attn, T, &ly->o, tmp, act));
