@@ -152,8 +152,8 @@ static cllm_status parse_ct(json_t *qc, const char *src, cllm_quant_config *q) {
     }
     json_t *kv = json_object_get(qc, "kv_cache_scheme");
     if (kv && !json_is_null(kv))
-        CLLM_LOG_W("%s: quantization_config.kv_cache_scheme is ignored: the KV cache stays in the activation dtype "
-                   "(k_scale / v_scale unused)", src);
+        CLLM_LOG_I("%s: quantization_config.kv_cache_scheme: the per-layer self_attn.k_scale / v_scale are used "
+                   "with --kv-cache-dtype fp8 (with auto the KV cache stays in the activation dtype)", src);
     return CLLM_OK;
 }
 

@@ -22,8 +22,10 @@
  * Which linears are quantized is read from each tensor's dtype; layers the
  * config excludes (`ignore` / `modules_to_not_convert`, e.g. lm_head) are
  * stored unquantized and load as before. input_scale (static activation
- * scales) and kv_cache_scheme scales are not used: activations and the KV
- * cache stay in the activation dtype (W8A8 comes with the FP8 GEMMs). */
+ * scales) is not used: activations stay in the activation dtype (W8A8 comes
+ * with the FP8 GEMMs). kv_cache_scheme's per-layer self_attn.k_scale /
+ * v_scale are read by the architecture (arch/llama.c) and used with
+ * --kv-cache-dtype fp8. */
 #ifndef CLLM_MODEL_QUANT_H
 #define CLLM_MODEL_QUANT_H
 

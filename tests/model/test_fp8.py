@@ -138,7 +138,7 @@ def test_malformed(tmp_path, qc, expect):
 def test_accepted_forms(tmp_path):
     """Forms published checkpoints use: fp8 per tensor (no block size), compressed-tensors block
     strategy with a list or an "AxB" block_structure, the strategy inferred from group_size -1,
-    kv_cache_scheme (ignored)."""
+    kv_cache_scheme (its scales are read by the model, used with --kv-cache-dtype fp8)."""
     cases = [({"quant_method": "fp8", "activation_scheme": "static"}, ("fp8", "tensor", 0, 0, True)),
              (ct_fp8(strategy="block", block_structure=[128, 64]), ("compressed-tensors", "block", 128, 64, False)),
              (ct_fp8(strategy="block", block_structure="32x16"), ("compressed-tensors", "block", 32, 16, False)),
