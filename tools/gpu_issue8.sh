@@ -30,7 +30,11 @@ if [ "$MODE" = build ]; then
   sed -n '1,/^t_build=/p' build-base-src/tools/gpu_run.sh | sed 's/^BUILD=build-gpu/BUILD=build-base/' > build-base-src/tools/build_only.sh
   export CLLM_SHARED_DIR=$ROOT/.carry/shared CLLM_DEBS=$ROOT/.carry/debs
   (OUT=$OUT/new bash tools/.build_only_new.sh > "$OUT/build_new.log" 2>&1; echo "new build rc=$?" >> "$OUT/build_new.log") &
-  (cd build-base-src && OUT=$OUT/base bash tools/build_only.sh > "$OUT/build_base.log" 2>&1; echo "base build rc=$?" >> "$OUT/build_base.log") &
+  if [ -z "${CLLM_NO_BASE:-}" ]; then  # CLLM_NO_BASE=1: this tree only (short device time)
+    (cd build-base-src && OUT=$OUT/base bash tools/build_only.sh > "$OUT/build_base.log" 2>&1; echo "base build rc=$?" >> "$OUT/build_base.log") &
+  else
+    echo "base build skipped (CLLM_NO_BASE)" > "$OUT/build_base.log"
+  fi
   wait
   tail -2 "$OUT/build_new.log" "$OUT/build_base.log"
   grep -E " error|Error [0-9]" "$OUT/build_new.log" | head -20
