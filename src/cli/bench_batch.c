@@ -135,7 +135,9 @@ int cllm_bench_latency_sweep(cllm_model_params *mp, const long *bs, int nbs, lon
     double V = sh->vocab_per_rank, E = c->hidden_size, L = c->num_hidden_layers;
     double wbytes = (double)info->weight_bytes - (c->tie_word_embeddings ? 0.0 : V * E * (double)as); /* embedding rows only */
     double body_params = (double)info->num_params - V * E * (c->tie_word_embeddings ? 1 : 2);
-    double kv_per_tok = L * 2.0 * sh->num_kv_heads * c->head_dim * (double)as;
+    /* the cache's element size (--kv-cache-dtype fp8: one byte) */
+    double kv_es = (double)cllm_dtype_size(cllm_runner_kv_cache_dtype(w.r));
+    double kv_per_tok = L * 2.0 * sh->num_kv_heads * c->head_dim * kv_es;
     /* Mixture of experts: a token multiplies by k of this rank's NL experts per MoE layer, and a step of N tokens
      * reads the experts any of them chose: NL (1 - (1 - k/NL)^N) of them on average under uniform routing (the
      * random weights' routing is close to uniform; a trained model's is more skewed, so fewer). */

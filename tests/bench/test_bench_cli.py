@@ -71,6 +71,19 @@ if r.returncode == 0:
               "ceiling = N / floor")
     # KV bytes grow with the batch: bytes per step strictly increasing
     check(rows[0]["bytes_per_step"] < rows[1]["bytes_per_step"] < rows[2]["bytes_per_step"], "bytes per step grow")
+    # --kv-cache-dtype fp8: the same sweep reads one byte per cached element instead of four (fp32 on the CPU)
+    js8 = os.path.join(work, "lat8.json")
+    r = run("latency", "--model", model, "--batch-size", "1,3,8", "--input-len", "24", "--output-len", "6",
+            "--num-iters", "1", "--num-iters-warmup", "0", "--kv-cache-dtype", "fp8", "--output-json", js8)
+    check(r.returncode == 0, f"latency sweep fp8 rc {r.returncode}: {r.stderr}")
+    if r.returncode == 0:
+        cfg = json.load(open(os.path.join(model, "config.json")))
+        hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        kvh = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+        for x, y in zip(rows, json.load(open(js8))["results"]):
+            kv32 = x["batch_size"] * (24 + 7 / 2) * cfg["num_hidden_layers"] * 2 * kvh * hd * 4
+            check(abs((x["bytes_per_step"] - y["bytes_per_step"]) - 0.75 * kv32) < 1e-6 * kv32,
+                  f"fp8 KV bytes at batch {x['batch_size']}: {x['bytes_per_step']} vs {y['bytes_per_step']}")
 # batch 1 alone keeps the single-sequence path (prefill figures)
 r = run("latency", "--model", model, "--input-len", "16", "--output-len", "4", "--num-iters", "1")
 check(r.returncode == 0 and "prefill (ms)" in r.stdout, f"batch-1 latency: {r.returncode} {r.stderr}")
