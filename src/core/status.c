@@ -47,7 +47,17 @@ cllm_status cllm_error_wrap(cllm_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
+    /* "prefix: old", cut at the buffer's end (the outermost context first) */
+    size_t n = strlen(prefix);
+    memcpy(g_err, prefix, n); /* n < sizeof prefix < sizeof g_err */
+    if (n + 2 < sizeof g_err) {
+        g_err[n++] = ':';
+        g_err[n++] = ' ';
+        size_t ol = strnlen(old, sizeof g_err - 1 - n);
+        memcpy(g_err + n, old, ol);
+        n += ol;
+    }
+    g_err[n] = '\0';
     return s;
 }
 
