@@ -35,6 +35,16 @@ bool cllm_prof_env(void);
 /* Close the running category (if any) at now and open cat (NONE: close only).
  * The caller synchronized the device first. */
 void cllm_prof_switch(cllm_prof_cat cat);
+/* Model code's category switch: off, one predictable branch; on, sync the
+ * backend be (CLLM_TRY of core/status.h: returns its error) and charge the elapsed time to the
+ * category that just ended. */
+#define CLLM_PROF_SWITCH(be, cat)                                    \
+    do {                                                             \
+        if (cllm_prof_on) {                                          \
+            CLLM_TRY((be)->ops->sync(be));                           \
+            cllm_prof_switch(cat);                                   \
+        }                                                            \
+    } while (0)
 /* Accumulated milliseconds per category (ms[CLLM_PROF_NCAT]); reset zeroes. */
 void cllm_prof_get(double *ms);
 void cllm_prof_reset(void);

@@ -34,4 +34,14 @@ extern "C" {
 
 static inline bool cllm_aligned(const void *p, size_t a) { return ((uintptr_t)p % a) == 0; }
 
+/* A 16-byte read-only global load that does not allocate in L1 (weights
+ * streamed once per kernel: GEMV, the MoE experts). p 16-byte aligned. */
+static __device__ __forceinline__ uint4 ld_stream16(const uint4 *p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
 #endif

@@ -170,14 +170,6 @@ static __global__ void bias_add_kernel(void *out, const __nv_bfloat16 *bias, int
  * 16-byte aligned x and W. */
 #define GV_WARPS 4
 
-static __device__ __forceinline__ uint4 ld_stream16(const uint4 *p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
 static __device__ __forceinline__ float dot8(const float (&xf)[8], uint4 w) {
     const __nv_bfloat162 *h = (const __nv_bfloat162 *)&w;
     float a = 0.f;

@@ -180,14 +180,6 @@ extern "C" cllm_status cllm_cuda_moe_route(const float *logits, int T, int NE, i
 
 static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
 
-static __device__ __forceinline__ uint4 ld_stream16(const uint4 *p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
 static __device__ __forceinline__ void to_f8(uint4 v, float (&f)[8]) {
     const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
 #pragma unroll

@@ -231,16 +231,8 @@ static cllm_status tp_all_reduce(cllm_backend *be, cllm_comm *tp, void *x, size_
     return cllm_comm_all_reduce(tp, x, x, n, be->act, CLLM_REDUCE_SUM);
 }
 
-/* Profiling (core/profile.h): off, one predictable branch per category
- * switch; on, sync the backend and charge the elapsed time to the category
- * that just ended. */
-#define PROF(cat)                                                    \
-    do {                                                             \
-        if (cllm_prof_on) {                                          \
-            CLLM_TRY(be->ops->sync(be));                             \
-            cllm_prof_switch(cat);                                   \
-        }                                                            \
-    } while (0)
+/* Profiling (core/profile.h): a category switch on this function's backend. */
+#define PROF(cat) CLLM_PROF_SWITCH(be, cat)
 
 /* lm_head of this rank's vocabulary rows over sel (NL, E): logits (NL, V)
  * f32; with tensor parallelism the shards' columns are all-gathered and laid

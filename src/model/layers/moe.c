@@ -12,15 +12,8 @@
 static size_t al(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
 /* The backend's memory is the host's (CPU): routing can be counted in place. */
-/* Profiling (core/profile.h): sync, then charge the time since the last
- * switch to the category that ended (as the model code's PROF does). */
-#define PROF(cat)                                                    \
-    do {                                                             \
-        if (cllm_prof_on) {                                          \
-            CLLM_TRY(be->ops->sync(be));                             \
-            cllm_prof_switch(cat);                                   \
-        }                                                            \
-    } while (0)
+/* Profiling (core/profile.h). */
+#define PROF(cat) CLLM_PROF_SWITCH(be, cat)
 
 static bool host_memory(cllm_backend *be) {
     return be->ops->device_name && !strcmp(be->ops->device_name(be), "cpu");
