@@ -8,8 +8,9 @@
 # --max-num-seqs S): the ceiling. Prints both and serving / offline (issue #15: >= 95 %).
 # CLLM_BENCH_CONCURRENCY adds serving rows at other concurrencies. JSON results and
 # logs go to $OUT.
-# The built programs carry their rpath (gpu_run.sh links with -Wl,-rpath to the carried
-# libraries), so LD_LIBRARY_PATH is not exported: with it, the machine's own curl loads the
+# The built programs carry their rpath (gpu_run.sh links with -Wl,--disable-new-dtags
+# -Wl,-rpath to the carried libraries: DT_RPATH, which also finds the carried libcurl's
+# own libssh2; DT_RUNPATH does not), and LD_LIBRARY_PATH is set for cllm alone, never exported: with it, the machine's own curl loads the
 # carried libcurl and fails ("undefined symbol: curl_global_trace").
 # Env: OUT, CLLM_CKPT (default /tmp/l8; made if absent), CLLM_MAKE_CHECKPOINT, CLLM_TOKENIZER,
 #      CLLM_MAX_NUM_SEQS (S, default 128), CLLM_NUM_PROMPTS (N, default 1024),
@@ -18,11 +19,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cllm_gpu_out}; mkdir -p "$OUT"
 CK=${CLLM_CKPT:-/tmp/l8}
+LIBD=/opt/deps/usr/lib/x86_64-linux-gnu   # cllm alone gets the carried libraries' path, not curl
+CLLM="env LD_LIBRARY_PATH=$LIBD:$LIBD/openblas-pthread:/usr/local/cuda/lib64 build-gpu/cllm"
 S=${CLLM_MAX_NUM_SEQS:-128}
 N=${CLLM_NUM_PROMPTS:-1024}
 [ -f "$CK/config.json" ] || python3 "${CLLM_MAKE_CHECKPOINT:-.carry/make_checkpoint.py}" --preset llama3-8b --out "$CK" \
     --tokenizer "${CLLM_TOKENIZER:-.carry/tokenizers/llama3}" > "$OUT/make_checkpoint.log" 2>&1 || { tail -5 "$OUT/make_checkpoint.log"; exit 1; }
-build-gpu/cllm serve --model "$CK" --device cuda --port 8000 --served-model-name llama3-8b --max-model-len 4096 \
+$CLLM serve --model "$CK" --device cuda --port 8000 --served-model-name llama3-8b --max-model-len 4096 \
     --max-num-seqs "$S" > "$OUT/serve.log" 2>&1 &
 SP=$!
 ok=0
@@ -35,14 +38,14 @@ done
 echo "server healthy after ${i}s"
 for c in $S ${CLLM_BENCH_CONCURRENCY:-}; do
   n=$N; [ "$c" != "$S" ] && { n=$((4 * c)); [ $n -lt 16 ] && n=16; }
-  build-gpu/cllm bench serve --base-url http://127.0.0.1:8000 --model llama3-8b --tokenizer "$CK" --num-prompts $n \
+  $CLLM bench serve --base-url http://127.0.0.1:8000 --model llama3-8b --tokenizer "$CK" --num-prompts $n \
       --random-input-len 512 --random-output-len 128 --max-concurrency $c --output-json "$OUT/bench_serve_c$c.json" \
       > "$OUT/bench_serve_c$c.txt" 2>&1
   echo "== max concurrency $c, $n prompts: rc $?"; tail -32 "$OUT/bench_serve_c$c.txt"
 done
 curl -s http://127.0.0.1:8000/metrics > "$OUT/metrics.txt"
 kill -TERM $SP; wait $SP; echo "serve exit $?"
-build-gpu/cllm bench throughput --model "$CK" --device cuda --num-prompts "$N" --input-len 512 --output-len 128 \
+$CLLM bench throughput --model "$CK" --device cuda --num-prompts "$N" --input-len 512 --output-len 128 \
     --max-num-seqs "$S" --max-model-len 4096 > "$OUT/bench_throughput.txt" 2>&1
 echo "== bench throughput, $N prompts, max_num_seqs $S: rc $?"; tail -4 "$OUT/bench_throughput.txt"
 python3 - "$OUT" "$S" <<'PY'

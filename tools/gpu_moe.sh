@@ -9,6 +9,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cllm_gpu_out}; mkdir -p "$OUT"
 B=build-gpu
+LIBD=/opt/deps/usr/lib/x86_64-linux-gnu   # the carried libraries and theirs (libcurl needs libssh2)
+export LD_LIBRARY_PATH="$LIBD:$LIBD/openblas-pthread:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 Q=${CLLM_Q30:-/tmp/q30}
 if [ -f "$OUT/gpu_tests.log" ]; then  # gpu_issue8.sh build ran every GPU test already
   echo "== MoE GPU tests (from gpu_tests.log) =="; grep -iE "moe" "$OUT/gpu_tests.log" | grep -E "Passed|Failed|Timeout" | head

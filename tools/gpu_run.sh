@@ -63,7 +63,7 @@ BUILD=build-gpu
 cmake -S . -B $BUILD -DCLLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
   -DCMAKE_PREFIX_PATH=$DEPS/usr -DCLLM_SHARED_DIR="$SHARED" \
   -DCMAKE_C_FLAGS="-I$DEPS/usr/include -I$DEPS/usr/include/x86_64-linux-gnu" \
-  -DCMAKE_EXE_LINKER_FLAGS="-L$LIBD -Wl,-rpath,$LIBD -Wl,-rpath,$LIBD/openblas-pthread -Wl,-rpath-link,$LIBD -Wl,-rpath-link,$LIBD/openblas-pthread" \
+  -DCMAKE_EXE_LINKER_FLAGS="-L$LIBD -Wl,--disable-new-dtags -Wl,-rpath,$LIBD -Wl,-rpath,$LIBD/openblas-pthread -Wl,-rpath-link,$LIBD -Wl,-rpath-link,$LIBD/openblas-pthread" \
   2>&1 | tee "$OUT/build.log"
 cfg=${PIPESTATUS[0]}
 build=1

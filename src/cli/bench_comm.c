@@ -151,7 +151,10 @@ static void buf_free(bool dev, void *p) {
 /* Copy bytes between host memory and a benchmark buffer (either way); 0 or -1. */
 static int buf_copy(bool dev, void *dst, const void *src, size_t bytes) {
 #ifdef CLLM_HAVE_CUDA
-    if (dev) return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault) == cudaSuccess ? 0 : -1;
+    /* cudaMemcpy from pageable memory may return before the DMA lands, and the
+     * collectives run on a non-blocking stream that does not wait for it. */
+    if (dev) return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault) == cudaSuccess &&
+                    cudaDeviceSynchronize() == cudaSuccess ? 0 : -1;
 #endif
     (void)dev;
     memcpy(dst, src, bytes);
