@@ -30,7 +30,11 @@ echo "== bench latency Qwen3-30B-A3B, bs1 ctx128 =="
 timeout 150 $B/cllm bench latency --model $Q --load-format dummy --device cuda --input-len 128 --output-len 256 \
   --num-iters 5 --num-iters-warmup 1 --output-json "$OUT/lat_q30.json" > "$OUT/lat_q30.log" 2>&1; echo "rc=$?"
 grep -E "bench latency|decode|prefill \(TFLOP" "$OUT/lat_q30.log"; tail -3 "$OUT/lat_q30.log"
+echo "== bs1 decode split (bench throughput --profile: synchronizes after each op) =="
+timeout 120 $B/cllm bench throughput --model $Q --load-format dummy --device cuda --num-prompts 1 --input-len 128 \
+  --output-len 256 --max-model-len 512 --profile > "$OUT/prof_q30.log" 2>&1; echo "rc=$?"; tail -25 "$OUT/prof_q30.log"
 echo "== batched decode Qwen3-30B-A3B, ctx 1024 =="
-timeout 150 $B/cllm bench latency --model $Q --load-format dummy --device cuda --batch-size 1,8,64,256 \
+# 61 GB of weights leave about 15 GB of an 80 GB card for the KV cache (98 KiB a token): batch 64 x 1088 fits.
+timeout 150 $B/cllm bench latency --model $Q --load-format dummy --device cuda --batch-size 1,8,32,64 \
   --input-len 1024 --output-len 64 --num-iters 2 --num-iters-warmup 1 > "$OUT/sweep_q30.log" 2>&1; echo "rc=$?"
 tail -6 "$OUT/sweep_q30.log"
