@@ -32,7 +32,7 @@ if [ ! -f $Q/config.json ]; then
     > "$OUT/mk_q30.log" 2>&1 || { echo "make_checkpoint failed"; tail -5 "$OUT/mk_q30.log"; }
   python3 -c 'import json,sys; p = sys.argv[1] + "/config.json"; c = json.load(open(p)); c["num_hidden_layers"] = 48; json.dump(c, open(p, "w"), indent=2)' $Q
 fi
-for pdl in 0 1 0 1; do
+for pdl in 0 1; do
 echo "== bench latency Qwen3-30B-A3B, bs1 ctx128, CLLM_MOE_PDL=$pdl =="
 CLLM_MOE_PDL=$pdl timeout 150 $B/cllm bench latency --model $Q --load-format dummy --device cuda --input-len 128 \
   --output-len 256 --num-iters 5 --num-iters-warmup 1 --output-json "$OUT/lat_q30_pdl$pdl.json" > "$OUT/lat_q30.log" 2>&1
