@@ -21,23 +21,15 @@ else
 fi
 echo "== bench moe (Qwen3-30B-A3B shape) =="
 timeout 150 $B/cllm bench moe --device cuda > "$OUT/bench_moe.log" 2>&1; echo "rc=$?"; tail -30 "$OUT/bench_moe.log"
-echo "== the same, decode sizes, GEMV down kernel launched plainly (CLLM_MOE_PDL=0) =="
-CLLM_MOE_PDL=0 timeout 60 $B/cllm bench moe --device cuda --num-tokens 1,2,4,8 > "$OUT/bench_moe_nopdl.log" 2>&1
-echo "rc=$?"; grep -E "^ +[0-9]+ +gemv" "$OUT/bench_moe_nopdl.log"
-echo "== with PDL =="
-timeout 60 $B/cllm bench moe --device cuda --num-tokens 1,2,4,8 > "$OUT/bench_moe_pdl.log" 2>&1
-echo "rc=$?"; grep -E "^ +[0-9]+ +gemv" "$OUT/bench_moe_pdl.log"
 if [ ! -f $Q/config.json ]; then
   python3 .carry/make_checkpoint.py --preset qwen3-30b-a3b --out $Q --tokenizer .carry/tokenizers/llama3 --layers 1 \
     > "$OUT/mk_q30.log" 2>&1 || { echo "make_checkpoint failed"; tail -5 "$OUT/mk_q30.log"; }
   python3 -c 'import json,sys; p = sys.argv[1] + "/config.json"; c = json.load(open(p)); c["num_hidden_layers"] = 48; json.dump(c, open(p, "w"), indent=2)' $Q
 fi
-for pdl in 0 1; do
-echo "== bench latency Qwen3-30B-A3B, bs1 ctx128, CLLM_MOE_PDL=$pdl =="
-CLLM_MOE_PDL=$pdl timeout 150 $B/cllm bench latency --model $Q --load-format dummy --device cuda --input-len 128 \
-  --output-len 256 --num-iters 5 --num-iters-warmup 1 --output-json "$OUT/lat_q30_pdl$pdl.json" > "$OUT/lat_q30.log" 2>&1
-echo "rc=$?"; grep -E "bench latency|decode \(tokens|prefill \(TFLOP" "$OUT/lat_q30.log"
-done
+echo "== bench latency Qwen3-30B-A3B, bs1 ctx128 =="
+timeout 150 $B/cllm bench latency --model $Q --load-format dummy --device cuda --input-len 128 --output-len 256 \
+  --num-iters 5 --num-iters-warmup 1 --output-json "$OUT/lat_q30.json" > "$OUT/lat_q30.log" 2>&1; echo "rc=$?"
+grep -E "bench latency|decode \(tokens|prefill \(TFLOP" "$OUT/lat_q30.log"
 echo "== bs1 decode split (bench throughput --profile: synchronizes after each op) =="
 timeout 120 $B/cllm bench throughput --model $Q --load-format dummy --device cuda --num-prompts 1 --input-len 128 \
   --output-len 256 --max-model-len 512 --profile > "$OUT/prof_q30.log" 2>&1; echo "rc=$?"; tail -25 "$OUT/prof_q30.log"

@@ -22,12 +22,7 @@
  *      one warp per output element out[t, n] = sum over the local slots j of
  *      w[t, j] * dot(down_{e_j}[n, :], h[t, j, :]), the (slot, chunk) pairs
  *      flattened so that each lane keeps several loads in flight; a token
- *      with no local slot gets zeros. No atomics. Kernel 2 is launched as a
- *      programmatic dependent of kernel 1 (sm_90 PDL: kernel 1 lets it start
- *      at once; before griddepcontrol.wait it reads the routing, written
- *      before kernel 1 began, and asks L2 for its weight rows with
- *      cp.async.bulk.prefetch), so the down weights stream while the gate/up
- *      kernel runs instead of after it. CLLM_MOE_PDL=0 launches it plainly.
+ *      with no local slot gets zeros. No atomics.
  *  (b) grouped, above: an align kernel (one block) counts the assignments of
  *      each local expert, scans them, cuts each expert's rows into tiles of
  *      MOE_BM rows (tile -> expert, first row) and scatters the assignment
@@ -60,7 +55,6 @@
  * shape (vectorized when E % 8 == 0 and the rows are 16-byte aligned). */
 #include "backend/cuda/cuda_common.cuh"
 #include <limits.h>
-#include <string.h>
 #include <mma.h>
 #include <stdlib.h>
 
@@ -78,36 +72,6 @@ typedef __nv_bfloat16 bf16;
 
 /* Process-wide knobs (cllm_cuda_moe_tune). */
 static int g_path = CLLM_CUDA_MOE_AUTO, g_stop_after = 0, g_gemv_max_rows = 64;
-static int g_pdl = -1; /* GEMV down as a programmatic dependent launch: -1 = not read yet (CLLM_MOE_PDL, default on) */
-
-static bool pdl_on(void) {
-    if (g_pdl < 0) {
-        const char *v = getenv("CLLM_MOE_PDL");
-        int dev = 0, major = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        g_pdl = major >= 9 && !(v && !strcmp(v, "0"));
-    }
-    return g_pdl == 1;
-}
-
-/* sm_90 programmatic dependent launch: let the dependent grid start / wait for the primary's memory. */
-static __device__ __forceinline__ void pdl_launch_dependents(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void pdl_wait(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-/* Ask L2 for bytes (a multiple of 16) at a 16-byte aligned global address; no registers, no completion. */
-static __device__ __forceinline__ void prefetch_l2(const void *p, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
 
 extern "C" void cllm_cuda_moe_tune(int path, int stop_after, int gemv_max_rows) {
     if (path >= 0 && path <= CLLM_CUDA_MOE_LOOP) g_path = path;
@@ -250,7 +214,6 @@ static __device__ __forceinline__ float warp_sum(float a) {
 static __global__ void __launch_bounds__(GV_WARPS * 32)
 moe_gemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__restrict__ ids, int k, int expert_start,
                         int num_local, const bf16 *__restrict__ gu, long long gu_stride, int I, bf16 *__restrict__ h) {
-    pdl_launch_dependents(); /* the down kernel may start now: it waits (pdl_wait) for this grid's h */
     const int a = blockIdx.x, lane = threadIdx.x % 32;
     const int e = ids[a] - expert_start;
     if (e < 0 || e >= num_local) return; /* block-uniform */
@@ -301,12 +264,10 @@ moe_gemv_down_kernel(const bf16 *__restrict__ h, int I, const int32_t *__restric
     if (n >= E) return; /* warp-uniform */
     int my_e = -1;
     float my_w = 0.f;
-    if (lane < k) { /* ids, w: written before the gate/up kernel began, readable before pdl_wait */
+    if (lane < k) {
         const int e = ids[(size_t)t * k + lane] - expert_start;
         if (e >= 0 && e < num_local) my_e = e, my_w = w[(size_t)t * k + lane];
     }
-    if (my_e >= 0) prefetch_l2(dn + (long long)my_e * dn_stride + (size_t)n * I, (unsigned)I * 2);
-    pdl_wait(); /* h is the gate/up kernel's output */
     const int I8 = I / 8, total = k * I8;
     float acc = 0.f;
     for (int f0 = 0; f0 < total; f0 += 32 * GD_U) {
@@ -680,19 +641,8 @@ extern "C" cllm_status cllm_cuda_moe_experts(cllm_cuda_gemm *g, const void *x, i
                                   GV_WARPS * 32, 0, stream>>>((const bf16 *)x, E, ids, k, expert_start, num_local, gu,
                                                               gs, I, h);
         CLLM_CU_LAUNCH("moe_gemv_gate_up");
-        cudaLaunchConfig_t cfg = {};
-        cudaLaunchAttribute attr[1];
-        cfg.gridDim = dim3((unsigned)T, (unsigned)((E + GV_WARPS - 1) / GV_WARPS));
-        cfg.blockDim = dim3(GV_WARPS * 32);
-        cfg.stream = stream;
-        if (pdl_on()) {
-            attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-            attr[0].val.programmaticStreamSerializationAllowed = 1;
-            cfg.attrs = attr;
-            cfg.numAttrs = 1;
-        }
-        CLLM_CU(cudaLaunchKernelEx(&cfg, moe_gemv_down_kernel, (const bf16 *)h, I, ids, weights, k, expert_start,
-                                   num_local, dn, ds, E, (bf16 *)out));
+        moe_gemv_down_kernel<<<dim3((unsigned)T, (unsigned)((E + GV_WARPS - 1) / GV_WARPS)), GV_WARPS * 32, 0,
+                               stream>>>(h, I, ids, weights, k, expert_start, num_local, dn, ds, E, (bf16 *)out);
         CLLM_CU_LAUNCH("moe_gemv_down");
         return CLLM_OK;
     }
