@@ -8,10 +8,10 @@
 # --max-num-seqs S): the ceiling. Prints both and serving / offline (issue #15: >= 95 %).
 # CLLM_BENCH_CONCURRENCY adds serving rows at other concurrencies. JSON results and
 # logs go to $OUT.
-# The built programs carry their rpath (gpu_run.sh links with -Wl,--disable-new-dtags
-# -Wl,-rpath to the carried libraries: DT_RPATH, which also finds the carried libcurl's
-# own libssh2; DT_RUNPATH does not), and LD_LIBRARY_PATH is set for cllm alone, never exported: with it, the machine's own curl loads the
-# carried libcurl and fails ("undefined symbol: curl_global_trace").
+# cllm needs the carried libraries and theirs (the carried libcurl's libssh2, which an
+# executable's DT_RUNPATH does not cover), so LD_LIBRARY_PATH is set for cllm alone and never
+# exported: with it, the machine's own curl loads the carried libcurl and fails ("undefined
+# symbol: curl_global_trace").
 # Env: OUT, CLLM_CKPT (default /tmp/l8; made if absent), CLLM_MAKE_CHECKPOINT, CLLM_TOKENIZER,
 #      CLLM_MAX_NUM_SEQS (S, default 128), CLLM_NUM_PROMPTS (N, default 1024),
 #      CLLM_BENCH_CONCURRENCY (extra concurrencies, default none).
