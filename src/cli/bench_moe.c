@@ -259,9 +259,9 @@ int cllm_cli_bench_moe(int argc, char **argv) {
     printf("cllm bench moe: %s (%s), hidden %ld, moe_intermediate %ld, %ld experts, top-%ld, %ld iterations "
            "(median)\n", be->ops->name, card ? card : "unknown", E, I, NE, k, iters);
     if (bw > 0) printf("ceilings: %.0f GB/s copy, %.0f TFLOP/s bf16\n", bw / 1e9, peak / 1e12);
-    printf("%7s %6s %9s %9s %9s %9s %9s %9s | %9s %9s %9s %9s %7s %7s %6s\n", "tokens", "path", "route_us",
-           "perm_us", "gu_us", "down_us", "comb_us", "grp_us", "gemv_us", "loop_us", "auto_us", "TFLOP/s", "TF%",
-           "wGB/s", "bw%");
+    printf("%7s %6s %9s %9s %9s %9s %9s %9s | %9s %9s %9s %9s %9s %7s %7s %6s\n", "tokens", "path", "route_us",
+           "perm_us", "gu_us", "down_us", "comb_us", "grp_us", "gemv_us", "xgemv_us", "loop_us", "auto_us", "TFLOP/s",
+           "TF%", "wGB/s", "bw%");
     for (int ti = 0; ti < nT; ti++) {
         int T = (int)Ts[ti];
         c.T = T;
@@ -278,7 +278,7 @@ int cllm_cli_bench_moe(int argc, char **argv) {
         double wbytes = (double)active * (double)per_expert * (double)as;
         double t_auto = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
         if (t_auto < 0) { fprintf(stderr, "cllm bench moe: moe_experts: %s\n", cllm_last_error()); goto done; }
-        double t_perm = -1, t_gu = -1, t_down = -1, t_grp = -1, t_gemv = -1, t_loop = -1;
+        double t_perm = -1, t_gu = -1, t_down = -1, t_grp = -1, t_gemv = -1, t_xgemv = -1, t_loop = -1;
         const char *auto_path = "cpu";
 #ifdef CLLM_HAVE_CUDA
         if (cuda) {
@@ -302,6 +302,9 @@ int cllm_cli_bench_moe(int argc, char **argv) {
                 t_gemv = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
                 if (t_gemv < 0) { fprintf(stderr, "cllm bench moe: gemv path: %s\n", cllm_last_error()); goto done; }
             }
+            set_path(&c, CLLM_CUDA_MOE_XGEMV, 0);
+            t_xgemv = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
+            if (t_xgemv < 0) { fprintf(stderr, "cllm bench moe: xgemv path: %s\n", cllm_last_error()); goto done; }
             set_path(&c, CLLM_CUDA_MOE_LOOP, 0);
             t_loop = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
             if (t_loop < 0) { fprintf(stderr, "cllm bench moe: loop path: %s\n", cllm_last_error()); goto done; }
@@ -309,9 +312,9 @@ int cllm_cli_bench_moe(int argc, char **argv) {
         }
 #endif
         double comb = t_grp >= 0 && t_down >= 0 ? t_grp - (t_perm + t_gu + t_down) : -1;
-        char b[8][16];
-        double vals[8] = {t_route, t_perm, t_gu, t_down, comb, t_grp, t_gemv, t_loop};
-        for (int q = 0; q < 8; q++) {
+        char b[9][16];
+        double vals[9] = {t_route, t_perm, t_gu, t_down, comb, t_grp, t_gemv, t_xgemv, t_loop};
+        for (int q = 0; q < 9; q++) {
             if (vals[q] < 0 && q != 4) snprintf(b[q], sizeof b[q], "-");
             else if (q == 4 && t_grp < 0) snprintf(b[q], sizeof b[q], "-");
             else snprintf(b[q], sizeof b[q], "%.1f", vals[q] * 1e3);
@@ -320,8 +323,8 @@ int cllm_cli_bench_moe(int argc, char **argv) {
         char tfp[16] = "-", bwp[16] = "-";
         if (peak > 0) snprintf(tfp, sizeof tfp, "%.1f", 100.0 * tf * 1e12 / peak);
         if (bw > 0) snprintf(bwp, sizeof bwp, "%.1f", 100.0 * gbs * 1e9 / bw);
-        printf("%7d %6s %9s %9s %9s %9s %9s %9s | %9s %9s %9.1f %9.2f %7s %7.0f %6s\n", T, auto_path, b[0], b[1],
-               b[2], b[3], b[4], b[5], b[6], b[7], t_auto * 1e3, tf, tfp, gbs, bwp);
+        printf("%7d %6s %9s %9s %9s %9s %9s %9s | %9s %9s %9s %9.1f %9.2f %7s %7.0f %6s\n", T, auto_path, b[0], b[1],
+               b[2], b[3], b[4], b[5], b[6], b[7], b[8], t_auto * 1e3, tf, tfp, gbs, bwp);
         if (cuda && t_perm > 0 && t_gu > 0 && t_down > 0) {
             double pb = 2.0 * rows * (double)E * (double)as; /* gather: rows read + written */
             printf("        grouped split: permute %.0f GB/s%s, gate_up %.1f TFLOP/s, down %.1f TFLOP/s", pb / (t_perm * 1e-3) / 1e9,
@@ -334,8 +337,8 @@ int cllm_cli_bench_moe(int argc, char **argv) {
         fflush(stdout);
     }
     printf("columns: route_us moe_route; grouped path: perm_us align + gather, gu_us gate_up GEMM + SwiGLU, down_us "
-           "down GEMM, comb_us the weighted combine, grp_us the whole op; gemv_us / loop_us the whole op on the GEMV "
-           "path and the per-expert cuBLASLt loop; auto_us the path the backend picks (path column), TFLOP/s = 6 T k "
+           "down GEMM, comb_us the weighted combine, grp_us the whole op; gemv_us / xgemv_us / loop_us the whole op on "
+           "the GEMV path, the expert-major GEMV path and the per-expert cuBLASLt loop; auto_us the path the backend picks (path column), TFLOP/s = 6 T k "
            "E I / time, wGB/s = the distinct experts' weight bytes / time\n");
     rc = 0;
 done:

@@ -2,7 +2,7 @@
  * moe_combine, src/backend/cuda/moe.cu) against the CPU reference ops
  * (src/backend/cpu/cpu_moe.c) on the same bf16-rounded inputs: routing
  * (tokens 1..8192, experts 8..512, top-k 1..8, renormalize on/off, ties),
- * the experts on every path (GEMV, grouped GEMM, per-expert cuBLASLt loop)
+ * the experts on every path (GEMV, grouped GEMM, expert-major GEMV, per-expert cuBLASLt loop)
  * over tokens 1..8192, experts 8..128, top-k 1..8, shapes that are not
  * multiples of the GEMM tiles, expert-parallel subsets (tokens with no local
  * expert: zeros), the Qwen3-30B-A3B layer shape; the combine; the errors
@@ -110,7 +110,11 @@ static float *cpu_ref(const layer *L) {
 }
 
 static const char *path_name(int p) {
-    return p == CLLM_CUDA_MOE_GEMV ? "gemv" : p == CLLM_CUDA_MOE_GROUPED ? "grouped" : p == CLLM_CUDA_MOE_LOOP ? "loop" : "auto";
+    return p == CLLM_CUDA_MOE_GEMV      ? "gemv"
+           : p == CLLM_CUDA_MOE_GROUPED ? "grouped"
+           : p == CLLM_CUDA_MOE_LOOP    ? "loop"
+           : p == CLLM_CUDA_MOE_XGEMV   ? "xgemv"
+                                        : "auto";
 }
 
 /* Run the CUDA op on path p (AUTO: the default choice) and compare with ref. */
@@ -137,6 +141,7 @@ static void t_experts(int T, int NE, int k, int E, int I, int start, int nl, boo
     run_path(&L, ref, CLLM_CUDA_MOE_AUTO, "");
     run_path(&L, ref, CLLM_CUDA_MOE_GEMV, "");
     run_path(&L, ref, CLLM_CUDA_MOE_GROUPED, "");
+    run_path(&L, ref, CLLM_CUDA_MOE_XGEMV, "");
     if (loop) run_path(&L, ref, CLLM_CUDA_MOE_LOOP, "");
     free(ref);
     layer_free(&L);
@@ -286,6 +291,7 @@ int main(void) {
     /* CUDA graphs */
     t_graph(4, 128, 8, 256, 128, CLLM_CUDA_MOE_GEMV);
     t_graph(64, 128, 8, 256, 128, CLLM_CUDA_MOE_GROUPED);
+    t_graph(32, 128, 8, 256, 128, CLLM_CUDA_MOE_XGEMV);
     t_graph(512, 8, 2, 256, 128, CLLM_CUDA_MOE_AUTO);
     t_graph(16, 8, 2, 256, 128, CLLM_CUDA_MOE_LOOP);
     /* combine (expert parallelism) */

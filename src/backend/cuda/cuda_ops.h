@@ -109,11 +109,18 @@ cllm_status cllm_cuda_moe_combine(const void *y, const int32_t *rows, const floa
                                   cudaStream_t stream);
 /* moe_experts paths: AUTO picks GEMV when T * k <= gemv_max_rows (default 64), else GROUPED (both capturable);
  * LOOP (one cuBLASLt GEMM pair per expert, counts copied to the host: a stream sync, refused under capture) is
- * for the benchmark's comparison only. */
-enum { CLLM_CUDA_MOE_AUTO = 0, CLLM_CUDA_MOE_GEMV = 1, CLLM_CUDA_MOE_GROUPED = 2, CLLM_CUDA_MOE_LOOP = 3 };
+ * for the benchmark's comparison only; XGEMV (expert-major GEMV, capturable) is selectable here and not yet
+ * picked by AUTO (moe.cu, path (c)). */
+enum {
+    CLLM_CUDA_MOE_AUTO = 0,
+    CLLM_CUDA_MOE_GEMV = 1,
+    CLLM_CUDA_MOE_GROUPED = 2,
+    CLLM_CUDA_MOE_LOOP = 3,
+    CLLM_CUDA_MOE_XGEMV = 4
+};
 /* Benchmark/test knob, process-wide (not thread-safe against running MoE ops): path (a CLLM_CUDA_MOE_* value),
- * stop_after (0: the whole op; grouped and loop paths: 1 after the permutation, 2 after gate_up + SwiGLU, 3 after
- * down, before the combine), gemv_max_rows (the AUTO threshold on T * k). Negative values leave a setting
+ * stop_after (0: the whole op; grouped, loop and xgemv paths: 1 after the permutation, 2 after gate_up + SwiGLU, 3
+ * after down, before the combine), gemv_max_rows (the AUTO threshold on T * k). Negative values leave a setting
  * unchanged. moe_workspace_bytes follows the path set here: set it before sizing the workspace. */
 void cllm_cuda_moe_tune(int path, int stop_after, int gemv_max_rows);
 /* The path cllm_cuda_moe_experts takes for T tokens, top-k k (a CLLM_CUDA_MOE_* value other than AUTO). */

@@ -36,7 +36,19 @@
  *      0..k-1, no atomics). Tile counts live in device memory; the GEMM grid
  *      is the upper bound ceil(T k / 64) + min(T k, num_local) tiles and the
  *      blocks past the real count return at once.
- *  A third path, the per-expert loop (cuBLASLt through cllm_cuda_linear, one
+ *  (c) expert-major GEMV (CLLM_CUDA_MOE_XGEMV; selectable, not yet picked by
+ *      AUTO: written without a GPU, to be measured against (a) and (b) at 16..256
+ *      decode tokens, where (b) streams the experts at ~59 % of copy): the
+ *      align kernel of (b), then kernel 1, block (local expert e, 8 rows of
+ *      I), each warp two rows of gate and up, streams those four weight rows
+ *      ONCE for all of e's assignments (XG_TB at a time, x rows read through
+ *      src[]) and writes silu(gate) * up at the permuted rows; kernel 2,
+ *      block (e, 16 output columns), each warp four rows of down_e against
+ *      all of e's permuted rows, writes y (permuted, bf16); then the combine
+ *      of (b). Every touched expert's weights are read once, with the GEMV
+ *      kernels' 16-byte streaming loads and no tile padding; blocks of
+ *      untouched experts return at once. Capturable (static grids).
+ *  A fourth path, the per-expert loop (cuBLASLt through cllm_cuda_linear, one
  *  GEMM pair per expert), copies the counts to the host (stream sync): it is
  *  selectable only through cllm_cuda_moe_tune for the benchmark's
  *  comparison and refuses to run while the stream is being captured.
@@ -74,7 +86,7 @@ typedef __nv_bfloat16 bf16;
 static int g_path = CLLM_CUDA_MOE_AUTO, g_stop_after = 0, g_gemv_max_rows = 64;
 
 extern "C" void cllm_cuda_moe_tune(int path, int stop_after, int gemv_max_rows) {
-    if (path >= 0 && path <= CLLM_CUDA_MOE_LOOP) g_path = path;
+    if (path >= 0 && path <= CLLM_CUDA_MOE_XGEMV) g_path = path;
     if (stop_after >= 0) g_stop_after = stop_after;
     if (gemv_max_rows >= 0) g_gemv_max_rows = gemv_max_rows;
 }
@@ -294,6 +306,127 @@ moe_gemv_down_kernel(const bf16 *__restrict__ h, int I, const int32_t *__restric
     }
     acc = warp_sum(acc);
     if (lane == 0) out[(size_t)t * E + n] = __float2bfloat16_rn(acc);
+}
+
+/* ------------------------------------------------- (c) expert-major GEMV */
+
+#define XG_TB 8   /* assignments per pass over the weight rows */
+#define XD_R 4    /* down rows per warp */
+
+/* h[p, i] = silu(gate_e x_{src[p] / k}) * (up_e x_{src[p] / k}) for the permuted
+ * rows p of local expert e = blockIdx.x (offsets[e] .. offsets[e + 1]); warp
+ * w of block y owns rows i0, i0 + 1 of I. */
+static __global__ void __launch_bounds__(GV_WARPS * 32)
+moe_xgemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__restrict__ offsets,
+                         const int32_t *__restrict__ src, int k, const bf16 *__restrict__ gu, long long gu_stride,
+                         int I, bf16 *__restrict__ h) {
+    const int e = blockIdx.x, lane = threadIdx.x % 32;
+    const int p0 = offsets[e], p1 = offsets[e + 1];
+    if (p0 >= p1) return; /* block-uniform: expert not touched */
+    const int i0 = (blockIdx.y * GV_WARPS + threadIdx.x / 32) * 2;
+    if (i0 >= I) return;
+    const int i1 = min(i0 + 1, I - 1);
+    const bf16 *W = gu + (long long)e * gu_stride;
+    const uint4 *wr[4] = {(const uint4 *)(W + (size_t)i0 * E), (const uint4 *)(W + (size_t)i1 * E),
+                          (const uint4 *)(W + (size_t)(I + i0) * E), (const uint4 *)(W + (size_t)(I + i1) * E)};
+    const int E8 = E / 8;
+    for (int pb = p0; pb < p1; pb += XG_TB) {
+        const int nt = min(XG_TB, p1 - pb);
+        const uint4 *xr[XG_TB];
+#pragma unroll
+        for (int j = 0; j < XG_TB; j++) xr[j] = (const uint4 *)(x + (size_t)(src[pb + min(j, nt - 1)] / k) * E);
+        float acc[4][XG_TB];
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+            for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
+        for (int c0 = lane; c0 < E8; c0 += 32 * GV_U) {
+            uint4 wv[GV_U][4];
+#pragma unroll
+            for (int u = 0; u < GV_U; u++)
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+                    wv[u][r] = c0 + 32 * u < E8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int u = 0; u < GV_U; u++) {
+                const int c = c0 + 32 * u;
+                if (c >= E8) break;
+#pragma unroll
+                for (int j = 0; j < XG_TB; j++) {
+                    if (j >= nt) break;
+                    float xf[8];
+                    to_f8(__ldg(xr[j] + c), xf);
+#pragma unroll
+                    for (int r = 0; r < 4; r++) acc[r][j] += dot8(xf, wv[u][r]);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < XG_TB; j++) {
+            if (j >= nt) break;
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[r][j] = warp_sum(acc[r][j]);
+            if (lane == 0) {
+                h[(size_t)(pb + j) * I + i0] = __float2bfloat16_rn(silu_f(acc[0][j]) * acc[2][j]);
+                if (i0 + 1 < I) h[(size_t)(pb + j) * I + i0 + 1] = __float2bfloat16_rn(silu_f(acc[1][j]) * acc[3][j]);
+            }
+        }
+    }
+}
+
+/* y[p, n] = dot(down_e[n, :], h[p, :]) for the permuted rows p of local expert
+ * e = blockIdx.x; warp w of block y owns output columns n0 .. n0 + XD_R - 1. */
+static __global__ void __launch_bounds__(GV_WARPS * 32)
+moe_xgemv_down_kernel(const bf16 *__restrict__ h, int I, const int32_t *__restrict__ offsets,
+                      const bf16 *__restrict__ dn, long long dn_stride, int E, bf16 *__restrict__ y) {
+    const int e = blockIdx.x, lane = threadIdx.x % 32;
+    const int p0 = offsets[e], p1 = offsets[e + 1];
+    if (p0 >= p1) return;
+    const int n0 = (blockIdx.y * GV_WARPS + threadIdx.x / 32) * XD_R;
+    if (n0 >= E) return;
+    const bf16 *W = dn + (long long)e * dn_stride;
+    const uint4 *wr[XD_R];
+#pragma unroll
+    for (int r = 0; r < XD_R; r++) wr[r] = (const uint4 *)(W + (size_t)min(n0 + r, E - 1) * I);
+    const int I8 = I / 8;
+    for (int pb = p0; pb < p1; pb += XG_TB) {
+        const int nt = min(XG_TB, p1 - pb);
+        float acc[XD_R][XG_TB];
+#pragma unroll
+        for (int r = 0; r < XD_R; r++)
+#pragma unroll
+            for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
+        for (int c0 = lane; c0 < I8; c0 += 32 * GV_U) {
+            uint4 wv[GV_U][XD_R];
+#pragma unroll
+            for (int u = 0; u < GV_U; u++)
+#pragma unroll
+                for (int r = 0; r < XD_R; r++)
+                    wv[u][r] = c0 + 32 * u < I8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int u = 0; u < GV_U; u++) {
+                const int c = c0 + 32 * u;
+                if (c >= I8) break;
+#pragma unroll
+                for (int j = 0; j < XG_TB; j++) {
+                    if (j >= nt) break;
+                    float hf[8];
+                    to_f8(__ldg((const uint4 *)(h + (size_t)(pb + j) * I) + c), hf);
+#pragma unroll
+                    for (int r = 0; r < XD_R; r++) acc[r][j] += dot8(hf, wv[u][r]);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < XG_TB; j++) {
+            if (j >= nt) break;
+#pragma unroll
+            for (int r = 0; r < XD_R; r++) {
+                const float v = warp_sum(acc[r][j]);
+                if (lane == r && n0 + r < E) y[(size_t)(pb + j) * E + n0 + r] = __float2bfloat16_rn(v);
+            }
+        }
+    }
 }
 
 /* --------------------------------------------------------- (b) grouped path */
@@ -667,13 +800,23 @@ extern "C" cllm_status cllm_cuda_moe_experts(cllm_cuda_gemm *g, const void *x, i
     moe_align_kernel<<<1, 1024, 0, stream>>>(ids, R, expert_start, num_local, where, src, offsets, tile_e, tile_r0,
                                              ntiles);
     CLLM_CU_LAUNCH("moe_align");
-    moe_gather_kernel<<<(unsigned)(R < 8192 ? R : 8192), 128, 0, stream>>>((const uint4 *)x, E / 8, src,
-                                                                          offsets + num_local, k, (uint4 *)xp);
-    CLLM_CU_LAUNCH("moe_gather");
+    if (path != CLLM_CUDA_MOE_XGEMV) {
+        moe_gather_kernel<<<(unsigned)(R < 8192 ? R : 8192), 128, 0, stream>>>((const uint4 *)x, E / 8, src,
+                                                                              offsets + num_local, k, (uint4 *)xp);
+        CLLM_CU_LAUNCH("moe_gather");
+    }
     if (g_stop_after == 1) return CLLM_OK;
     bf16 *y = xp; /* xp is dead once the gate_up GEMM has read it */
     if (path == CLLM_CUDA_MOE_LOOP) {
         CLLM_TRY(experts_loop(g, gate_up, down, num_local, E, I, offsets, xp, gu_out, act, y, g_stop_after, stream));
+    } else if (path == CLLM_CUDA_MOE_XGEMV) { /* x rows read in place through src: no gather */
+        moe_xgemv_gate_up_kernel<<<dim3((unsigned)num_local, (unsigned)((I + 2 * GV_WARPS - 1) / (2 * GV_WARPS))),
+                                   GV_WARPS * 32, 0, stream>>>((const bf16 *)x, E, offsets, src, k, gu, gs, I, act);
+        CLLM_CU_LAUNCH("moe_xgemv_gate_up");
+        if (g_stop_after == 2) return CLLM_OK;
+        moe_xgemv_down_kernel<<<dim3((unsigned)num_local, (unsigned)((E + GV_WARPS * XD_R - 1) / (GV_WARPS * XD_R))),
+                                GV_WARPS * 32, 0, stream>>>(act, I, offsets, dn, ds, E, y);
+        CLLM_CU_LAUNCH("moe_xgemv_down");
     } else {
         const unsigned gx = (unsigned)(R / MOE_BM + 1 + (R < num_local ? R : num_local)); /* >= the real tiles */
         moe_grouped_gemm_kernel<true><<<dim3(gx, (unsigned)((I + MOE_BN / 2 - 1) / (MOE_BN / 2))), 128, 0, stream>>>(
