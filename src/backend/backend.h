@@ -172,6 +172,19 @@ typedef struct cllm_backend_ops {
                             const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
                             const cllm_kv_quant *kvq);
 
+    /* Optional (NULL: the model calls head_rmsnorm, rope and kv_write): the
+     * attention prologue in one op, equal to head_rmsnorm(q, q_norm),
+     * head_rmsnorm(k, k_norm) (both skipped when q_norm and k_norm are NULL),
+     * rope(q, k) and kv_write(k, v) in that order: q (T, H, D) and k, v
+     * (T, Hkv, D) with row strides q_stride and kv_stride, modified in place
+     * as those ops modify them; D even and <= 256; the cache in the act dtype
+     * (kvq NULL), or kvq's fp8 where the backend has it. */
+    cllm_status (*qk_norm_rope_kv_write)(cllm_backend *be, void *q, void *k, const void *v, int q_stride,
+                                         int kv_stride, const int32_t *pos, int T, int H, int Hkv, int D,
+                                         const void *q_norm, const void *k_norm, float eps, const float *inv_freq,
+                                         const cllm_attn_meta *meta, void *k_cache, void *v_cache,
+                                         const cllm_kv_quant *kvq);
+
     /* Causal GQA attention of the batch's new tokens over the paged cache
      * (which already holds their own K/V): q (T, H, D) with row stride
      * q_stride; out (T, H, D) contiguous; scale usually 1/sqrt(D); query

@@ -1,6 +1,7 @@
 /* CUDA vs CPU reference: upload (F32/BF16/F16 -> bf16), embedding, rmsnorm
- * (with and without fused residual), head_rmsnorm, rope, silu_mul,
- * gather_rows, over a sweep of shapes (odd sizes, 1, large). */
+ * (with and without fused residual), head_rmsnorm, rope, the fused q/k
+ * norm + rope + KV write, silu_mul, gather_rows, over a sweep of shapes (odd
+ * sizes, 1, large). */
 #include "kt_util.h"
 
 static cllm_backend *be;
@@ -135,6 +136,74 @@ static void t_rope(int T, int H, int Hkv, int D, int maxpos) {
     cudaFree(dx), cudaFree(dp), cudaFree(di);
 }
 
+/* The fused prologue (rope_kv_write.cu) against the CPU ops in their order
+ * (head_rmsnorm of q and k when norm, rope, kv_write) and against the CUDA
+ * ops it replaces (one bf16 rounding apart at most): q and k in place inside
+ * a fused qkv row, the K and V cache slots (padding tokens: slot -1). */
+static void t_rope_kv_write(int T, int H, int Hkv, int D, int extra, int norm, int nblocks) {
+    const int P = 16, qs = (H + 2 * Hkv) * D + extra;
+    const size_t n = (size_t)T * qs, cn = (size_t)nblocks * P * Hkv * D;
+    float *x = kt_rand(n, 2.f, 0.f), *qn = kt_rand(D, 0.5f, 1.f), *kn = kt_rand(D, 0.5f, 1.f);
+    int32_t *pos = malloc(T * 4), *slots = malloc(T * 4);
+    int *used = calloc((size_t)nblocks * P, sizeof(int));
+    for (int t = 0; t < T; t++) {
+        pos[t] = kt_int(32768);
+        int sl = t % 7 == 6 ? -1 : kt_int(nblocks * P);
+        while (sl >= 0 && used[sl]) sl = (sl + 1) % (nblocks * P); /* distinct slots */
+        if (sl >= 0) used[sl] = 1;
+        slots[t] = sl;
+    }
+    float *inv = malloc(D / 2 * 4);
+    for (int i = 0; i < D / 2; i++) inv[i] = powf(1000000.f, -2.f * i / D);
+    float *kc = calloc(cn, 4), *vc = calloc(cn, 4);
+    void *dx = kt_dev_bf16(x, n), *dx2 = kt_dev_bf16(x, n), *dqn = kt_dev_bf16(qn, D), *dkn = kt_dev_bf16(kn, D);
+    void *dp = kt_dev_copy(pos, T * 4), *ds = kt_dev_copy(slots, T * 4), *di = kt_dev_copy(inv, D / 2 * 4);
+    void *dkc = kt_dev_poison(cn * 2), *dvc = kt_dev_poison(cn * 2), *dkc2 = kt_dev_poison(cn * 2),
+         *dvc2 = kt_dev_poison(cn * 2);
+    KT_CU(cudaMemset(dkc, 0, cn * 2));
+    KT_CU(cudaMemset(dvc, 0, cn * 2));
+    KT_CU(cudaMemset(dkc2, 0, cn * 2));
+    KT_CU(cudaMemset(dvc2, 0, cn * 2));
+    cllm_attn_meta hm = {.num_tokens = T, .block_size = P, .slot_mapping = slots};
+    cllm_attn_meta dm = hm;
+    dm.slot_mapping = ds;
+    /* CPU: the separate ops */
+    if (norm) {
+        KT_OK(cllm_cpu_head_rmsnorm(x, T, H, D, qs, qn, 1e-6f));
+        KT_OK(cllm_cpu_head_rmsnorm(x + H * D, T, Hkv, D, qs, kn, 1e-6f));
+    }
+    KT_OK(cllm_cpu_rope(x, x + H * D, pos, T, H, Hkv, D, qs, qs, inv));
+    KT_OK(cllm_cpu_kv_write(x + H * D, x + (H + Hkv) * D, qs, qs, &hm, Hkv, D, kc, vc, NULL));
+    /* CUDA: fused, and the separate ops on a copy */
+    uint16_t *dq = dx, *dq2 = dx2;
+    KT_OK(cllm_cuda_qk_norm_rope_kv_write(dq, dq + H * D, dq + (H + Hkv) * D, qs, qs, dp, T, H, Hkv, D,
+                                          norm ? dqn : NULL, norm ? dkn : NULL, 1e-6f, di, &dm, dkc, dvc, 0));
+    if (norm) {
+        KT_OK(be->ops->head_rmsnorm(be, dq2, T, H, D, qs, dqn, 1e-6f));
+        KT_OK(be->ops->head_rmsnorm(be, dq2 + H * D, T, Hkv, D, qs, dkn, 1e-6f));
+    }
+    KT_OK(be->ops->rope(be, dq2, dq2 + H * D, dp, T, H, Hkv, D, qs, qs, di));
+    KT_OK(be->ops->kv_write(be, dq2 + H * D, dq2 + (H + Hkv) * D, qs, qs, &dm, Hkv, D, dkc2, dvc2, NULL));
+    float *g = kt_get_bf16(dx, n), *g2 = kt_get_bf16(dx2, n);
+    float *gk = kt_get_bf16(dkc, cn), *gv = kt_get_bf16(dvc, cn), *gk2 = kt_get_bf16(dkc2, cn),
+          *gv2 = kt_get_bf16(dvc2, cn);
+    char nm[128];
+    snprintf(nm, sizeof nm, "qk_norm_rope_kv_write T=%d H=%d Hkv=%d D=%d norm=%d qkv", T, H, Hkv, D, norm);
+    kt_check(nm, g, x, n, 2e-2f, 1.6e-2f);
+    snprintf(nm, sizeof nm, "qk_norm_rope_kv_write T=%d H=%d Hkv=%d D=%d norm=%d k cache", T, H, Hkv, D, norm);
+    kt_check(nm, gk, kc, cn, 2e-2f, 1.6e-2f);
+    snprintf(nm, sizeof nm, "qk_norm_rope_kv_write T=%d H=%d Hkv=%d D=%d norm=%d v cache", T, H, Hkv, D, norm);
+    kt_check(nm, gv, vc, cn, 0.f, 0.f);
+    snprintf(nm, sizeof nm, "qk_norm_rope_kv_write T=%d D=%d norm=%d vs the separate CUDA ops", T, D, norm);
+    kt_check(nm, g, g2, n, 1e-6f, 8e-3f);
+    kt_check(nm, gk, gk2, cn, 1e-6f, 8e-3f);
+    kt_check(nm, gv, gv2, cn, 0.f, 0.f);
+    free(x), free(qn), free(kn), free(pos), free(slots), free(used), free(inv), free(kc), free(vc);
+    free(g), free(g2), free(gk), free(gv), free(gk2), free(gv2);
+    cudaFree(dx), cudaFree(dx2), cudaFree(dqn), cudaFree(dkn), cudaFree(dp), cudaFree(ds), cudaFree(di);
+    cudaFree(dkc), cudaFree(dvc), cudaFree(dkc2), cudaFree(dvc2);
+}
+
 static void t_silu(int T, int I) {
     size_t n = (size_t)T * I;
     float *gu = kt_rand(2 * n, 4.f, 0.f), *ref = malloc(n * 4);
@@ -180,6 +249,11 @@ int main(void) {
     for (int i = 0; i < 5; i++) t_head_rmsnorm(hs[i][0], hs[i][1], hs[i][2], hs[i][3]);
     int ro[][5] = {{1, 1, 1, 64, 10}, {9, 32, 8, 128, 8192}, {4096, 32, 8, 128, 131072}, {5, 16, 2, 256, 100}, {3, 4, 4, 66, 30}};
     for (int i = 0; i < 5; i++) t_rope(ro[i][0], ro[i][1], ro[i][2], ro[i][3], ro[i][4]);
+    /* T, H, Hkv, D, row padding, q/k norm, cache blocks of 16 */
+    int rk[][7] = {{1, 32, 8, 128, 0, 0, 4},  {1, 32, 4, 128, 0, 1, 4},   {7, 16, 2, 64, 0, 1, 2},
+                   {300, 32, 8, 128, 8, 1, 40}, {5, 16, 2, 256, 0, 0, 2}, {3, 4, 4, 66, 2, 1, 1},
+                   {64, 28, 4, 128, 0, 0, 8}};
+    for (int i = 0; i < 7; i++) t_rope_kv_write(rk[i][0], rk[i][1], rk[i][2], rk[i][3], rk[i][4], rk[i][5], rk[i][6]);
     int si[][2] = {{1, 1}, {3, 7}, {1, 14336}, {4096, 14336}, {5, 1001}};
     for (int i = 0; i < 5; i++) t_silu(si[i][0], si[i][1]);
     int gs[][3] = {{1, 1, 1}, {4096, 64, 4096}, {100, 7, 33}, {10, 10, 8192}};

@@ -74,6 +74,22 @@ static cllm_status cpu_kv_write(cllm_backend *be, const void *k, const void *v, 
                                 const cllm_kv_quant *kvq) {
     return cllm_cpu_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache, kvq);
 }
+/* The reference of the fused prologue: the separate ops in their order. */
+static cllm_status cpu_qk_norm_rope_kv_write(cllm_backend *be, void *q, void *k, const void *v, int q_stride,
+                                             int kv_stride, const int32_t *pos, int T, int H, int Hkv, int D,
+                                             const void *q_norm, const void *k_norm, float eps, const float *inv_freq,
+                                             const cllm_attn_meta *meta, void *k_cache, void *v_cache,
+                                             const cllm_kv_quant *kvq) {
+    (void)be;
+    if (!q_norm != !k_norm)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "qk_norm_rope_kv_write: q_norm and k_norm go together");
+    if (q_norm) {
+        CLLM_TRY(cllm_cpu_head_rmsnorm(q, T, H, D, q_stride, q_norm, eps));
+        CLLM_TRY(cllm_cpu_head_rmsnorm(k, T, Hkv, D, kv_stride, k_norm, eps));
+    }
+    CLLM_TRY(cllm_cpu_rope(q, k, pos, T, H, Hkv, D, q_stride, kv_stride, inv_freq));
+    return cllm_cpu_kv_write(k, v, kv_stride, kv_stride, meta, Hkv, D, k_cache, v_cache, kvq);
+}
 static cllm_status cpu_attention(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
                                  const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D, float scale,
                                  void *out, const cllm_kv_quant *kvq) {
@@ -135,6 +151,7 @@ static const cllm_backend_ops cpu_ops = {
     .rope = cpu_rope,
     .silu_mul = cpu_silu_mul,
     .kv_write = cpu_kv_write,
+    .qk_norm_rope_kv_write = cpu_qk_norm_rope_kv_write,
     .attention = cpu_attention,
     .gather_rows = cpu_gather_rows,
     .sample = cpu_sample,

@@ -55,6 +55,14 @@ cllm_status cllm_cuda_silu_mul(const void *gate_up, int T, int I, void *out, cud
 cllm_status cllm_cuda_kv_write(const void *k, const void *v, int k_stride, int v_stride, const cllm_attn_meta *meta,
                                int Hkv, int D, void *k_cache, void *v_cache, cudaStream_t stream);
 
+/* head_rmsnorm (q_norm, k_norm: both or neither) + rope + kv_write in one launch (rope_kv_write.cu);
+ * bf16, D even and <= 256. */
+cllm_status cllm_cuda_qk_norm_rope_kv_write(void *q, void *k, const void *v, int q_stride, int kv_stride,
+                                            const int32_t *pos, int T, int H, int Hkv, int D, const void *q_norm,
+                                            const void *k_norm, float eps, const float *inv_freq,
+                                            const cllm_attn_meta *meta, void *k_cache, void *v_cache,
+                                            cudaStream_t stream);
+
 /* Paged causal GQA attention (prefill chunks + decode in one batch), split-K over the
  * context when the grid is small. workspace: fp32 partials, workspace_bytes of it; the
  * number of splits is limited so that they fit (0 bytes: no split). */

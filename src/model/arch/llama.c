@@ -319,15 +319,22 @@ static cllm_status llama_forward(cllm_backend *be, void *model, const cllm_forwa
         PROF(CLLM_PROF_GEMM);
         CLLM_TRY(op->linear(be, normed, T, &ly->qkv, qkv, act));
         PROF(CLLM_PROF_OTHER);
-        if (c->qk_norm) {
-            CLLM_TRY(op->head_rmsnorm(be, q, T, H, D, NQ, ly->q_norm, eps));
-            CLLM_TRY(op->head_rmsnorm(be, k, T, Hkv, D, NQ, ly->k_norm, eps));
-        }
-        CLLM_TRY(op->rope(be, q, k, a->positions, T, H, Hkv, D, NQ, NQ, a->inv_freq));
-        PROF(CLLM_PROF_ATTN);
         cllm_kv_quant kq = {a->kv_cache_dtype, ly->k_scale, ly->v_scale};
         const cllm_kv_quant *kvq = a->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 ? &kq : NULL;
-        CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[li], a->v_cache[li], kvq));
+        if (op->qk_norm_rope_kv_write && D <= 256) { /* one op: [q/k norm], rope, KV write */
+            CLLM_TRY(op->qk_norm_rope_kv_write(be, q, k, v, NQ, NQ, a->positions, T, H, Hkv, D,
+                                               c->qk_norm ? ly->q_norm : NULL, c->qk_norm ? ly->k_norm : NULL, eps,
+                                               a->inv_freq, a->meta, a->k_cache[li], a->v_cache[li], kvq));
+            PROF(CLLM_PROF_ATTN);
+        } else {
+            if (c->qk_norm) {
+                CLLM_TRY(op->head_rmsnorm(be, q, T, H, D, NQ, ly->q_norm, eps));
+                CLLM_TRY(op->head_rmsnorm(be, k, T, Hkv, D, NQ, ly->k_norm, eps));
+            }
+            CLLM_TRY(op->rope(be, q, k, a->positions, T, H, Hkv, D, NQ, NQ, a->inv_freq));
+            PROF(CLLM_PROF_ATTN);
+            CLLM_TRY(op->kv_write(be, k, v, NQ, NQ, a->meta, Hkv, D, a->k_cache[li], a->v_cache[li], kvq));
+        }
         if (a->attn_decode && a->attn_prefill) { /* mixed batch: decode rows, then the prefill chunks */
             size_t Td = (size_t)a->attn_decode->num_tokens;
             CLLM_TRY(op->attention(be, q, NQ, a->k_cache[li], a->v_cache[li], a->attn_decode, H, Hkv, D,
