@@ -302,9 +302,11 @@ int cllm_cli_bench_moe(int argc, char **argv) {
                 t_gemv = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
                 if (t_gemv < 0) { fprintf(stderr, "cllm bench moe: gemv path: %s\n", cllm_last_error()); goto done; }
             }
-            set_path(&c, CLLM_CUDA_MOE_XGEMV, 0);
-            t_xgemv = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
-            if (t_xgemv < 0) { fprintf(stderr, "cllm bench moe: xgemv path: %s\n", cllm_last_error()); goto done; }
+            if (rows <= 8192) { /* above, each expert's rows are re-streamed once per 8 of its assignments */
+                set_path(&c, CLLM_CUDA_MOE_XGEMV, 0);
+                t_xgemv = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
+                if (t_xgemv < 0) { fprintf(stderr, "cllm bench moe: xgemv path: %s\n", cllm_last_error()); goto done; }
+            }
             set_path(&c, CLLM_CUDA_MOE_LOOP, 0);
             t_loop = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);
             if (t_loop < 0) { fprintf(stderr, "cllm bench moe: loop path: %s\n", cllm_last_error()); goto done; }
