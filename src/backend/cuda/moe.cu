@@ -79,6 +79,7 @@
 #define MOE_LDS 40  /* shared row stride (elements): BK + 8 against bank conflicts */
 #define MOE_LDC 132 /* fp32 staging row stride */
 #define GV_WARPS 4
+#define GV_U 4      /* GEMV kernels: 16-byte chunks per weight row in flight per lane */
 
 typedef __nv_bfloat16 bf16;
 
@@ -216,13 +217,23 @@ static __device__ __forceinline__ float warp_sum(float a) {
     return a;
 }
 
+/* Stream GV_U 16-byte chunks c0, c0 + 32, ... (below n8) of each of R weight
+ * rows into registers (zeros past n8): the GEMV kernels' loads in flight. */
+template <int R>
+static __device__ __forceinline__ void load_rows(uint4 (&wv)[GV_U][R], const uint4 *const (&wr)[R], int c0, int n8) {
+#pragma unroll
+    for (int u = 0; u < GV_U; u++)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            wv[u][r] = c0 + 32 * u < n8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+}
+
 /* ------------------------------------------------------------ (a) GEMV path */
 
 /* h (T*k, I): for assignment a = blockIdx.x (token a / k) with a local
  * expert e, rows i0, i0 + 1 of silu(gate_e x) * (up_e x); gu (2I, E) per
  * expert at gu + e * gu_stride. 4 weight rows x GV_U 16-byte chunks in
  * flight per lane. */
-#define GV_U 4
 static __global__ void __launch_bounds__(GV_WARPS * 32)
 moe_gemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__restrict__ ids, int k, int expert_start,
                         int num_local, const bf16 *__restrict__ gu, long long gu_stride, int I, bf16 *__restrict__ h) {
@@ -240,11 +251,7 @@ moe_gemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__rest
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (int c0 = lane; c0 < E8; c0 += 32 * GV_U) {
         uint4 wv[GV_U][4];
-#pragma unroll
-        for (int u = 0; u < GV_U; u++)
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-                wv[u][r] = c0 + 32 * u < E8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+        load_rows<4>(wv, wr, c0, E8);
 #pragma unroll
         for (int u = 0; u < GV_U; u++) {
             const int c = c0 + 32 * u;
@@ -342,11 +349,7 @@ moe_xgemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__res
             for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
         for (int c0 = lane; c0 < E8; c0 += 32 * GV_U) {
             uint4 wv[GV_U][4];
-#pragma unroll
-            for (int u = 0; u < GV_U; u++)
-#pragma unroll
-                for (int r = 0; r < 4; r++)
-                    wv[u][r] = c0 + 32 * u < E8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+            load_rows<4>(wv, wr, c0, E8);
 #pragma unroll
             for (int u = 0; u < GV_U; u++) {
                 const int c = c0 + 32 * u;
@@ -398,11 +401,7 @@ moe_xgemv_down_kernel(const bf16 *__restrict__ h, int I, const int32_t *__restri
             for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
         for (int c0 = lane; c0 < I8; c0 += 32 * GV_U) {
             uint4 wv[GV_U][XD_R];
-#pragma unroll
-            for (int u = 0; u < GV_U; u++)
-#pragma unroll
-                for (int r = 0; r < XD_R; r++)
-                    wv[u][r] = c0 + 32 * u < I8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+            load_rows<XD_R>(wv, wr, c0, I8);
 #pragma unroll
             for (int u = 0; u < GV_U; u++) {
                 const int c = c0 + 32 * u;
