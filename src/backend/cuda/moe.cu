@@ -228,6 +228,37 @@ static __device__ __forceinline__ void load_rows(uint4 (&wv)[GV_U][R], const uin
             wv[u][r] = c0 + 32 * u < n8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
 }
 
+/* acc[r][j] += dot(weight row r, row j) over n8 16-byte chunks, for the nt
+ * (<= XG_TB) rows xr[0 .. nt-1]: the weight rows are streamed once (GV_U
+ * chunks in flight per lane), the rows read through the cache. Per-lane
+ * partial sums: the caller warp-reduces. Expert-major GEMV path (c). */
+#define XG_TB 8 /* assignments per pass over the weight rows */
+template <int R>
+static __device__ __forceinline__ void rows_dot(float (&acc)[R][XG_TB], const uint4 *const (&wr)[R],
+                                                const uint4 *const (&xr)[XG_TB], int nt, int n8, int lane) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
+    for (int c0 = lane; c0 < n8; c0 += 32 * GV_U) {
+        uint4 wv[GV_U][R];
+        load_rows<R>(wv, wr, c0, n8);
+#pragma unroll
+        for (int u = 0; u < GV_U; u++) {
+            const int c = c0 + 32 * u;
+            if (c >= n8) break;
+#pragma unroll
+            for (int j = 0; j < XG_TB; j++) {
+                if (j >= nt) break;
+                float xf[8];
+                to_f8(__ldg(xr[j] + c), xf);
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[r][j] += dot8(xf, wv[u][r]);
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------ (a) GEMV path */
 
 /* h (T*k, I): for assignment a = blockIdx.x (token a / k) with a local
@@ -317,7 +348,6 @@ moe_gemv_down_kernel(const bf16 *__restrict__ h, int I, const int32_t *__restric
 
 /* ------------------------------------------------- (c) expert-major GEMV */
 
-#define XG_TB 8   /* assignments per pass over the weight rows */
 #define XD_R 4    /* down rows per warp */
 
 /* h[p, i] = silu(gate_e x_{src[p] / k}) * (up_e x_{src[p] / k}) for the permuted
@@ -343,27 +373,7 @@ moe_xgemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__res
 #pragma unroll
         for (int j = 0; j < XG_TB; j++) xr[j] = (const uint4 *)(x + (size_t)(src[pb + min(j, nt - 1)] / k) * E);
         float acc[4][XG_TB];
-#pragma unroll
-        for (int r = 0; r < 4; r++)
-#pragma unroll
-            for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
-        for (int c0 = lane; c0 < E8; c0 += 32 * GV_U) {
-            uint4 wv[GV_U][4];
-            load_rows<4>(wv, wr, c0, E8);
-#pragma unroll
-            for (int u = 0; u < GV_U; u++) {
-                const int c = c0 + 32 * u;
-                if (c >= E8) break;
-#pragma unroll
-                for (int j = 0; j < XG_TB; j++) {
-                    if (j >= nt) break;
-                    float xf[8];
-                    to_f8(__ldg(xr[j] + c), xf);
-#pragma unroll
-                    for (int r = 0; r < 4; r++) acc[r][j] += dot8(xf, wv[u][r]);
-                }
-            }
-        }
+        rows_dot<4>(acc, wr, xr, nt, E8, lane);
 #pragma unroll
         for (int j = 0; j < XG_TB; j++) {
             if (j >= nt) break;
@@ -394,28 +404,11 @@ moe_xgemv_down_kernel(const bf16 *__restrict__ h, int I, const int32_t *__restri
     const int I8 = I / 8;
     for (int pb = p0; pb < p1; pb += XG_TB) {
         const int nt = min(XG_TB, p1 - pb);
+        const uint4 *hr[XG_TB];
+#pragma unroll
+        for (int j = 0; j < XG_TB; j++) hr[j] = (const uint4 *)(h + (size_t)(pb + min(j, nt - 1)) * I);
         float acc[XD_R][XG_TB];
-#pragma unroll
-        for (int r = 0; r < XD_R; r++)
-#pragma unroll
-            for (int j = 0; j < XG_TB; j++) acc[r][j] = 0.f;
-        for (int c0 = lane; c0 < I8; c0 += 32 * GV_U) {
-            uint4 wv[GV_U][XD_R];
-            load_rows<XD_R>(wv, wr, c0, I8);
-#pragma unroll
-            for (int u = 0; u < GV_U; u++) {
-                const int c = c0 + 32 * u;
-                if (c >= I8) break;
-#pragma unroll
-                for (int j = 0; j < XG_TB; j++) {
-                    if (j >= nt) break;
-                    float hf[8];
-                    to_f8(__ldg((const uint4 *)(h + (size_t)(pb + j) * I) + c), hf);
-#pragma unroll
-                    for (int r = 0; r < XD_R; r++) acc[r][j] += dot8(hf, wv[u][r]);
-                }
-            }
-        }
+        rows_dot<XD_R>(acc, wr, hr, nt, I8, lane);
 #pragma unroll
         for (int j = 0; j < XG_TB; j++) {
             if (j >= nt) break;
