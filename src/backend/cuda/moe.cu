@@ -228,6 +228,14 @@ static __device__ __forceinline__ void load_rows(uint4 (&wv)[GV_U][R], const uin
             wv[u][r] = c0 + 32 * u < n8 ? ld_stream16(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
 }
 
+/* The four weight rows of output rows i0, i0 + 1 (the last row repeated when
+ * i0 + 1 == I) of an expert's gate_up W (2I, E): gate i0, gate i1, up i0, up i1. */
+static __device__ __forceinline__ void gate_up_rows(const bf16 *W, int i0, int I, int E, const uint4 *(&wr)[4]) {
+    const int i1 = min(i0 + 1, I - 1);
+    wr[0] = (const uint4 *)(W + (size_t)i0 * E), wr[1] = (const uint4 *)(W + (size_t)i1 * E);
+    wr[2] = (const uint4 *)(W + (size_t)(I + i0) * E), wr[3] = (const uint4 *)(W + (size_t)(I + i1) * E);
+}
+
 /* acc[r][j] += dot(weight row r, row j) over n8 16-byte chunks, for the nt
  * (<= XG_TB) rows xr[0 .. nt-1]: the weight rows are streamed once (GV_U
  * chunks in flight per lane), the rows read through the cache. Per-lane
@@ -273,10 +281,8 @@ moe_gemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__rest
     if (e < 0 || e >= num_local) return; /* block-uniform */
     const int i0 = (blockIdx.y * GV_WARPS + threadIdx.x / 32) * 2;
     if (i0 >= I) return;
-    const int i1 = min(i0 + 1, I - 1);
-    const bf16 *W = gu + (long long)e * gu_stride;
-    const uint4 *wr[4] = {(const uint4 *)(W + (size_t)i0 * E), (const uint4 *)(W + (size_t)i1 * E),
-                          (const uint4 *)(W + (size_t)(I + i0) * E), (const uint4 *)(W + (size_t)(I + i1) * E)};
+    const uint4 *wr[4];
+    gate_up_rows(gu + (long long)e * gu_stride, i0, I, E, wr);
     const uint4 *xr = (const uint4 *)(x + (size_t)(a / k) * E);
     const int E8 = E / 8;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
@@ -362,10 +368,8 @@ moe_xgemv_gate_up_kernel(const bf16 *__restrict__ x, int E, const int32_t *__res
     if (p0 >= p1) return; /* block-uniform: expert not touched */
     const int i0 = (blockIdx.y * GV_WARPS + threadIdx.x / 32) * 2;
     if (i0 >= I) return;
-    const int i1 = min(i0 + 1, I - 1);
-    const bf16 *W = gu + (long long)e * gu_stride;
-    const uint4 *wr[4] = {(const uint4 *)(W + (size_t)i0 * E), (const uint4 *)(W + (size_t)i1 * E),
-                          (const uint4 *)(W + (size_t)(I + i0) * E), (const uint4 *)(W + (size_t)(I + i1) * E)};
+    const uint4 *wr[4];
+    gate_up_rows(gu + (long long)e * gu_stride, i0, I, E, wr);
     const int E8 = E / 8;
     for (int pb = p0; pb < p1; pb += XG_TB) {
         const int nt = min(XG_TB, p1 - pb);
