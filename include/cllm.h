@@ -192,8 +192,8 @@ typedef struct cllm_model_params {
                                   * F8_E4M3 ("fp8", "fp8_e4m3") = float8_e4m3fn codes, one byte per
                                   * element, scaled by each layer's k_scale / v_scale from the
                                   * checkpoint (1.0 when absent), so the same memory holds 2x (vs
-                                  * bf16) / 4x (vs fp32) the blocks. CPU backend only so far: CUDA
-                                  * refuses it at load with CLLM_ERR_UNSUPPORTED. */
+                                  * bf16) / 4x (vs fp32) the blocks. CPU and CUDA backends (the CUDA
+                                  * kernels convert the codes to bf16 on read). */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);
