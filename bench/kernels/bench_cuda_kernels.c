@@ -145,28 +145,35 @@ typedef struct {
     void *q, *kc, *vc, *out, *ws;
     cllm_attn_meta m;
     int H, Hkv, D, sms;
+    const cllm_kv_quant *kvq;
 } attn_ctx;
 static void attn_fn(void *c, int i) {
     attn_ctx *a = c;
-    CK(cllm_cuda_attention(a->q, a->H * a->D, a->kc, a->vc, &a->m, a->H, a->Hkv, a->D, 0.0883883f, a->out, NULL, a->ws,
-                           64u << 20, a->sms, st));
+    CK(cllm_cuda_attention(a->q, a->H * a->D, a->kc, a->vc, &a->m, a->H, a->Hkv, a->D, 0.0883883f, a->out, a->kvq,
+                           a->ws, 64u << 20, a->sms, st));
 }
 
-/* maxlen: max_seq_len given to the kernel (0: ctx), as a CUDA graph captured at
- * max_model_len would pass it. */
-static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P, int maxlen, const char *tag) {
+/* Decode rows (qlen 1) or prefill chunks (qlen new tokens of each sequence's ctx,
+ * causal; decode_attention / prefill_attention rows, FLOPs 4 H D per (query, key)
+ * pair attended). maxlen: max_seq_len given to the kernel (0: ctx), as a CUDA graph
+ * captured at max_model_len would pass it. kv8: the cache in fp8 e4m3 (one byte
+ * per element; --kv-cache-dtype fp8). */
+static void bench_attention_q(int S, int qlen, int ctx, int H, int Hkv, int D, int P, int maxlen, int kv8,
+                              const char *tag) {
     int mbps = ctx / P, B = S * mbps;
     int32_t *qsl = malloc((S + 1) * 4), *sl = malloc(S * 4), *bt = malloc((size_t)S * mbps * 4);
-    for (int s = 0; s <= S; s++) qsl[s] = s;
+    for (int s = 0; s <= S; s++) qsl[s] = s * qlen;
     for (int s = 0; s < S; s++) sl[s] = ctx;
     for (int i = 0; i < S * mbps; i++) bt[i] = (int32_t)(((int64_t)i * 7919) % B); /* scattered blocks */
     attn_ctx a;
     a.H = H, a.Hkv = Hkv, a.D = D;
     CU(cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, 0));
-    a.q = dev_random_bf16((size_t)S * H * D);
+    static const cllm_kv_quant f8 = {CLLM_DTYPE_F8_E4M3, 0.05f, 0.05f};
+    a.kvq = kv8 ? &f8 : NULL;
+    a.q = dev_random_bf16((size_t)S * qlen * H * D);
     a.kc = dev_random_bf16((size_t)B * P * Hkv * D);
     a.vc = dev_random_bf16((size_t)B * P * Hkv * D);
-    CU(cudaMalloc(&a.out, (size_t)S * H * D * 2));
+    CU(cudaMalloc(&a.out, (size_t)S * qlen * H * D * 2));
     CU(cudaMalloc(&a.ws, 64u << 20));
     void *d1, *d2, *d3;
     CU(cudaMalloc(&d1, (S + 1) * 4));
@@ -175,17 +182,24 @@ static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P, int ma
     CU(cudaMemcpy(d1, qsl, (S + 1) * 4, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(d2, sl, S * 4, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(d3, bt, (size_t)S * mbps * 4, cudaMemcpyHostToDevice));
-    a.m = (cllm_attn_meta){S, S, 1, maxlen > ctx ? maxlen : ctx, P, mbps, d1, d2, d3, NULL};
+    a.m = (cllm_attn_meta){S, S * qlen, qlen, maxlen > ctx ? maxlen : ctx, P, mbps, d1, d2, d3, NULL};
     float ms = time_ms(attn_fn, &a, 10, 15);
     char shape[96];
-    if (maxlen > ctx)
-        snprintf(shape, sizeof shape, "S=%d ctx=%d max=%d%s", S, ctx, maxlen, tag);
+    const char *f8tag = kv8 ? " fp8" : "";
+    if (qlen > 1)
+        snprintf(shape, sizeof shape, "S=%d q=%d ctx=%d%s%s", S, qlen, ctx, f8tag, tag);
+    else if (maxlen > ctx)
+        snprintf(shape, sizeof shape, "S=%d ctx=%d max=%d%s%s", S, ctx, maxlen, f8tag, tag);
     else
-        snprintf(shape, sizeof shape, "S=%d ctx=%d H=%d Hkv=%d D=%d%s", S, ctx, H, Hkv, D, tag);
-    double bytes = 2.0 * S * ctx * Hkv * D * 2;
-    row("decode_attention", shape, ms, 4.0 * S * ctx * H * D, bytes);
+        snprintf(shape, sizeof shape, "S=%d ctx=%d H=%d Hkv=%d D=%d%s%s", S, ctx, H, Hkv, D, f8tag, tag);
+    double bytes = 2.0 * S * ctx * Hkv * D * (kv8 ? 1 : 2);
+    double pairs = (double)S * qlen * (ctx - qlen) + (double)S * qlen * (qlen + 1) / 2;
+    row(qlen > 1 ? "prefill_attention" : "decode_attention", shape, ms, 4.0 * pairs * H * D, qlen > 1 ? 0 : bytes);
     cudaFree(a.q), cudaFree(a.kc), cudaFree(a.vc), cudaFree(a.out), cudaFree(a.ws), cudaFree(d1), cudaFree(d2), cudaFree(d3);
     free(qsl), free(sl), free(bt);
+}
+static void bench_attention(int S, int ctx, int H, int Hkv, int D, int P, int maxlen, const char *tag) {
+    bench_attention_q(S, 1, ctx, H, Hkv, D, P, maxlen, 0, tag);
 }
 
 typedef struct {
@@ -363,6 +377,17 @@ int main(int argc, char **argv) {
     bench_attention(8, 2048, 32, 8, 128, 16, 32768, "");
     bench_attention(256, 1024, 32, 8, 128, 16, 0, "");
     bench_attention(64, 4096, 64, 8, 128, 16, 0, " G8");
+    /* fp8 KV cache, decode */
+    bench_attention_q(64, 1, 4096, 32, 8, 128, 16, 0, 1, "");
+    bench_attention_q(1, 1, 32768, 32, 8, 128, 16, 0, 1, "");
+    bench_attention_q(1, 1, 128, 32, 8, 128, 16, 32768, 1, "");
+    bench_attention_q(1, 1, 128, 32, 8, 128, 16, 32768, 0, "");
+    /* prefill / chunked prefill (tensor-core kernel; CLLM_CUDA_ATTN_PREFILL=fma: the CUDA-core one) */
+    bench_attention_q(1, 2048, 2048, 32, 8, 128, 16, 0, 0, "");
+    bench_attention_q(1, 8192, 8192, 32, 8, 128, 16, 0, 0, "");
+    bench_attention_q(4, 512, 4096, 32, 8, 128, 16, 0, 0, "");
+    bench_attention_q(1, 2048, 2048, 32, 8, 128, 16, 0, 1, "");
+    bench_attention_q(4, 512, 4096, 32, 8, 128, 16, 0, 1, "");
     /* decode split sweep: (CTAs per SM, min split keys) */
     {
         int tune[][2] = {{8, 512}, {16, 256}, {16, 1024}, {4, 128}, {8, 1024}};

@@ -282,7 +282,8 @@ int cllm_cli_bench_moe(int argc, char **argv) {
         const char *auto_path = "cpu";
 #ifdef CLLM_HAVE_CUDA
         if (cuda) {
-            auto_path = cllm_cuda_moe_path(T, (int)k) == CLLM_CUDA_MOE_GEMV ? "gemv" : "grouped";
+            const int ap = cllm_cuda_moe_path(T, (int)k, (int)NE);
+            auto_path = ap == CLLM_CUDA_MOE_GEMV ? "gemv" : ap == CLLM_CUDA_MOE_XGEMV ? "xgemv" : "grouped";
             double s1, s2, s3;
             set_path(&c, CLLM_CUDA_MOE_GROUPED, 1);
             s1 = measure(&c, OP_EXPERTS, (int)iters, (int)warmup);

@@ -421,8 +421,9 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
  * XOR-swizzled (chunk c of row r at c ^ (r & 7)) so that the 8 rows of an
  * 8x8 matrix fall in 8 different bank groups. Q's fragments stay in registers
  * for D <= 128. K/V tiles (BN keys, read through the block table) are double
- * buffered: cp.async brings tile i+1 while tile i is computed (bf16 cache); an
- * fp8 cache is read with 8-byte loads and converted before it is stored. Online
+ * buffered: cp.async brings tile i+1 while tile i is computed; an fp8 cache's
+ * codes come by 8-byte cp.async into a raw double buffer, and each thread
+ * converts its own entries to bf16 (exact) once they land. Online
  * softmax in fp32, log2 units (exp2f), P rounded to bf16 for the PV product as
  * in FlashAttention-2; rows of a quad (4 lanes) share their max by shuffles.
  * Causal mask per row (key <= the row's position) and per split (key < kend);
@@ -434,15 +435,19 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
 #define PF_NW 4
 #define PF_BM (PF_NW * 16)
 
-template <int D> struct pf_shape {
-    static constexpr int BN = D <= 128 ? 64 : 32;             /* keys per K/V tile */
-    static constexpr int SMEM = (PF_BM + 4 * BN) * D * 2;    /* Q tile + 2 K + 2 V tiles, bytes */
+template <int D, bool KV8> struct pf_shape {
+    static constexpr int BN = D <= 128 ? 64 : 32; /* keys per K/V tile */
+    /* Q tile + 2 K + 2 V tiles (bf16), bytes; fp8: + the raw codes of 2 K + 2 V tiles */
+    static constexpr int SMEM = (PF_BM + 4 * BN) * D * 2 + (KV8 ? 4 * BN * D : 0);
 };
 
 static __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-/* 16 bytes global -> shared, asynchronously; src_bytes 0 writes zeros (src is not read). */
+/* 16 (8) bytes global -> shared, asynchronously; src_bytes 0 writes zeros (src is not read). */
 static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+static __device__ __forceinline__ void cp_async8(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
 static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N> static __device__ __forceinline__ void cp_async_wait() {
@@ -468,12 +473,14 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
                          const int32_t *__restrict__ seq_lens, const int32_t *__restrict__ block_tables, int mbps,
                          int P, int H, int Hkv, float qscale, float vscale, int tiles_per_seq, int T, int split_len,
                          __nv_bfloat16 *out, float *part_o, float *part_ml) {
-    constexpr int BN = pf_shape<D>::BN, C8 = D / 8, KS = D / 16, NT = BN / 8;
+    constexpr int BN = pf_shape<D, KV8>::BN, C8 = D / 8, KS = D / 16, NT = BN / 8;
+    constexpr int NLD = BN * C8 / (PF_NW * 32); /* 8-element chunks of a K (V) tile per thread */
     constexpr bool QREG = D <= 128;
     extern __shared__ __align__(128) uint4 pf_smem[];
     uint4 *q_s = pf_smem;                 /* [PF_BM][C8] 16-byte chunks, swizzled */
     uint4 *k_s = q_s + PF_BM * C8;        /* [2][BN][C8] */
     uint4 *v_s = k_s + 2 * BN * C8;       /* [2][BN][C8] */
+    uint2 *raw = (uint2 *)(v_s + 2 * BN * C8); /* fp8: [2 tiles][K, V][BN * C8] codes, 8 per entry */
 
     const int G = H / Hkv, g = blockIdx.y, split = blockIdx.z, nsplit = gridDim.z;
     const int s = blockIdx.x / tiles_per_seq, tile = tiles_per_seq - 1 - blockIdx.x % tiles_per_seq;
@@ -494,20 +501,34 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
         cp_async16(smem_u32(q_s + r * C8 + (c ^ (r & 7))), src, ok ? 16 : 0);
     }
     const int32_t *bt = block_tables + (size_t)s * mbps;
+    /* Issue tile kt's loads: bf16 straight into K/V buffer buf (swizzled); fp8 codes into
+     * raw tile buf (this thread's own entries, converted by convert_kv after the wait). */
     auto load_kv = [&](int kt, int buf) {
 #pragma unroll
-        for (int n = 0; n < BN * C8 / (PF_NW * 32); n++) {
+        for (int n = 0; n < NLD; n++) {
             const int i = tid + n * PF_NW * 32, key = i / C8, c = i % C8, kp = kt + key;
             const bool ok = kp < kend;
             const size_t off = ok ? (((size_t)bt[kp / P] * P + kp % P) * Hkv + g) * D + c * 8 : 0;
-            const int dst = (buf * BN + key) * C8 + (c ^ (key & 7));
             if constexpr (KV8) {
-                k_s[dst] = ok ? kv_load8<true>(kc, off) : make_uint4(0, 0, 0, 0);
-                v_s[dst] = ok ? kv_load8<true>(vc, off) : make_uint4(0, 0, 0, 0);
+                uint2 *r = raw + (size_t)buf * 2 * BN * C8;
+                cp_async8(smem_u32(r + i), (const uint8_t *)kc + off, ok ? 8 : 0);
+                cp_async8(smem_u32(r + BN * C8 + i), (const uint8_t *)vc + off, ok ? 8 : 0);
             } else {
+                const int dst = (buf * BN + key) * C8 + (c ^ (key & 7));
                 cp_async16(smem_u32(k_s + dst), (const __nv_bfloat16 *)kc + off, ok ? 16 : 0);
                 cp_async16(smem_u32(v_s + dst), (const __nv_bfloat16 *)vc + off, ok ? 16 : 0);
             }
+        }
+    };
+    /* fp8: this thread's codes of raw tile buf -> bf16 K/V buffer buf (exact). */
+    auto convert_kv = [&](int buf) {
+#pragma unroll
+        for (int n = 0; n < NLD; n++) {
+            const int i = tid + n * PF_NW * 32, key = i / C8, c = i % C8;
+            const int dst = (buf * BN + key) * C8 + (c ^ (key & 7));
+            const uint2 *r = raw + (size_t)buf * 2 * BN * C8;
+            k_s[dst] = fp8x8_to_bf16x8(r[i]);
+            v_s[dst] = fp8x8_to_bf16x8(r[BN * C8 + i]);
         }
     };
 
@@ -536,7 +557,14 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
 
     for (int it = 0; it < ntiles; it++) {
         const int kt = kbeg + it * BN, buf = it & 1;
-        if (it + 1 < ntiles) {
+        if constexpr (KV8) { /* tile it's codes landed (own entries): convert, then bring tile it+1's */
+            cp_async_wait<0>();
+            convert_kv(buf);
+            if (it + 1 < ntiles) {
+                load_kv(kt + BN, buf ^ 1);
+                cp_async_commit();
+            }
+        } else if (it + 1 < ntiles) {
             load_kv(kt + BN, buf ^ 1);
             cp_async_commit();
             cp_async_wait<1>();
@@ -821,7 +849,7 @@ template <int D, bool KV8>
 static cllm_status launch_prefill(const void *q, int q_stride, const void *kc, const void *vc,
                                   const cllm_attn_meta *m, int H, int Hkv, att_fmt f, void *out, void *ws,
                                   size_t ws_bytes, int num_sms, cudaStream_t stream) {
-    constexpr int BN = pf_shape<D>::BN, SMEM = pf_shape<D>::SMEM;
+    constexpr int BN = pf_shape<D, KV8>::BN, SMEM = pf_shape<D, KV8>::SMEM;
     static bool attr_set = false;
     if (!attr_set) {
         CLLM_CU(cudaFuncSetAttribute(attention_prefill_kernel<D, KV8>, cudaFuncAttributeMaxDynamicSharedMemorySize,

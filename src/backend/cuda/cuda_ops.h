@@ -140,7 +140,7 @@ enum {
  * unchanged. moe_workspace_bytes follows the path set here: set it before sizing the workspace. */
 void cllm_cuda_moe_tune(int path, int stop_after, int gemv_max_rows);
 /* The path cllm_cuda_moe_experts takes for T tokens, top-k k (a CLLM_CUDA_MOE_* value other than AUTO). */
-int cllm_cuda_moe_path(int T, int k);
+int cllm_cuda_moe_path(int T, int k, int num_local);
 
 #ifdef __cplusplus
 }

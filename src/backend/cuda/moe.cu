@@ -36,9 +36,8 @@
  *      0..k-1, no atomics). Tile counts live in device memory; the GEMM grid
  *      is the upper bound ceil(T k / 64) + min(T k, num_local) tiles and the
  *      blocks past the real count return at once.
- *  (c) expert-major GEMV (CLLM_CUDA_MOE_XGEMV; selectable, not yet picked by
- *      AUTO: written without a GPU, to be measured against (a) and (b) at 16..256
- *      decode tokens, where (b) streams the experts at ~59 % of copy): the
+ *  (c) expert-major GEMV (CLLM_CUDA_MOE_XGEMV; AUTO picks it from 65
+ *      assignments up to 4 per local expert, see cllm_cuda_moe_path): the
  *      align kernel of (b), then kernel 1, block (local expert e, 8 rows of
  *      I), each warp two rows of gate and up, streams those four weight rows
  *      ONCE for all of e's assignments (XG_TB at a time, x rows read through
@@ -92,9 +91,21 @@ extern "C" void cllm_cuda_moe_tune(int path, int stop_after, int gemv_max_rows) 
     if (gemv_max_rows >= 0) g_gemv_max_rows = gemv_max_rows;
 }
 
-extern "C" int cllm_cuda_moe_path(int T, int k) {
+/* AUTO: the token-major GEMV path up to g_gemv_max_rows (64) assignments; the
+ * expert-major GEMV path while there are at most XG_AUTO_PER_EXPERT assignments per
+ * local expert on average (one or two passes of XG_TB rows over each touched
+ * expert's weights); the grouped GEMM above. Measured with `cllm bench moe` on an
+ * H100 80GB HBM3 (Qwen3-30B-A3B layer: 128 experts, top-8, E 2048, I 768;
+ * 2026-12-06, us per layer, gemv / xgemv / grouped): 1 token 40.5 / 54.1 / 83.7,
+ * 8: 184 / 190 / 350, 16: 284 / 281 / 453, 32: 447 / 372 / 603, 64: 797 / 536 /
+ * 672, 128: 1590 / 961 / 688. */
+#define XG_AUTO_PER_EXPERT 4
+extern "C" int cllm_cuda_moe_path(int T, int k, int num_local) {
     if (g_path != CLLM_CUDA_MOE_AUTO) return g_path;
-    return (long long)T * k <= g_gemv_max_rows ? CLLM_CUDA_MOE_GEMV : CLLM_CUDA_MOE_GROUPED;
+    const long long R = (long long)T * k;
+    if (R <= g_gemv_max_rows) return CLLM_CUDA_MOE_GEMV;
+    if (num_local > 0 && R <= (long long)XG_AUTO_PER_EXPERT * num_local) return CLLM_CUDA_MOE_XGEMV;
+    return CLLM_CUDA_MOE_GROUPED;
 }
 
 static size_t al(size_t n) { return (n + 255) / 256 * 256; }
@@ -105,7 +116,7 @@ static size_t max_tiles(size_t R, size_t nl) { return (R + MOE_BM - 1) / MOE_BM 
 extern "C" size_t cllm_cuda_moe_workspace_bytes(int T, int k, int E, int I) {
     if (T <= 0 || k <= 0 || E <= 0 || I <= 0) return 256;
     size_t R = (size_t)T * (size_t)k;
-    int path = cllm_cuda_moe_path(T, k);
+    int path = cllm_cuda_moe_path(T, k, 0); /* the expert-major GEMV path uses the grouped path's layout */
     if (path == CLLM_CUDA_MOE_GEMV) return al(R * (size_t)I * 2);
     size_t b = 2 * al(R * 4)                            /* where, src */
                + al((MOE_MAX_LOCAL + 1) * 4) + al(4)     /* offsets, number of tiles */
@@ -763,7 +774,7 @@ extern "C" cllm_status cllm_cuda_moe_experts(cllm_cuda_gemm *g, const void *x, i
     long long gs = 0, ds = 0;
     CLLM_TRY(expert_layout(gate_up, down, num_local, E, I, &gu, &gs, &dn, &ds));
     const int R = T * k;
-    const int path = cllm_cuda_moe_path(T, k);
+    const int path = cllm_cuda_moe_path(T, k, num_local);
     if (path == CLLM_CUDA_MOE_GEMV) {
         bf16 *h = (bf16 *)workspace;
         moe_gemv_gate_up_kernel<<<dim3((unsigned)R, (unsigned)((I + 2 * GV_WARPS - 1) / (2 * GV_WARPS))),
