@@ -126,7 +126,7 @@ static void bench_gemm(void) {
         int nw = (int)((400u << 20) / wb) + 1;
         if (nw > 16) nw = 16;
         gemm_ctx c = {gg, x, out, {{0}}, nw, 0};
-        for (int i = 0; i < nw; i++) c.w[i] = (cllm_weight){dev_random_bf16((size_t)N * K), NULL, N, K};
+        for (int i = 0; i < nw; i++) c.w[i] = (cllm_weight){.data = dev_random_bf16((size_t)N * K), .bias = NULL, .n = N, .k = K};
         for (int m = 0; m < 4; m++) {
             c.M = Ms[m];
             float ms = time_ms(gemm_fn, &c, 20, 15);
@@ -284,10 +284,10 @@ static void bench_decode_layers(int ctx) {
     CK(cllm_cuda_gemm_create(32u << 20, &L.g));
     CU(cudaDeviceGetAttribute(&L.sms, cudaDevAttrMultiProcessorCount, 0));
     for (int l = 0; l < L.nl; l++) {
-        L.qkv[l] = (cllm_weight){dev_random_bf16((size_t)6144 * 4096), NULL, 6144, 4096};
-        L.o[l] = (cllm_weight){dev_random_bf16((size_t)4096 * 4096), NULL, 4096, 4096};
-        L.gu[l] = (cllm_weight){dev_random_bf16((size_t)28672 * 4096), NULL, 28672, 4096};
-        L.dn[l] = (cllm_weight){dev_random_bf16((size_t)4096 * 14336), NULL, 4096, 14336};
+        L.qkv[l] = (cllm_weight){.data = dev_random_bf16((size_t)6144 * 4096), .bias = NULL, .n = 6144, .k = 4096};
+        L.o[l] = (cllm_weight){.data = dev_random_bf16((size_t)4096 * 4096), .bias = NULL, .n = 4096, .k = 4096};
+        L.gu[l] = (cllm_weight){.data = dev_random_bf16((size_t)28672 * 4096), .bias = NULL, .n = 28672, .k = 4096};
+        L.dn[l] = (cllm_weight){.data = dev_random_bf16((size_t)4096 * 14336), .bias = NULL, .n = 4096, .k = 14336};
     }
     L.ln1 = dev_random_bf16(4096), L.ln2 = dev_random_bf16(4096);
     L.x = dev_random_bf16(4096), L.res = dev_random_bf16(4096), L.h = dev_random_bf16(4096);

@@ -84,6 +84,8 @@ static cllm_status check_engine_params(const cllm_engine_params *p) {
         return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
                           "only so far (the CUDA kernels read a bfloat16 cache); use --kv-cache-dtype auto or "
                           "--device cpu");
+    if (m->quantization != CLLM_QUANTIZATION_NONE && m->quantization != CLLM_QUANTIZATION_FP8)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "quantization %d: valid values are none and fp8", (int)m->quantization);
     if (m->tensor_parallel_size < 0 || m->tensor_parallel_size > 64)
         return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size must be in [1, 64], got %d", m->tensor_parallel_size);
     if (m->dist_timeout_s < 0) return cllm_error(CLLM_ERR_INVALID_ARG, "dist_timeout must be > 0 seconds");
