@@ -31,7 +31,7 @@ typedef struct {
  * bias), 2 = unscaled FP8 GEMM to f32 + the scale/bias kernel; ok 0: cuBLASLt
  * refused it (no algorithm, or the matmul returned an error), not retried. */
 typedef struct {
-    int T, N, K, out_f32, bias, mode, ok;
+    int T, N, K, out_f32, bias, mode, align, ok;
     cublasLtMatmulAlgo_t algo;
 } fp8_entry;
 

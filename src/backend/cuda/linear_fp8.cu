@@ -242,11 +242,17 @@ static unsigned grid_for(size_t n) {
 static cllm_status lt_fp8(cllm_cuda_gemm *g, int mode, int T, int N, int K, const void *wq, const void *bq,
                           const float *sw, const float *sx, const void *bias, void *d, bool d_f32,
                           cudaStream_t stream) {
+    /* the alignment every pointer and leading dimension allows (>= 16: checked by the caller) */
+    int align = cllm_ptr_align(wq), a;
+    if ((a = cllm_ptr_align(bq)) < align) align = a;
+    if ((a = cllm_ptr_align(d)) < align) align = a;
+    if (bias && (a = cllm_ptr_align(bias)) < align) align = a;
+    while (align > 16 && ((K % align) || (((size_t)N * (d_f32 ? 4 : 2)) % (size_t)align))) align /= 2;
     fp8_entry *hit = NULL;
     for (int i = 0; i < g->n_fp8; i++) {
         fp8_entry *e = &g->fp8_cache[i];
         if (e->T == T && e->N == N && e->K == K && e->out_f32 == (int)d_f32 && e->bias == (bias != NULL) &&
-            e->mode == mode) {
+            e->mode == mode && e->align == align) {
             hit = e;
             break;
         }
@@ -291,6 +297,12 @@ static cllm_status lt_fp8(cllm_cuda_gemm *g, int mode, int T, int N, int K, cons
         if (s == CUBLAS_STATUS_SUCCESS)
             s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &g->workspace_bytes, sizeof g->workspace_bytes);
+        const uint32_t ua = (uint32_t)align;
+        const cublasLtMatmulPreferenceAttributes_t al[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
+            s = cublasLtMatmulPreferenceSetAttribute(pref, al[i], &ua, sizeof ua);
         cublasLtMatmulHeuristicResult_t res[1];
         int n = 0;
         if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatmulAlgoGetHeuristic(g->lt, op, la, lb, ld, ld, pref, 1, res, &n);
@@ -309,7 +321,7 @@ static cllm_status lt_fp8(cllm_cuda_gemm *g, int mode, int T, int N, int K, cons
     if (op) cublasLtMatmulDescDestroy(op);
     if (!hit) {
         fp8_entry *e = &g->fp8_cache[g->n_fp8 < FP8_CACHE ? g->n_fp8++ : (g->next_fp8++ % FP8_CACHE)];
-        e->T = T, e->N = N, e->K = K, e->out_f32 = d_f32, e->bias = bias != NULL, e->mode = mode;
+        e->T = T, e->N = N, e->K = K, e->out_f32 = d_f32, e->bias = bias != NULL, e->mode = mode, e->align = align;
         e->ok = s == CUBLAS_STATUS_SUCCESS;
         if (e->ok) e->algo = algo;
         if (!e->ok)
