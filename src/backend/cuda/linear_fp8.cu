@@ -324,10 +324,13 @@ static cllm_status lt_fp8(cllm_cuda_gemm *g, int mode, int T, int N, int K, cons
         e->T = T, e->N = N, e->K = K, e->out_f32 = d_f32, e->bias = bias != NULL, e->mode = mode, e->align = align;
         e->ok = s == CUBLAS_STATUS_SUCCESS;
         if (e->ok) e->algo = algo;
-        if (!e->ok)
+        static int told[3] = {0, 0, 0}; /* one line per mode: the first refusal */
+        if (!e->ok && !told[mode]) {
+            told[mode] = 1;
             CLLM_LOG_I("linear_fp8: cuBLASLt refused the FP8 GEMM T=%d N=%d K=%d out=%s bias=%d %s (status %d: %s); "
-                       "falling back", T, N, K, d_f32 ? "f32" : "bf16", bias != NULL,
+                       "falling back (logged once)", T, N, K, d_f32 ? "f32" : "bf16", bias != NULL,
                        mode == MODE_OUTER ? "with outer-vector scales" : "unscaled", (int)s, cublasLtGetStatusString(s));
+        }
     }
     return s == CUBLAS_STATUS_SUCCESS ? CLLM_OK : CLLM_ERR_UNSUPPORTED;
 }
