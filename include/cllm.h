@@ -199,8 +199,8 @@ typedef struct cllm_model_params {
                                   * F8_E4M3 ("fp8", "fp8_e4m3") = float8_e4m3fn codes, one byte per
                                   * element, scaled by each layer's k_scale / v_scale from the
                                   * checkpoint (1.0 when absent), so the same memory holds 2x (vs
-                                  * bf16) / 4x (vs fp32) the blocks. CPU backend only so far: CUDA
-                                  * refuses it at load with CLLM_ERR_UNSUPPORTED. */
+                                  * bf16) / 4x (vs fp32) the blocks. CPU and CUDA backends (the CUDA
+                                  * kernels convert the codes to bf16 on read). */
     cllm_quantization quantization; /* vLLM's --quantization: NONE (default) or FP8: the layers' linears
                                   * quantized to e4m3 with one f32 scale per output channel on load
                                   * (works with load_format DUMMY). CUDA keeps them in FP8 (1 byte per

@@ -242,7 +242,7 @@ typedef struct {
 } attn_ctx;
 static void attn_fn(void *c, int i) {
     attn_ctx *a = c;
-    CK(cllm_cuda_attention(a->q, a->H * a->D, a->kc, a->vc, &a->m, a->H, a->Hkv, a->D, 0.0883883f, a->out, a->ws,
+    CK(cllm_cuda_attention(a->q, a->H * a->D, a->kc, a->vc, &a->m, a->H, a->Hkv, a->D, 0.0883883f, a->out, NULL, a->ws,
                            64u << 20, a->sms, st));
 }
 
@@ -354,8 +354,8 @@ static void layer_step(void *c, int it) {
         if (!L->linears_only) {
             uint16_t *q = L->qkvb, *k = q + 4096, *v = q + 5120;
             CK(cllm_cuda_rope(q, k, L->pos, 1, 32, 8, 128, 6144, 6144, L->inv, st));
-            CK(cllm_cuda_kv_write(k, v, 6144, 6144, &L->m, 8, 128, L->kc, L->vc, st));
-            CK(cllm_cuda_attention(q, 6144, L->kc, L->vc, &L->m, 32, 8, 128, 0.0883883f, L->att, L->ws, 64u << 20,
+            CK(cllm_cuda_kv_write(k, v, 6144, 6144, &L->m, 8, 128, L->kc, L->vc, NULL, st));
+            CK(cllm_cuda_attention(q, 6144, L->kc, L->vc, &L->m, 32, 8, 128, 0.0883883f, L->att, NULL, L->ws, 64u << 20,
                                    L->sms, st));
         }
         CK(cllm_cuda_linear(L->g, L->att, 1, &L->o[l], L->x, CLLM_DTYPE_BF16, st));

@@ -57,7 +57,7 @@ class EngineArgs:
     kv_cache_memory_bytes: KV-cache bytes per rank instead of profiling.
     kv_cache_dtype: "auto" (the activation dtype) or "fp8" / "fp8_e4m3"
     (float8_e4m3fn KV cache, one byte per element, scaled by the checkpoint's
-    k_scale / v_scale, 1.0 when absent; CPU backend only so far).
+    k_scale / v_scale, 1.0 when absent; CPU and CUDA).
     quantization: None or "fp8" (vLLM's): the layers' linears of a float
     checkpoint quantized to float8_e4m3fn per output channel on load; CUDA
     keeps them in FP8 (W8A8 GEMMs), the CPU runs them dequantized.

@@ -80,10 +80,6 @@ static cllm_status check_engine_params(const cllm_engine_params *p) {
     if (m->kv_cache_dtype != CLLM_DTYPE_AUTO && m->kv_cache_dtype != CLLM_DTYPE_F8_E4M3)
         return cllm_error(CLLM_ERR_INVALID_ARG, "kv_cache_dtype %s: valid values are %s",
                           cllm_dtype_name(m->kv_cache_dtype), CLLM_KV_CACHE_DTYPES);
-    if (m->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 && m->device == CLLM_DEVICE_CUDA)
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
-                          "only so far (the CUDA kernels read a bfloat16 cache); use --kv-cache-dtype auto or "
-                          "--device cpu");
     if (m->quantization != CLLM_QUANTIZATION_NONE && m->quantization != CLLM_QUANTIZATION_FP8)
         return cllm_error(CLLM_ERR_INVALID_ARG, "quantization %d: valid values are none and fp8", (int)m->quantization);
     if (m->tensor_parallel_size < 0 || m->tensor_parallel_size > 64)

@@ -90,11 +90,6 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
         return cllm_error(CLLM_ERR_INVALID_ARG, "runner: KV cache dtype %s (auto or fp8 only)",
                           cllm_dtype_name(p->kv_cache_dtype));
     }
-    if (p->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 && strcmp(be->ops->name, "cpu") != 0) {
-        free(r);
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
-                          "only so far (this is the %s backend); use --kv-cache-dtype auto", be->ops->name);
-    }
     r->kv_cache_dtype = p->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 ? CLLM_DTYPE_F8_E4M3 : CLLM_DTYPE_AUTO;
     const char *nosplit = getenv("CLLM_NO_ATTN_SPLIT");
     r->no_attn_split = nosplit && nosplit[0] && strcmp(nosplit, "0") != 0;

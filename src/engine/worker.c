@@ -50,9 +50,6 @@ void cllm_worker_destroy(cllm_worker *w) {
 }
 
 static cllm_status check_dtype(const cllm_model_params *p, const cllm_backend *be) {
-    if (p->kv_cache_dtype == CLLM_DTYPE_F8_E4M3 && strcmp(be->ops->name, "cpu") != 0)
-        return cllm_error(CLLM_ERR_UNSUPPORTED, "--kv-cache-dtype fp8: fp8 KV cache is implemented on the CPU backend "
-                          "only so far (this is the %s backend); use --kv-cache-dtype auto", be->ops->name);
     if (p->dtype == CLLM_DTYPE_AUTO || p->dtype == be->act) return CLLM_OK;
     return cllm_error(CLLM_ERR_UNSUPPORTED, "dtype %s is not supported on the %s backend; it runs %s (use --dtype auto)",
                       cllm_dtype_name(p->dtype), be->ops->name, cllm_dtype_name(be->act));

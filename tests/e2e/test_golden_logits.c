@@ -28,6 +28,9 @@
  * --min-top1 F: also fail unless the top-1 agreement over all positions of
  * all sequences is at least F (0..1); the FP8 checks, whose logits differ
  * from the reference by more than rounding, use it with a loose TOL.
+ * --kv-cache-dtype fp8: the model under test keeps its KV cache in fp8 e4m3
+ * (the reference, golden or --vs-tp1, stays exact); TOL then bounds the fp8
+ * cache's error too (tests/e2e/CMakeLists.txt says how it was set).
  * Passes if max|a-b| / max|ref| <= TOL for every N; prints max abs/rel error,
  * relative L2 error ||a-b|| / ||ref|| and top-1 agreement. */
 #include "cllm.h"
@@ -50,7 +53,7 @@ int main(int argc, char **argv) {
     int tp = 1, pp = 1;
     bool ep = false;
     double tp1_tol = -1, tie_eps = -1, min_top1 = -1;
-    bool quant_fp8 = false;
+    bool quant_fp8 = false, kv_fp8 = false;
     const char *golden = NULL, *ref_model = NULL;
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--ref-model") && i + 1 < argc) {
@@ -69,13 +72,15 @@ int main(int argc, char **argv) {
             tie_eps = atof(argv[++i]);
         } else if (!strcmp(argv[i], "--vs-tp1") && i + 1 < argc) {
             tp1_tol = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc) {
+            kv_fp8 = !strcmp(argv[++i], "fp8");
         } else {
             golden = argv[i];
         }
     }
     if (argc < 4 || tp < 1 || pp < 1 || (ref_model && tp1_tol >= 0)) {
         fprintf(stderr, "usage: %s FIXTURE_DIR cpu|cuda TOL [--tp N] [--pp N] [--ep] [--vs-tp1 TOL | --ref-model DIR] "
-                "[--router-tie EPS] [--quantization fp8] [--min-top1 F] [GOLDEN_FILE]\n", argv[0]);
+                "[--router-tie EPS] [--kv-cache-dtype auto|fp8] [--quantization fp8] [--min-top1 F] [GOLDEN_FILE]\n", argv[0]);
         return 2;
     }
     double tol = atof(argv[3]);
@@ -110,6 +115,7 @@ int main(int argc, char **argv) {
     mp.pipeline_parallel_size = pp;
     mp.enable_expert_parallel = ep;
     if (quant_fp8) mp.quantization = CLLM_QUANTIZATION_FP8;
+    if (kv_fp8) mp.kv_cache_dtype = CLLM_DTYPE_F8_E4M3;
     if (cllm_model_load(&mp, &m) != CLLM_OK) {
         fprintf(stderr, "FAIL: load %s (tensor_parallel_size %d, pipeline_parallel_size %d): %s\n", argv[1], tp, pp,
                 cllm_last_error());

@@ -144,6 +144,8 @@ static void t_rope_kv_write(int T, int H, int Hkv, int D, int extra, int norm, i
     const int P = 16, qs = (H + 2 * Hkv) * D + extra;
     const size_t n = (size_t)T * qs, cn = (size_t)nblocks * P * Hkv * D;
     float *x = kt_rand(n, 2.f, 0.f), *qn = kt_rand(D, 0.5f, 1.f), *kn = kt_rand(D, 0.5f, 1.f);
+    float *x0 = malloc(n * 4);
+    memcpy(x0, x, n * 4); /* the input, before the CPU ops modify x in place */
     int32_t *pos = malloc(T * 4), *slots = malloc(T * 4);
     int *used = calloc((size_t)nblocks * P, sizeof(int));
     for (int t = 0; t < T; t++) {
@@ -177,7 +179,7 @@ static void t_rope_kv_write(int T, int H, int Hkv, int D, int extra, int norm, i
     /* CUDA: fused, and the separate ops on a copy */
     uint16_t *dq = dx, *dq2 = dx2;
     KT_OK(cllm_cuda_qk_norm_rope_kv_write(dq, dq + H * D, dq + (H + Hkv) * D, qs, qs, dp, T, H, Hkv, D,
-                                          norm ? dqn : NULL, norm ? dkn : NULL, 1e-6f, di, &dm, dkc, dvc, 0));
+                                          norm ? dqn : NULL, norm ? dkn : NULL, 1e-6f, di, &dm, dkc, dvc, NULL, 0));
     if (norm) {
         KT_OK(be->ops->head_rmsnorm(be, dq2, T, H, D, qs, dqn, 1e-6f));
         KT_OK(be->ops->head_rmsnorm(be, dq2 + H * D, T, Hkv, D, qs, dkn, 1e-6f));
@@ -198,7 +200,42 @@ static void t_rope_kv_write(int T, int H, int Hkv, int D, int extra, int norm, i
     kt_check(nm, g, g2, n, 1e-6f, 8e-3f);
     kt_check(nm, gk, gk2, cn, 1e-6f, 8e-3f);
     kt_check(nm, gv, gv2, cn, 0.f, 0.f);
-    free(x), free(qn), free(kn), free(pos), free(slots), free(used), free(inv), free(kc), free(vc);
+    /* fp8 cache (--kv-cache-dtype fp8): the fused op on a fresh copy of the input writes
+     * exactly the e4m3 codes of (its bf16 k / v) / scale, the bf16 values the first run
+     * put in the bf16 cache; the separate kv_write op writes the same codes. */
+    {
+        const cllm_kv_quant f8 = {CLLM_DTYPE_F8_E4M3, 0.37f, 1.9f};
+        void *dx3 = kt_dev_bf16(x0, n), *dk8 = kt_dev_poison(cn), *dv8 = kt_dev_poison(cn), *dk8b = kt_dev_poison(cn),
+             *dv8b = kt_dev_poison(cn);
+        KT_CU(cudaMemset(dk8, 0, cn));
+        KT_CU(cudaMemset(dv8, 0, cn));
+        KT_CU(cudaMemset(dk8b, 0, cn));
+        KT_CU(cudaMemset(dv8b, 0, cn));
+        uint16_t *dq3 = dx3;
+        KT_OK(cllm_cuda_qk_norm_rope_kv_write(dq3, dq3 + H * D, dq3 + (H + Hkv) * D, qs, qs, dp, T, H, Hkv, D,
+                                              norm ? dqn : NULL, norm ? dkn : NULL, 1e-6f, di, &dm, dk8, dv8, &f8, 0));
+        KT_OK(be->ops->kv_write(be, dq2 + H * D, dq2 + (H + Hkv) * D, qs, qs, &dm, Hkv, D, dk8b, dv8b, &f8));
+        uint8_t *k8 = malloc(cn), *v8 = malloc(cn), *k8b = malloc(cn), *v8b = malloc(cn);
+        KT_CU(cudaMemcpy(k8, dk8, cn, cudaMemcpyDeviceToHost));
+        KT_CU(cudaMemcpy(v8, dv8, cn, cudaMemcpyDeviceToHost));
+        KT_CU(cudaMemcpy(k8b, dk8b, cn, cudaMemcpyDeviceToHost));
+        KT_CU(cudaMemcpy(v8b, dv8b, cn, cudaMemcpyDeviceToHost));
+        int bad = 0, bad2 = 0, first = -1;
+        for (size_t i = 0; i < cn; i++) {
+            int b = k8[i] != cllm_f32_to_fp8_e4m3(gk[i] / f8.k_scale) || v8[i] != cllm_f32_to_fp8_e4m3(gv[i] / f8.v_scale);
+            if (b && first < 0) first = (int)i;
+            bad += b;
+            bad2 += k8b[i] != cllm_f32_to_fp8_e4m3(gk2[i] / f8.k_scale) || v8b[i] != cllm_f32_to_fp8_e4m3(gv2[i] / f8.v_scale);
+        }
+        kt_cases += 2, kt_failed_cases += (bad != 0) + (bad2 != 0);
+        printf("%s qk_norm_rope_kv_write fp8 T=%d D=%d norm=%d: %d codes differ (first %d: k %02x want %02x)\n",
+               bad ? "FAIL" : "PASS", T, D, norm, bad, first, first >= 0 ? k8[first] : 0,
+               first >= 0 ? cllm_f32_to_fp8_e4m3(gk[first] / f8.k_scale) : 0);
+        printf("%s kv_write fp8 T=%d D=%d: %d codes differ\n", bad2 ? "FAIL" : "PASS", T, D, bad2);
+        free(k8), free(v8), free(k8b), free(v8b);
+        cudaFree(dx3), cudaFree(dk8), cudaFree(dv8), cudaFree(dk8b), cudaFree(dv8b);
+    }
+    free(x), free(x0), free(qn), free(kn), free(pos), free(slots), free(used), free(inv), free(kc), free(vc);
     free(g), free(g2), free(gk), free(gv), free(gk2), free(gv2);
     cudaFree(dx), cudaFree(dx2), cudaFree(dqn), cudaFree(dkn), cudaFree(dp), cudaFree(ds), cudaFree(di);
     cudaFree(dkc), cudaFree(dvc), cudaFree(dkc2), cudaFree(dvc2);

@@ -16,20 +16,45 @@
  * the next K/V tile in registers (16-byte loads issued before the current
  * tile is scored), so loads overlap the FMA work. */
 #include "backend/cuda/cuda_common.cuh"
+#include <cuda_fp8.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define ATT_NW 4
 #define ATT_KT 32
 
+/* Caches in fp8 (KV8): float8_e4m3fn codes, converted exactly to bf16 on
+ * read (every e4m3 value is a half and a bf16 value); the layer's k_scale is
+ * folded into the score scale and v_scale into the output (the kernels see
+ * cache values x / scale, so attention over the dequantized K/V, as the CPU
+ * op computes it, up to the rounding of P to bf16). */
+static __device__ __forceinline__ uint32_t fp8x2_to_bf16x2(uint32_t two) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two, __NV_E4M3);
+    const float2 f = __half22float2(*(const __half2 *)&h);
+    __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+    return *(uint32_t *)&b;
+}
+static __device__ __forceinline__ uint4 fp8x8_to_bf16x8(uint2 a) {
+    return make_uint4(fp8x2_to_bf16x2(a.x & 0xffffu), fp8x2_to_bf16x2(a.x >> 16), fp8x2_to_bf16x2(a.y & 0xffffu),
+                      fp8x2_to_bf16x2(a.y >> 16));
+}
+/* Eight consecutive cache elements at element offset off, as eight bf16 (16 bytes). */
+template <bool KV8>
+static __device__ __forceinline__ uint4 kv_load8(const void *base, size_t off) {
+    if constexpr (KV8) return fp8x8_to_bf16x8(__ldg((const uint2 *)((const uint8_t *)base + off)));
+    else return __ldg((const uint4 *)((const __nv_bfloat16 *)base + off));
+}
+
 /* DP: the compiled head-dim bound (64, 128, 256); EXACT: D == DP (fully unrolled
  * fast path), else D (a multiple of 8, <= DP) is read at run time. */
-template <int DP, int RPW, bool EXACT>
+template <int DP, int RPW, bool EXACT, bool KV8>
 static __global__ void __launch_bounds__(ATT_NW * 32)
-attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_bfloat16 *__restrict__ kc,
-                 const __nv_bfloat16 *__restrict__ vc, const int32_t *__restrict__ qsl,
+attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *__restrict__ kc,
+                 const void *__restrict__ vc, const int32_t *__restrict__ qsl,
                  const int32_t *__restrict__ seq_lens, const int32_t *__restrict__ block_tables, int mbps, int P,
-                 int H, int Hkv, float qscale, int tiles_per_seq, int T, int split_len, __nv_bfloat16 *out,
-                 float *part_o, float *part_ml, int d_rt) {
+                 int H, int Hkv, float qscale, float vscale, int tiles_per_seq, int T, int split_len,
+                 __nv_bfloat16 *out, float *part_o, float *part_ml, int d_rt) {
     const int D = EXACT ? DP : d_rt;
     constexpr int ROWS = ATT_NW * RPW, U = DP / 64;
     /* 16-byte K/V chunks per thread per tile (register prefetch of the next tile). */
@@ -89,8 +114,8 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_b
             rk[n] = make_uint4(0, 0, 0, 0), rv[n] = rk[n];
             if (key < ATT_KT && kp < kend) {
                 size_t off = (((size_t)bt[kp / P] * P + kp % P) * Hkv + g) * D + c * 8;
-                rk[n] = *(const uint4 *)(kc + off);
-                rv[n] = *(const uint4 *)(vc + off);
+                rk[n] = kv_load8<KV8>(kc, off);
+                rv[n] = kv_load8<KV8>(vc, off);
             }
         }
     };
@@ -172,7 +197,7 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_b
         int r = r0 + warp + ATT_NW * j;
         size_t row = (size_t)(q0 + r / G) * H + g * G + r % G;
         if (nsplit == 1) {
-            float inv = l[j] > 0.f ? 1.f / l[j] : 0.f;
+            float inv = l[j] > 0.f ? vscale / l[j] : 0.f;
 #pragma unroll
             for (int u = 0; u < U; u++)
                 if (EXACT || lane + 32 * u < D / 2)
@@ -183,7 +208,8 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_b
 #pragma unroll
             for (int u = 0; u < U; u++)
                 if (EXACT || lane + 32 * u < D / 2)
-                ((float2 *)(part_o + prow * D))[lane + 32 * u] = make_float2(acc[j][u][0], acc[j][u][1]);
+                ((float2 *)(part_o + prow * D))[lane + 32 * u] =
+                    make_float2(acc[j][u][0] * vscale, acc[j][u][1] * vscale);
             if (lane == 0) part_ml[prow * 2] = m[j], part_ml[prow * 2 + 1] = l[j];
         }
     }
@@ -224,12 +250,12 @@ static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *(uint32_t *)&h;
 }
 
-template <int D>
+template <int D, bool KV8>
 static __global__ void __launch_bounds__(DEC_NW * 32, D <= 128 ? 4 : 1)
-attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const __nv_bfloat16 *__restrict__ kc,
-                        const __nv_bfloat16 *__restrict__ vc, const int32_t *__restrict__ qsl,
+attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *__restrict__ kc,
+                        const void *__restrict__ vc, const int32_t *__restrict__ qsl,
                         const int32_t *__restrict__ seq_lens, const int32_t *__restrict__ block_tables, int mbps,
-                        int P, int H, int Hkv, float qscale, int S, __nv_bfloat16 *out,
+                        int P, int H, int Hkv, float qscale, float vscale, int S, __nv_bfloat16 *out,
                         float *part_o, float *part_ml) {
     constexpr int KS = D / 16;  /* k-steps of Q K^T; also m-tiles of V^T P^T */
     constexpr int KJ = D / 32;  /* 16-byte K chunks per key per thread */
@@ -286,14 +312,14 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
             const bool ok = k0 + kk[h] < kend;
 #pragma unroll
             for (int j = 0; j < KJ; j++)
-                kr[h][j] = ok ? __ldg((const uint4 *)(kc + off[h] + 32 * j + 8 * t)) : make_uint4(0, 0, 0, 0);
+                kr[h][j] = ok ? kv_load8<KV8>(kc, off[h] + 32 * j + 8 * t) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int h = 0; h < 4; h++) {
             const bool ok = k0 + kk[2 + h] < kend;
 #pragma unroll
             for (int c = 0; c < VC; c++)
-                vr[h][c] = ok ? __ldg((const uint4 *)(vc + off[2 + h] + 8 * (r + 8 * c))) : make_uint4(0, 0, 0, 0);
+                vr[h][c] = ok ? kv_load8<KV8>(vc, off[2 + h] + 8 * (r + 8 * c)) : make_uint4(0, 0, 0, 0);
         }
 
         /* S^T = K Q^T: c0/c1 key r heads 2t/2t+1, c2/c3 key r+8. */
@@ -373,12 +399,251 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
         }
         const int hq = g * G + h;
         if (nsplit == 1) {
-            const float inv = L > 0.f ? 1.f / L : 0.f;
+            const float inv = L > 0.f ? vscale / L : 0.f;
             *(__nv_bfloat162 *)(out + ((size_t)q0 * H + hq) * D + d) = __floats2bfloat162_rn(ox * inv, oy * inv);
         } else {
             const size_t prow = ((size_t)split * S + s) * H + hq;
-            *(float2 *)(part_o + prow * D + d) = make_float2(ox, oy);
+            *(float2 *)(part_o + prow * D + d) = make_float2(ox * vscale, oy * vscale);
             if (d == 0) part_ml[prow * 2] = M, part_ml[prow * 2 + 1] = L;
+        }
+    }
+}
+
+/* ---- Prefill chunks and mixed batches, tensor cores (FlashAttention-2 schedule) ----
+ *
+ * Dao, "FlashAttention-2" (2023), section 3: a CTA of PF_NW warps takes one
+ * sequence s, one KV head g, one context split z and a tile of PF_BM = 64 rows,
+ * a row being a (new token, query head of group g) pair as in attention_kernel,
+ * so each K/V tile staged in shared memory serves every query head of the group
+ * (GQA) and several tokens. Warp w owns rows 16w..16w+15: S = Q K^T (16 x BN) and
+ * O += P V (16 x D) with mma.sync m16n8k16 (bf16 in, fp32 accumulate); operands
+ * come from shared memory by ldmatrix (.trans for V), rows of 16-byte chunks
+ * XOR-swizzled (chunk c of row r at c ^ (r & 7)) so that the 8 rows of an
+ * 8x8 matrix fall in 8 different bank groups. Q's fragments stay in registers
+ * for D <= 128. K/V tiles (BN keys, read through the block table) are double
+ * buffered: cp.async brings tile i+1 while tile i is computed (bf16 cache); an
+ * fp8 cache is read with 8-byte loads and converted before it is stored. Online
+ * softmax in fp32, log2 units (exp2f), P rounded to bf16 for the PV product as
+ * in FlashAttention-2; rows of a quad (4 lanes) share their max by shuffles.
+ * Causal mask per row (key <= the row's position) and per split (key < kend);
+ * a warp whose rows all precede a tile skips it. Tiles are taken in reverse
+ * order so that the longest rows of a causal prompt start first. With one
+ * split the CTA writes bf16 output; else fp32 partials (split, token, head)
+ * that attention_combine_kernel merges. Fragment layouts: PTX ISA "Matrix
+ * Fragments for mma.m16n8k16" and "ldmatrix". */
+#define PF_NW 4
+#define PF_BM (PF_NW * 16)
+
+template <int D> struct pf_shape {
+    static constexpr int BN = D <= 128 ? 64 : 32;             /* keys per K/V tile */
+    static constexpr int SMEM = (PF_BM + 4 * BN) * D * 2;    /* Q tile + 2 K + 2 V tiles, bytes */
+};
+
+static __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+/* 16 bytes global -> shared, asynchronously; src_bytes 0 writes zeros (src is not read). */
+static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+static __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+static __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+template <int D, bool KV8>
+static __global__ void __launch_bounds__(PF_NW * 32)
+attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *__restrict__ kc,
+                         const void *__restrict__ vc, const int32_t *__restrict__ qsl,
+                         const int32_t *__restrict__ seq_lens, const int32_t *__restrict__ block_tables, int mbps,
+                         int P, int H, int Hkv, float qscale, float vscale, int tiles_per_seq, int T, int split_len,
+                         __nv_bfloat16 *out, float *part_o, float *part_ml) {
+    constexpr int BN = pf_shape<D>::BN, C8 = D / 8, KS = D / 16, NT = BN / 8;
+    constexpr bool QREG = D <= 128;
+    extern __shared__ __align__(128) uint4 pf_smem[];
+    uint4 *q_s = pf_smem;                 /* [PF_BM][C8] 16-byte chunks, swizzled */
+    uint4 *k_s = q_s + PF_BM * C8;        /* [2][BN][C8] */
+    uint4 *v_s = k_s + 2 * BN * C8;       /* [2][BN][C8] */
+
+    const int G = H / Hkv, g = blockIdx.y, split = blockIdx.z, nsplit = gridDim.z;
+    const int s = blockIdx.x / tiles_per_seq, tile = tiles_per_seq - 1 - blockIdx.x % tiles_per_seq;
+    const int q0 = qsl[s], qlen = qsl[s + 1] - q0, slen = seq_lens[s];
+    const int nrows = qlen * G, r0 = tile * PF_BM;
+    if (r0 >= nrows) return;
+    const int ctx0 = slen - qlen, last = min(r0 + PF_BM, nrows) - 1;
+    /* split_len 0 (CUDA-graph capture): this sequence's own split length. */
+    if (split_len == 0) split_len = max(BN, ((slen + nsplit - 1) / nsplit + BN - 1) / BN * BN);
+    const int kbeg = split * split_len, kend = min(kbeg + split_len, ctx0 + last / G + 1);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, t = lane % 4;
+
+    for (int i = tid; i < PF_BM * C8; i += PF_NW * 32) {
+        const int r = i / C8, c = i % C8, R = r0 + r;
+        const bool ok = R < nrows;
+        const __nv_bfloat16 *src =
+            ok ? q + (size_t)(q0 + R / G) * q_stride + (size_t)(g * G + R % G) * D + c * 8 : q;
+        cp_async16(smem_u32(q_s + r * C8 + (c ^ (r & 7))), src, ok ? 16 : 0);
+    }
+    const int32_t *bt = block_tables + (size_t)s * mbps;
+    auto load_kv = [&](int kt, int buf) {
+#pragma unroll
+        for (int n = 0; n < BN * C8 / (PF_NW * 32); n++) {
+            const int i = tid + n * PF_NW * 32, key = i / C8, c = i % C8, kp = kt + key;
+            const bool ok = kp < kend;
+            const size_t off = ok ? (((size_t)bt[kp / P] * P + kp % P) * Hkv + g) * D + c * 8 : 0;
+            const int dst = (buf * BN + key) * C8 + (c ^ (key & 7));
+            if constexpr (KV8) {
+                k_s[dst] = ok ? kv_load8<true>(kc, off) : make_uint4(0, 0, 0, 0);
+                v_s[dst] = ok ? kv_load8<true>(vc, off) : make_uint4(0, 0, 0, 0);
+            } else {
+                cp_async16(smem_u32(k_s + dst), (const __nv_bfloat16 *)kc + off, ok ? 16 : 0);
+                cp_async16(smem_u32(v_s + dst), (const __nv_bfloat16 *)vc + off, ok ? 16 : 0);
+            }
+        }
+    };
+
+    /* This thread's rows: 16 * warp + lane / 4 (a) and + 8 (b); their causal bounds (-1: no row). */
+    const int ra = r0 + warp * 16 + lane / 4, rb = ra + 8;
+    const int pa = ra < nrows ? ctx0 + ra / G : -1, pb = rb < nrows ? ctx0 + rb / G : -1;
+    int wmax = max(pa, pb);
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+
+    float acc[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+    float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
+    uint32_t qa[QREG ? KS : 1][4];
+
+    const int ntiles = kbeg < kend ? (kend - kbeg + BN - 1) / BN : 0;
+    if (ntiles > 0) load_kv(kbeg, 0);
+    cp_async_commit();
+    const uint32_t q_base = smem_u32(q_s), k_base = smem_u32(k_s), v_base = smem_u32(v_s);
+    /* ldmatrix row / chunk of this lane: Q (A, 16 x 16), K (B of QK^T, two n-tiles), V (B of PV, .trans). */
+    const int a_row = warp * 16 + lane % 16, a_ch = lane / 16;
+    const int k_row = lane % 8 + (lane / 16) * 8, k_ch = (lane / 8) & 1;
+    const int v_row = lane % 8 + ((lane / 8) & 1) * 8, v_ch = lane / 16;
+#define PF_SW(row, ch) ((uint32_t)(((row) * C8 + ((ch) ^ ((row) & 7))) * 16))
+
+    for (int it = 0; it < ntiles; it++) {
+        const int kt = kbeg + it * BN, buf = it & 1;
+        if (it + 1 < ntiles) {
+            load_kv(kt + BN, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (QREG && it == 0) {
+#pragma unroll
+            for (int ks = 0; ks < (QREG ? KS : 0); ks++) ldsm_x4(qa[ks], q_base + PF_SW(a_row, 2 * ks + a_ch));
+        }
+        if (kt <= wmax) {
+            float sc[NT][4];
+#pragma unroll
+            for (int j = 0; j < NT; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+            for (int ks = 0; ks < KS; ks++) {
+                uint32_t a[4];
+                if constexpr (QREG) {
+                    a[0] = qa[ks][0], a[1] = qa[ks][1], a[2] = qa[ks][2], a[3] = qa[ks][3];
+                } else {
+                    ldsm_x4(a, q_base + PF_SW(a_row, 2 * ks + a_ch));
+                }
+#pragma unroll
+                for (int nb = 0; nb < NT / 2; nb++) {
+                    uint32_t b[4];
+                    ldsm_x4(b, k_base + PF_SW(buf * BN + 16 * nb + k_row, 2 * ks + k_ch));
+                    mma_bf16_16816(sc[2 * nb], a[0], a[1], a[2], a[3], b[0], b[1]);
+                    mma_bf16_16816(sc[2 * nb + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
+                }
+            }
+            /* Mask, scale (log2 units), online softmax of rows a (c0, c1) and b (c2, c3). */
+            float mxa = -INFINITY, mxb = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const int kp = kt + 8 * j + 2 * t;
+                sc[j][0] = (kp <= pa && kp < kend) ? sc[j][0] * qscale : -INFINITY;
+                sc[j][1] = (kp + 1 <= pa && kp + 1 < kend) ? sc[j][1] * qscale : -INFINITY;
+                sc[j][2] = (kp <= pb && kp < kend) ? sc[j][2] * qscale : -INFINITY;
+                sc[j][3] = (kp + 1 <= pb && kp + 1 < kend) ? sc[j][3] * qscale : -INFINITY;
+                mxa = fmaxf(mxa, fmaxf(sc[j][0], sc[j][1]));
+                mxb = fmaxf(mxb, fmaxf(sc[j][2], sc[j][3]));
+            }
+#pragma unroll
+            for (int o = 1; o < 4; o <<= 1) {
+                mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, o));
+                mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, o));
+            }
+            const float mna = fmaxf(ma, mxa), mnb = fmaxf(mb, mxb);
+            const float mua = mna == -INFINITY ? 0.f : mna, mub = mnb == -INFINITY ? 0.f : mnb;
+            const float ca = exp2f(ma - mua), cb = exp2f(mb - mub);
+            ma = mna, mb = mnb;
+            float sa = 0.f, sb = 0.f;
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                sc[j][0] = exp2f(sc[j][0] - mua), sc[j][1] = exp2f(sc[j][1] - mua);
+                sc[j][2] = exp2f(sc[j][2] - mub), sc[j][3] = exp2f(sc[j][3] - mub);
+                sa += sc[j][0] + sc[j][1], sb += sc[j][2] + sc[j][3];
+            }
+            la = la * ca + sa, lb = lb * cb + sb;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) acc[i][0] *= ca, acc[i][1] *= ca, acc[i][2] *= cb, acc[i][3] *= cb;
+            /* O += P V: P's A fragment is two n-tiles of S (keys 16kk..16kk+15) rounded to bf16. */
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                const uint32_t a0 = pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]);
+                const uint32_t a1 = pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
+                const uint32_t a2 = pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+                const uint32_t a3 = pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+#pragma unroll
+                for (int db = 0; db < D / 16; db++) {
+                    uint32_t b[4];
+                    ldsm_x4_t(b, v_base + PF_SW(buf * BN + 16 * kk + v_row, 2 * db + v_ch));
+                    mma_bf16_16816(acc[2 * db], a0, a1, a2, a3, b[0], b[1]);
+                    mma_bf16_16816(acc[2 * db + 1], a0, a1, a2, a3, b[2], b[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+#undef PF_SW
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+        la += __shfl_xor_sync(0xffffffffu, la, o);
+        lb += __shfl_xor_sync(0xffffffffu, lb, o);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int R = h ? rb : ra;
+        if (R >= nrows) continue;
+        const float L = h ? lb : la, M = h ? mb : ma;
+        const size_t row = (size_t)(q0 + R / G) * H + g * G + R % G;
+        if (nsplit == 1) {
+            const float inv = L > 0.f ? vscale / L : 0.f;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                *(__nv_bfloat162 *)(out + row * D + 8 * j + 2 * t) =
+                    __floats2bfloat162_rn(acc[j][2 * h] * inv, acc[j][2 * h + 1] * inv);
+        } else {
+            const size_t prow = (size_t)split * T * H + row;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                *(float2 *)(part_o + prow * D + 8 * j + 2 * t) =
+                    make_float2(acc[j][2 * h] * vscale, acc[j][2 * h + 1] * vscale);
+            if (t == 0) part_ml[prow * 2] = M, part_ml[prow * 2 + 1] = L;
         }
     }
 }
@@ -468,9 +733,16 @@ extern "C" void cllm_cuda_attention_tune(int ctas_per_sm, int min_split_keys) {
     if (min_split_keys > 0) cllm_attn_dec_min_split = min_split_keys;
 }
 
-template <int D>
+/* The cache's element format as the kernels see it: kv8 (fp8 codes) and the
+ * scales folded into the score scale (qs, log2 units) and the output (vs). */
+typedef struct {
+    bool kv8;
+    float qs, vs;
+} att_fmt;
+
+template <int D, bool KV8>
 static cllm_status launch_decode(const void *q, int q_stride, const void *kc, const void *vc, const cllm_attn_meta *m,
-                                 int H, int Hkv, float scale, void *out, void *ws, size_t ws_bytes, int num_sms,
+                                 int H, int Hkv, att_fmt f, void *out, void *ws, size_t ws_bytes, int num_sms,
                                  cudaStream_t stream) {
     const int S = m->num_seqs, maxlen = m->max_seq_len > 0 ? m->max_seq_len : 1;
     long base = (long)S * Hkv;
@@ -489,10 +761,9 @@ static cllm_status launch_decode(const void *q, int q_stride, const void *kc, co
         pml = po + (size_t)nsplit * S * H * D;
     }
     dim3 grid((unsigned)Hkv, (unsigned)S, (unsigned)nsplit);
-    attention_decode_kernel<D><<<grid, DEC_NW * 32, 0, stream>>>(
-        (const __nv_bfloat16 *)q, q_stride, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, m->query_start_loc,
-        m->seq_lens, m->block_tables, m->max_blocks_per_seq, m->block_size, H, Hkv, scale * 1.4426950408889634f, S,
-        (__nv_bfloat16 *)out, po, pml);
+    attention_decode_kernel<D, KV8><<<grid, DEC_NW * 32, 0, stream>>>(
+        (const __nv_bfloat16 *)q, q_stride, kc, vc, m->query_start_loc, m->seq_lens, m->block_tables,
+        m->max_blocks_per_seq, m->block_size, H, Hkv, f.qs, f.vs, S, (__nv_bfloat16 *)out, po, pml);
     CLLM_CU_LAUNCH("attention_decode");
     if (nsplit == 1) return CLLM_OK;
     const int rows = S * H, ng = CMB_THREADS / (D / 2);
@@ -503,9 +774,86 @@ static cllm_status launch_decode(const void *q, int q_stride, const void *kc, co
     return CLLM_OK;
 }
 
-template <int DP, int RPW, bool EXACT>
+/* The split-K partials (T * H rows, fp32) of nsplit splits merged into out. */
+static cllm_status combine_rows(const float *po, const float *pml, int nsplit, int T, int H, int D, void *out,
+                                cudaStream_t stream) {
+    const int nrows = T * H, ng = CMB_THREADS / (D / 2);
+    size_t smem = (size_t)(nsplit + 1) * sizeof(float) + (ng > 1 ? (size_t)CMB_THREADS * 2 * sizeof(float) : 0);
+    attention_combine_kernel<<<nrows, CMB_THREADS, smem, stream>>>(po, pml, nsplit, nrows, D, NULL, H,
+                                                                   (__nv_bfloat16 *)out);
+    CLLM_CU_LAUNCH("attention_combine");
+    return CLLM_OK;
+}
+
+/* Split count and length for a prefill / mixed launch whose grid has `useful`
+ * CTAs with rows to do: split while the grid is below target CTAs, each split at
+ * least min_keys long (a multiple of kt), at most max_split, within the
+ * workspace. Under CUDA-graph capture *split_len is 0: the launch is replayed
+ * with other seq_lens, the host's max_seq_len only bounds nsplit and each CTA
+ * derives its sequence's split length on the device. */
+static cllm_status plan_split(const cllm_attn_meta *m, int H, int D, long useful, long target, int min_keys,
+                              int max_split, int kt, size_t ws_bytes, cudaStream_t stream, int *nsplit_out,
+                              int *split_len_out) {
+    int nsplit = 1;
+    if (useful < target && m->max_seq_len > min_keys) {
+        nsplit = (int)((target + useful - 1) / useful);
+        int by_len = (m->max_seq_len + min_keys - 1) / min_keys;
+        if (nsplit > by_len) nsplit = by_len;
+        if (nsplit > max_split) nsplit = max_split;
+        size_t per = (size_t)m->num_tokens * H * (D + 2) * sizeof(float);
+        if ((size_t)nsplit * per > ws_bytes) nsplit = (int)(ws_bytes / per);
+        if (nsplit < 1) nsplit = 1;
+    }
+    int split_len = (m->max_seq_len + nsplit - 1) / nsplit;
+    split_len = (split_len + kt - 1) / kt * kt;
+    if (split_len < kt) split_len = kt;
+    nsplit = (m->max_seq_len + split_len - 1) / split_len;
+    if (nsplit < 1) nsplit = 1;
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    CLLM_CU(cudaStreamIsCapturing(stream, &cap));
+    if (cap != cudaStreamCaptureStatusNone) split_len = 0;
+    *nsplit_out = nsplit;
+    *split_len_out = split_len;
+    return CLLM_OK;
+}
+
+template <int D, bool KV8>
+static cllm_status launch_prefill(const void *q, int q_stride, const void *kc, const void *vc,
+                                  const cllm_attn_meta *m, int H, int Hkv, att_fmt f, void *out, void *ws,
+                                  size_t ws_bytes, int num_sms, cudaStream_t stream) {
+    constexpr int BN = pf_shape<D>::BN, SMEM = pf_shape<D>::SMEM;
+    static bool attr_set = false;
+    if (!attr_set) {
+        CLLM_CU(cudaFuncSetAttribute(attention_prefill_kernel<D, KV8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     SMEM));
+        attr_set = true;
+    }
+    const int S = m->num_seqs, T = m->num_tokens, G = H / Hkv;
+    const int tiles = (m->max_query_len * G + PF_BM - 1) / PF_BM;
+    long ctas = (long)S * tiles, ctas_max = ((long)T * G + PF_BM - 1) / PF_BM + S;
+    long useful = (ctas < ctas_max ? ctas : ctas_max) * Hkv;
+    /* About two CTAs fit an SM (SMEM bytes each): split the context while the grid is
+     * under two waves, each split at least 4 tiles long. */
+    int nsplit, split_len;
+    CLLM_TRY(plan_split(m, H, D, useful, 2L * (num_sms > 0 ? num_sms : 1), 4 * BN, 64, BN, ws ? ws_bytes : 0,
+                        stream, &nsplit, &split_len));
+    float *po = NULL, *pml = NULL;
+    if (nsplit > 1) {
+        po = (float *)ws;
+        pml = po + (size_t)nsplit * T * H * D;
+    }
+    dim3 grid((unsigned)(S * tiles), (unsigned)Hkv, (unsigned)nsplit);
+    attention_prefill_kernel<D, KV8><<<grid, PF_NW * 32, SMEM, stream>>>(
+        (const __nv_bfloat16 *)q, q_stride, kc, vc, m->query_start_loc, m->seq_lens, m->block_tables,
+        m->max_blocks_per_seq, m->block_size, H, Hkv, f.qs, f.vs, tiles, T, split_len, (__nv_bfloat16 *)out, po,
+        pml);
+    CLLM_CU_LAUNCH("attention_prefill");
+    return nsplit > 1 ? combine_rows(po, pml, nsplit, T, H, D, out, stream) : CLLM_OK;
+}
+
+template <int DP, int RPW, bool EXACT, bool KV8>
 static cllm_status launch(const void *q, int q_stride, const void *kc, const void *vc, const cllm_attn_meta *m, int H,
-                          int Hkv, int D, float scale, void *out, float *po, float *pml, int nsplit, int split_len,
+                          int Hkv, int D, att_fmt f, void *out, float *po, float *pml, int nsplit, int split_len,
                           cudaStream_t stream) {
     constexpr int ROWS = ATT_NW * RPW;
     const int G = H / Hkv;
@@ -514,34 +862,106 @@ static cllm_status launch(const void *q, int q_stride, const void *kc, const voi
     if (!attr_set) {
         size_t maxs = (size_t)ROWS * DP * 4 + 2 * (size_t)ATT_KT * ((DP + 2) / 2) * 4;
         if (maxs > 48 * 1024)
-            CLLM_CU(cudaFuncSetAttribute(attention_kernel<DP, RPW, EXACT>,
+            CLLM_CU(cudaFuncSetAttribute(attention_kernel<DP, RPW, EXACT, KV8>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)maxs));
         attr_set = true;
     }
     int tiles = (m->max_query_len * G + ROWS - 1) / ROWS;
     dim3 grid((unsigned)(m->num_seqs * tiles), (unsigned)Hkv, (unsigned)nsplit);
-    attention_kernel<DP, RPW, EXACT><<<grid, ATT_NW * 32, smem, stream>>>(
-        (const __nv_bfloat16 *)q, q_stride, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, m->query_start_loc,
-        m->seq_lens, m->block_tables, m->max_blocks_per_seq, m->block_size, H, Hkv, scale * 1.4426950408889634f, tiles,
-        m->num_tokens, split_len, (__nv_bfloat16 *)out, po, pml, D);
+    attention_kernel<DP, RPW, EXACT, KV8><<<grid, ATT_NW * 32, smem, stream>>>(
+        (const __nv_bfloat16 *)q, q_stride, kc, vc, m->query_start_loc, m->seq_lens, m->block_tables,
+        m->max_blocks_per_seq, m->block_size, H, Hkv, f.qs, f.vs, tiles, m->num_tokens, split_len,
+        (__nv_bfloat16 *)out, po, pml, D);
     CLLM_CU_LAUNCH("attention");
     return CLLM_OK;
 }
 
-template <int DP, bool EXACT>
+template <int DP, bool EXACT, bool KV8>
 static cllm_status launch_d(int rpw, const void *q, int q_stride, const void *kc, const void *vc,
-                            const cllm_attn_meta *m, int H, int Hkv, int D, float scale, void *out, float *po,
+                            const cllm_attn_meta *m, int H, int Hkv, int D, att_fmt f, void *out, float *po,
                             float *pml, int nsplit, int split_len, cudaStream_t st) {
     if (rpw == 1)
-        return launch<DP, 1, EXACT>(q, q_stride, kc, vc, m, H, Hkv, D, scale, out, po, pml, nsplit, split_len, st);
+        return launch<DP, 1, EXACT, KV8>(q, q_stride, kc, vc, m, H, Hkv, D, f, out, po, pml, nsplit, split_len, st);
     if (rpw == 2)
-        return launch<DP, 2, EXACT>(q, q_stride, kc, vc, m, H, Hkv, D, scale, out, po, pml, nsplit, split_len, st);
-    return launch<DP, 4, EXACT>(q, q_stride, kc, vc, m, H, Hkv, D, scale, out, po, pml, nsplit, split_len, st);
+        return launch<DP, 2, EXACT, KV8>(q, q_stride, kc, vc, m, H, Hkv, D, f, out, po, pml, nsplit, split_len, st);
+    return launch<DP, 4, EXACT, KV8>(q, q_stride, kc, vc, m, H, Hkv, D, f, out, po, pml, nsplit, split_len, st);
+}
+
+/* The CUDA-core kernel (attention_kernel): any head_dim multiple of 8 up to 256. */
+template <bool KV8>
+static cllm_status launch_general(const void *q, int q_stride, const void *kc, const void *vc,
+                                  const cllm_attn_meta *m, int H, int Hkv, int D, att_fmt f, void *out, void *ws,
+                                  size_t ws_bytes, int num_sms, cudaStream_t stream) {
+    const int G = H / Hkv, T = m->num_tokens;
+    int rows = m->max_query_len * G;
+    int rpw = rows <= ATT_NW ? 1 : rows <= 2 * ATT_NW ? 2 : 4;
+    const int ROWS = ATT_NW * rpw;
+    long row_tiles = (long)m->num_seqs * ((rows + ROWS - 1) / ROWS); /* the grid's x extent */
+    long row_tiles_max = (long)(T * G + ROWS - 1) / ROWS + m->num_seqs; /* CTAs with rows to do */
+    if (row_tiles > row_tiles_max) row_tiles = row_tiles_max;
+    /* Flash-decoding split: aim for ~16 CTAs per SM (several K/V tiles in flight per SM),
+     * each split at least 64 keys long (from 256 keys of context on), at most 128. */
+    int nsplit = 1, split_len = 0;
+    if (m->max_seq_len > 256 && num_sms > 0)
+        CLLM_TRY(plan_split(m, H, D, row_tiles * Hkv, 16L * num_sms, 64, 128, ATT_KT, ws ? ws_bytes : 0, stream,
+                            &nsplit, &split_len));
+    else
+        CLLM_TRY(plan_split(m, H, D, 1, 1, 64, 1, ATT_KT, 0, stream, &nsplit, &split_len));
+    float *po = NULL, *pml = NULL;
+    if (nsplit > 1) {
+        po = (float *)ws;
+        pml = po + (size_t)nsplit * T * H * D;
+    }
+    cllm_status st;
+#define ATT_ARGS rpw, q, q_stride, kc, vc, m, H, Hkv, D, f, out, po, pml, nsplit, split_len, stream
+    if (D == 64) st = launch_d<64, true, KV8>(ATT_ARGS);
+    else if (D == 128) st = launch_d<128, true, KV8>(ATT_ARGS);
+    else if (D == 256) st = launch_d<256, true, KV8>(ATT_ARGS);
+    else if (D < 64) st = launch_d<64, false, KV8>(ATT_ARGS);
+    else if (D < 128) st = launch_d<128, false, KV8>(ATT_ARGS);
+    else st = launch_d<256, false, KV8>(ATT_ARGS);
+#undef ATT_ARGS
+    if (st != CLLM_OK || nsplit == 1) return st;
+    return combine_rows(po, pml, nsplit, T, H, D, out, stream);
+}
+
+/* CLLM_CUDA_ATTN_PREFILL=fma: prefill and mixed batches on the CUDA-core kernel
+ * (the path before the tensor-core one; for A/B benchmarks). Read once. */
+static bool prefill_on_tensor_cores(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CLLM_CUDA_ATTN_PREFILL");
+        v = !(e && !strcmp(e, "fma"));
+    }
+    return v != 0;
+}
+
+template <bool KV8>
+static cllm_status dispatch(const void *q, int q_stride, const void *kc, const void *vc, const cllm_attn_meta *m,
+                            int H, int Hkv, int D, att_fmt f, void *out, void *ws, size_t ws_bytes, int num_sms,
+                            cudaStream_t stream) {
+    const int G = H / Hkv;
+    const bool dexact = D == 64 || D == 128 || D == 256;
+    /* Pure decode, G <= 8: the tensor-core decode kernel. */
+    if (m->max_query_len <= 1 && G <= 8 && dexact) {
+        if (D == 64) return launch_decode<64, KV8>(q, q_stride, kc, vc, m, H, Hkv, f, out, ws, ws_bytes, num_sms, stream);
+        if (D == 128) return launch_decode<128, KV8>(q, q_stride, kc, vc, m, H, Hkv, f, out, ws, ws_bytes, num_sms, stream);
+        return launch_decode<256, KV8>(q, q_stride, kc, vc, m, H, Hkv, f, out, ws, ws_bytes, num_sms, stream);
+    }
+    /* Prefill chunks / mixed batches (and decode with G > 8): the tensor-core prefill kernel
+     * (16-byte cp.async of q rows: q 16-byte aligned, q_stride a multiple of 8). */
+    if (dexact && q_stride % 8 == 0 && cllm_aligned(q, 16) && prefill_on_tensor_cores()) {
+        if (D == 64) return launch_prefill<64, KV8>(q, q_stride, kc, vc, m, H, Hkv, f, out, ws, ws_bytes, num_sms, stream);
+        if (D == 128) return launch_prefill<128, KV8>(q, q_stride, kc, vc, m, H, Hkv, f, out, ws, ws_bytes, num_sms, stream);
+        return launch_prefill<256, KV8>(q, q_stride, kc, vc, m, H, Hkv, f, out, ws, ws_bytes, num_sms, stream);
+    }
+    return launch_general<KV8>(q, q_stride, kc, vc, m, H, Hkv, D, f, out, ws, ws_bytes, num_sms, stream);
 }
 
 extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const void *k_cache, const void *v_cache,
                                            const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, void *out,
-                                           void *workspace, size_t workspace_bytes, int num_sms, cudaStream_t stream) {
+                                           const cllm_kv_quant *kvq, void *workspace, size_t workspace_bytes,
+                                           int num_sms, cudaStream_t stream) {
     CLLM_ARG(meta && q && k_cache && v_cache && out, "attention: NULL pointer");
     CLLM_ARG(D >= 8 && D <= 256 && D % 8 == 0, "attention: head_dim %d not supported (a multiple of 8, 8..256)", D);
     CLLM_ARG(H > 0 && Hkv > 0 && H % Hkv == 0, "attention: H=%d must be a positive multiple of Hkv=%d", H, Hkv);
@@ -553,69 +973,18 @@ extern "C" cllm_status cllm_cuda_attention(const void *q, int q_stride, const vo
                  meta->max_seq_len >= meta->max_query_len && meta->max_blocks_per_seq > 0,
              "attention: bad metadata (S=%d T=%d P=%d max_query_len=%d max_seq_len=%d)", meta->num_seqs,
              meta->num_tokens, meta->block_size, meta->max_query_len, meta->max_seq_len);
+    const bool kv8 = kvq && kvq->dtype == CLLM_DTYPE_F8_E4M3;
+    CLLM_ARG(!kvq || kv8 || kvq->dtype == CLLM_DTYPE_AUTO || kvq->dtype == CLLM_DTYPE_BF16,
+             "attention: KV cache dtype %d (bf16 or fp8 e4m3)", kvq ? (int)kvq->dtype : 0);
+    CLLM_ARG(!kv8 || (kvq->k_scale > 0.f && kvq->v_scale > 0.f && isfinite(kvq->k_scale) && isfinite(kvq->v_scale)),
+             "attention: fp8 KV scales must be positive and finite (k_scale %g, v_scale %g)",
+             kv8 ? kvq->k_scale : 0.f, kv8 ? kvq->v_scale : 0.f);
     if (meta->num_tokens == 0 || meta->num_seqs == 0) return CLLM_OK;
-    const int G = H / Hkv, T = meta->num_tokens;
-    /* Pure decode, G <= 8, D in {64, 128, 256}: the tensor-core decode kernel. */
-    if (meta->max_query_len <= 1 && G <= 8 && (D == 64 || D == 128 || D == 256)) {
-        if (D == 64)
-            return launch_decode<64>(q, q_stride, k_cache, v_cache, meta, H, Hkv, scale, out, workspace,
-                                     workspace_bytes, num_sms, stream);
-        if (D == 128)
-            return launch_decode<128>(q, q_stride, k_cache, v_cache, meta, H, Hkv, scale, out, workspace,
-                                      workspace_bytes, num_sms, stream);
-        return launch_decode<256>(q, q_stride, k_cache, v_cache, meta, H, Hkv, scale, out, workspace,
-                                  workspace_bytes, num_sms, stream);
-    }
-    int rows = meta->max_query_len * G;
-    int rpw = rows <= ATT_NW ? 1 : rows <= 2 * ATT_NW ? 2 : 4;
-    const int ROWS = ATT_NW * rpw;
-    long row_tiles = (long)meta->num_seqs * ((rows + ROWS - 1) / ROWS); /* the grid's x extent */
-    long row_tiles_max = (long)(T * G + ROWS - 1) / ROWS + meta->num_seqs; /* CTAs with rows to do */
-    if (row_tiles > row_tiles_max) row_tiles = row_tiles_max;
-    long useful = (long)row_tiles * Hkv;
-    /* Flash-decoding split: aim for ~16 CTAs per SM (several K/V tiles in flight per SM),
-     * each split at least 64 keys long, within the workspace. */
-    int nsplit = 1;
-    if (num_sms > 0 && useful < 16L * num_sms && meta->max_seq_len > 256) {
-        nsplit = (int)((16L * num_sms + useful - 1) / useful);
-        int by_len = (meta->max_seq_len + 63) / 64;
-        if (nsplit > by_len) nsplit = by_len;
-        if (nsplit > 128) nsplit = 128;
-        size_t per = (size_t)T * H * (D + 2) * sizeof(float);
-        if ((size_t)nsplit * per > workspace_bytes) nsplit = (int)(workspace_bytes / per);
-        if (nsplit < 1) nsplit = 1;
-    }
-    int split_len = (meta->max_seq_len + nsplit - 1) / nsplit;
-    split_len = (split_len + ATT_KT - 1) / ATT_KT * ATT_KT;
-    if (split_len < ATT_KT) split_len = ATT_KT;
-    nsplit = (meta->max_seq_len + split_len - 1) / split_len;
-    if (nsplit < 1) nsplit = 1;
-    /* Under CUDA-graph capture the launch is replayed with other seq_lens: the host's
-     * max_seq_len (the caller passes max_model_len) only bounds nsplit, and each CTA
-     * derives its sequence's split length on the device (split_len 0). */
-    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    CLLM_CU(cudaStreamIsCapturing(stream, &cap));
-    if (cap != cudaStreamCaptureStatusNone) split_len = 0;
-    float *po = NULL, *pml = NULL;
-    if (nsplit > 1) {
-        po = (float *)workspace;
-        pml = po + (size_t)nsplit * T * H * D;
-    }
-    cllm_status st;
-#define ATT_ARGS rpw, q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out, po, pml, nsplit, split_len, stream
-    if (D == 64) st = launch_d<64, true>(ATT_ARGS);
-    else if (D == 128) st = launch_d<128, true>(ATT_ARGS);
-    else if (D == 256) st = launch_d<256, true>(ATT_ARGS);
-    else if (D < 64) st = launch_d<64, false>(ATT_ARGS);
-    else if (D < 128) st = launch_d<128, false>(ATT_ARGS);
-    else st = launch_d<256, false>(ATT_ARGS);
-#undef ATT_ARGS
-    if (st != CLLM_OK || nsplit == 1) return st;
-    int nrows = T * H;
-    const int ng = CMB_THREADS / (D / 2);
-    size_t csmem = (size_t)(nsplit + 1) * sizeof(float) + (ng > 1 ? (size_t)CMB_THREADS * 2 * sizeof(float) : 0);
-    attention_combine_kernel<<<nrows, CMB_THREADS, csmem, stream>>>(po, pml, nsplit, nrows, D, NULL, H,
-                                                                   (__nv_bfloat16 *)out);
-    CLLM_CU_LAUNCH("attention_combine");
-    return CLLM_OK;
+    const float log2e = 1.4426950408889634f;
+    att_fmt f = {kv8, scale * log2e * (kv8 ? kvq->k_scale : 1.f), kv8 ? kvq->v_scale : 1.f};
+    if (kv8)
+        return dispatch<true>(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, f, out, workspace, workspace_bytes,
+                              num_sms, stream);
+    return dispatch<false>(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, f, out, workspace, workspace_bytes,
+                           num_sms, stream);
 }

@@ -141,35 +141,25 @@ static cllm_status cuda_rope(cllm_backend *be, void *q, void *k, const int32_t *
 static cllm_status cuda_silu_mul(cllm_backend *be, const void *gate_up, int T, int I, void *out) {
     return cllm_cuda_silu_mul(gate_up, T, I, out, IMPL(be)->stream);
 }
-/* The CUDA kernels read and write a bf16 (act) cache only so far: an fp8
- * KV cache is refused here (the engine refuses it earlier, at start). */
-static cllm_status cuda_kv_supported(const cllm_kv_quant *kvq, const char *op) {
-    if (!kvq || kvq->dtype == CLLM_DTYPE_AUTO || kvq->dtype == CLLM_DTYPE_BF16) return CLLM_OK;
-    return cllm_error(CLLM_ERR_UNSUPPORTED, "%s: KV cache dtype %d: fp8 KV cache is implemented on the CPU backend "
-                      "only so far", op, (int)kvq->dtype);
-}
 static cllm_status cuda_kv_write(cllm_backend *be, const void *k, const void *v, int k_stride, int v_stride,
                                  const cllm_attn_meta *meta, int Hkv, int D, void *k_cache, void *v_cache,
                                  const cllm_kv_quant *kvq) {
-    CLLM_TRY(cuda_kv_supported(kvq, "kv_write"));
-    return cllm_cuda_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache, IMPL(be)->stream);
+    return cllm_cuda_kv_write(k, v, k_stride, v_stride, meta, Hkv, D, k_cache, v_cache, kvq, IMPL(be)->stream);
 }
 static cllm_status cuda_qk_norm_rope_kv_write(cllm_backend *be, void *q, void *k, const void *v, int q_stride,
                                               int kv_stride, const int32_t *pos, int T, int H, int Hkv, int D,
                                               const void *q_norm, const void *k_norm, float eps,
                                               const float *inv_freq, const cllm_attn_meta *meta, void *k_cache,
                                               void *v_cache, const cllm_kv_quant *kvq) {
-    CLLM_TRY(cuda_kv_supported(kvq, "qk_norm_rope_kv_write"));
     return cllm_cuda_qk_norm_rope_kv_write(q, k, v, q_stride, kv_stride, pos, T, H, Hkv, D, q_norm, k_norm, eps,
-                                           inv_freq, meta, k_cache, v_cache, IMPL(be)->stream);
+                                           inv_freq, meta, k_cache, v_cache, kvq, IMPL(be)->stream);
 }
 static cllm_status cuda_attention(cllm_backend *be, const void *q, int q_stride, const void *k_cache,
                                   const void *v_cache, const cllm_attn_meta *meta, int H, int Hkv, int D, float scale,
                                   void *out, const cllm_kv_quant *kvq) {
-    CLLM_TRY(cuda_kv_supported(kvq, "attention"));
     cuda_impl *c = IMPL(be);
-    return cllm_cuda_attention(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out, c->attn_ws, ATTN_WS_BYTES,
-                               c->num_sms, c->stream);
+    return cllm_cuda_attention(q, q_stride, k_cache, v_cache, meta, H, Hkv, D, scale, out, kvq, c->attn_ws,
+                               ATTN_WS_BYTES, c->num_sms, c->stream);
 }
 static cllm_status cuda_gather_rows(cllm_backend *be, const void *x, const int32_t *idx, int S, int E, void *out) {
     return cllm_cuda_gather_rows(x, idx, S, E, out, IMPL(be)->stream);
@@ -307,6 +297,14 @@ static cllm_backend_ops make_cuda_ops(void) {
     o.moe_experts = cuda_moe_experts;
     o.moe_workspace_bytes = cllm_cuda_moe_workspace_bytes;
     o.moe_combine = cuda_moe_combine;
+    /* CLLM_CUDA_MOE_PATH=gemv|grouped|loop|xgemv pins the MoE expert path for every batch
+     * (engine-level A/B benchmarks; default: moe.cu's AUTO choice by batch size). */
+    const char *mp = getenv("CLLM_CUDA_MOE_PATH");
+    if (mp) {
+        const char *names[] = {"auto", "gemv", "grouped", "loop", "xgemv"};
+        for (int i = 0; i < 5; i++)
+            if (!strcmp(mp, names[i])) cllm_cuda_moe_tune(i, -1, -1);
+    }
     return o;
 }
 static const cllm_backend_ops cuda_ops = make_cuda_ops(); /* C++ (nvcc): dynamic initialization */

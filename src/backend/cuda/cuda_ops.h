@@ -81,9 +81,12 @@ cllm_status cllm_cuda_rope(void *q, void *k, const int32_t *pos, int T, int H, i
 /* out (T, I) = silu(gate_up[:, :I]) * gate_up[:, I:]. */
 cllm_status cllm_cuda_silu_mul(const void *gate_up, int T, int I, void *out, cudaStream_t stream);
 
-/* Paged KV write: caches (B, P, Hkv, D); slot < 0 skipped. */
+/* Paged KV write: caches (B, P, Hkv, D); slot < 0 skipped. kvq NULL (or AUTO/BF16): bf16
+ * cache; F8_E4M3: fp8 codes e4m3(x / k_scale) (v_scale for V), round to nearest even,
+ * saturated at +-448, as cllm_f32_to_fp8_e4m3 (the CPU op). */
 cllm_status cllm_cuda_kv_write(const void *k, const void *v, int k_stride, int v_stride, const cllm_attn_meta *meta,
-                               int Hkv, int D, void *k_cache, void *v_cache, cudaStream_t stream);
+                               int Hkv, int D, void *k_cache, void *v_cache, const cllm_kv_quant *kvq,
+                               cudaStream_t stream);
 
 /* head_rmsnorm (q_norm, k_norm: both or neither) + rope + kv_write in one launch (rope_kv_write.cu);
  * bf16, D even and <= 256. */
@@ -91,14 +94,19 @@ cllm_status cllm_cuda_qk_norm_rope_kv_write(void *q, void *k, const void *v, int
                                             const int32_t *pos, int T, int H, int Hkv, int D, const void *q_norm,
                                             const void *k_norm, float eps, const float *inv_freq,
                                             const cllm_attn_meta *meta, void *k_cache, void *v_cache,
-                                            cudaStream_t stream);
+                                            const cllm_kv_quant *kvq, cudaStream_t stream);
 
 /* Paged causal GQA attention (prefill chunks + decode in one batch), split-K over the
- * context when the grid is small. workspace: fp32 partials, workspace_bytes of it; the
- * number of splits is limited so that they fit (0 bytes: no split). */
+ * context when the grid is small. Caches bf16 (kvq NULL, AUTO or BF16) or fp8 e4m3 codes
+ * read as code * k_scale / v_scale (kvq F8_E4M3). workspace: fp32 partials,
+ * workspace_bytes of it; the number of splits is limited so that they fit (0 bytes: no
+ * split). Kernels: decode (tensor cores, max_query_len <= 1, G <= 8, D 64/128/256),
+ * prefill/mixed (tensor cores, D 64/128/256), else the CUDA-core kernel (any D, a
+ * multiple of 8, <= 256). */
 cllm_status cllm_cuda_attention(const void *q, int q_stride, const void *k_cache, const void *v_cache,
                                 const cllm_attn_meta *meta, int H, int Hkv, int D, float scale, void *out,
-                                void *workspace, size_t workspace_bytes, int num_sms, cudaStream_t stream);
+                                const cllm_kv_quant *kvq, void *workspace, size_t workspace_bytes, int num_sms,
+                                cudaStream_t stream);
 
 /* Benchmark knob for the decode split (defaults 16, 512): aim for ctas_per_sm CTAs per
  * SM, splits at least min_split_keys long; values <= 0 leave a setting unchanged.

@@ -12,8 +12,10 @@
  * weight, stages the bf16-rounded values in shared memory, then rotates the
  * pairs (i, i + D/2) and writes them back in place (q, k) and, for k, into
  * the cache slot. A v head is copied into its cache slot. slot < 0 (padding)
- * skips the cache writes. */
+ * skips the cache writes. An fp8 cache (f8) gets e4m3 codes of x / k_scale
+ * (v_scale for V), as kv_write.cu writes them. */
 #include "backend/cuda/cuda_common.cuh"
+#include <cuda_fp8.h>
 
 #define RKW_WARPS 8
 #define RKW_MAX_D 256
@@ -22,8 +24,8 @@ static __global__ void __launch_bounds__(RKW_WARPS * 32)
 qk_norm_rope_kv_write_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, const __nv_bfloat16 *v, int q_stride, int kv_stride,
                              const int32_t *__restrict__ pos, int T, int H, int Hkv, int D,
                              const __nv_bfloat16 *__restrict__ qn, const __nv_bfloat16 *__restrict__ kn, float eps,
-                             const float *__restrict__ inv_freq, const int32_t *__restrict__ slots,
-                             __nv_bfloat16 *kc, __nv_bfloat16 *vc) {
+                             const float *__restrict__ inv_freq, const int32_t *__restrict__ slots, void *kc,
+                             void *vc, bool f8, float ks, float vs) {
     __shared__ float stage[RKW_WARPS][RKW_MAX_D];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const long w = (long)blockIdx.x * RKW_WARPS + warp;
@@ -36,8 +38,15 @@ qk_norm_rope_kv_write_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, const __nv_bflo
         const int g = hh - H - Hkv;
         if (slot < 0) return;
         const __nv_bfloat16 *src = v + (size_t)t * kv_stride + (size_t)g * D;
-        __nv_bfloat16 *dst = vc + (size_t)slot * n + (size_t)g * D;
-        for (int i = lane; i < D; i += 32) dst[i] = src[i];
+        const size_t o = (size_t)slot * n + (size_t)g * D;
+        if (f8) {
+            uint8_t *dst = (uint8_t *)vc + o;
+            for (int i = lane; i < D; i += 32)
+                dst[i] = (uint8_t)__nv_cvt_float_to_fp8(__bfloat162float(src[i]) / vs, __NV_SATFINITE, __NV_E4M3);
+        } else {
+            __nv_bfloat16 *dst = (__nv_bfloat16 *)vc + o;
+            for (int i = lane; i < D; i += 32) dst[i] = src[i];
+        }
         return;
     }
     const bool is_q = hh < H;
@@ -70,7 +79,8 @@ qk_norm_rope_kv_write_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, const __nv_bflo
     }
     __syncwarp();
     const int half = D / 2;
-    __nv_bfloat16 *cache = !is_q && slot >= 0 ? kc + (size_t)slot * n + (size_t)g * D : NULL;
+    const bool to_cache = !is_q && slot >= 0;
+    const size_t co = (size_t)slot * n + (size_t)g * D;
     for (int i = lane; i < half; i += 32) {
         float sn, cs;
         sincosf((float)pos[t] * inv_freq[i], &sn, &cs);
@@ -78,7 +88,16 @@ qk_norm_rope_kv_write_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, const __nv_bflo
         const __nv_bfloat16 y0 = __float2bfloat16_rn(x0 * cs - x1 * sn), y1 = __float2bfloat16_rn(x1 * cs + x0 * sn);
         p[i] = y0;
         p[i + half] = y1;
-        if (cache) cache[i] = y0, cache[i + half] = y1;
+        if (to_cache) {
+            if (f8) {
+                uint8_t *c8 = (uint8_t *)kc + co;
+                c8[i] = (uint8_t)__nv_cvt_float_to_fp8(__bfloat162float(y0) / ks, __NV_SATFINITE, __NV_E4M3);
+                c8[i + half] = (uint8_t)__nv_cvt_float_to_fp8(__bfloat162float(y1) / ks, __NV_SATFINITE, __NV_E4M3);
+            } else {
+                __nv_bfloat16 *c = (__nv_bfloat16 *)kc + co;
+                c[i] = y0, c[i + half] = y1;
+            }
+        }
     }
 }
 
@@ -86,7 +105,8 @@ extern "C" cllm_status cllm_cuda_qk_norm_rope_kv_write(void *q, void *k, const v
                                                        const int32_t *pos, int T, int H, int Hkv, int D,
                                                        const void *q_norm, const void *k_norm, float eps,
                                                        const float *inv_freq, const cllm_attn_meta *meta,
-                                                       void *k_cache, void *v_cache, cudaStream_t stream) {
+                                                       void *k_cache, void *v_cache, const cllm_kv_quant *kvq,
+                                                       cudaStream_t stream) {
     CLLM_ARG(meta && q && k && v && pos && inv_freq && k_cache && v_cache && meta->slot_mapping,
              "qk_norm_rope_kv_write: NULL pointer");
     CLLM_ARG(!q_norm == !k_norm, "qk_norm_rope_kv_write: q_norm and k_norm go together");
@@ -95,12 +115,17 @@ extern "C" cllm_status cllm_cuda_qk_norm_rope_kv_write(void *q, void *k, const v
              Hkv, D, RKW_MAX_D);
     CLLM_ARG(q_stride >= H * D && kv_stride >= Hkv * D, "qk_norm_rope_kv_write: row stride too small (%d, %d)",
              q_stride, kv_stride);
+    const bool f8 = kvq && kvq->dtype == CLLM_DTYPE_F8_E4M3;
+    CLLM_ARG(!kvq || f8 || kvq->dtype == CLLM_DTYPE_AUTO || kvq->dtype == CLLM_DTYPE_BF16,
+             "qk_norm_rope_kv_write: KV cache dtype %d (bf16 or fp8 e4m3)", kvq ? (int)kvq->dtype : 0);
+    CLLM_ARG(!f8 || (kvq->k_scale > 0.f && kvq->v_scale > 0.f),
+             "qk_norm_rope_kv_write: fp8 KV scales must be positive");
     if (T == 0) return CLLM_OK;
     const long warps = (long)T * (H + 2 * Hkv);
     qk_norm_rope_kv_write_kernel<<<(unsigned)((warps + RKW_WARPS - 1) / RKW_WARPS), RKW_WARPS * 32, 0, stream>>>(
         (__nv_bfloat16 *)q, (__nv_bfloat16 *)k, (const __nv_bfloat16 *)v, q_stride, kv_stride, pos, T, H, Hkv, D,
-        (const __nv_bfloat16 *)q_norm, (const __nv_bfloat16 *)k_norm, eps, inv_freq, meta->slot_mapping,
-        (__nv_bfloat16 *)k_cache, (__nv_bfloat16 *)v_cache);
+        (const __nv_bfloat16 *)q_norm, (const __nv_bfloat16 *)k_norm, eps, inv_freq, meta->slot_mapping, k_cache,
+        v_cache, f8, f8 ? kvq->k_scale : 1.f, f8 ? kvq->v_scale : 1.f);
     CLLM_CU_LAUNCH("qk_norm_rope_kv_write");
     return CLLM_OK;
 }
