@@ -153,6 +153,13 @@ typedef enum cllm_dtype {
  * from config.json alone (benchmarks). */
 typedef enum cllm_load_format { CLLM_LOAD_AUTO = 0, CLLM_LOAD_DUMMY = 1 } cllm_load_format;
 
+/* vLLM's --quantization: NONE uses the checkpoint as stored (FP8
+ * checkpoints are read from their quantization_config either way); FP8
+ * ("fp8") quantizes a float checkpoint's q/k/v/o/gate/up/down weights to
+ * float8_e4m3fn per output channel on load (not the embedding, norms,
+ * lm_head or MoE experts). */
+typedef enum cllm_quantization { CLLM_QUANTIZATION_NONE = 0, CLLM_QUANTIZATION_FP8 = 1 } cllm_quantization;
+
 typedef struct cllm_model_params {
     const char *model;           /* directory or ORG/NAME (Hugging Face cache / Hub) */
     const char *revision;        /* Hub revision, default "main" */
@@ -194,6 +201,11 @@ typedef struct cllm_model_params {
                                   * checkpoint (1.0 when absent), so the same memory holds 2x (vs
                                   * bf16) / 4x (vs fp32) the blocks. CPU and CUDA backends (the CUDA
                                   * kernels convert the codes to bf16 on read). */
+    cllm_quantization quantization; /* vLLM's --quantization: NONE (default) or FP8: the layers' linears
+                                  * quantized to e4m3 with one f32 scale per output channel on load
+                                  * (works with load_format DUMMY). CUDA keeps them in FP8 (1 byte per
+                                  * weight: W8A8 cuBLASLt GEMMs, FP8-weight GEMV for decode); the CPU
+                                  * backend runs the same quantized weights dequantized to float32. */
 } cllm_model_params;
 
 cllm_model_params cllm_model_default_params(void);

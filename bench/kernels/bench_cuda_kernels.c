@@ -4,7 +4,12 @@
  * (batch 64, context 4096, H 32, Hkv 8, D 128) KV bandwidth; rmsnorm, rope,
  * silu_mul bandwidth. Median of repeated CUDA-event timings after warm-up;
  * random (never zero) data; weight copies rotated so the 50 MB L2 cannot
- * hold them. Usage: bench_cuda_kernels [out.json] */
+ * hold them. FP8 weights (linear_fp8.cu): the same Llama shapes at M = 1 ..
+ * 2048 tokens on the path AUTO takes, TFLOP/s beside the card's FP8 dense
+ * ceiling (spec: 1979 TFLOP/s on H100 SXM and H200; not a measured figure)
+ * and, up to 16 tokens, weight bandwidth beside the copy ceiling; at M = 4,
+ * 8, 16 the GEMV and cuBLASLt paths forced side by side (the AUTO threshold).
+ * Usage: bench_cuda_kernels [out.json] [all|gemm|fp8|attention|elementwise|decode] */
 #include <stdio.h>
 #ifndef CLLM_HAVE_CUDA
 int main(void) {
@@ -126,7 +131,7 @@ static void bench_gemm(void) {
         int nw = (int)((400u << 20) / wb) + 1;
         if (nw > 16) nw = 16;
         gemm_ctx c = {gg, x, out, {{0}}, nw, 0};
-        for (int i = 0; i < nw; i++) c.w[i] = (cllm_weight){dev_random_bf16((size_t)N * K), NULL, N, K};
+        for (int i = 0; i < nw; i++) c.w[i] = (cllm_weight){.data = dev_random_bf16((size_t)N * K), .bias = NULL, .n = N, .k = K};
         for (int m = 0; m < 4; m++) {
             c.M = Ms[m];
             float ms = time_ms(gemm_fn, &c, 20, 15);
@@ -139,6 +144,95 @@ static void bench_gemm(void) {
     }
     cudaFree(x), cudaFree(out);
     cllm_cuda_gemm_destroy(gg);
+}
+
+/* ---- FP8 weights ---- */
+static double PEAK_FP8_TFLOPS = 1979.0; /* dense FP8 spec, H100 SXM / H200 (NVIDIA datasheets) */
+
+typedef struct {
+    cllm_cuda_gemm *g;
+    void *x, *out;
+    cllm_weight w[16];
+    int nw, M;
+} fp8_ctx;
+static void fp8_fn(void *c, int i) {
+    fp8_ctx *f = c;
+    CK(cllm_cuda_linear(f->g, f->x, f->M, &f->w[i % f->nw], f->out, CLLM_DTYPE_BF16, st));
+}
+
+/* n e4m3 codes (never NaN: 0x7f / 0xff avoided) of values +-1 .. +-15, on the device. */
+static void *dev_random_fp8(size_t n) {
+    static uint8_t *chunk = NULL;
+    const size_t C = 1 << 22;
+    if (!chunk) {
+        chunk = malloc(C);
+        uint64_t s = 777;
+        for (size_t i = 0; i < C; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            uint8_t c = (uint8_t)(0x38 + (s >> 59)); /* exponents 7..10: 1 .. 15 */
+            chunk[i] = (uint8_t)(c | ((s >> 40) & 0x80));
+        }
+    }
+    void *d;
+    CU(cudaMalloc(&d, n + 16));
+    for (size_t i = 0; i < n; i += C) CU(cudaMemcpy((uint8_t *)d + i, chunk, n - i < C ? n - i : C, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static const char *fp8_path_name(int p) {
+    return p == CLLM_CUDA_FP8_GEMV ? "gemv" : p == CLLM_CUDA_FP8_LT_OUTER ? "lt-outer"
+           : p == CLLM_CUDA_FP8_LT_EPILOGUE ? "lt-epilogue" : "?";
+}
+
+static void bench_gemm_fp8(void) {
+    const char *names[] = {"fp8 qkv_proj", "fp8 o_proj", "fp8 gate_up_proj", "fp8 down_proj"};
+    int NK[][2] = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+    int Ms[] = {1, 2, 4, 8, 16, 128, 2048};
+    const double bf16_peak = PEAK_TFLOPS;
+    PEAK_TFLOPS = PEAK_FP8_TFLOPS; /* row() prints the ratio to this */
+    printf("-- FP8 weights (e4m3, per-channel scales): ceiling %.0f TFLOP/s = the FP8 dense spec of %s\n",
+           PEAK_FP8_TFLOPS, CARD);
+    cllm_cuda_gemm *gg;
+    CK(cllm_cuda_gemm_create(32u << 20, &gg));
+    void *x = dev_random_bf16((size_t)2048 * 14336), *out;
+    CU(cudaMalloc(&out, (size_t)2048 * 28672 * 2));
+    float *sc = malloc(sizeof(float) * 28672);
+    for (int i = 0; i < 28672; i++) sc[i] = 1.f / 448.f;
+    for (int s = 0; s < 4; s++) {
+        int N = NK[s][0], K = NK[s][1];
+        size_t wb = (size_t)N * K;
+        int nw = (int)((400u << 20) / wb) + 1;
+        if (nw > 16) nw = 16;
+        fp8_ctx c = {gg, x, out, {{0}}, nw, 0};
+        for (int i = 0; i < nw; i++) {
+            void *ds;
+            CU(cudaMalloc(&ds, sizeof(float) * N));
+            CU(cudaMemcpy(ds, sc, sizeof(float) * N, cudaMemcpyHostToDevice));
+            c.w[i] = (cllm_weight){.data = dev_random_fp8(wb), .n = N, .k = K, .dtype = CLLM_DTYPE_F8_E4M3,
+                                   .scale = ds};
+        }
+        for (int m = 0; m < 7; m++) {
+            /* AUTO, then at 4, 8 and 16 tokens the two paths forced */
+            int paths[3] = {CLLM_CUDA_FP8_AUTO, CLLM_CUDA_FP8_GEMV, CLLM_CUDA_FP8_LT_OUTER};
+            int np = Ms[m] >= 4 && Ms[m] <= 16 ? 3 : 1;
+            for (int p = 0; p < np; p++) {
+                c.M = Ms[m];
+                cllm_cuda_linear_fp8_tune(paths[p], -1);
+                float ms = time_ms(fp8_fn, &c, 20, 15);
+                cllm_cuda_linear_fp8_tune(CLLM_CUDA_FP8_AUTO, -1);
+                char shape[80];
+                snprintf(shape, sizeof shape, "M=%d N=%d K=%d %s%s", c.M, N, K, p ? "forced " : "",
+                         fp8_path_name(cllm_cuda_linear_fp8_last_path(gg)));
+                double bytes = (double)wb + 4.0 * N + (double)c.M * K * 2 + (double)c.M * N * 2;
+                row(names[s], shape, ms, 2.0 * c.M * N * K, c.M <= 16 ? bytes : 0);
+            }
+        }
+        for (int i = 0; i < nw; i++) cudaFree(c.w[i].data), cudaFree(c.w[i].scale);
+    }
+    free(sc);
+    cudaFree(x), cudaFree(out);
+    cllm_cuda_gemm_destroy(gg);
+    PEAK_TFLOPS = bf16_peak;
 }
 
 typedef struct {
@@ -298,10 +392,10 @@ static void bench_decode_layers(int ctx) {
     CK(cllm_cuda_gemm_create(32u << 20, &L.g));
     CU(cudaDeviceGetAttribute(&L.sms, cudaDevAttrMultiProcessorCount, 0));
     for (int l = 0; l < L.nl; l++) {
-        L.qkv[l] = (cllm_weight){dev_random_bf16((size_t)6144 * 4096), NULL, 6144, 4096};
-        L.o[l] = (cllm_weight){dev_random_bf16((size_t)4096 * 4096), NULL, 4096, 4096};
-        L.gu[l] = (cllm_weight){dev_random_bf16((size_t)28672 * 4096), NULL, 28672, 4096};
-        L.dn[l] = (cllm_weight){dev_random_bf16((size_t)4096 * 14336), NULL, 4096, 14336};
+        L.qkv[l] = (cllm_weight){.data = dev_random_bf16((size_t)6144 * 4096), .bias = NULL, .n = 6144, .k = 4096};
+        L.o[l] = (cllm_weight){.data = dev_random_bf16((size_t)4096 * 4096), .bias = NULL, .n = 4096, .k = 4096};
+        L.gu[l] = (cllm_weight){.data = dev_random_bf16((size_t)28672 * 4096), .bias = NULL, .n = 28672, .k = 4096};
+        L.dn[l] = (cllm_weight){.data = dev_random_bf16((size_t)4096 * 14336), .bias = NULL, .n = 4096, .k = 14336};
     }
     L.ln1 = dev_random_bf16(4096), L.ln2 = dev_random_bf16(4096);
     L.x = dev_random_bf16(4096), L.res = dev_random_bf16(4096), L.h = dev_random_bf16(4096);
@@ -362,48 +456,55 @@ int main(int argc, char **argv) {
         else fprintf(stderr, "warning: no measured ceilings for %s; the ratios use the H200's\n", CARD);
     }
     js = fopen(argc > 1 ? argv[1] : "bench_cuda_kernels.json", "w");
+    const char *only = argc > 2 ? argv[2] : "all";
+#define RUN(sec) (!strcmp(only, "all") || !strcmp(only, sec))
     if (js) fprintf(js, "[");
     printf("card: %s\n", CARD);
     char cc[64], bc[64];
     snprintf(cc, sizeof cc, "compute (ceiling %.0f TFLOP/s)", PEAK_TFLOPS);
     snprintf(bc, sizeof bc, "bandwidth (ceiling %.2f TB/s)", PEAK_TBS);
     printf("%-22s %-28s %12s  %35s  %s\n", "kernel", "shape", "time", cc, bc);
-    bench_gemm();
-    bench_attention(64, 4096, 32, 8, 128, 16, 0, "");
-    bench_attention(8, 8192, 32, 8, 128, 16, 0, "");
-    bench_attention(1, 32768, 32, 8, 128, 16, 0, "");
-    bench_attention(1, 2048, 32, 8, 128, 16, 0, "");
-    bench_attention(64, 4096, 32, 8, 128, 16, 32768, "");
-    bench_attention(8, 2048, 32, 8, 128, 16, 32768, "");
-    bench_attention(256, 1024, 32, 8, 128, 16, 0, "");
-    bench_attention(64, 4096, 64, 8, 128, 16, 0, " G8");
-    /* fp8 KV cache, decode */
-    bench_attention_q(64, 1, 4096, 32, 8, 128, 16, 0, 1, "");
-    bench_attention_q(1, 1, 32768, 32, 8, 128, 16, 0, 1, "");
-    bench_attention_q(1, 1, 128, 32, 8, 128, 16, 32768, 1, "");
-    bench_attention_q(1, 1, 128, 32, 8, 128, 16, 32768, 0, "");
-    /* prefill / chunked prefill (tensor-core kernel; CLLM_CUDA_ATTN_PREFILL=fma: the CUDA-core one) */
-    bench_attention_q(1, 2048, 2048, 32, 8, 128, 16, 0, 0, "");
-    bench_attention_q(1, 8192, 8192, 32, 8, 128, 16, 0, 0, "");
-    bench_attention_q(4, 512, 4096, 32, 8, 128, 16, 0, 0, "");
-    bench_attention_q(1, 2048, 2048, 32, 8, 128, 16, 0, 1, "");
-    bench_attention_q(4, 512, 4096, 32, 8, 128, 16, 0, 1, "");
-    /* decode split sweep: (CTAs per SM, min split keys) */
-    {
-        int tune[][2] = {{8, 512}, {16, 256}, {16, 1024}, {4, 128}, {8, 1024}};
-        for (int i = 0; i < 5; i++) {
-            char tag[32];
-            snprintf(tag, sizeof tag, " t%d/%d", tune[i][0], tune[i][1]);
-            cllm_cuda_attention_tune(tune[i][0], tune[i][1]);
-            bench_attention(64, 4096, 32, 8, 128, 16, 0, tag);
-            bench_attention(8, 8192, 32, 8, 128, 16, 0, tag);
-            bench_attention(1, 32768, 32, 8, 128, 16, 0, tag);
+    if (RUN("gemm")) bench_gemm();
+    if (RUN("fp8")) bench_gemm_fp8();
+    if (RUN("attention")) {
+        bench_attention(64, 4096, 32, 8, 128, 16, 0, "");
+        bench_attention(8, 8192, 32, 8, 128, 16, 0, "");
+        bench_attention(1, 32768, 32, 8, 128, 16, 0, "");
+        bench_attention(1, 2048, 32, 8, 128, 16, 0, "");
+        bench_attention(64, 4096, 32, 8, 128, 16, 32768, "");
+        bench_attention(8, 2048, 32, 8, 128, 16, 32768, "");
+        bench_attention(256, 1024, 32, 8, 128, 16, 0, "");
+        bench_attention(64, 4096, 64, 8, 128, 16, 0, " G8");
+        /* fp8 KV cache, decode */
+        bench_attention_q(64, 1, 4096, 32, 8, 128, 16, 0, 1, "");
+        bench_attention_q(1, 1, 32768, 32, 8, 128, 16, 0, 1, "");
+        bench_attention_q(1, 1, 128, 32, 8, 128, 16, 32768, 1, "");
+        bench_attention_q(1, 1, 128, 32, 8, 128, 16, 32768, 0, "");
+        /* prefill / chunked prefill (tensor-core kernel; CLLM_CUDA_ATTN_PREFILL=fma: the CUDA-core one) */
+        bench_attention_q(1, 2048, 2048, 32, 8, 128, 16, 0, 0, "");
+        bench_attention_q(1, 8192, 8192, 32, 8, 128, 16, 0, 0, "");
+        bench_attention_q(4, 512, 4096, 32, 8, 128, 16, 0, 0, "");
+        bench_attention_q(1, 2048, 2048, 32, 8, 128, 16, 0, 1, "");
+        bench_attention_q(4, 512, 4096, 32, 8, 128, 16, 0, 1, "");
+        /* decode split sweep: (CTAs per SM, min split keys) */
+        {
+            int tune[][2] = {{8, 512}, {16, 256}, {16, 1024}, {4, 128}, {8, 1024}};
+            for (int i = 0; i < 5; i++) {
+                char tag[32];
+                snprintf(tag, sizeof tag, " t%d/%d", tune[i][0], tune[i][1]);
+                cllm_cuda_attention_tune(tune[i][0], tune[i][1]);
+                bench_attention(64, 4096, 32, 8, 128, 16, 0, tag);
+                bench_attention(8, 8192, 32, 8, 128, 16, 0, tag);
+                bench_attention(1, 32768, 32, 8, 128, 16, 0, tag);
+            }
+            cllm_cuda_attention_tune(16, 512);
         }
-        cllm_cuda_attention_tune(16, 512);
     }
-    bench_elementwise();
-    bench_decode_layers(128);
-    bench_decode_layers(2048);
+    if (RUN("elementwise")) bench_elementwise();
+    if (RUN("decode")) {
+        bench_decode_layers(128);
+        bench_decode_layers(2048);
+    }
     if (js) fprintf(js, "\n]\n"), fclose(js);
     cudaStreamDestroy(st);
     return 0;

@@ -23,6 +23,7 @@ _DTYPES = {"auto": 0, "float32": 1, "float": 1, "bfloat16": 2, "float16": 3, "ha
 _DEVICES = {"cpu": 0, "cuda": 1}
 _LOAD_FORMATS = {"auto": 0, "safetensors": 0, "dummy": 1}
 _KV_CACHE_DTYPES = {"auto": 0, "fp8": 11, "fp8_e4m3": 11}  # cllm_dtype: AUTO, F8_E4M3
+_QUANTIZATIONS = {"None": 0, "fp8": 1}  # cllm_quantization: NONE, FP8
 
 # A prompt: text, token ids, or vLLM's TextPrompt / TokensPrompt dicts.
 PromptType = Union[str, List[int], Dict[str, Any]]
@@ -57,6 +58,9 @@ class EngineArgs:
     kv_cache_dtype: "auto" (the activation dtype) or "fp8" / "fp8_e4m3"
     (float8_e4m3fn KV cache, one byte per element, scaled by the checkpoint's
     k_scale / v_scale, 1.0 when absent; CPU and CUDA).
+    quantization: None or "fp8" (vLLM's): the layers' linears of a float
+    checkpoint quantized to float8_e4m3fn per output channel on load; CUDA
+    keeps them in FP8 (W8A8 GEMMs), the CPU runs them dequantized.
     """
 
     model: str
@@ -69,6 +73,7 @@ class EngineArgs:
     max_model_len: Optional[int] = None
     block_size: int = 16
     kv_cache_dtype: str = "auto"
+    quantization: Optional[str] = None
     max_num_seqs: Optional[int] = None
     max_num_batched_tokens: Optional[int] = None
     gpu_memory_utilization: float = 0.9
@@ -92,7 +97,8 @@ class EngineArgs:
                                       "a separate tokenizer is not supported")
         if self.tokenizer_mode != "auto":
             raise NotImplementedError(f"tokenizer_mode={self.tokenizer_mode!r}: only 'auto' (tokenizer.json)")
-        for name, table in (("dtype", _DTYPES), ("load_format", _LOAD_FORMATS), ("kv_cache_dtype", _KV_CACHE_DTYPES)):
+        for name, table in (("dtype", _DTYPES), ("load_format", _LOAD_FORMATS), ("kv_cache_dtype", _KV_CACHE_DTYPES),
+                            ("quantization", _QUANTIZATIONS)):
             if str(getattr(self, name)) not in table:
                 raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -114,6 +120,7 @@ class EngineArgs:
             "max_model_len": self.max_model_len or 0,
             "block_size": self.block_size,
             "kv_cache_dtype": _KV_CACHE_DTYPES[str(self.kv_cache_dtype)],
+            "quantization": _QUANTIZATIONS[str(self.quantization)],
             "max_num_seqs": self.max_num_seqs or (256 if device == "cuda" else 32),
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "gpu_memory_utilization": self.gpu_memory_utilization,

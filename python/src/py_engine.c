@@ -35,6 +35,7 @@ static const pycllm_field k_engine_fields[] = {
     M(num_threads, PYCLLM_INT), M(progress, PYCLLM_BOOL), M(seed, PYCLLM_U64), M(tensor_parallel_size, PYCLLM_INT),
     M(dist_timeout_s, PYCLLM_DOUBLE), M(pipeline_parallel_size, PYCLLM_INT), M(pp_micro_batches, PYCLLM_INT),
     M(enable_expert_parallel, PYCLLM_BOOL), M(kv_cache_dtype, PYCLLM_DTYPE),
+    M(quantization, PYCLLM_INT),
     E(max_num_batched_tokens, PYCLLM_INT), E(gpu_memory_utilization, PYCLLM_FLOAT),
     E(num_gpu_blocks_override, PYCLLM_INT), E(kv_cache_memory_bytes, PYCLLM_U64), E(enable_prefix_caching, PYCLLM_BOOL), E(max_num_waiting, PYCLLM_INT),
     /* both structs carry these (the CLI sets both) */

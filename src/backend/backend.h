@@ -29,12 +29,23 @@
 
 typedef struct cllm_backend cllm_backend;
 
-/* A weight matrix W: (N rows, K cols) row-major, dtype = backend act dtype,
- * plus an optional bias (N). y = x @ W^T + bias (torch.nn.Linear). */
+/* A weight matrix W: (N rows, K cols) row-major, plus an optional bias (N)
+ * in the act dtype. y = x @ W^T + bias (torch.nn.Linear).
+ * dtype: the storage of data. CLLM_DTYPE_AUTO (0, what every
+ * zero-initialized weight has) or the act dtype: act elements. F8_E4M3
+ * (backends whose ops->fp8_weights is true: CUDA): float8_e4m3fn codes, one
+ * byte per element, and W[n][k] = fp8(data[n][k]) * scale[n] with scale (N)
+ * f32 on the device (per output channel; a per-tensor scale is stored
+ * repeated N times). The linear op quantizes the activations to FP8 per
+ * token for larger batches (W8A8) and reads the FP8 weights with the act
+ * activations for decode-sized ones (W8A16); see the CUDA backend's
+ * linear_fp8.cu and the CPU reference cllm_cpu_linear_fp8. */
 typedef struct cllm_weight {
     void *data;      /* (N, K) device */
     void *bias;      /* (N) device or NULL */
     int64_t n, k;
+    cllm_dtype dtype;   /* AUTO / act, or F8_E4M3 */
+    float *scale;       /* F8_E4M3: (N) f32 device, owned with data; else NULL */
 } cllm_weight;
 
 /* Batch layout for attention and the KV-cache write (vLLM's metadata).
@@ -103,6 +114,12 @@ typedef struct cllm_penalty_params {
 
 typedef struct cllm_backend_ops {
     const char *name;       /* "cpu" | "cuda" */
+    /* true: linear takes F8_E4M3 weights (cllm_weight.dtype), so the loader
+     * keeps FP8 checkpoint linears (tensor / channel scales) and
+     * `--quantization fp8` ones in FP8 (src/model/layers/loader_fp8.c);
+     * false (CPU): FP8 weights are dequantized to the act dtype on load and
+     * linear refuses them (CLLM_ERR_UNSUPPORTED). */
+    bool fp8_weights;
 
     void (*destroy)(cllm_backend *be);
 
@@ -147,7 +164,8 @@ typedef struct cllm_backend_ops {
                                 const void *w, float eps);
 
     /* out (T, N) = x (T, K) @ W^T + bias. out_dtype is the act dtype or F32
-     * (logits). */
+     * (logits). W in the act dtype, or FP8 (see cllm_weight) where
+     * fp8_weights says so. */
     cllm_status (*linear)(cllm_backend *be, const void *x, int T, const cllm_weight *w, void *out,
                           cllm_dtype out_dtype);
 

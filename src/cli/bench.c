@@ -139,8 +139,9 @@ static int run(cllm_model_params *mp, const bench_opts *o) {
     printf("%-22s %14.2f %20s\n", "prefill (ms)", pre_ms, "-");
     printf("%-22s %14.1f %20s\n", "prefill (tokens/s)", pre_ms > 0 ? T / (pre_ms / 1e3) : 0, "-");
     if (peak_bw > 0) {
-        printf("%-22s %14.3f %14.0f  %5.1f%% of %s\n", "prefill (TFLOP/s)", pre_tflops, PEAK_TFLOPS,
-               100.0 * pre_tflops / PEAK_TFLOPS, card);
+        printf("%-22s %14.3f %14.0f  %5.1f%% of %s%s\n", "prefill (TFLOP/s)", pre_tflops, PEAK_TFLOPS,
+               100.0 * pre_tflops / PEAK_TFLOPS, card,
+               mp->quantization == CLLM_QUANTIZATION_FP8 ? " (bf16 ceiling; FP8 linears: dense FP8 spec 1979)" : "");
         printf("%-22s %14.3f %14.3f  %5.1f%%\n", "decode (ms/token)", dec_ms, 1e3 / roof_tps,
                dec_ms > 0 ? 100.0 * (1e3 / roof_tps) / dec_ms : 0.0);
         printf("%-22s %14.1f %14.1f  %5.1f%% of %s (weights / %.2f TB/s)\n", "decode (tokens/s)", dec_tps, roof_tps,

@@ -52,6 +52,8 @@ void cllm_engine_args_usage(FILE *f) {
             "  --kv-cache-dtype auto|fp8|fp8_e4m3  KV-cache storage: auto = the activation dtype; fp8 =\n"
             "                                float8_e4m3fn, 1 byte per element (2x/4x the blocks of bf16/fp32),\n"
             "                                scaled by the checkpoint's k_scale/v_scale (1.0 if none); CPU only\n"
+            "  --quantization fp8            quantize the layers' linears to float8_e4m3fn per output channel on\n"
+            "                                load (CUDA keeps them in FP8: W8A8 GEMMs; CPU runs them dequantized)\n"
             "  --max-num-seqs N              sequences per step (CUDA 256, CPU 32)\n"
             "  --max-num-batched-tokens N    token budget per step, chunked prefill (2048)\n"
             "  --max-num-waiting N           bound of the waiting queue (4096)\n"
@@ -75,7 +77,7 @@ int cllm_engine_args_parse(cllm_engine_args *a, int argc, char **argv, int *i) {
     static const char *const with_value[] = {
         "--model", "--revision", "--device", "--dtype", "--load-format", "--tensor-parallel-size", "-tp",
         "--pipeline-parallel-size", "-pp", "--pp-layer-partition", "--pp-micro-batches",
-        "--dist-timeout", "--max-model-len", "--block-size", "--kv-cache-dtype", "--max-num-seqs", "--max-num-batched-tokens",
+        "--dist-timeout", "--max-model-len", "--block-size", "--kv-cache-dtype", "--quantization", "-q", "--max-num-seqs", "--max-num-batched-tokens",
         "--max-num-waiting", "--gpu-memory-utilization", "--num-gpu-blocks-override", "--kv-cache-memory-bytes", "--num-threads", NULL};
     int k = 0;
     while (with_value[k] && strcmp(f, with_value[k])) k++;
@@ -96,6 +98,14 @@ int cllm_engine_args_parse(cllm_engine_args *a, int argc, char **argv, int *i) {
     else if (!strcmp(f, "--kv-cache-dtype")) {
         if (cllm_kv_cache_dtype_parse(v, &m->kv_cache_dtype) != 0) {
             fprintf(stderr, "cllm: %s expects one of %s, got '%s'\n", f, CLLM_KV_CACHE_DTYPES, v);
+            ok = 0;
+        }
+    }
+    else if (!strcmp(f, "--quantization") || !strcmp(f, "-q")) {
+        if (!strcmp(v, "fp8")) m->quantization = CLLM_QUANTIZATION_FP8;
+        else if (!strcmp(v, "none")) m->quantization = CLLM_QUANTIZATION_NONE;
+        else {
+            fprintf(stderr, "cllm: %s expects fp8 (or none), got '%s'\n", f, v);
             ok = 0;
         }
     }

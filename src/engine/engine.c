@@ -80,6 +80,8 @@ static cllm_status check_engine_params(const cllm_engine_params *p) {
     if (m->kv_cache_dtype != CLLM_DTYPE_AUTO && m->kv_cache_dtype != CLLM_DTYPE_F8_E4M3)
         return cllm_error(CLLM_ERR_INVALID_ARG, "kv_cache_dtype %s: valid values are %s",
                           cllm_dtype_name(m->kv_cache_dtype), CLLM_KV_CACHE_DTYPES);
+    if (m->quantization != CLLM_QUANTIZATION_NONE && m->quantization != CLLM_QUANTIZATION_FP8)
+        return cllm_error(CLLM_ERR_INVALID_ARG, "quantization %d: valid values are none and fp8", (int)m->quantization);
     if (m->tensor_parallel_size < 0 || m->tensor_parallel_size > 64)
         return cllm_error(CLLM_ERR_INVALID_ARG, "tensor_parallel_size must be in [1, 64], got %d", m->tensor_parallel_size);
     if (m->dist_timeout_s < 0) return cllm_error(CLLM_ERR_INVALID_ARG, "dist_timeout must be > 0 seconds");

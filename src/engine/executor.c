@@ -121,6 +121,7 @@ static cllm_status start_world(cllm_executor *ex, const cllm_executor_params *p)
     in.pipeline_parallel_size = ex->pp_size, in.pp_micro_batches = mp->pp_micro_batches;
     in.enable_expert_parallel = mp->enable_expert_parallel;
     in.kv_cache_dtype = mp->kv_cache_dtype;
+    in.quantization = mp->quantization;
     snprintf(in.pp_layer_partition, sizeof in.pp_layer_partition, "%s",
              mp->pp_layer_partition ? mp->pp_layer_partition : "");
     in.max_model_len = p->max_model_len, in.max_num_seqs = p->max_num_seqs, in.num_kv_blocks = p->num_kv_blocks;

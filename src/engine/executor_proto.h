@@ -68,6 +68,7 @@ typedef struct cllm_proto_init {
     int32_t device, dtype, load_format, block_size, max_model_len, max_num_seqs, num_kv_blocks, num_threads;
     int32_t tensor_parallel_size, pipeline_parallel_size, pp_micro_batches, enable_expert_parallel;
     int32_t kv_cache_dtype;       /* cllm_dtype: AUTO or F8_E4M3 (every rank's cache in the same format) */
+    int32_t quantization;         /* cllm_quantization (--quantization fp8: every rank quantizes its slices) */
     char pp_layer_partition[256];
     uint64_t seed;
     double dist_timeout_s;

@@ -64,6 +64,7 @@ cllm_status cllm_runner_create(const cllm_runner_params *p, cllm_runner **out) {
     cllm_runner *r = calloc(1, sizeof *r);
     if (!r) return cllm_error(CLLM_ERR_OOM, "out of memory");
     r->cfg = *p->cfg;
+    r->cfg.quant.online_fp8 = p->quantize_fp8;
     r->arch = arch;
     if (p->shard) r->shard = *p->shard;
     else cllm_shard_whole(p->cfg, &r->shard);

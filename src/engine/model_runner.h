@@ -44,6 +44,8 @@ typedef struct cllm_runner_params {
     int pp_micro_batches;          /* a step cut into this many micro-batches along the pipeline (0: pp_size) */
     cllm_dtype kv_cache_dtype;     /* vLLM's --kv-cache-dtype: AUTO (the act dtype) or F8_E4M3 (one byte
                                     * per element, per-layer k_scale / v_scale) */
+    bool quantize_fp8;             /* vLLM's --quantization fp8: float linears quantized to e4m3 on load
+                                    * (cllm_quant_config.online_fp8) */
 } cllm_runner_params;
 
 /* One batch, host memory (vLLM's input batch): the scheduler's

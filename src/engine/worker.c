@@ -113,6 +113,7 @@ cllm_status cllm_worker_create(const cllm_worker_params *p, cllm_worker **out) {
         .max_model_len = p->max_model_len, .max_num_seqs = p->max_num_seqs, .progress = mp->progress && p->rank == 0,
         .shard = &shard, .tp = w->tp_nccl ? w->tp_nccl : w->tp_host, .pp = w->pp_nccl ? w->pp_nccl : w->pp_host,
         .pp_micro_batches = p->pp_micro_batches, .kv_cache_dtype = mp->kv_cache_dtype,
+        .quantize_fp8 = mp->quantization == CLLM_QUANTIZATION_FP8,
     };
     CLLM_TRY_GOTO(st, cllm_runner_create(&rp, &w->runner), fail);
     be = NULL; /* owned by the runner */

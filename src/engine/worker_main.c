@@ -55,6 +55,7 @@ static cllm_status load(wstate *s) {
     mp.pp_micro_batches = in.pp_micro_batches;
     mp.enable_expert_parallel = in.enable_expert_parallel != 0;
     mp.kv_cache_dtype = (cllm_dtype)in.kv_cache_dtype;
+    mp.quantization = (cllm_quantization)in.quantization;
     cllm_status st = cllm_hub_resolve(in.model, in.revision, false, &s->dir);
     if (st == CLLM_OK) st = cllm_config_load(s->dir, &s->cfg);
     if (st == CLLM_OK) {

@@ -34,7 +34,11 @@ typedef struct cllm_quant_config {
     cllm_quant_method method;
     cllm_quant_strategy strategy;   /* the weights' scale granularity */
     int block_n, block_k;           /* CLLM_QUANT_BLOCK: rows (output) x columns (input) of a tile */
-    bool static_input_scale;        /* activations quantized with stored input_scale (read, unused: W8A8 later) */
+    bool static_input_scale;        /* activations quantized with stored input_scale (read, unused: the FP8
+                                     * linear quantizes activations dynamically per token) */
+    bool online_fp8;                /* `--quantization fp8` (not from config.json): quantize the float
+                                     * q/k/v/o/gate/up/down weights to e4m3 per output channel on load
+                                     * (model/layers/loader_fp8.c) */
 } cllm_quant_config;
 
 typedef struct cllm_model_config {

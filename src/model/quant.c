@@ -268,6 +268,12 @@ void cllm_quant_fp8_rows(const cllm_quant_fp8 *f, int64_t r0, int64_t nr, int64_
     }
 }
 
+void cllm_quant_fp8_row_scales(const cllm_quant_fp8 *f, int64_t r0, int64_t nr, float *out) {
+    CLLM_ASSERT(f->layout == CLLM_QUANT_TENSOR || f->layout == CLLM_QUANT_CHANNEL);
+    for (int64_t i = 0; i < nr; i++)
+        out[i] = scale_at(f->scale, f->layout == CLLM_QUANT_TENSOR ? 0 : (size_t)(r0 + i));
+}
+
 void cllm_quant_fp8_close(cllm_weights *w, cllm_quant_fp8 *f) {
     if (f && f->scale) cllm_weights_release(w, f->scale);
     if (f) f->scale = NULL;

@@ -21,9 +21,13 @@
  *    without it, one `W.weight_scale` per tensor.
  * Which linears are quantized is read from each tensor's dtype; layers the
  * config excludes (`ignore` / `modules_to_not_convert`, e.g. lm_head) are
- * stored unquantized and load as before. input_scale (static activation
- * scales) is not used: activations stay in the activation dtype (W8A8 comes
- * with the FP8 GEMMs). kv_cache_scheme's per-layer self_attn.k_scale /
+ * stored unquantized and load as before. On a backend whose linear takes
+ * FP8 weights (CUDA), e4m3 weights with tensor or channel scales stay FP8
+ * in memory (model/layers/loader_fp8.c; cllm_quant_fp8_row_scales gives
+ * their per-channel scales); block-scaled and e5m2 ones, and all of them on
+ * the CPU backend, are dequantized on load. input_scale (static activation
+ * scales) is not used: the CUDA FP8 linear quantizes activations
+ * dynamically per token. kv_cache_scheme's per-layer self_attn.k_scale /
  * v_scale are read by the architecture (arch/llama.c) and used with
  * --kv-cache-dtype fp8. */
 #ifndef CLLM_MODEL_QUANT_H
@@ -67,6 +71,12 @@ cllm_status cllm_quant_fp8_open(cllm_weights *w, const cllm_quant_config *q, con
  * row-parallel columns starting anywhere in a tile) get their own scales.
  * Host only; multithreaded (OpenMP) over rows. */
 void cllm_quant_fp8_rows(const cllm_quant_fp8 *f, int64_t r0, int64_t nr, int64_t c0, int64_t nc, float *out);
+
+/* Scales of rows [r0, r0 + nr) of a weight of layout CLLM_QUANT_TENSOR
+ * (the one scale repeated) or CLLM_QUANT_CHANNEL into out (nr) f32: the
+ * per-output-channel scales the FP8 linear keeps (W[n][k] = fp8(q[n][k]) *
+ * out[n]). Not for CLLM_QUANT_BLOCK (the caller dequantizes those). */
+void cllm_quant_fp8_row_scales(const cllm_quant_fp8 *f, int64_t r0, int64_t nr, float *out);
 
 /* Release the scale tensor; NULL-safe on a zeroed struct. */
 void cllm_quant_fp8_close(cllm_weights *w, cllm_quant_fp8 *f);

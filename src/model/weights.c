@@ -370,6 +370,12 @@ bool cllm_weights_has(const cllm_weights *w, const char *name) {
     return !w->dummy && lookup(w, name) != NULL;
 }
 
+cllm_dtype cllm_weights_dtype(const cllm_weights *w, const char *name) {
+    if (w->dummy) return w->dtype;
+    const cllm_tensor_info *t = lookup(w, name);
+    return t ? t->dtype : CLLM_DTYPE_AUTO;
+}
+
 void cllm_weights_release(cllm_weights *w, const cllm_tensor_info *t) {
     if (!w || !t) return;
     if (w->dummy) {

@@ -50,6 +50,9 @@ cllm_status cllm_weights_get(cllm_weights *w, const char *name, int ndim, const 
 /* True if the tensor exists (dummy: always false, so optional tensors such
  * as lm_head under tie_word_embeddings follow the config). */
 bool cllm_weights_has(const cllm_weights *w, const char *name);
+/* The stored dtype of tensor name without reading it (dummy: the dummy
+ * dtype); CLLM_DTYPE_AUTO when there is no such tensor. */
+cllm_dtype cllm_weights_dtype(const cllm_weights *w, const char *name);
 /* Tell the source a tensor has been uploaded (dummy frees its buffer; mmap
  * may madvise(DONTNEED)). */
 void cllm_weights_release(cllm_weights *w, const cllm_tensor_info *t);

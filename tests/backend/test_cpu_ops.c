@@ -85,7 +85,7 @@ static void test_linear(int T, int N, int K, int bias) {
             for (int k = 0; k < K; k++) s += (double)x[t * K + k] * W[(size_t)n * K + k];
             ref[(size_t)t * N + n] = s;
         }
-    cllm_weight w = {W, bias ? b : NULL, N, K};
+    cllm_weight w = {.data = W, .bias = bias ? b : NULL, .n = N, .k = K};
     cllm_cpu_linear(x, T, &w, out);
     check("linear", out, ref, (size_t)T * N, 1e-4 * sqrt(K), 1e-4);
     free(x); free(W); free(b); free(out); free(ref);

@@ -12,11 +12,11 @@ static void t_linear(int T, int N, int K, int bias, int f32) {
     float *x = kt_rand((size_t)T * K, 1.f, 0.f), *W = kt_rand((size_t)N * K, sc * 1.7f, 0.f);
     float *b = bias ? kt_rand(N, 0.5f, 0.f) : NULL;
     float *ref = malloc((size_t)T * N * 4);
-    cllm_weight hw = {W, b, N, K};
+    cllm_weight hw = {.data = W, .bias = b, .n = N, .k = K};
     KT_OK(cllm_cpu_linear(x, T, &hw, ref));
     void *dx = kt_dev_bf16(x, (size_t)T * K), *dW = kt_dev_bf16(W, (size_t)N * K), *db = b ? kt_dev_bf16(b, N) : NULL;
     void *dout = kt_dev_poison((size_t)T * N * (f32 ? 4 : 2));
-    cllm_weight dw = {dW, db, N, K};
+    cllm_weight dw = {.data = dW, .bias = db, .n = N, .k = K};
     KT_OK(be->ops->linear(be, dx, T, &dw, dout, f32 ? CLLM_DTYPE_F32 : CLLM_DTYPE_BF16));
     float *g;
     if (f32) {
@@ -47,7 +47,7 @@ int main(void) {
     int n = (int)(sizeof s / sizeof s[0]);
     for (int i = 0; i < n; i++) t_linear(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4]);
     /* Bad out dtype is rejected. */
-    cllm_weight w = {(void *)16, NULL, 4, 4};
+    cllm_weight w = {.data = (void *)16, .bias = NULL, .n = 4, .k = 4};
     int ok = be->ops->linear(be, (void *)16, 1, &w, (void *)16, CLLM_DTYPE_F16) == CLLM_ERR_INVALID_ARG;
     printf("%s linear out=f16 rejected: %s\n", ok ? "PASS" : "FAIL", cllm_last_error());
     kt_cases++, kt_failed_cases += !ok;

@@ -22,9 +22,15 @@ FP8 = os.path.join(ROOT, "tests", "fixtures", "fp8")
 VARIANTS = ("tensor", "channel", "block")
 GOLDEN = os.environ.get("CLLM_GOLDEN_LOGITS", "")
 CLLM = os.environ.get("CLLM_BIN", "")
-# cuda (CTest model_fp8.cuda, label gpu): the logits checks on the CUDA backend, one GPU; both models
-# then hold the same bf16 weights, so the logits agree up to run-to-run kernel differences.
+# cuda (CTest model_fp8.cuda, label gpu): the logits checks on the CUDA backend, one GPU. The block
+# variant is dequantized to bf16 on load, so both models hold the same bf16 weights and the logits agree
+# up to run-to-run kernel differences; the tensor and channel variants stay FP8 in GPU memory
+# (src/model/layers/loader_fp8.c) and run the FP8 linear (W8A16 GEMV up to 8 tokens, W8A8 cuBLASLt
+# above: activations quantized per token), so they are held to an FP8-sized bound plus a top-1
+# agreement floor (FP8_CUDA_TOL, FP8_CUDA_TOP1; guesses until measured on a GPU: the CPU's weight-only
+# FP8 error on these inputs is 2-8 % max rel, 0.90+ top-1).
 DEVICE = os.environ.get("CLLM_FP8_DEVICE", "cpu")
+FP8_CUDA_TOL, FP8_CUDA_TOP1 = "0.25", "0.75"
 
 _spec = importlib.util.spec_from_file_location("make_fp8_fixture", os.path.join(ROOT, "tools", "make_fp8_fixture.py"))
 mk = importlib.util.module_from_spec(_spec)
@@ -152,10 +158,12 @@ def test_accepted_forms(tmp_path):
                                "static_input_scale": static}
 
 
-def golden(model, ref, tp):
+def golden(model, ref, tp, kept_fp8=False):
     assert GOLDEN and os.path.exists(GOLDEN), "set CLLM_GOLDEN_LOGITS to the test_golden_logits binary"
-    tol = "1e-5" if DEVICE == "cpu" else "1e-3"
+    tol = "1e-5" if DEVICE == "cpu" else FP8_CUDA_TOL if kept_fp8 else "1e-3"
     cmd = [GOLDEN, model, DEVICE, tol, "--ref-model", ref, os.path.join(FP8, "inputs.safetensors")]
+    if kept_fp8 and DEVICE != "cpu":
+        cmd[4:4] = ["--min-top1", FP8_CUDA_TOP1]
     if tp > 1:
         cmd[4:4] = ["--tp", str(tp)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -169,10 +177,11 @@ def test_logits_equal_dequantized_f32(tmp_path, variant, tp):
     model = os.path.join(FP8, f"stories260K-{variant}")
     ref = str(tmp_path / "f32")
     mk.dequantize(model, ref)
-    p = golden(model, ref, tp)
+    p = golden(model, ref, tp, kept_fp8=variant != "block")
     print(p.stdout)
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
-    assert p.stdout.count(" ok") == 4, p.stdout  # the 4 sequences of inputs.safetensors (1..100 tokens)
+    # the 4 sequences of inputs.safetensors (1..100 tokens)
+    assert sum(" T=" in ln and ln.endswith(" ok") for ln in p.stdout.splitlines()) == 4, p.stdout
 
 
 def copy_fixture(tmp_path, variant="block"):

@@ -60,6 +60,9 @@ static cllm_status cpu_linear(cllm_backend *be, const void *x, int T, const cllm
     if (out_dtype != CLLM_DTYPE_F32)
         return cllm_error(CLLM_ERR_INVALID_ARG, "cpu linear: out_dtype %s unsupported (float32 only)",
                           cllm_dtype_name(out_dtype));
+    if (w->dtype != CLLM_DTYPE_AUTO && w->dtype != CLLM_DTYPE_F32)
+        return cllm_error(CLLM_ERR_UNSUPPORTED, "cpu linear: %s weights are not supported (the CPU backend "
+                          "dequantizes FP8 weights to float32 on load)", cllm_dtype_name(w->dtype));
     return cllm_cpu_linear(x, T, w, out);
 }
 static cllm_status cpu_rope(cllm_backend *be, void *q, void *k, const int32_t *pos, int T, int H, int Hkv, int D,

@@ -27,6 +27,22 @@ cllm_status cllm_cpu_head_rmsnorm(float *x, int T, int nheads, int D, int stride
 /* out (T, N) = x (T, K) @ W^T + bias, fp32 (cblas_sgemm). */
 cllm_status cllm_cpu_linear(const float *x, int T, const cllm_weight *w, float *out);
 
+/* The FP8 linear of the CUDA backend (backend/cuda/linear_fp8.cu), exactly,
+ * as its oracle: out (T, N) f32 = (sum_k xa[t][k] * fp8(wq[n][k])) *
+ * (sx[t] * w_scale[n]) + bias[n], products and sums in double.
+ * x (T, K) f32 (the bf16 activations' values); wq (N, K) float8_e4m3fn
+ * codes; w_scale (N) f32 (per output channel; a per-tensor scale repeated);
+ * bias (N) f32 or NULL. quantize_act true (W8A8, the CUDA cuBLASLt path):
+ * xa[t] = fp8 values of cllm_fp8_quantize_row(x[t]) and sx[t] its scale;
+ * false (W8A16, the CUDA decode GEMV): xa = x, sx = 1. mag (T, N) f32 or
+ * NULL: sum_k |xa[t][k] * fp8(wq[n][k])| * sx[t] * w_scale[n], the size
+ * that fp32 accumulation errors scale with (the CUDA test's tolerance).
+ * Host memory; allocates K floats + K bytes. Errors: CLLM_ERR_INVALID_ARG,
+ * CLLM_ERR_OOM. Sources: vLLM's W8A8 FP8 schemes (per-token dynamic
+ * activation scales x per-channel weight scales, Fp8LinearOp). */
+cllm_status cllm_cpu_linear_fp8(const float *x, int T, const uint8_t *wq, const float *w_scale, const float *bias,
+                                int N, int K, bool quantize_act, float *out, float *mag);
+
 /* In-place rotate_half RoPE of q (T, H, D) and k (T, Hkv, D) (k may be NULL). */
 cllm_status cllm_cpu_rope(float *q, float *k, const int32_t *pos, int T, int H, int Hkv, int D, int q_stride,
                           int k_stride, const float *inv_freq);

@@ -256,6 +256,7 @@ static cllm_backend_ops make_cuda_ops(void) {
     cllm_backend_ops o;
     memset(&o, 0, sizeof o);
     o.name = "cuda";
+    o.fp8_weights = true; /* linear takes F8_E4M3 weights (linear_fp8.cu) */
     o.destroy = cuda_destroy;
     o.alloc = cuda_alloc;
     o.free = cuda_free;

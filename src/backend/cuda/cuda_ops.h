@@ -39,9 +39,39 @@ cllm_status cllm_cuda_head_rmsnorm(void *x, int T, int nheads, int D, int stride
 typedef struct cllm_cuda_gemm cllm_cuda_gemm;
 cllm_status cllm_cuda_gemm_create(size_t workspace_bytes, cllm_cuda_gemm **out);
 void cllm_cuda_gemm_destroy(cllm_cuda_gemm *g);
-/* out (T, N) = x (T, K) bf16 @ W (N, K)^T bf16 + bias (N) bf16; out bf16 or F32; fp32 accumulation. */
+/* out (T, N) = x (T, K) bf16 @ W (N, K)^T bf16 + bias (N) bf16; out bf16 or F32; fp32 accumulation.
+ * FP8 weights (w->dtype F8_E4M3) go to cllm_cuda_linear_fp8. */
 cllm_status cllm_cuda_linear(cllm_cuda_gemm *g, const void *x, int T, const cllm_weight *w, void *out,
                              cllm_dtype out_dtype, cudaStream_t stream);
+
+/* FP8 weights (linear_fp8.cu; cllm_cuda_linear sends w->dtype F8_E4M3 there):
+ * out (T, N) bf16 or f32 = x (T, K) bf16 @ (fp8(W) * scale[n])^T + bias (N) bf16.
+ * W (N, K) e4m3 codes, scale (N) f32, both device; K % 16 == 0; x, W, scale,
+ * bias, out 16-byte aligned. T <= the GEMV threshold (8): FP8-weight GEMV
+ * with bf16 activations (W8A16); above: activations quantized per token into
+ * g's FP8 workspace, then a cuBLASLt e4m3 GEMM (W8A8; N % 16 == 0, else the
+ * GEMV token chunk by chunk). Capturable; allocates nothing. Exact math:
+ * cllm_cpu_linear_fp8. Errors: CLLM_ERR_INVALID_ARG (shape, alignment, dtype,
+ * NULL scale), CLLM_ERR_CUDA. */
+cllm_status cllm_cuda_linear_fp8(cllm_cuda_gemm *g, const void *x, int T, const cllm_weight *w, void *out,
+                                 cllm_dtype out_dtype, cudaStream_t stream);
+/* The FP8 linear's paths (cllm_cuda_linear_fp8_last_path, _tune). */
+enum {
+    CLLM_CUDA_FP8_AUTO = 0,        /* GEMV up to the threshold, else LT_OUTER, else LT_EPILOGUE, else GEMV */
+    CLLM_CUDA_FP8_GEMV = 1,        /* W8A16 weight-streaming kernel (every T, 8 tokens per launch) */
+    CLLM_CUDA_FP8_LT_OUTER = 2,    /* cuBLASLt W8A8 with outer-vector scales (+ bias epilogue) */
+    CLLM_CUDA_FP8_LT_EPILOGUE = 3  /* cuBLASLt W8A8 unscaled into f32 + a scale/bias kernel */
+};
+/* Process-wide knob (tests, bench; not thread-safe against running linears): path forces a CLLM_CUDA_FP8_*
+ * path (a forced LT path still falls back when cuBLASLt refuses it; AUTO restores the default), gemv_max_t the
+ * largest T of the GEMV path under AUTO (default 8). Negative: unchanged. The environment variable
+ * CLLM_FP8_PATH=gemv|outer|epilogue sets the path at first use. */
+void cllm_cuda_linear_fp8_tune(int path, int gemv_max_t);
+/* The CLLM_CUDA_FP8_* path the last cllm_cuda_linear_fp8 on g took (0 before any). */
+int cllm_cuda_linear_fp8_last_path(const cllm_cuda_gemm *g);
+/* Dynamic per-token FP8 quantization (quantize_fp8.cu): x (T, K) bf16 -> q (T, K) e4m3 codes and scale (T) f32,
+ * bit for bit cllm_fp8_quantize_row (core/fp8_quant.h) of each row. K % 8 == 0; x 16-byte, q 8-byte aligned. */
+cllm_status cllm_cuda_quantize_fp8_rows(const void *x, int T, int K, uint8_t *q, float *scale, cudaStream_t stream);
 
 /* In-place rotate_half RoPE on q (T, H, D) stride q_stride and k (T, Hkv, D) stride k_stride;
  * pos (T) int32, inv_freq (D/2) fp32. */

@@ -10,40 +10,22 @@
  *
  * Algorithms come from cublasLtMatmulAlgoGetHeuristic once per
  * (T, N, K, out dtype, bias, pointer alignments) and are cached; the one
- * workspace is allocated at creation. T <= CLLM_CUDA_GEMV_MAX_T (2) with K % 8 == 0
+ * workspace is allocated at creation (with the FP8 linear's activation
+ * workspace: FP8 weights go to linear_fp8.cu). T <= CLLM_CUDA_GEMV_MAX_T (2) with K % 8 == 0
  * and 16-byte aligned x/W goes to a skinny weight-streaming kernel instead
  * (decode). Measured on an H200 (Llama-3.1-8B decode step, bench latency
  * --batch-size sweep): the skinny kernel wins at 1-2 tokens (4.70 / 5.07 ms per
  * step) but loses above (4 tokens 5.64 ms, 8 tokens 8.13 ms) to cuBLASLt,
  * whose time is flat up to 16 tokens (5.33 ms at 16). */
-#include "backend/cuda/cuda_common.cuh"
-#include <cublasLt.h>
+#include "backend/cuda/gemm_lt.cuh"
 #include <stdlib.h>
 #include <string.h>
 
-#define CLLM_LT(call)                                                                                 \
-    do {                                                                                              \
-        cublasStatus_t s_ = (call);                                                                   \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                              \
-            return cllm_error(CLLM_ERR_CUDA, "%s:%d: %s failed: cuBLAS status %d (%s)", __FILE__,     \
-                              __LINE__, #call, (int)s_, cublasLtGetStatusString(s_));                  \
-    } while (0)
-
-#define GEMM_CACHE 128
 #define CLLM_CUDA_GEMV_MAX_T 2
 
-typedef struct {
-    int T, N, K, out_f32, bias, align;
-    cublasLtMatmulAlgo_t algo;
-} gemm_entry;
-
-struct cllm_cuda_gemm {
-    cublasLtHandle_t lt;
-    void *workspace;
-    size_t workspace_bytes;
-    gemm_entry cache[GEMM_CACHE];
-    int n_cache, next;
-};
+/* FP8 activation workspace (linear_fp8.cu): codes and scales of up to
+ * ws / (K + 4) tokens per GEMM chunk (64 MiB: 4,681 tokens at K = 14336). */
+#define FP8_WS_BYTES ((size_t)64 << 20)
 
 extern "C" cllm_status cllm_cuda_gemm_create(size_t workspace_bytes, cllm_cuda_gemm **out) {
     *out = NULL;
@@ -62,23 +44,27 @@ extern "C" cllm_status cllm_cuda_gemm_create(size_t workspace_bytes, cllm_cuda_g
                           cudaGetErrorString(e));
     }
     g->workspace_bytes = workspace_bytes;
+    e = cudaMalloc(&g->fp8_ws, FP8_WS_BYTES);
+    if (e != cudaSuccess) {
+        cudaFree(g->workspace);
+        cublasLtDestroy(g->lt);
+        free(g);
+        return cllm_error(CLLM_ERR_OOM, "gemm: cannot allocate %zu bytes of FP8 activation workspace: %s",
+                          FP8_WS_BYTES, cudaGetErrorString(e));
+    }
+    g->fp8_ws_bytes = FP8_WS_BYTES;
     *out = g;
     return CLLM_OK;
 }
 
 extern "C" void cllm_cuda_gemm_destroy(cllm_cuda_gemm *g) {
     if (!g) return;
+    cudaFree(g->fp8_ws);
     cudaFree(g->workspace);
     cublasLtDestroy(g->lt);
     free(g);
 }
 
-static int ptr_align(const void *p) {
-    uintptr_t u = (uintptr_t)p;
-    int a = 256;
-    while (a > 2 && (u % a)) a /= 2;
-    return a;
-}
 
 /* Build descriptors; on success the caller destroys them. */
 static cllm_status make_descs(cllm_cuda_gemm *g, int T, int N, int K, bool out_f32, const void *bias,
@@ -297,19 +283,22 @@ extern "C" cllm_status cllm_cuda_linear(cllm_cuda_gemm *g, const void *x, int T,
              "linear: bad shape T=%d N=%lld K=%lld", T, (long long)w->n, (long long)w->k);
     CLLM_ARG(out_dtype == CLLM_DTYPE_BF16 || out_dtype == CLLM_DTYPE_F32,
              "linear: out dtype must be bfloat16 or float32, got %d", (int)out_dtype);
+    if (w->dtype == CLLM_DTYPE_F8_E4M3) return cllm_cuda_linear_fp8(g, x, T, w, out, out_dtype, stream);
+    CLLM_ARG(w->dtype == CLLM_DTYPE_AUTO || w->dtype == CLLM_DTYPE_BF16,
+             "linear: weight dtype %d: bfloat16 or float8_e4m3fn (with scales) only", (int)w->dtype);
     if (T == 0) return CLLM_OK;
     int N = (int)w->n, K = (int)w->k;
     bool out_f32 = out_dtype == CLLM_DTYPE_F32;
     /* Decode-sized batches: the bandwidth-bound skinny kernel (cuBLASLt stays for T > 8). */
     if (T <= CLLM_CUDA_GEMV_MAX_T && K % 8 == 0 && cllm_aligned(x, 16) && cllm_aligned(w->data, 16))
         return gemv_launch(x, T, N, K, w->data, w->bias, out, out_f32, stream);
-    int align = ptr_align(x);
-    int aw = ptr_align(w->data), ao = ptr_align(out);
+    int align = cllm_ptr_align(x);
+    int aw = cllm_ptr_align(w->data), ao = cllm_ptr_align(out);
     if (aw < align) align = aw;
     if (ao < align) align = ao;
     /* Leading dimensions also bound the alignment of every column. */
     while (align > 2 && ((K * 2) % align || (N * (out_f32 ? 4 : 2)) % align)) align /= 2;
-    if (w->bias && ptr_align(w->bias) < align) align = ptr_align(w->bias);
+    if (w->bias && cllm_ptr_align(w->bias) < align) align = cllm_ptr_align(w->bias);
     /* cuBLASLt with the bias epilogue; else cuBLASLt + a bias kernel; else the fallback kernel. */
     if (lt_matmul(g, x, T, N, K, w->data, w->bias, out, out_f32, align, stream) == CLLM_OK) return CLLM_OK;
     if (w->bias && lt_matmul(g, x, T, N, K, w->data, NULL, out, out_f32, align, stream) == CLLM_OK) {

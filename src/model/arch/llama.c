@@ -130,6 +130,7 @@ static cllm_status load_layer(cllm_loader *L, const cllm_model_config *c, const 
 static void weight_free(cllm_backend *be, cllm_weight *w) {
     if (w->data) be->ops->free(be, w->data);
     if (w->bias) be->ops->free(be, w->bias);
+    if (w->scale) be->ops->free(be, w->scale);
 }
 
 static void llama_destroy(cllm_backend *be, void *model) {

@@ -88,24 +88,52 @@ cllm_status cllm_loader_vec(cllm_loader *L, const char *name, int64_t n, void **
     return cllm_loader_put(L, name, 1, &n, NULL, *out, 0);
 }
 
+/* FP8 storage of an (N, K) linear: N * K code bytes and N f32 scales,
+ * counted as weight bytes. */
+static cllm_status alloc_fp8(cllm_loader *L, int64_t N, int64_t K, cllm_weight *out) {
+    out->dtype = CLLM_DTYPE_F8_E4M3;
+    CLLM_TRY(L->be->ops->alloc(L->be, (size_t)(N * K), &out->data));
+    void *sc;
+    CLLM_TRY(L->be->ops->alloc(L->be, (size_t)N * sizeof(float), &sc));
+    out->scale = sc;
+    L->info->weight_bytes += (size_t)(N * K) + (size_t)N * sizeof(float);
+    return CLLM_OK;
+}
+
+/* One part (slice sl of the whole 2-D tensor name, shape) of an act-dtype
+ * weight at element offset off: `--quantization fp8` float tensors go
+ * through the FP8 codes (quantized, dequantized), the rest as stored. */
+static cllm_status put_act_part(cllm_loader *L, const char *name, const int64_t shape[2], const cllm_slice *sl,
+                                void *dst, size_t off) {
+    if (cllm_loader_online_fp8(L, name)) return cllm_loader_put_fp8(L, name, shape, sl, NULL, NULL, dst, off);
+    return cllm_loader_put(L, name, 2, shape, sl, dst, off);
+}
+
 /* Column-parallel fused weight: part i is the rows [row0[i], row0[i] +
  * rows[i]) of the whole (full_rows[i], K) tensor names[i]; the parts are
  * stacked row-wise into one (sum rows, K) weight; with bias_names, the
- * matching slices of the (full_rows[i]) biases too. */
+ * matching slices of the (full_rows[i]) biases too. FP8 (codes + per-row
+ * scales) where cllm_loader_linear_dtype says so. */
 cllm_status cllm_loader_column_parallel(cllm_loader *L, int nparts, const char *const *names, const char *const *bias_names,
                               const int64_t *full_rows, const int64_t *row0, const int64_t *rows, int64_t K,
                               cllm_weight *out) {
-    int64_t N = 0;
-    for (int i = 0; i < nparts; i++) N += rows[i];
+    int64_t N = 0, shapes[8][2];
+    CLLM_ASSERT(nparts <= 8);
+    for (int i = 0; i < nparts; i++) N += rows[i], shapes[i][0] = full_rows[i], shapes[i][1] = K;
     out->n = N;
     out->k = K;
-    CLLM_TRY(cllm_loader_alloc(L, (size_t)(N * K), &out->data));
+    cllm_dtype dt;
+    CLLM_TRY(cllm_loader_linear_dtype(L, nparts, names, (const int64_t(*)[2])shapes, K, &dt));
+    if (dt == CLLM_DTYPE_F8_E4M3) CLLM_TRY(alloc_fp8(L, N, K, out));
+    else CLLM_TRY(cllm_loader_alloc(L, (size_t)(N * K), &out->data));
     if (bias_names) CLLM_TRY(cllm_loader_alloc(L, (size_t)N, &out->bias));
     int64_t r = 0;
     for (int i = 0; i < nparts; i++) {
-        int64_t shape[2] = {full_rows[i], K};
         cllm_slice sl = {row0[i], rows[i], 0, K}, bl = {row0[i], rows[i], 0, 1};
-        CLLM_TRY(cllm_loader_put(L, names[i], 2, shape, &sl, out->data, (size_t)(r * K)));
+        if (dt == CLLM_DTYPE_F8_E4M3)
+            CLLM_TRY(cllm_loader_put_fp8(L, names[i], shapes[i], &sl, (uint8_t *)out->data + r * K, out->scale + r,
+                                         NULL, 0));
+        else CLLM_TRY(put_act_part(L, names[i], shapes[i], &sl, out->data, (size_t)(r * K)));
         if (bias_names) CLLM_TRY(cllm_loader_put(L, bias_names[i], 1, &full_rows[i], &bl, out->bias, (size_t)r));
         r += rows[i];
     }
@@ -114,15 +142,23 @@ cllm_status cllm_loader_column_parallel(cllm_loader *L, int nparts, const char *
 
 /* Row-parallel weight: the columns [c0, c0 + nc) of the whole (N, K) tensor
  * name; its (N) bias (bias_name, may be NULL) only where with_bias (rank 0:
- * added once before the all-reduce). */
+ * added once before the all-reduce). FP8 where cllm_loader_linear_dtype says
+ * so (scales of whole rows). */
 cllm_status cllm_loader_row_parallel(cllm_loader *L, const char *name, const char *bias_name, bool with_bias, int64_t N,
                                      int64_t K, int64_t c0, int64_t nc, cllm_weight *out) {
     out->n = N;
     out->k = nc;
-    CLLM_TRY(cllm_loader_alloc(L, (size_t)(N * nc), &out->data));
-    int64_t shape[2] = {N, K};
+    int64_t shape[1][2] = {{N, K}};
     cllm_slice sl = {0, N, c0, nc};
-    CLLM_TRY(cllm_loader_put(L, name, 2, shape, &sl, out->data, 0));
+    cllm_dtype dt;
+    CLLM_TRY(cllm_loader_linear_dtype(L, 1, &name, (const int64_t(*)[2])shape, nc, &dt));
+    if (dt == CLLM_DTYPE_F8_E4M3) {
+        CLLM_TRY(alloc_fp8(L, N, nc, out));
+        CLLM_TRY(cllm_loader_put_fp8(L, name, shape[0], &sl, out->data, out->scale, NULL, 0));
+    } else {
+        CLLM_TRY(cllm_loader_alloc(L, (size_t)(N * nc), &out->data));
+        CLLM_TRY(put_act_part(L, name, shape[0], &sl, out->data, 0));
+    }
     if (bias_name && with_bias) {
         CLLM_TRY(cllm_loader_alloc(L, (size_t)N, &out->bias));
         CLLM_TRY(cllm_loader_put(L, bias_name, 1, &N, NULL, out->bias, 0));

@@ -4,7 +4,10 @@
  * backend's act dtype and counts parameters and bytes into info. FP8
  * weights (F8_E4M3 / F8_E5M2 with a scale tensor, model/quant.h) are
  * dequantized on the host in bounded chunks of the slice and uploaded in the
- * act dtype. Errors: those of cllm_weights_get (CLLM_ERR_NOT_FOUND /
+ * act dtype, except the linears of column_parallel / row_parallel that stay
+ * FP8 on a backend with FP8 weights (loader_fp8.c: cllm_weight.dtype
+ * F8_E4M3 with per-channel scales), which `--quantization fp8` also makes
+ * from float checkpoints. Errors: those of cllm_weights_get (CLLM_ERR_NOT_FOUND /
  * CLLM_ERR_FORMAT naming the tensor), of cllm_quant_fp8_open, the backend
  * (CLLM_ERR_OOM), the upload. */
 #ifndef CLLM_MODEL_LAYERS_LOADER_H
@@ -47,6 +50,32 @@ cllm_status cllm_loader_column_parallel(cllm_loader *L, int nparts, const char *
  * group: added once before the all-reduce). */
 cllm_status cllm_loader_row_parallel(cllm_loader *L, const char *name, const char *bias_name, bool with_bias,
                                      int64_t N, int64_t K, int64_t c0, int64_t nc, cllm_weight *out);
+/* ---- FP8 linears (loader_fp8.c) ----
+ * The storage column_parallel / row_parallel give a linear of nparts
+ * tensors (names[i] of whole shape shapes[i]): F8_E4M3 where the backend
+ * takes FP8 weights (ops->fp8_weights) and every part is either an e4m3
+ * checkpoint tensor with tensor or channel scales or a float one under
+ * quant->online_fp8 (`--quantization fp8`), and this rank's K (k_local) is
+ * a multiple of 16; else AUTO (the act dtype: FP8 checkpoint tensors
+ * dequantized, block-scaled ones always). Errors: those of cllm_weights_get /
+ * cllm_quant_fp8_open. */
+cllm_status cllm_loader_linear_dtype(cllm_loader *L, int nparts, const char *const *names, const int64_t (*shapes)[2],
+                                     int64_t k_local, cllm_dtype *out);
+/* True when tensor name is a float one that `--quantization fp8` quantizes
+ * (on an act-dtype linear: through cllm_loader_put_fp8's act_dst). */
+bool cllm_loader_online_fp8(const cllm_loader *L, const char *name);
+/* The slice sl of 2-D tensor name (whole shape shape) as e4m3 codes and
+ * per-row scales: from an e4m3 checkpoint (tensor / channel scales) or
+ * quantized per whole output row (online, core/fp8_quant.h). act_dst NULL:
+ * codes (sl->nr, sl->nc) to the device bytes codes_dst and scales (sl->nr)
+ * f32 to scale_dst. act_dst set: the dequantized values fp8(q) * scale
+ * uploaded in the act dtype at element offset act_off instead (CPU backend,
+ * `--quantization fp8`). Counts sl->nr * sl->nc parameters (bytes are
+ * counted by the caller's allocation). Errors: CLLM_ERR_UNSUPPORTED (block
+ * scales, not a float or e4m3 tensor), CLLM_ERR_OOM, upload errors. */
+cllm_status cllm_loader_put_fp8(cllm_loader *L, const char *name, const int64_t shape[2], const cllm_slice *sl,
+                                uint8_t *codes_dst, float *scale_dst, void *act_dst, size_t act_off);
+
 /* Vocabulary parallel (V, E) table: this rank's vocab_per_rank rows, the
  * real ones from name, zeros past the vocabulary. */
 cllm_status cllm_loader_vocab(cllm_loader *L, const cllm_shard *sh, const char *name, int64_t E, void **out);
