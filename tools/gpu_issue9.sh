@@ -4,6 +4,8 @@
 # in the order given; the build is reused when build-gpu/cllm exists, as on a warm machine).
 #   test     every GPU test (kernel tests first, their FAIL lines printed)
 #   kernels  bench_cuda_kernels: the attention rows (decode bf16 / fp8, prefill)
+#   fp8      FP8 weights: test_cuda_linear_fp8's paths, the FP8 e2e figures, bench_cuda_kernels fp8,
+#            bs1 decode --quantization none / fp8 interleaved (run after `test`)
 #   tput     bench throughput 500 x (1000 in / 1000 out), bf16 KV;  tput-fp8: the same with --kv-cache-dtype fp8
 #   tput-ab  the same bf16 run with the CUDA-core prefill kernel (CLLM_CUDA_ATTN_PREFILL=fma), interleaved
 #   moe      Qwen3-30B-A3B: batched decode sweep and bench throughput 200 x (1000 / 1000)
@@ -42,18 +44,18 @@ tput() { # tag model env... (args in TARGS)
 for step in "$@"; do
   case $step in
   test)
-    for t in test_cuda_attention test_cuda_moe test_cuda_elementwise; do
+    for t in test_cuda_attention test_cuda_moe test_cuda_elementwise test_cuda_linear_fp8; do
       timeout 300 build-gpu/tests/kernels/$t > "$OUT/$t.log" 2>&1
       echo "$t rc=$? $(el): $(grep -c '^PASS' "$OUT/$t.log") PASS, $(grep -c '^FAIL' "$OUT/$t.log") FAIL"
       grep -E "^FAIL" "$OUT/$t.log" | head -12
     done
     (cd build-gpu && ctest -L gpu --output-on-failure --timeout 300 \
-       -E "test_cuda_attention|test_cuda_elementwise|test_cuda_moe") > "$OUT/gpu_tests.log" 2>&1
+       -E "test_cuda_attention|test_cuda_elementwise|test_cuda_moe|test_cuda_linear_fp8" -V) > "$OUT/gpu_tests.log" 2>&1
     echo "gpu tests: rc=$? $(el)"
     grep -E "tests passed|tests failed|\*\*\*Failed|Failed  " "$OUT/gpu_tests.log" | head -12
     grep -E "^FAIL" "$OUT/gpu_tests.log" | head -8 ;;
   kernels)
-    timeout 200 build-gpu/bench_cuda_kernels "$OUT/bench_kernels.json" > "$OUT/bench_kernels.log" 2>&1
+    timeout 200 build-gpu/bench_cuda_kernels "$OUT/bench_kernels.json" attention > "$OUT/bench_kernels.log" 2>&1
     echo "bench_cuda_kernels rc=$? $(el)"; grep -E "card:|_attention" "$OUT/bench_kernels.log" | grep -v " t[0-9]" | tr -s ' '
     ;;
   tput)
@@ -63,7 +65,20 @@ for step in "$@"; do
   tput-fp8)
     wait $mkpid
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048 --kv-cache-dtype fp8"
-    tput "l8 tput kv=fp8" /tmp/l8 X=1 ;;
+    tput "l8 tput kv=fp8" /tmp/l8 X=1
+    tput "l8 tput kv=fp8 quantization=fp8" /tmp/l8 X=1 --quantization fp8 ;;
+  fp8)
+    grep -E "^FAIL|cases,|refused" "$OUT/test_cuda_linear_fp8.log" 2>/dev/null | head -8
+    echo "took=lt-outer $(grep -c 'took=lt-outer' "$OUT/test_cuda_linear_fp8.log" 2>/dev/null) lt-epilogue $(grep -c 'took=lt-epilogue' "$OUT/test_cuda_linear_fp8.log" 2>/dev/null) gemv $(grep -c 'took=gemv' "$OUT/test_cuda_linear_fp8.log" 2>/dev/null)"
+    grep -hE "top-1 agreement over|quantization_fp8|model_fp8" "$OUT/gpu_tests.log" 2>/dev/null | head -12
+    timeout 200 build-gpu/bench_cuda_kernels "$OUT/bench_fp8.json" fp8 > "$OUT/bench_fp8.log" 2>&1
+    echo "bench fp8 rc=$? $(el)"; grep -vE "^kernel" "$OUT/bench_fp8.log" | tr -s ' ' | head -40
+    wait $mkpid
+    for q in none fp8 none fp8; do
+      timeout 180 build-gpu/cllm bench latency --model /tmp/l8 --load-format dummy --device cuda --quantization $q \
+        --input-len 128 --output-len 256 --num-iters 5 --num-iters-warmup 1 > "$OUT/lat_$q.log" 2>&1
+      echo "l8 bs1 quantization=$q: $(grep -E 'decode \(tokens/s\)' "$OUT/lat_$q.log" | head -1 | tr -s ' ') | $(grep -E 'prefill \(TFLOP/s\)' "$OUT/lat_$q.log" | head -1 | tr -s ' ') $(grep -m1 -i error "$OUT/lat_$q.log")"
+    done ;;
   tput-ab)
     wait $mkpid
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048"
