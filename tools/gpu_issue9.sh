@@ -53,7 +53,7 @@ for step in "$@"; do
        -E "test_cuda_attention|test_cuda_elementwise|test_cuda_moe|test_cuda_linear_fp8" -V) > "$OUT/gpu_tests.log" 2>&1
     echo "gpu tests: rc=$? $(el)"
     grep -E "tests passed|tests failed|\*\*\*Failed|Failed  " "$OUT/gpu_tests.log" | head -12
-    grep -E "^FAIL" "$OUT/gpu_tests.log" | head -8 ;;
+    grep -E "(^|: )FAIL" "$OUT/gpu_tests.log" | head -10 ;;
   kernels)
     timeout 200 build-gpu/bench_cuda_kernels "$OUT/bench_kernels.json" attention > "$OUT/bench_kernels.log" 2>&1
     echo "bench_cuda_kernels rc=$? $(el)"; grep -E "card:|_attention" "$OUT/bench_kernels.log" | grep -v " t[0-9]" | tr -s ' '
