@@ -4,6 +4,8 @@
 # in the order given; the build is reused when build-gpu/cllm exists, as on a warm machine).
 #   test     every GPU test (kernel tests first, their FAIL lines printed)
 #   kernels  bench_cuda_kernels: the attention rows (decode bf16 / fp8, prefill)
+#   attn     test_cuda_attention and the fp8 KV golden tests only
+#   tput-q   bench throughput 500 x (1000 / 1000) with --quantization fp8 --kv-cache-dtype fp8
 #   fp8      FP8 weights: test_cuda_linear_fp8's paths, the FP8 e2e figures, bench_cuda_kernels fp8,
 #            bs1 decode --quantization none / fp8 interleaved (run after `test`)
 #   tput     bench throughput 500 x (1000 in / 1000 out), bf16 KV;  tput-fp8: the same with --kv-cache-dtype fp8
@@ -43,6 +45,16 @@ tput() { # tag model env... (args in TARGS)
 }
 for step in "$@"; do
   case $step in
+  attn)
+    timeout 300 build-gpu/tests/kernels/test_cuda_attention > "$OUT/test_cuda_attention.log" 2>&1
+    echo "test_cuda_attention rc=$? $(el): $(grep -c '^PASS' "$OUT/test_cuda_attention.log") PASS, $(grep -c '^FAIL' "$OUT/test_cuda_attention.log") FAIL"
+    grep -E "^FAIL" "$OUT/test_cuda_attention.log" | head -12
+    (cd build-gpu && ctest -R "kv_fp8" --output-on-failure --timeout 300) > "$OUT/kvfp8.log" 2>&1
+    echo "kv fp8 golden tests rc=$?"; grep -E "tests passed|tests failed|Failed" "$OUT/kvfp8.log" | head -5 ;;
+  tput-q)
+    wait $mkpid
+    TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048 --kv-cache-dtype fp8 --quantization fp8"
+    tput "l8 tput quantization=fp8 kv=fp8" /tmp/l8 X=1 ;;
   test)
     for t in test_cuda_attention test_cuda_moe test_cuda_elementwise test_cuda_linear_fp8; do
       timeout 300 build-gpu/tests/kernels/$t > "$OUT/$t.log" 2>&1

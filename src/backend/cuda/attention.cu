@@ -250,6 +250,52 @@ static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *(uint32_t *)&h;
 }
 
+/* The tensor-core kernels over an fp8 cache multiply in f16 (mma .f16, fp32
+ * accumulate): e4m3 codes become f16 pairs in one instruction
+ * (cvt.rn.f16x2.e4m3x2, exact), where bf16 would take four, and that
+ * conversion is what bounds the fp8 decode kernel. q (bf16) is converted to
+ * f16 once, saturated at +-65504; P is rounded to f16 (finer than bf16). */
+static __device__ __forceinline__ void mma_f16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                     uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+template <bool F16>
+static __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                uint32_t b0, uint32_t b1) {
+    if constexpr (F16) mma_f16_16816(d, a0, a1, a2, a3, b0, b1);
+    else mma_bf16_16816(d, a0, a1, a2, a3, b0, b1);
+}
+template <bool F16> static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    if constexpr (F16) {
+        __half2 h = __floats2half2_rn(lo, hi);
+        return *(uint32_t *)&h;
+    } else {
+        return pack_bf16x2(lo, hi);
+    }
+}
+static __device__ __forceinline__ uint32_t bf16x2_to_f16x2(uint32_t w) {
+    const float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&w);
+    return pack2<true>(fminf(fmaxf(f.x, -65504.f), 65504.f), fminf(fmaxf(f.y, -65504.f), 65504.f));
+}
+static __device__ __forceinline__ uint32_t fp8x2_to_f16x2(uint32_t two) {
+    uint32_t h;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(h) : "h"((unsigned short)two));
+    return h;
+}
+static __device__ __forceinline__ uint4 fp8x8_to_f16x8(uint2 a) {
+    return make_uint4(fp8x2_to_f16x2(a.x & 0xffffu), fp8x2_to_f16x2(a.x >> 16), fp8x2_to_f16x2(a.y & 0xffffu),
+                      fp8x2_to_f16x2(a.y >> 16));
+}
+/* Eight cache elements as mma operands: bf16 as stored, or fp8 codes as f16. */
+template <bool KV8>
+static __device__ __forceinline__ uint4 kv_load8_mma(const void *base, size_t off) {
+    if constexpr (KV8) return fp8x8_to_f16x8(__ldg((const uint2 *)((const uint8_t *)base + off)));
+    else return __ldg((const uint4 *)((const __nv_bfloat16 *)base + off));
+}
+
 template <int D, bool KV8>
 static __global__ void __launch_bounds__(DEC_NW * 32, D <= 128 ? 4 : 1)
 attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *__restrict__ kc,
@@ -279,6 +325,8 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
 #pragma unroll
             for (int e = 0; e < 4; e++) w[e] = qp[e];
         }
+        if constexpr (KV8)
+            for (int e = 0; e < 4; e++) w[e] = bf16x2_to_f16x2(w[e]);
         qf[2 * j][0] = w[0], qf[2 * j][1] = w[1], qf[2 * j + 1][0] = w[2], qf[2 * j + 1][1] = w[3];
     }
 
@@ -312,22 +360,22 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
             const bool ok = k0 + kk[h] < kend;
 #pragma unroll
             for (int j = 0; j < KJ; j++)
-                kr[h][j] = ok ? kv_load8<KV8>(kc, off[h] + 32 * j + 8 * t) : make_uint4(0, 0, 0, 0);
+                kr[h][j] = ok ? kv_load8_mma<KV8>(kc, off[h] + 32 * j + 8 * t) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int h = 0; h < 4; h++) {
             const bool ok = k0 + kk[2 + h] < kend;
 #pragma unroll
             for (int c = 0; c < VC; c++)
-                vr[h][c] = ok ? kv_load8<KV8>(vc, off[2 + h] + 8 * (r + 8 * c)) : make_uint4(0, 0, 0, 0);
+                vr[h][c] = ok ? kv_load8_mma<KV8>(vc, off[2 + h] + 8 * (r + 8 * c)) : make_uint4(0, 0, 0, 0);
         }
 
         /* S^T = K Q^T: c0/c1 key r heads 2t/2t+1, c2/c3 key r+8. */
         float sc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int j = 0; j < KJ; j++) {
-            mma_bf16_16816(sc, kr[0][j].x, kr[1][j].x, kr[0][j].y, kr[1][j].y, qf[2 * j][0], qf[2 * j][1]);
-            mma_bf16_16816(sc, kr[0][j].z, kr[1][j].z, kr[0][j].w, kr[1][j].w, qf[2 * j + 1][0], qf[2 * j + 1][1]);
+            mma16816<KV8>(sc, kr[0][j].x, kr[1][j].x, kr[0][j].y, kr[1][j].y, qf[2 * j][0], qf[2 * j][1]);
+            mma16816<KV8>(sc, kr[0][j].z, kr[1][j].z, kr[0][j].w, kr[1][j].w, qf[2 * j + 1][0], qf[2 * j + 1][1]);
         }
         const bool v0 = k0 + r < kend, v1 = k0 + r + 8 < kend;
         float x0 = v0 ? sc[0] * qscale : -INFINITY, x1 = v0 ? sc[1] * qscale : -INFINITY;
@@ -348,7 +396,7 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
         for (int i = 0; i < KS; i++) acc[i][0] *= c0, acc[i][1] *= c1, acc[i][2] *= c0, acc[i][3] *= c1;
 
         /* P^T fragment: b0 = P[keys 2t, 2t+1][head r], b1 = P[keys 2t+8, 2t+9][head r]. */
-        const uint32_t plo = pack_bf16x2(p0, p1), phi = pack_bf16x2(p2, p3);
+        const uint32_t plo = pack2<KV8>(p0, p1), phi = pack2<KV8>(p2, p3);
         const int src = 8 * t + r / 2;
         const uint32_t y0 = __shfl_sync(0xffffffffu, plo, src), y1 = __shfl_sync(0xffffffffu, plo, src + 4);
         const uint32_t z0 = __shfl_sync(0xffffffffu, phi, src), z1 = __shfl_sync(0xffffffffu, phi, src + 4);
@@ -360,7 +408,7 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
             const int c = i / 4, w = i % 4;
             const uint32_t va = (&vr[0][c].x)[w], vb = (&vr[1][c].x)[w], vc8 = (&vr[2][c].x)[w],
                            vd = (&vr[3][c].x)[w];
-            mma_bf16_16816(acc[i], __byte_perm(va, vb, 0x5410), __byte_perm(va, vb, 0x7632),
+            mma16816<KV8>(acc[i], __byte_perm(va, vb, 0x5410), __byte_perm(va, vb, 0x7632),
                            __byte_perm(vc8, vd, 0x5410), __byte_perm(vc8, vd, 0x7632), b0, b1);
         }
     }
@@ -423,7 +471,8 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
  * for D <= 128. K/V tiles (BN keys, read through the block table) are double
  * buffered: cp.async brings tile i+1 while tile i is computed; an fp8 cache's
  * codes come by 8-byte cp.async into a raw double buffer, and each thread
- * converts its own entries to bf16 (exact) once they land. Online
+ * converts its own entries to f16 (exact; the fp8 kernels multiply in f16, see
+ * mma_f16_16816) once they land. Online
  * softmax in fp32, log2 units (exp2f), P rounded to bf16 for the PV product as
  * in FlashAttention-2; rows of a quad (4 lanes) share their max by shuffles.
  * Causal mask per row (key <= the row's position) and per split (key < kend);
@@ -527,8 +576,8 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
             const int i = tid + n * PF_NW * 32, key = i / C8, c = i % C8;
             const int dst = (buf * BN + key) * C8 + (c ^ (key & 7));
             const uint2 *r = raw + (size_t)buf * 2 * BN * C8;
-            k_s[dst] = fp8x8_to_bf16x8(r[i]);
-            v_s[dst] = fp8x8_to_bf16x8(r[BN * C8 + i]);
+            k_s[dst] = fp8x8_to_f16x8(r[i]);
+            v_s[dst] = fp8x8_to_f16x8(r[BN * C8 + i]);
         }
     };
 
@@ -574,7 +623,11 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
         __syncthreads();
         if (QREG && it == 0) {
 #pragma unroll
-            for (int ks = 0; ks < (QREG ? KS : 0); ks++) ldsm_x4(qa[ks], q_base + PF_SW(a_row, 2 * ks + a_ch));
+            for (int ks = 0; ks < (QREG ? KS : 0); ks++) {
+                ldsm_x4(qa[ks], q_base + PF_SW(a_row, 2 * ks + a_ch));
+                if constexpr (KV8)
+                    for (int e = 0; e < 4; e++) qa[ks][e] = bf16x2_to_f16x2(qa[ks][e]);
+            }
         }
         if (kt <= wmax) {
             float sc[NT][4];
@@ -587,13 +640,15 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
                     a[0] = qa[ks][0], a[1] = qa[ks][1], a[2] = qa[ks][2], a[3] = qa[ks][3];
                 } else {
                     ldsm_x4(a, q_base + PF_SW(a_row, 2 * ks + a_ch));
+                    if constexpr (KV8)
+                        for (int e = 0; e < 4; e++) a[e] = bf16x2_to_f16x2(a[e]);
                 }
 #pragma unroll
                 for (int nb = 0; nb < NT / 2; nb++) {
                     uint32_t b[4];
                     ldsm_x4(b, k_base + PF_SW(buf * BN + 16 * nb + k_row, 2 * ks + k_ch));
-                    mma_bf16_16816(sc[2 * nb], a[0], a[1], a[2], a[3], b[0], b[1]);
-                    mma_bf16_16816(sc[2 * nb + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
+                    mma16816<KV8>(sc[2 * nb], a[0], a[1], a[2], a[3], b[0], b[1]);
+                    mma16816<KV8>(sc[2 * nb + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
                 }
             }
             /* Mask, scale (log2 units), online softmax of rows a (c0, c1) and b (c2, c3). */
@@ -630,16 +685,16 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
             /* O += P V: P's A fragment is two n-tiles of S (keys 16kk..16kk+15) rounded to bf16. */
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++) {
-                const uint32_t a0 = pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]);
-                const uint32_t a1 = pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
-                const uint32_t a2 = pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-                const uint32_t a3 = pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+                const uint32_t a0 = pack2<KV8>(sc[2 * kk][0], sc[2 * kk][1]);
+                const uint32_t a1 = pack2<KV8>(sc[2 * kk][2], sc[2 * kk][3]);
+                const uint32_t a2 = pack2<KV8>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+                const uint32_t a3 = pack2<KV8>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
                 for (int db = 0; db < D / 16; db++) {
                     uint32_t b[4];
                     ldsm_x4_t(b, v_base + PF_SW(buf * BN + 16 * kk + v_row, 2 * db + v_ch));
-                    mma_bf16_16816(acc[2 * db], a0, a1, a2, a3, b[0], b[1]);
-                    mma_bf16_16816(acc[2 * db + 1], a0, a1, a2, a3, b[2], b[3]);
+                    mma16816<KV8>(acc[2 * db], a0, a1, a2, a3, b[0], b[1]);
+                    mma16816<KV8>(acc[2 * db + 1], a0, a1, a2, a3, b[2], b[3]);
                 }
             }
         }
