@@ -4,6 +4,7 @@
 # in the order given; the build is reused when build-gpu/cllm exists, as on a warm machine).
 #   test     every GPU test (kernel tests first, their FAIL lines printed)
 #   kernels  bench_cuda_kernels: the attention rows (decode bf16 / fp8, prefill)
+#   adapt    bs1 decode with the adaptive decode split off / on (CLLM_CUDA_ATTN_ADAPTIVE_SPLIT)
 #   attn     test_cuda_attention and the fp8 KV golden tests only
 #   tput-q   bench throughput 500 x (1000 / 1000) with --quantization fp8 --kv-cache-dtype fp8
 #   fp8      FP8 weights: test_cuda_linear_fp8's paths, the FP8 e2e figures, bench_cuda_kernels fp8,
@@ -45,6 +46,14 @@ tput() { # tag model env... (args in TARGS)
 }
 for step in "$@"; do
   case $step in
+  adapt)  # adaptive decode split (CLLM_CUDA_ATTN_ADAPTIVE_SPLIT), bs1 decode A/B, Llama-8B ctx 128 and 2048
+    wait $mkpid
+    for c in "0 128" "1 128" "0 128" "1 128" "0 2048" "1 2048"; do
+      set -- $c
+      CLLM_CUDA_ATTN_ADAPTIVE_SPLIT=$1 timeout 150 build-gpu/cllm bench latency --model /tmp/l8 --load-format dummy \
+        --device cuda --input-len $2 --output-len 256 --num-iters 5 --num-iters-warmup 1 > "$OUT/lat.log" 2>&1
+      echo "l8 bs1 ctx$2 adaptive=$1: $(grep -E 'decode \(tokens/s\)' "$OUT/lat.log" | head -1 | tr -s ' ') $(grep -m1 error "$OUT/lat.log")"
+    done ;;
   attn)
     timeout 300 build-gpu/tests/kernels/test_cuda_attention > "$OUT/test_cuda_attention.log" 2>&1
     echo "test_cuda_attention rc=$? $(el): $(grep -c '^PASS' "$OUT/test_cuda_attention.log") PASS, $(grep -c '^FAIL' "$OUT/test_cuda_attention.log") FAIL"

@@ -475,6 +475,17 @@ int main(int argc, char **argv) {
         bench_attention(8, 2048, 32, 8, 128, 16, 32768, "");
         bench_attention(256, 1024, 32, 8, 128, 16, 0, "");
         bench_attention(64, 4096, 64, 8, 128, 16, 0, " G8");
+        /* adaptive decode split: graph-style launches (max 32768 / 131072) over short contexts */
+        for (int on = 0; on < 2; on++) {
+            cllm_cuda_attention_adaptive_split(on);
+            const char *tg = on ? " adaptive" : " fixed";
+            bench_attention(1, 128, 32, 8, 128, 16, 32768, tg);
+            bench_attention(1, 128, 32, 8, 128, 16, 131072, tg);
+            bench_attention(1, 2048, 32, 8, 128, 16, 131072, tg);
+            bench_attention(8, 2048, 32, 8, 128, 16, 32768, tg);
+            bench_attention(64, 1024, 32, 8, 128, 16, 32768, tg);
+        }
+        cllm_cuda_attention_adaptive_split(0);
         /* fp8 KV cache, decode */
         bench_attention_q(64, 1, 4096, 32, 8, 128, 16, 0, 1, "");
         bench_attention_q(1, 1, 32768, 32, 8, 128, 16, 0, 1, "");

@@ -249,6 +249,32 @@ int main(void) {
         t_attn("mixed-unit-scale", 6, q, l, 32, 8, 128, 16, 0);
         g_kvq = NULL;
     }
+    /* Adaptive decode split (cllm_cuda_attention_adaptive_split): graph-style launches sized
+     * for max_seq_len 32768 over short and mixed-length sequences (rows using 1, some or all
+     * of the splits), padding rows, bf16 and fp8 caches. */
+    cllm_cuda_attention_adaptive_split(1);
+    {
+        g_maxs_override = 32768;
+        decode("adaptive-graph", 9, 1000, 32, 8, 128, 16);
+        decode("adaptive-graph", 3, 200, 32, 8, 64, 16);
+        decode("adaptive-graph", 5, 9000, 16, 4, 256, 32);
+        decode("adaptive-graph-long", 2, 32768, 32, 8, 128, 16);
+        g_npad = 3, g_pad_len = 0;
+        decode("adaptive-graph-pad0", 5, 3000, 32, 8, 128, 16);
+        g_pad_len = 1;
+        decode("adaptive-graph-pad1", 4, 600, 32, 8, 128, 16);
+        g_npad = 0;
+        const cllm_kv_quant f8 = {CLLM_DTYPE_F8_E4M3, 0.05f, 0.03f};
+        g_kvq = &f8;
+        decode("adaptive-graph", 7, 5000, 32, 8, 128, 16);
+        g_kvq = NULL;
+        g_maxs_override = 0;
+        decode("adaptive", 64, 4096, 32, 8, 128, 16);
+        decode("adaptive", 1, 128, 32, 8, 128, 16);
+        int q[] = {37, 1, 200, 1, 1, 5}, l[] = {100, 513, 1000, 17, 1, 5};
+        t_attn("adaptive-mixed", 6, q, l, 32, 8, 128, 16, 1);
+    }
+    cllm_cuda_attention_adaptive_split(0);
     /* A cache dtype the kernels do not read is refused, not computed. */
     {
         cllm_kv_quant f16 = {CLLM_DTYPE_F16, 1.0f, 1.0f};

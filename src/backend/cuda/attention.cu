@@ -296,23 +296,36 @@ static __device__ __forceinline__ uint4 kv_load8_mma(const void *base, size_t of
     else return __ldg((const uint4 *)((const __nv_bfloat16 *)base + off));
 }
 
+/* Adaptive split (min_split > 0): a decode row of slen keys uses as many of the
+ * launch's nsplit splits as the host's rule gives for max_seq_len = slen (one per
+ * min_split keys, at least one); the CTAs of the other splits return at once and
+ * the combine kernel merges only those (or skips the row: one split wrote its
+ * output). A graph captured for max_model_len then costs a short sequence what
+ * an eager launch sized for it would. */
+static __device__ __forceinline__ int dec_splits(int slen, int nsplit, int min_split) {
+    if (min_split <= 0) return nsplit;
+    return min(nsplit, max(1, (slen + min_split - 1) / min_split));
+}
+
 template <int D, bool KV8>
 static __global__ void __launch_bounds__(DEC_NW * 32, D <= 128 ? 4 : 1)
 attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *__restrict__ kc,
                         const void *__restrict__ vc, const int32_t *__restrict__ qsl,
                         const int32_t *__restrict__ seq_lens, const int32_t *__restrict__ block_tables, int mbps,
                         int P, int H, int Hkv, float qscale, float vscale, int S, __nv_bfloat16 *out,
-                        float *part_o, float *part_ml) {
+                        float *part_o, float *part_ml, int min_split) {
     constexpr int KS = D / 16;  /* k-steps of Q K^T; also m-tiles of V^T P^T */
     constexpr int KJ = D / 32;  /* 16-byte K chunks per key per thread */
     constexpr int VC = D / 64;  /* 16-byte V chunks per key per thread */
     __shared__ __align__(16) float o_s[DEC_NW][8][D + 4];
     __shared__ float m_s[DEC_NW][8], l_s[DEC_NW][8];
 
-    const int g = blockIdx.x, s = blockIdx.y, split = blockIdx.z, nsplit = gridDim.z;
+    const int g = blockIdx.x, s = blockIdx.y, split = blockIdx.z;
     const int G = H / Hkv, warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 4, t = lane % 4;
     const int q0 = qsl[s], qlen = qsl[s + 1] - q0, slen = seq_lens[s];
     const int kend = qlen > 0 ? slen : 0;
+    const int nsplit = dec_splits(slen, gridDim.z, min_split);
+    if (split >= nsplit) return; /* CTA-uniform */
 
     /* Q^T fragments: head r (zero for r >= G), dims 32j + 8t + [0, 8) of k-steps 2j, 2j+1. */
     uint32_t qf[KS][2];
@@ -741,7 +754,8 @@ attention_prefill_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, cons
 #define CMB_THREADS 128
 static __global__ void __launch_bounds__(CMB_THREADS)
 attention_combine_kernel(const float *__restrict__ part_o, const float *__restrict__ part_ml, int nsplit, int rows,
-                         int D, const int32_t *__restrict__ qsl, int H, __nv_bfloat16 *out) {
+                         int D, const int32_t *__restrict__ qsl, int H, __nv_bfloat16 *out,
+                         const int32_t *__restrict__ seq_lens, int min_split) {
     extern __shared__ __align__(16) float wsp[]; /* [nsplit] weights, then [CMB_THREADS * 2] group sums */
     __shared__ float red[CMB_THREADS / 32];
     const int row = blockIdx.x, tid = threadIdx.x;
@@ -750,6 +764,8 @@ attention_combine_kernel(const float *__restrict__ part_o, const float *__restri
         const int s = row / H, h = row % H, q0 = qsl[s];
         if (qsl[s + 1] <= q0) return;
         orow = (size_t)q0 * H + h;
+        nsplit = dec_splits(seq_lens[s], nsplit, min_split); /* the decode kernel's splits of this row */
+        if (nsplit == 1) return;                            /* it wrote the output itself */
     }
     float mx = -INFINITY;
     for (int sp = tid; sp < nsplit; sp += CMB_THREADS) mx = fmaxf(mx, part_ml[((size_t)sp * rows + row) * 2]);
@@ -816,6 +832,18 @@ extern "C" void cllm_cuda_attention_tune(int ctas_per_sm, int min_split_keys) {
     if (min_split_keys > 0) cllm_attn_dec_min_split = min_split_keys;
 }
 
+/* Adaptive decode split (dec_splits): off by default until measured on a GPU;
+ * CLLM_CUDA_ATTN_ADAPTIVE_SPLIT=1 or cllm_cuda_attention_adaptive_split(1) turns it on. */
+static int cllm_attn_dec_adaptive = -1;
+extern "C" void cllm_cuda_attention_adaptive_split(int on) { cllm_attn_dec_adaptive = on != 0; }
+static bool adaptive_split(void) {
+    if (cllm_attn_dec_adaptive < 0) {
+        const char *e = getenv("CLLM_CUDA_ATTN_ADAPTIVE_SPLIT");
+        cllm_attn_dec_adaptive = e && !strcmp(e, "1");
+    }
+    return cllm_attn_dec_adaptive != 0;
+}
+
 /* The cache's element format as the kernels see it: kv8 (fp8 codes) and the
  * scales folded into the score scale (qs, log2 units) and the output (vs). */
 typedef struct {
@@ -843,16 +871,17 @@ static cllm_status launch_decode(const void *q, int q_stride, const void *kc, co
         po = (float *)ws;
         pml = po + (size_t)nsplit * S * H * D;
     }
+    const int min_split = nsplit > 1 && adaptive_split() ? cllm_attn_dec_min_split : 0;
     dim3 grid((unsigned)Hkv, (unsigned)S, (unsigned)nsplit);
     attention_decode_kernel<D, KV8><<<grid, DEC_NW * 32, 0, stream>>>(
         (const __nv_bfloat16 *)q, q_stride, kc, vc, m->query_start_loc, m->seq_lens, m->block_tables,
-        m->max_blocks_per_seq, m->block_size, H, Hkv, f.qs, f.vs, S, (__nv_bfloat16 *)out, po, pml);
+        m->max_blocks_per_seq, m->block_size, H, Hkv, f.qs, f.vs, S, (__nv_bfloat16 *)out, po, pml, min_split);
     CLLM_CU_LAUNCH("attention_decode");
     if (nsplit == 1) return CLLM_OK;
     const int rows = S * H, ng = CMB_THREADS / (D / 2);
     size_t smem = (size_t)(nsplit + 1) * sizeof(float) + (ng > 1 ? (size_t)CMB_THREADS * 2 * sizeof(float) : 0);
     attention_combine_kernel<<<rows, CMB_THREADS, smem, stream>>>(po, pml, nsplit, rows, D, m->query_start_loc, H,
-                                                                  (__nv_bfloat16 *)out);
+                                                                  (__nv_bfloat16 *)out, m->seq_lens, min_split);
     CLLM_CU_LAUNCH("attention_combine");
     return CLLM_OK;
 }
@@ -863,7 +892,7 @@ static cllm_status combine_rows(const float *po, const float *pml, int nsplit, i
     const int nrows = T * H, ng = CMB_THREADS / (D / 2);
     size_t smem = (size_t)(nsplit + 1) * sizeof(float) + (ng > 1 ? (size_t)CMB_THREADS * 2 * sizeof(float) : 0);
     attention_combine_kernel<<<nrows, CMB_THREADS, smem, stream>>>(po, pml, nsplit, nrows, D, NULL, H,
-                                                                   (__nv_bfloat16 *)out);
+                                                                   (__nv_bfloat16 *)out, NULL, 0);
     CLLM_CU_LAUNCH("attention_combine");
     return CLLM_OK;
 }

@@ -113,6 +113,12 @@ cllm_status cllm_cuda_attention(const void *q, int q_stride, const void *k_cache
  * Process-wide; not thread-safe against concurrent attention launches. */
 void cllm_cuda_attention_tune(int ctas_per_sm, int min_split_keys);
 
+/* Adaptive decode split: each decode row uses only the splits its own seq_len needs (one per
+ * min_split_keys keys), so a launch sized for max_model_len (CUDA graphs) costs a short sequence
+ * what a launch sized for it would. Off by default until measured on a GPU (also
+ * CLLM_CUDA_ATTN_ADAPTIVE_SPLIT=1). Process-wide, like cllm_cuda_attention_tune. */
+void cllm_cuda_attention_adaptive_split(int on);
+
 /* out (S, E) = x[idx[s]]. */
 cllm_status cllm_cuda_gather_rows(const void *x, const int32_t *idx, int S, int E, void *out, cudaStream_t stream);
 
