@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Issue #9 measurements in device calls (H100/H200; needs .carry/ as tools/gpu_issue8.sh
-# describes). Usage: bash tools/gpu_issue9.sh test|kernels|tput|tput-ab|moe ...  (steps run
-# in the order given; the build is reused when build-gpu/cllm exists, as on a warm machine).
+# Issue #9 / #10 measurements in device calls (H100/H200; needs .carry/ as tools/gpu_issue8.sh
+# describes). Usage: bash tools/gpu_issue9.sh STEP ...  (steps run in the order given; the build
+# is reused when build-gpu/cllm exists, as on a warm machine; see tools/gpu_common.sh).
 #   test     every GPU test (kernel tests first, their FAIL lines printed)
+#   prefill  prefill 2048 tokens, Llama-3.1-8B: the CUDA-core prefill attention kernel
+#            (CLLM_CUDA_ATTN_PREFILL=fma) against the tensor-core one, interleaved; fp8 KV; bs1
+#            decode with the fused attention prologue off / on (CLLM_FUSED_ROPE_KV_WRITE)
+#   q30      Qwen3-30B-A3B bs1 decode: fused prologue off / on, MoE path pinned to xgemv;
+#            `bench moe` at decode sizes (token-major / expert-major GEMV / grouped)
 #   kernels  bench_cuda_kernels: the attention rows (decode bf16 / fp8, prefill)
 #   adapt    bs1 decode with the adaptive decode split off / on (CLLM_CUDA_ATTN_ADAPTIVE_SPLIT)
 #   attn     test_cuda_attention and the fp8 KV golden tests only
@@ -14,28 +19,9 @@
 #   moe      Qwen3-30B-A3B: batched decode sweep and bench throughput 200 x (1000 / 1000)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-OUT=${OUT:-/tmp/cllm_gpu_out}; mkdir -p "$OUT"
-LIBD=/opt/deps/usr/lib/x86_64-linux-gnu
-t0=$(date +%s)
-el() { echo "[$(( $(date +%s) - t0 )) s]"; }
-if [ ! -x build-gpu/cllm ] || [ "${REBUILD:-0}" = 1 ]; then
-  sed -n '1,/^t_build=/p' tools/gpu_run.sh > tools/.build_only_9.sh  # inside the repo: it cds to its parent
-  CLLM_SHARED_DIR=$ROOT/.carry/shared CLLM_DEBS=$ROOT/.carry/debs OUT=$OUT/build bash tools/.build_only_9.sh \
-    > "$OUT/build.log" 2>&1
-  echo "build rc=$? $(el)"; grep -E " error|Error [0-9]" "$OUT/build.log" | head
-else
-  mkdir -p /opt/deps && for f in .carry/debs/*.deb; do dpkg -x "$f" /opt/deps; done
-  (cd build-gpu && cmake --build . -j16 > "$OUT/build.log" 2>&1); echo "incremental build rc=$? $(el)"
-fi
-export LD_LIBRARY_PATH="$LIBD:$LIBD/openblas-pthread:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-mk() { # preset dir layers
-  [ -f "$2/config.json" ] && return
-  python3 .carry/make_checkpoint.py --preset "$1" --out "$2" --tokenizer .carry/tokenizers/llama3 --layers 1 \
-    > "$OUT/mk_$1.log" 2>&1 || { echo "make_checkpoint $1 failed"; tail -3 "$OUT/mk_$1.log"; }
-  python3 -c 'import json,sys; p = sys.argv[1] + "/config.json"; c = json.load(open(p)); c["num_hidden_layers"] = int(sys.argv[2]); json.dump(c, open(p, "w"), indent=2)' "$2" "$3"
-}
+[ $# -gt 0 ] || { sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2; }
+. tools/gpu_common.sh
+gpu_setup
 (mk llama3-8b /tmp/l8 32; mk qwen3-30b-a3b /tmp/q30 48) &
 mkpid=$!
 tput() { # tag model env... (args in TARGS)
@@ -47,12 +33,37 @@ tput() { # tag model env... (args in TARGS)
 for step in "$@"; do
   case $step in
   adapt)  # adaptive decode split (CLLM_CUDA_ATTN_ADAPTIVE_SPLIT), bs1 decode A/B, Llama-8B ctx 128 and 2048
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     for c in "0 128" "1 128" "0 128" "1 128" "0 2048" "1 2048"; do
       set -- $c
       CLLM_CUDA_ATTN_ADAPTIVE_SPLIT=$1 timeout 150 build-gpu/cllm bench latency --model /tmp/l8 --load-format dummy \
         --device cuda --input-len $2 --output-len 256 --num-iters 5 --num-iters-warmup 1 > "$OUT/lat.log" 2>&1
       echo "l8 bs1 ctx$2 adaptive=$1: $(grep -E 'decode \(tokens/s\)' "$OUT/lat.log" | head -1 | tr -s ' ') $(grep -m1 error "$OUT/lat.log")"
+    done ;;
+  prefill)
+    wait $mkpid 2>/dev/null
+    lat() { # tag env... (args in LARGS, the figure grepped by LGREP)
+      local tag=$1; shift
+      env "$@" timeout 150 build-gpu/cllm bench latency --model /tmp/l8 --load-format dummy --device cuda \
+        --num-iters 5 --num-iters-warmup 1 $LARGS > "$OUT/lat.log" 2>&1
+      echo "$tag: $(grep -E "$LGREP" "$OUT/lat.log" | head -1 | tr -s ' ') $(grep -m1 -E 'error' "$OUT/lat.log")"
+    }
+    LARGS="--input-len 2048 --output-len 2 --max-num-batched-tokens 4096"; LGREP='prefill \(TFLOP/s\)'
+    for a in fma mma fma mma; do lat "l8 prefill2048 attn=$a" CLLM_CUDA_ATTN_PREFILL=$a; done
+    LARGS="$LARGS --kv-cache-dtype fp8"; lat "l8 prefill2048 kv=fp8" X=1
+    LARGS="--input-len 128 --output-len 256"; LGREP='decode \(tokens/s\)'
+    for f in 0 1 0 1; do lat "l8 bs1 ctx128 fused=$f" CLLM_FUSED_ROPE_KV_WRITE=$f; done
+    LARGS="$LARGS --kv-cache-dtype fp8"; lat "l8 bs1 ctx128 kv=fp8" X=1 ;;
+  q30)
+    timeout 120 build-gpu/cllm bench moe --device cuda --num-tokens 1,8,16,32,64,128,256,512 > "$OUT/bench_moe.log" 2>&1
+    echo "bench moe rc=$? $(el)"; grep -vE "grouped split" "$OUT/bench_moe.log" | tail -11
+    wait $mkpid 2>/dev/null
+    for c in "0 auto" "1 auto" "1 xgemv" "0 auto" "1 auto"; do
+      set -- $c
+      CLLM_FUSED_ROPE_KV_WRITE=$1 CLLM_CUDA_MOE_PATH=$2 timeout 150 build-gpu/cllm bench latency --model /tmp/q30 \
+        --load-format dummy --device cuda --input-len 128 --output-len 256 --num-iters 5 --num-iters-warmup 1 \
+        > "$OUT/lat.log" 2>&1
+      echo "q30 bs1 fused=$1 moe=$2: $(grep -E 'decode \(tokens/s\)' "$OUT/lat.log" | head -1 | tr -s ' ') $(grep -m1 error "$OUT/lat.log")"
     done ;;
   attn)
     timeout 300 build-gpu/tests/kernels/test_cuda_attention > "$OUT/test_cuda_attention.log" 2>&1
@@ -61,7 +72,7 @@ for step in "$@"; do
     (cd build-gpu && ctest -R "kv_fp8" --output-on-failure --timeout 300) > "$OUT/kvfp8.log" 2>&1
     echo "kv fp8 golden tests rc=$?"; grep -E "tests passed|tests failed|Failed" "$OUT/kvfp8.log" | head -5 ;;
   tput-q)
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048 --kv-cache-dtype fp8 --quantization fp8"
     tput "l8 tput quantization=fp8 kv=fp8" /tmp/l8 X=1 ;;
   test)
@@ -80,11 +91,11 @@ for step in "$@"; do
     echo "bench_cuda_kernels rc=$? $(el)"; grep -E "card:|_attention" "$OUT/bench_kernels.log" | grep -v " t[0-9]" | tr -s ' '
     ;;
   tput)
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048"
     tput "l8 tput bf16" /tmp/l8 X=1 ;;
   tput-fp8)
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048 --kv-cache-dtype fp8"
     tput "l8 tput kv=fp8" /tmp/l8 X=1
     tput "l8 tput kv=fp8 quantization=fp8" /tmp/l8 X=1 --quantization fp8 ;;
@@ -94,18 +105,18 @@ for step in "$@"; do
     grep -hE "top-1 agreement over|quantization_fp8|model_fp8" "$OUT/gpu_tests.log" 2>/dev/null | head -12
     timeout 200 build-gpu/bench_cuda_kernels "$OUT/bench_fp8.json" fp8 > "$OUT/bench_fp8.log" 2>&1
     echo "bench fp8 rc=$? $(el)"; grep -vE "^kernel" "$OUT/bench_fp8.log" | tr -s ' ' | head -40
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     for q in none fp8 none fp8; do
       timeout 180 build-gpu/cllm bench latency --model /tmp/l8 --load-format dummy --device cuda --quantization $q \
         --input-len 128 --output-len 256 --num-iters 5 --num-iters-warmup 1 > "$OUT/lat_$q.log" 2>&1
       echo "l8 bs1 quantization=$q: $(grep -E 'decode \(tokens/s\)' "$OUT/lat_$q.log" | head -1 | tr -s ' ') | $(grep -E 'prefill \(TFLOP/s\)' "$OUT/lat_$q.log" | head -1 | tr -s ' ') $(grep -m1 -i error "$OUT/lat_$q.log")"
     done ;;
   tput-ab)
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048"
     for a in fma mma; do tput "l8 tput bf16 attn=$a" /tmp/l8 CLLM_CUDA_ATTN_PREFILL=$a; done ;;
   moe)
-    wait $mkpid
+    wait $mkpid 2>/dev/null
     timeout 300 build-gpu/cllm bench latency --model /tmp/q30 --load-format dummy --device cuda --input-len 1024 \
       --output-len 64 --batch-size 1,8,16,32,64 --num-iters 3 --max-model-len 1088 > "$OUT/q30_sweep.log" 2>&1
     echo "q30 sweep rc=$? $(el)"; tail -8 "$OUT/q30_sweep.log"

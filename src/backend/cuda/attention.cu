@@ -24,26 +24,32 @@
 #define ATT_NW 4
 #define ATT_KT 32
 
-/* Caches in fp8 (KV8): float8_e4m3fn codes, converted exactly to bf16 on
- * read (every e4m3 value is a half and a bf16 value); the layer's k_scale is
- * folded into the score scale and v_scale into the output (the kernels see
- * cache values x / scale, so attention over the dequantized K/V, as the CPU
- * op computes it, up to the rounding of P to bf16). */
-static __device__ __forceinline__ uint32_t fp8x2_to_bf16x2(uint32_t two) {
-    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two, __NV_E4M3);
-    const float2 f = __half22float2(*(const __half2 *)&h);
-    __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
-    return *(uint32_t *)&b;
+/* Caches in fp8 (KV8): float8_e4m3fn codes, converted exactly to f16 on read
+ * (every e4m3 value is an f16 value; one cvt.rn.f16x2.e4m3x2 per pair); the
+ * layer's k_scale is folded into the score scale and v_scale into the output
+ * (the kernels see cache values x / scale, so attention over the dequantized
+ * K/V, as the CPU op computes it, up to the rounding of P). The tensor-core
+ * kernels then multiply in f16 (mma_f16_16816), the CUDA-core one in fp32. */
+static __device__ __forceinline__ uint32_t fp8x2_to_f16x2(uint32_t two) {
+    uint32_t h;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(h) : "h"((unsigned short)two));
+    return h;
 }
-static __device__ __forceinline__ uint4 fp8x8_to_bf16x8(uint2 a) {
-    return make_uint4(fp8x2_to_bf16x2(a.x & 0xffffu), fp8x2_to_bf16x2(a.x >> 16), fp8x2_to_bf16x2(a.y & 0xffffu),
-                      fp8x2_to_bf16x2(a.y >> 16));
+static __device__ __forceinline__ uint4 fp8x8_to_f16x8(uint2 a) {
+    return make_uint4(fp8x2_to_f16x2(a.x & 0xffffu), fp8x2_to_f16x2(a.x >> 16), fp8x2_to_f16x2(a.y & 0xffffu),
+                      fp8x2_to_f16x2(a.y >> 16));
 }
-/* Eight consecutive cache elements at element offset off, as eight bf16 (16 bytes). */
+/* Eight consecutive cache elements at element offset off (16 bytes): bf16 as stored,
+ * or fp8 codes as f16. */
 template <bool KV8>
 static __device__ __forceinline__ uint4 kv_load8(const void *base, size_t off) {
-    if constexpr (KV8) return fp8x8_to_bf16x8(__ldg((const uint2 *)((const uint8_t *)base + off)));
+    if constexpr (KV8) return fp8x8_to_f16x8(__ldg((const uint2 *)((const uint8_t *)base + off)));
     else return __ldg((const uint4 *)((const __nv_bfloat16 *)base + off));
+}
+/* One word of kv_load8's output (two elements) as floats. */
+template <bool KV8> static __device__ __forceinline__ float2 pair_to_float2(uint32_t w) {
+    if constexpr (KV8) return __half22float2(*(const __half2 *)&w);
+    else return __bfloat1622float2(*(const __nv_bfloat162 *)&w);
 }
 
 /* DP: the compiled head-dim bound (64, 128, 256); EXACT: D == DP (fully unrolled
@@ -142,7 +148,7 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *
 #pragma unroll 8
         for (int i = 0; i < D / 2; i++) {
             uint32_t kw = kr[i];
-            float2 kf = __bfloat1622float2(*(const __nv_bfloat162 *)&kw);
+            float2 kf = pair_to_float2<KV8>(kw);
 #pragma unroll
             for (int j = 0; j < RPW; j++) {
                 float2 qf = *(const float2 *)(q_s + (warp + ATT_NW * j) * D + 2 * i);
@@ -181,7 +187,7 @@ attention_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const void *
             for (int u = 0; u < U; u++) {
                 if (!EXACT && lane + 32 * u >= D / 2) continue;
                 uint32_t vw = v_s[jj * W + lane + 32 * u];
-                float2 vf = __bfloat1622float2(*(const __nv_bfloat162 *)&vw);
+                float2 vf = pair_to_float2<KV8>(vw);
 #pragma unroll
                 for (int j = 0; j < RPW; j++) {
                     acc[j][u][0] = fmaf(pj[j], vf.x, acc[j][u][0]);
@@ -251,10 +257,10 @@ static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 }
 
 /* The tensor-core kernels over an fp8 cache multiply in f16 (mma .f16, fp32
- * accumulate): e4m3 codes become f16 pairs in one instruction
- * (cvt.rn.f16x2.e4m3x2, exact), where bf16 would take four, and that
- * conversion is what bounds the fp8 decode kernel. q (bf16) is converted to
- * f16 once, saturated at +-65504; P is rounded to f16 (finer than bf16). */
+ * accumulate): e4m3 codes become f16 pairs in one instruction, where bf16
+ * would take four, and that conversion bounded the fp8 decode kernel (34 %
+ * of copy on an H100 with bf16, 84 % with f16). q (bf16) is converted to f16
+ * once, saturated at +-65504; P is rounded to f16 (finer than bf16). */
 static __device__ __forceinline__ void mma_f16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                                      uint32_t a3, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -279,21 +285,6 @@ template <bool F16> static __device__ __forceinline__ uint32_t pack2(float lo, f
 static __device__ __forceinline__ uint32_t bf16x2_to_f16x2(uint32_t w) {
     const float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&w);
     return pack2<true>(fminf(fmaxf(f.x, -65504.f), 65504.f), fminf(fmaxf(f.y, -65504.f), 65504.f));
-}
-static __device__ __forceinline__ uint32_t fp8x2_to_f16x2(uint32_t two) {
-    uint32_t h;
-    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(h) : "h"((unsigned short)two));
-    return h;
-}
-static __device__ __forceinline__ uint4 fp8x8_to_f16x8(uint2 a) {
-    return make_uint4(fp8x2_to_f16x2(a.x & 0xffffu), fp8x2_to_f16x2(a.x >> 16), fp8x2_to_f16x2(a.y & 0xffffu),
-                      fp8x2_to_f16x2(a.y >> 16));
-}
-/* Eight cache elements as mma operands: bf16 as stored, or fp8 codes as f16. */
-template <bool KV8>
-static __device__ __forceinline__ uint4 kv_load8_mma(const void *base, size_t off) {
-    if constexpr (KV8) return fp8x8_to_f16x8(__ldg((const uint2 *)((const uint8_t *)base + off)));
-    else return __ldg((const uint4 *)((const __nv_bfloat16 *)base + off));
 }
 
 /* Adaptive split (min_split > 0): a decode row of slen keys uses as many of the
@@ -373,14 +364,14 @@ attention_decode_kernel(const __nv_bfloat16 *__restrict__ q, int q_stride, const
             const bool ok = k0 + kk[h] < kend;
 #pragma unroll
             for (int j = 0; j < KJ; j++)
-                kr[h][j] = ok ? kv_load8_mma<KV8>(kc, off[h] + 32 * j + 8 * t) : make_uint4(0, 0, 0, 0);
+                kr[h][j] = ok ? kv_load8<KV8>(kc, off[h] + 32 * j + 8 * t) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int h = 0; h < 4; h++) {
             const bool ok = k0 + kk[2 + h] < kend;
 #pragma unroll
             for (int c = 0; c < VC; c++)
-                vr[h][c] = ok ? kv_load8_mma<KV8>(vc, off[2 + h] + 8 * (r + 8 * c)) : make_uint4(0, 0, 0, 0);
+                vr[h][c] = ok ? kv_load8<KV8>(vc, off[2 + h] + 8 * (r + 8 * c)) : make_uint4(0, 0, 0, 0);
         }
 
         /* S^T = K Q^T: c0/c1 key r heads 2t/2t+1, c2/c3 key r+8. */

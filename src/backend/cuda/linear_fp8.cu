@@ -235,6 +235,12 @@ static unsigned grid_for(size_t n) {
     return (unsigned)(b < 8192 ? (b ? b : 1) : 8192);
 }
 
+/* Set one attribute of a matmul descriptor unless an earlier step failed (*s keeps the first error). */
+static void desc_set(cublasStatus_t *s, cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr,
+                     const void *v, size_t n) {
+    if (*s == CUBLAS_STATUS_SUCCESS) *s = cublasLtMatmulDescSetAttribute(op, attr, v, n);
+}
+
 /* One FP8 GEMM of T tokens: d (N x T col-major, ld N) = op(A=W) * B (codes bq, K x T).
  * mode OUTER: with the scale vectors sw (N), sx (T) and, when bias, the BIAS
  * epilogue; EPILOGUE: unscaled, d f32. Returns CLLM_ERR_UNSUPPORTED (no error
@@ -263,27 +269,20 @@ static cllm_status lt_fp8(cllm_cuda_gemm *g, int mode, int T, int N, int K, cons
     cublasLtMatmulPreference_t pref = NULL;
     cublasStatus_t s = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    desc_set(&s, op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    desc_set(&s, op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     if (mode == MODE_OUTER) {
         const int32_t vec = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-        if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec, sizeof vec);
-        if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec, sizeof vec);
-        if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw);
-        if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx);
+        desc_set(&s, op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec, sizeof vec);
+        desc_set(&s, op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec, sizeof vec);
+        desc_set(&s, op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw);
+        desc_set(&s, op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx);
         if (bias) {
             const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
             const cudaDataType_t bt = CUDA_R_16BF;
-            if (s == CUBLAS_STATUS_SUCCESS)
-                s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep);
-            if (s == CUBLAS_STATUS_SUCCESS)
-                s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-            if (s == CUBLAS_STATUS_SUCCESS)
-                s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+            desc_set(&s, op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep);
+            desc_set(&s, op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+            desc_set(&s, op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
         }
     }
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, K, N, K);
