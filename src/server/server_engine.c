@@ -371,8 +371,9 @@ void *srv_engine_main(void *arg) {
     cllm_engine_get_stats(e, &es);
     srv_stats_set_engine(&s->stats, &es); /* the metrics count from here */
     update_stats(s);
-    atomic_store(&s->state, SRV_READY);
+    /* the log line first: a client that sees /health 200 can find it in the log */
     cllm_log(CLLM_LOG_INFO, "model ready: max_model_len %d, %d KV blocks", s->max_model_len, es.num_kv_blocks);
+    atomic_store(&s->state, SRV_READY);
 
     bool dead = false; /* the engine stopped for good (a lost rank): new requests get 503 */
     for (;;) {

@@ -52,6 +52,7 @@ def test_replica_killed_mid_run_then_restarted(tmp_path):
                 assert len(errors) == 1 and errors[0]["type"] == "service_unavailable", errors
                 assert victim.url in errors[0]["message"], errors
             else:
+                assert not errors, (errors, s.events[-3:])  # the survivor's stream must not be cut
                 last = json.loads(s.events[-2])["choices"][0]
                 assert not errors and last["finish_reason"] == "length", (errors, last)
         assert time.time() - t0 < 30

@@ -134,7 +134,12 @@ def test_health_is_503_while_loading_then_200(slow_model):
         for r in loading:
             msg = check_503(r, "/v1/completions while loading")
             assert "loading" in msg and "retry later" in msg, msg
+        # serve writes "model ready" before /health turns 200; the reader threads may lag behind it
+        t1 = time.time()
+        while "model ready" not in "".join(s.log) and time.time() - t1 < 10:
+            time.sleep(0.02)
         log = "".join(s.log)
+        assert "model ready" in log, log
         assert log.index("listening on") < log.index("model ready"), log
         # ready: it stays healthy and generates
         assert s.request("GET", "/health")[0] == 200
