@@ -322,12 +322,17 @@ def test_shutdown_ends_every_stream_with_done(slow_model_dir):
                                                          "stream_options": {"include_usage": True}}),
                   {"Content-Type": "application/json"})
         r = c.getresponse()
+        headers[i].set()  # the engine has queued the request (a stream's 200 is sent at submission)
         results[i] = (r.status, r.read().decode())  # raises IncompleteRead if the chunked body is cut
         c.close()
 
+    headers = [threading.Event() for _ in range(16)]
     ts = [threading.Thread(target=stream, args=(i,)) for i in range(16)]
     [t.start() for t in ts]
-    time.sleep(0.5)
+    # SIGTERM only once all 16 are queued: a request that arrives after it rightly gets 503, and a fixed sleep
+    # lost that race on a loaded CI machine.
+    assert all(e.wait(30) for e in headers)
+    time.sleep(0.2)
     keep = connect(s)  # a keep-alive connection: /health 200, then 503 while draining
     keep.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert read_response(keep)[0] == 200
