@@ -82,6 +82,16 @@ def raw(server, data, timeout=5.0):
         s.close()
 
 
+def raw_until(server, data, status, timeout=5.0):
+    """raw(), repeated until the answer has the given status or the timeout passes; returns the last answer."""
+    t0 = time.time()
+    while True:
+        r = raw(server, data)
+        if r[0] == status or time.time() - t0 > timeout:
+            return r
+        time.sleep(0.05)
+
+
 def openai_error(status, body, want):
     assert status == want, (status, body)
     e = json.loads(body)["error"]
@@ -214,9 +224,9 @@ def test_idle_and_slowloris_cannot_lock_out_health():
     try:
         idle = [connect(s) for _ in range(40)]
         loris = [connect(s, "127.0.0.2") for _ in range(24)]  # another client address
-        time.sleep(0.2)
-        # the server is full: a new connection gets a 503 JSON at once, not a reset
-        st, hdr, body, _ = raw(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        # the server is full (once it has accepted all 64, which a loaded machine may take a while to do): a new
+        # connection gets a 503 JSON at once, not a reset
+        st, hdr, body, _ = raw_until(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 503)
         openai_error(st, body, 503)
         assert hdr.get("retry-after") == "1"
         # slowloris: a header byte every 0.25 s; the request deadline (2 s) answers 408 and closes
@@ -250,8 +260,7 @@ def test_idle_and_slowloris_cannot_lock_out_health():
         assert wait(lambda: s.metric("cllm:http_connections") <= 1, 3)
         # per-address limit: 48 from 127.0.0.1, the 49th gets 429; another address still gets in
         held = [connect(s) for _ in range(48)]
-        time.sleep(0.1)
-        st, _, body, _ = raw(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        st, _, body, _ = raw_until(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 429)
         openai_error(st, body, 429)
         c = connect(s, "127.0.0.3")
         c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
