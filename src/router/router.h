@@ -18,8 +18,9 @@
  * a 5xx, before any byte went to the client, is retried on another replica,
  * up to max_rpc_retries times while it is younger than rpc_timeout_s. A
  * stream whose replica dies mid-way ends with an OpenAI error event and
- * "data: [DONE]". A replica whose health check times out or cannot connect
- * (a hung or dead process) has its requests failed the same way at once.
+ * "data: [DONE]". A replica whose health check cannot connect (a dead
+ * process), or times out while none of its transfers received a byte within
+ * the timeout (a hung one), has its requests failed the same way at once.
  *
  * Data parallelism on one node (cllm serve --data-parallel-size N): the
  * router starts the N replicas itself (router_dp.c: child `cllm serve`

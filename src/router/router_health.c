@@ -1,8 +1,10 @@
 /* Replica health and load (router.h): every health_check_interval_s a GET
  * /health per replica (health_check_timeout_s; a replica out of the rotation
  * every min(interval, 1 s)): 200 puts it in the rotation, anything else
- * takes it out; a check that cannot connect or times
- * out also fails the requests in flight there (a dead or hung process).
+ * takes it out; a check that cannot connect also fails the requests in
+ * flight there (a dead process), and so does one that times out unless a
+ * transfer there received bytes within the timeout (a hung process, not a
+ * busy one: a slow /health must not cut the streams of a live replica).
  * With least_load / prefix_aware, every load_poll_interval_s a GET /load
  * (cllm serve's running and waiting requests); a replica without /load
  * (another server) is balanced on the router's own in-flight count. And
@@ -56,6 +58,15 @@ static void on_health(rt_fetch *f, void *arg) {
     bool dead = f->rc != CURLE_OK; /* no answer at all: dead or hung, unlike a 503 (loading, draining, failed) */
     if (dead) snprintf(why, sizeof why, "/health failed: %s", f->x.errbuf[0] ? f->x.errbuf : curl_easy_strerror(f->rc));
     else describe_status(f, why, sizeof why);
+    /* A check that timed out on a replica still sending bytes on its other transfers: the process is busy, not
+     * hung. It leaves the rotation, but the requests running there go on (a stream cut here would be lost). */
+    const cllm_router *r = rep->router;
+    if (f->rc == CURLE_OPERATION_TIMEDOUT && rep->last_rx > 0 && rt_now() - rep->last_rx < r->p.health_check_timeout_s) {
+        dead = false;
+        if (rep->healthy)
+            cllm_log(CLLM_LOG_WARN, "router: replica %s: %s, but its requests in flight are still receiving: they "
+                     "go on", rep->url, why);
+    }
     rt_replica_set_health(rep->router, rep, false, dead, why);
 }
 

@@ -49,6 +49,7 @@ typedef struct rt_replica {
     bool load_known;
     int running, waiting;     /* its last /load */
     int inflight;             /* the router's requests there now */
+    double last_rx;           /* rt_now() when a transfer there last received bytes (0: never) */
     uint64_t requests, failures, retries, health_failures;
     rt_hist latency, ttfb;    /* successful attempts: start -> last byte; start -> first byte */
     struct rt_child *child;   /* data-parallel: its process (router_dp.c), else NULL */

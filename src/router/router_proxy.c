@@ -194,6 +194,7 @@ static const srv_task_ops PROXY_OPS = {.writable = on_writable, .closed = on_clo
 /* ------------------------------------------------------------ curl callbacks */
 static size_t on_header(char *line, size_t size, size_t n, void *arg) {
     rt_proxy *p = arg;
+    p->rep->last_rx = rt_now();
     rt_header_line(line, size * n, &p->status, p->ctype, sizeof p->ctype);
     return size * n;
 }
@@ -221,6 +222,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *arg) {
     rt_proxy *p = arg;
     size_t len = size * n;
     if (p->gone || !p->base.conn) return 0;
+    p->rep->last_rx = rt_now(); /* the replica is alive (rt_replica_health_timed_out) */
     if (!p->head_seen) {
         p->head_seen = true;
         rt_hist_observe(&p->rep->ttfb, rt_now() - p->t_attempt);

@@ -129,6 +129,80 @@ def test_hung_replica_is_failed_over(tmp_path):
             r.kill()
 
 
+class _BusyReplica:
+    """A fake replica on loopback whose /health stops answering in time while a stream is running (a busy server),
+    though the stream's events keep coming every 50 ms."""
+
+    def __init__(self, events=60, every=0.05, health_delay=3.0):
+        import http.server
+        outer = self
+        self.streaming = threading.Event()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/health" and outer.streaming.is_set():
+                    time.sleep(health_delay)
+                body = b'{"status":"ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.streaming.set()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+                for i in range(events):
+                    fin = "length" if i == events - 1 else None
+                    ev = {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": "stories",
+                          "choices": [{"index": 0, "text": "a", "finish_reason": fin}]}
+                    self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+                    self.wfile.flush()
+                    time.sleep(every)
+                self.wfile.write(b"data: [DONE]\n\n")
+                outer.streaming.clear()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_busy_replica_keeps_its_streams():
+    """A health check that times out on a replica whose stream is still sending events (a busy process, not a hung
+    one) takes it out of the rotation but does not cut the stream: it ends normally. (Under a heavily loaded machine
+    such a timeout once cut the survivor's stream in the test above.)"""
+    rep = _BusyReplica()
+    router = None
+    try:
+        router = Router([rep.url], ["--health-check-interval", "0.1", "--health-check-timeout", "0.3"])
+        router.wait_healthy(check=lambda h: h["healthy_replicas"] == 1)
+        s = Stream(router.url, {**MID, "max_tokens": 60}, timeout=30)
+        assert s.status == 200 and s.replica == rep.url
+        wait_for(lambda: not router_health(router)[1]["replica_states"][0]["healthy"], 5,
+                 "the replica's /health timed out")
+        text, errors, done = check_events(s.rest())
+        assert done and not errors and text == "a" * 60, (errors, s.events[-3:])
+        assert json.loads(s.events[-2])["choices"][0]["finish_reason"] == "length"
+        st, h = router_health(router)
+        assert "timed out" in h["replica_states"][0]["last_error"].lower() or h["replica_states"][0]["healthy"], h
+        assert router.stop() == 0, router.text()
+    finally:
+        if router:
+            router.kill()
+        rep.close()
+
+
 def test_retry_limits():
     """--max-rpc-retries 0 (or an --rpc-timeout already passed): a request whose replica refuses the connection is
     answered 502 naming it, not retried; with retries it is answered by the other replica. Either way the replica
