@@ -182,7 +182,7 @@ def test_auth_size_route_decided_before_the_body():
             t0 = time.time()
             st, _, body, closed = raw(s, head)
             openai_error(st, body, want)
-            assert closed and time.time() - t0 < 1.0
+            assert closed and time.time() - t0 < 2.0  # not after the body (30 MiB never sent: read timeout 30 s)
         # 60 clients without a key, each sending 8 MiB of body after the head: all 401, nothing kept
         def hostile(out, i):
             c = connect(s)
@@ -293,7 +293,7 @@ def test_thousands_of_idle_connections_do_not_lock_out(server):
             conns.append(connect(server, f"127.0.{1 + i // 250}.{1 + i % 250}"))
         t0 = time.time()
         assert health(server) == 200
-        assert time.time() - t0 < 0.5
+        assert time.time() - t0 < 2.0  # not after a keep-alive timeout (5 s); room for a loaded CI machine
         pid = server.proc.pid
         import os
         assert len(os.listdir(f"/proc/{pid}/task")) < 32  # threads bounded by the pool, not the connections
