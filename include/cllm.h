@@ -296,6 +296,13 @@ typedef struct cllm_request_params {
     int num_stop;
     const int32_t *stop_token_ids;  /* copied */
     int num_stop_token_ids;
+    /* logit_bias (OpenAI; vLLM SamplingParams.logit_bias): before the penalties and every sampler step,
+     * logits[logit_bias_token_ids[i]] += logit_bias_values[i]. num_logit_bias entries (copied); ids in
+     * [0, vocab_size) (add_request checks), values finite (the OpenAI server clamps them to [-100, 100]);
+     * a repeated id keeps its last value, as a dict built from the pairs would. */
+    const int32_t *logit_bias_token_ids;
+    const float *logit_bias_values;
+    int num_logit_bias;
     bool ignore_eos;
     int max_tokens;                 /* default 16; <=0: up to max_model_len */
     int min_tokens;                 /* default 0 */

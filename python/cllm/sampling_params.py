@@ -31,7 +31,6 @@ class RequestOutputKind(enum.Enum):
 # vLLM fields cllm accepts only at their neutral value.
 _UNSUPPORTED = {
     "best_of": None,
-    "logit_bias": None,
     "allowed_token_ids": None,
     "bad_words": None,
     "logits_processors": None,
@@ -52,7 +51,10 @@ class SamplingParams:
     include_stop_str_in_output). stop_token_ids: ids that end it (kept in
     token_ids). max_tokens: new tokens at most (None: up to max_model_len).
     logprobs: k -> per new token, the sampled token's logprob plus the top-k
-    (k <= 20). prompt_logprobs: k -> per prompt token (the first is None).
+    (k <= 20); the model's raw logprobs (before logit_bias and penalties, as
+    vLLM's default raw_logprobs). logit_bias: {token id: bias} added to the
+    logits before the penalties and every sampler step (ids in the
+    vocabulary; biases clamped to [-100, 100] as vLLM does). prompt_logprobs: k -> per prompt token (the first is None).
     truncate_prompt_tokens: keep only the last k prompt tokens.
     output_kind: see RequestOutputKind (streaming engines only).
 
@@ -99,6 +101,13 @@ class SamplingParams:
         else:
             self.stop = list(self.stop)
         self.stop_token_ids = list(self.stop_token_ids or [])
+        if self.logit_bias is not None:
+            if not isinstance(self.logit_bias, dict):
+                raise ValueError(f"logit_bias must be a dict of token id -> bias, got {type(self.logit_bias).__name__}")
+            try:
+                self.logit_bias = {int(t): min(100.0, max(-100.0, float(b))) for t, b in self.logit_bias.items()}
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"logit_bias must map integer token ids to numbers: {e}") from None
         for name, neutral in _UNSUPPORTED.items():
             value = getattr(self, name)
             if value is not None and value != neutral and not (name == "best_of" and value == self.n):
@@ -127,6 +136,8 @@ class SamplingParams:
             "seed": seed,
             "stop": self.stop,
             "stop_token_ids": self.stop_token_ids,
+            "logit_bias_token_ids": list((self.logit_bias or {}).keys()),
+            "logit_bias_values": list((self.logit_bias or {}).values()),
             "ignore_eos": self.ignore_eos,
             "max_tokens": self.max_tokens if self.max_tokens is not None else 0,
             "min_tokens": self.min_tokens,

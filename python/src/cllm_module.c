@@ -178,7 +178,39 @@ void pycllm_req_bufs_free(pycllm_req_bufs *b) {
     free(b->keep);
     free(b->stop);
     free(b->stop_ids);
+    free(b->bias_ids);
+    free(b->bias_values);
     memset(b, 0, sizeof *b);
+}
+
+/* A sequence of numbers -> a malloc'ed float array (*n entries). */
+static int float_array(PyObject *seq, const char *what, float **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    if (!PySequence_Check(seq) || PyUnicode_Check(seq) || PyBytes_Check(seq)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a sequence of numbers", what);
+        return -1;
+    }
+    Py_ssize_t len = PySequence_Size(seq);
+    if (len < 0) return -1;
+    float *v = malloc(sizeof(float) * (size_t)(len > 0 ? len : 1));
+    if (!v) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *item = PySequence_GetItem(seq, i);
+        double x = item ? PyFloat_AsDouble(item) : -1.0;
+        Py_XDECREF(item);
+        if (x == -1.0 && PyErr_Occurred()) {
+            free(v);
+            return -1;
+        }
+        v[i] = (float)x;
+    }
+    *out = v;
+    *n = (size_t)len;
+    return 0;
 }
 
 static int set_stop(PyObject *value, cllm_request_params *p, pycllm_req_bufs *b) {
@@ -242,6 +274,12 @@ int pycllm_request_params(PyObject *dict, cllm_request_params *p, pycllm_req_buf
             r = pycllm_int32_array(value, "stop_token_ids", &b->stop_ids, &n);
             p->stop_token_ids = b->stop_ids;
             p->num_stop_token_ids = (int)n;
+        } else if (!strcmp(k, "logit_bias_token_ids")) {
+            r = pycllm_int32_array(value, "logit_bias_token_ids", &b->bias_ids, &b->num_bias_ids);
+            p->logit_bias_token_ids = b->bias_ids;
+        } else if (!strcmp(k, "logit_bias_values")) {
+            r = float_array(value, "logit_bias_values", &b->bias_values, &b->num_bias_values);
+            p->logit_bias_values = b->bias_values;
         } else {
             r = pycllm_set_field(p, k_request_fields, sizeof k_request_fields / sizeof k_request_fields[0], k, value,
                                  "request");
@@ -249,6 +287,12 @@ int pycllm_request_params(PyObject *dict, cllm_request_params *p, pycllm_req_buf
         Py_DECREF(kb);
         if (r < 0) goto fail;
     }
+    if (b->num_bias_ids != b->num_bias_values) {
+        PyErr_Format(PyExc_ValueError, "logit_bias_token_ids has %zu entries but logit_bias_values %zu",
+                     b->num_bias_ids, b->num_bias_values);
+        goto fail;
+    }
+    p->num_logit_bias = (int)b->num_bias_ids;
     return 0;
 fail:
     pycllm_req_bufs_free(b);

@@ -68,6 +68,9 @@ typedef struct pycllm_req_bufs {
     PyObject **keep;     /* bytes objects of the stop strings */
     const char **stop;
     int32_t *stop_ids;
+    int32_t *bias_ids;   /* logit_bias_token_ids */
+    float *bias_values;  /* logit_bias_values */
+    size_t num_bias_ids, num_bias_values;
     int num_keep;
 } pycllm_req_bufs;
 

@@ -99,10 +99,18 @@ typedef struct cllm_sample_params {
     uint64_t step;   /* index of the token being sampled for this sequence */
 } cllm_sample_params;
 
+/* One logit_bias entry (OpenAI's logit_bias; vLLM's LogitBiasLogitsProcessor):
+ * logits[token_id] += value. */
+typedef struct cllm_logit_bias {
+    int32_t token_id;
+    float value;
+} cllm_logit_bias;
+
 /* Per-row penalty parameters as the apply_penalties op reads them (device).
  * Row s's history is token_ids[token_start .. token_start + num_prompt +
  * num_output): first the num_prompt prompt tokens, then the num_output
- * generated ones. */
+ * generated ones. Its logit bias is bias[bias_start .. bias_start +
+ * num_bias), token ids unique within the row. */
 typedef struct cllm_penalty_params {
     float repetition_penalty;  /* 1 = off; > 0 */
     float presence_penalty;    /* 0 = off */
@@ -110,6 +118,8 @@ typedef struct cllm_penalty_params {
     int32_t token_start;
     int32_t num_prompt;
     int32_t num_output;
+    int32_t bias_start;
+    int32_t num_bias;          /* 0 = no logit bias */
 } cllm_penalty_params;
 
 typedef struct cllm_backend_ops {
@@ -228,22 +238,26 @@ typedef struct cllm_backend_ops {
      * A backend may leave these NULL; the runner then reports
      * CLLM_ERR_UNSUPPORTED when a request needs them. */
 
-    /* Penalties, vLLM's apply_penalties order, one row at a time:
+    /* Logit bias and penalties in vLLM v1's sampler order, one row at a time:
      * out (S, V) f32 = logits (S, V) f32 (out may alias logits), then for
-     * row s with history as cllm_penalty_params says (ids outside [0, V)
-     * are ignored):
+     * row s with history and bias as cllm_penalty_params says (ids outside
+     * [0, V) are ignored):
+     *   0. logit bias: x[token_id] += value for each of the row's bias
+     *      entries (vLLM applies its logit-bias processor before the
+     *      penalties);
      *   1. repetition (HF RepetitionPenaltyLogitsProcessor, vLLM): for every
      *      id v occurring in prompt OR output (counted once),
      *      x = x > 0 ? x / repetition_penalty : x * repetition_penalty;
      *   2. frequency/presence (OpenAI): with c = occurrences of v among the
      *      OUTPUT tokens only, x -= frequency_penalty * c +
      *      presence_penalty * (c > 0 ? 1 : 0).
-     * Rows with repetition 1 and presence = frequency = 0 are copied
-     * unchanged. params (S) and token_ids device memory. workspace: at least
+     * Rows with repetition 1, presence = frequency = 0 and no bias are
+     * copied unchanged. params (S), token_ids and bias device memory (bias
+     * may be NULL when no row has num_bias > 0). workspace: at least
      * penalties_workspace_bytes(S, V) bytes (device), e.g. per-row counts. */
     cllm_status (*apply_penalties)(cllm_backend *be, const float *logits, int S, int V,
                                    const cllm_penalty_params *params, const int32_t *token_ids,
-                                   void *workspace, float *out);
+                                   const cllm_logit_bias *bias, void *workspace, float *out);
     size_t (*penalties_workspace_bytes)(int S, int V);
 
     /* Log-probabilities of rows of logits (S, V) f32 (vLLM v1 default

@@ -33,8 +33,13 @@ static char *fmt_err(int line, const char *msg) {
     return s;
 }
 
-/* Read a vLLM field into the params; returns an error message or NULL. */
-static const char *parse_params(json_t *o, cllm_request_params *p, const char **stops, int32_t *stop_ids) {
+#define MAX_LOGIT_BIAS 1024
+
+/* Read a vLLM field into the params; returns an error message or NULL.
+ * logit_bias: {"<token id>": bias} (at most MAX_LOGIT_BIAS entries; biases
+ * clamped to [-100, 100]) into bias_ids / bias_vals. */
+static const char *parse_params(json_t *o, cllm_request_params *p, const char **stops, int32_t *stop_ids,
+                                int32_t *bias_ids, float *bias_vals) {
     const char *key;
     json_t *v;
     static char msg[256];
@@ -85,6 +90,20 @@ static const char *parse_params(json_t *o, cllm_request_params *p, const char **
                 stop_ids[i] = (int32_t)json_integer_value(json_array_get(v, i));
             }
             p->stop_token_ids = stop_ids, p->num_stop_token_ids = (int)json_array_size(v);
+        } else if (!strcmp(key, "logit_bias")) {
+            if (json_is_null(v)) continue;
+            if (!json_is_object(v) || json_object_size(v) > MAX_LOGIT_BIAS) goto bad_type;
+            const char *tk;
+            json_t *bv;
+            int nb = 0;
+            json_object_foreach(v, tk, bv) {
+                char *end;
+                long id = strtol(tk, &end, 10);
+                if (!*tk || *end || !json_is_number(bv) || id < INT32_MIN || id > INT32_MAX) goto bad_type;
+                double b = json_number_value(bv); /* clamped to [-100, 100] as the server and vLLM do */
+                bias_ids[nb] = (int32_t)id, bias_vals[nb++] = (float)(b < -100 ? -100 : b > 100 ? 100 : b);
+            }
+            p->logit_bias_token_ids = bias_ids, p->logit_bias_values = bias_vals, p->num_logit_bias = nb;
         } else if (strcmp(key, "prompt") && strcmp(key, "prompt_token_ids")) {
             snprintf(msg, sizeof msg, "unknown field \"%s\"", key);
             return msg;
@@ -112,8 +131,9 @@ static void add_line(cllm_engine *e, line_req *r, int lineno, const char *text) 
     cllm_config_apply_generation(cllm_engine_model_config(e), &gs);
     p.temperature = gs.temperature, p.top_p = gs.top_p, p.top_k = gs.top_k, p.min_p = gs.min_p;
     const char *stops[16];
-    int32_t stop_ids[64];
-    const char *msg = parse_params(r->in, &p, stops, stop_ids);
+    int32_t stop_ids[64], bias_ids[MAX_LOGIT_BIAS];
+    float bias_vals[MAX_LOGIT_BIAS];
+    const char *msg = parse_params(r->in, &p, stops, stop_ids, bias_ids, bias_vals);
     if (msg) { r->error = fmt_err(lineno, msg); return; }
     json_t *pt = json_object_get(r->in, "prompt"), *pi = json_object_get(r->in, "prompt_token_ids");
     int32_t *ids = NULL;

@@ -56,6 +56,7 @@ void cllm_engine_destroy(cllm_engine *e) {
     free(e->sp);
     free(e->pen);
     free(e->hist);
+    free(e->bias);
     free(e->sampled);
     free(e->tok_lp);
     free(e->top_ids);

@@ -83,6 +83,9 @@ struct cllm_engine {
     int32_t *hist;
     size_t cap_hist;
     int num_hist;
+    cllm_logit_bias *bias;        /* the rows' logit bias (cllm_penalty_params bias_start / num_bias) */
+    size_t cap_bias;
+    int num_bias;
     int lp_k;                 /* logprobs top-k width of this step, -1: none */
     int32_t *sampled;
     float *tok_lp;

@@ -72,6 +72,10 @@ static cllm_status validate(const cllm_request_params *p, int V) {
         if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= V)
             return cllm_error(CLLM_ERR_INVALID_ARG, "stop_token_ids[%d] = %d is not in the vocabulary [0, %d)", i,
                               p->stop_token_ids[i], V);
+    for (int i = 0; i < p->num_logit_bias; i++)
+        if (p->logit_bias_token_ids[i] < 0 || p->logit_bias_token_ids[i] >= V)
+            return cllm_error(CLLM_ERR_INVALID_ARG, "logit_bias: token id %d is not in the vocabulary [0, %d)",
+                              p->logit_bias_token_ids[i], V);
     return CLLM_OK;
 }
 

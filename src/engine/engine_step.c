@@ -225,7 +225,7 @@ static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int N
     }
     *any_pen = false;
     e->lp_k = -1;
-    size_t nh = 0;
+    size_t nh = 0, nb = 0;
     for (int i = 0; i < NL; i++) {
         const cllm_seq *q = plan->entries[e->batch.logits_entries[i]].seq;
         const eng_slot *s = &e->slots[q->id];
@@ -237,14 +237,17 @@ static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int N
         sp->top_k = p->top_k;
         sp->seed = s->seed;
         sp->step = (uint64_t)cllm_seq_num_output_tokens(q);
-        if (p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f)
+        if (p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f ||
+            q->num_logit_bias > 0)
             *any_pen = true;
         if (s->req->logprobs > e->lp_k) e->lp_k = s->req->logprobs;
         nh += (size_t)q->num_tokens;
+        nb += (size_t)q->num_logit_bias;
     }
     if (!*any_pen) return CLLM_OK;
     CLLM_TRY(grow_arr((void **)&e->hist, nh + 1, sizeof *e->hist, &e->cap_hist));
-    size_t at = 0;
+    CLLM_TRY(grow_arr((void **)&e->bias, nb + 1, sizeof *e->bias, &e->cap_bias));
+    size_t at = 0, bt = 0;
     for (int i = 0; i < NL; i++) {
         const cllm_seq *q = plan->entries[e->batch.logits_entries[i]].seq;
         cllm_penalty_params *pp = &e->pen[i];
@@ -256,8 +259,13 @@ static cllm_status build_rows(cllm_engine *e, const cllm_sched_plan *plan, int N
         pp->num_output = q->num_tokens - q->num_prompt_tokens;
         memcpy(e->hist + at, q->token_ids, sizeof(int32_t) * (size_t)q->num_tokens);
         at += (size_t)q->num_tokens;
+        pp->bias_start = (int32_t)bt;
+        pp->num_bias = q->num_logit_bias;
+        if (q->num_logit_bias > 0) memcpy(e->bias + bt, q->logit_bias, sizeof *e->bias * (size_t)q->num_logit_bias);
+        bt += (size_t)q->num_logit_bias;
     }
     e->num_hist = (int)at;
+    e->num_bias = (int)bt;
     return CLLM_OK;
 }
 
@@ -291,6 +299,7 @@ static cllm_status run_plan(cllm_engine *e, const cllm_sched_plan *plan) {
     }
     cllm_runner_sample_args a = {
         .sp = e->sp, .penalties = any_pen ? e->pen : NULL, .penalty_tokens = e->hist, .num_penalty_tokens = e->num_hist,
+        .logit_bias = e->bias, .num_logit_bias = e->num_bias,
         .logprobs_k = e->lp_k, .token_logprobs = e->tok_lp, .top_ids = e->top_ids, .top_logprobs = e->top_lp,
     };
     CLLM_TRY(cllm_executor_execute_ex(ex, &bx, &a, e->sampled, NULL));

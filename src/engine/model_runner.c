@@ -41,7 +41,7 @@ void cllm_runner_destroy(cllm_runner *r) {
         if (r->inv_freq) be->ops->free(be, r->inv_freq);
         dbuf *bufs[] = {&r->ws, &r->logits, &r->sample_ws, &r->tokens, &r->params, &r->ids, &r->pos,
                         &r->qsl, &r->seq_lens, &r->block_tables, &r->slots, &r->lidx, &r->qsl_prefill,
-                        &r->logits2, &r->pen_params, &r->pen_tokens, &r->pen_ws, &r->tok_lp, &r->top_ids,
+                        &r->logits2, &r->pen_params, &r->pen_tokens, &r->pen_bias, &r->pen_ws, &r->tok_lp, &r->top_ids,
                         &r->top_lp, &r->pairs, &r->pp_hidden, &r->pp_sel, &r->pp_sel_all, &r->pp_perm};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(be, bufs[i]);
         if (r->arch && r->model) r->arch->destroy(be, r->model);
@@ -199,23 +199,29 @@ cllm_status cllm_runner_finish_rows(cllm_runner *r, int NL, const cllm_runner_sa
     if (a->penalties && !already_sampled) {
         if (!be->ops->apply_penalties)
             return cllm_error(CLLM_ERR_UNSUPPORTED, "backend %s has no penalties op (presence/frequency/repetition "
-                              "penalty)", be->ops->name);
+                              "penalty, logit_bias)", be->ops->name);
         for (int i = 0; i < NL; i++) {
             const cllm_penalty_params *p = &a->penalties[i];
             if (p->token_start < 0 || p->num_prompt < 0 || p->num_output < 0 ||
                 (int64_t)p->token_start + p->num_prompt + p->num_output > a->num_penalty_tokens)
                 return cllm_error(CLLM_ERR_INVALID_ARG, "runner: penalty row %d history beyond %d tokens", i,
                                   a->num_penalty_tokens);
+            if (p->bias_start < 0 || p->num_bias < 0 || (int64_t)p->bias_start + p->num_bias > a->num_logit_bias)
+                return cllm_error(CLLM_ERR_INVALID_ARG, "runner: penalty row %d logit bias beyond %d entries", i,
+                                  a->num_logit_bias);
         }
         CLLM_TRY(cllm_runner_put(be, &r->pen_params, a->penalties, (size_t)NL * sizeof *a->penalties));
         CLLM_TRY(cllm_runner_put(be, &r->pen_tokens, a->penalty_tokens, (size_t)a->num_penalty_tokens * i32 + i32));
+        if (a->num_logit_bias > 0)
+            CLLM_TRY(cllm_runner_put(be, &r->pen_bias, a->logit_bias, (size_t)a->num_logit_bias * sizeof *a->logit_bias));
         CLLM_TRY(cllm_runner_grow(be, &r->pen_ws, be->ops->penalties_workspace_bytes(NL, V) + 1));
         float *dst = (float *)logits;
         if (a->logprobs_k >= 0) { /* keep the raw logits for logprobs */
             CLLM_TRY(cllm_runner_grow(be, &r->logits2, (size_t)NL * V * sizeof(float)));
             dst = r->logits2.p;
         }
-        CLLM_TRY(be->ops->apply_penalties(be, logits, NL, V, r->pen_params.p, r->pen_tokens.p, r->pen_ws.p, dst));
+        CLLM_TRY(be->ops->apply_penalties(be, logits, NL, V, r->pen_params.p, r->pen_tokens.p,
+                                           a->num_logit_bias > 0 ? r->pen_bias.p : NULL, r->pen_ws.p, dst));
         lg = dst;
     }
     if (!already_sampled) {

@@ -60,9 +60,11 @@ typedef struct cllm_runner_params {
  * entry per logits row (num_logits). */
 typedef struct cllm_runner_sample_args {
     const cllm_sample_params *sp;          /* (num_logits) sampler params */
-    const cllm_penalty_params *penalties;  /* (num_logits) or NULL: no penalties at all */
+    const cllm_penalty_params *penalties;  /* (num_logits) or NULL: no penalties nor logit bias at all */
     const int32_t *penalty_tokens;         /* history ids the penalties' token_start index */
     int num_penalty_tokens;
+    const cllm_logit_bias *logit_bias;     /* entries the penalties' bias_start index */
+    int num_logit_bias;
     int logprobs_k;                        /* < 0: no logprobs; else top-k width (0..64) */
     float *token_logprobs;                 /* out (num_logits): raw logprob of the sampled token */
     int32_t *top_ids;                      /* out (num_logits, logprobs_k) when logprobs_k > 0 */

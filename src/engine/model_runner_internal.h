@@ -50,7 +50,7 @@ struct cllm_runner {
     cllm_dtype kv_cache_dtype;     /* AUTO: the act dtype; F8_E4M3: fp8 codes (--kv-cache-dtype fp8) */
     float *inv_freq;               /* device (D/2) */
     dbuf ws, logits, sample_ws, tokens, params;
-    dbuf logits2, pen_params, pen_tokens, pen_ws, tok_lp, top_ids, top_lp, pairs;
+    dbuf logits2, pen_params, pen_tokens, pen_bias, pen_ws, tok_lp, top_ids, top_lp, pairs;
     dbuf ids, pos, qsl, seq_lens, block_tables, slots, lidx;
     dbuf qsl_prefill;  /* query_start_loc of the prefill part of a split mixed batch, rebased to 0 */
     uint64_t attn_split_steps;

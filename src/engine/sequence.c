@@ -3,6 +3,7 @@
 
 #include "core/status.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,27 @@ cllm_status cllm_request_params_validate(const cllm_request_params *p) {
         if (!p->stop[i] || !p->stop[i][0]) return cllm_error(CLLM_ERR_INVALID_ARG, "stop[%d] is empty", i);
     if (p->num_stop_token_ids < 0 || (p->num_stop_token_ids > 0 && !p->stop_token_ids))
         return cllm_error(CLLM_ERR_INVALID_ARG, "stop_token_ids: %d ids but no array", p->num_stop_token_ids);
+    if (p->num_logit_bias < 0 || (p->num_logit_bias > 0 && (!p->logit_bias_token_ids || !p->logit_bias_values)))
+        return cllm_error(CLLM_ERR_INVALID_ARG, "logit_bias: %d entries but no token id or value array",
+                          p->num_logit_bias);
+    for (int i = 0; i < p->num_logit_bias; i++)
+        if (!isfinite(p->logit_bias_values[i]))
+            return cllm_error(CLLM_ERR_INVALID_ARG, "logit_bias value for token %d must be finite, got %g",
+                              p->logit_bias_token_ids[i], p->logit_bias_values[i]);
     return CLLM_OK;
+}
+
+/* A logit_bias entry with its position in the request: sorted by token id,
+ * then by position, so that the last value of a repeated id is known. */
+typedef struct {
+    int32_t token_id, pos;
+    float value;
+} bias_at;
+
+static int bias_cmp(const void *a, const void *b) {
+    const bias_at *x = a, *y = b;
+    if (x->token_id != y->token_id) return x->token_id < y->token_id ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
 static void seq_free_owned(cllm_seq *s) {
@@ -52,6 +73,7 @@ static void seq_free_owned(cllm_seq *s) {
         for (int i = 0; i < s->params.num_stop; i++) free(s->stop_owned[i]);
     free(s->stop_owned);
     free(s->stop_ids_owned);
+    free(s->logit_bias);
     free(s->token_ids);
 }
 
@@ -88,6 +110,26 @@ cllm_status cllm_seq_create(int64_t id, const int32_t *prompt, int n_prompt, con
         if (!s->stop_ids_owned) goto fail;
         memcpy(s->stop_ids_owned, p.stop_token_ids, (size_t)p.num_stop_token_ids * sizeof(int32_t));
         s->params.stop_token_ids = s->stop_ids_owned;
+    }
+    s->params.logit_bias_token_ids = NULL;
+    s->params.logit_bias_values = NULL;
+    s->params.num_logit_bias = 0;
+    if (p.num_logit_bias > 0) {
+        bias_at *t = cllm_malloc((size_t)p.num_logit_bias * sizeof *t);
+        s->logit_bias = cllm_malloc((size_t)p.num_logit_bias * sizeof *s->logit_bias);
+        if (!t || !s->logit_bias) {
+            free(t);
+            goto fail;
+        }
+        for (int i = 0; i < p.num_logit_bias; i++) t[i] = (bias_at){p.logit_bias_token_ids[i], i, p.logit_bias_values[i]};
+        qsort(t, (size_t)p.num_logit_bias, sizeof *t, bias_cmp);
+        int n = 0;
+        for (int i = 0; i < p.num_logit_bias; i++) { /* the last value of a repeated id wins */
+            if (n > 0 && s->logit_bias[n - 1].token_id == t[i].token_id) n--;
+            s->logit_bias[n++] = (cllm_logit_bias){t[i].token_id, t[i].value};
+        }
+        free(t);
+        s->num_logit_bias = n;
     }
     s->kv.tokens = s->token_ids;
     s->kv.num_tokens = s->num_tokens;

@@ -9,6 +9,7 @@
 #ifndef CLLM_ENGINE_SEQUENCE_H
 #define CLLM_ENGINE_SEQUENCE_H
 
+#include "backend/backend.h"
 #include "cllm.h"
 #include "kv/block_manager.h"
 #include <stdbool.h>
@@ -48,6 +49,10 @@ typedef struct cllm_seq {
     /* owned copies behind params.stop / params.stop_token_ids */
     char **stop_owned;
     int32_t *stop_ids_owned;
+    /* params' logit_bias, sorted by token id, one entry per id (the last
+     * value given), owned; params.logit_bias_* are NULL / 0 */
+    cllm_logit_bias *logit_bias;
+    int num_logit_bias;
 } cllm_seq;
 
 /* Create a sequence for prompt (n_prompt >= 1 ids, copied) with params

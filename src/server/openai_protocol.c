@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 cllm_openai_limits cllm_openai_default_limits(void) {
@@ -62,6 +63,68 @@ static cllm_status parse_stop(oj_ctx *c, json_t *root, cllm_openai_request *r) {
     return CLLM_OK;
 }
 
+/* logit_bias: {"<token id>": bias, ...} (OpenAI). As vLLM's protocol:
+ * keys are integers written as strings, values numbers clamped to
+ * [-100, 100], token ids checked against the vocabulary. */
+static cllm_status parse_logit_bias(oj_ctx *c, json_t *root, cllm_openai_request *r) {
+    json_t *lb = oj_get(root, "logit_bias");
+    if (!lb) return CLLM_OK;
+    if (!json_is_object(lb))
+        return oj_fail(c, "logit_bias", "'logit_bias' must be an object mapping token ids to biases, got %s",
+                       oj_type(lb));
+    size_t n = json_object_size(lb);
+    if (n == 0) return CLLM_OK;
+    r->logit_bias_ids = cllm_malloc(n * sizeof *r->logit_bias_ids);
+    r->logit_bias_values = cllm_malloc(n * sizeof *r->logit_bias_values);
+    if (!r->logit_bias_ids || !r->logit_bias_values) return oj_oom(c);
+    const char *key;
+    json_t *v;
+    json_object_foreach(lb, key, v) {
+        const char *d = key + (key[0] == '-' || key[0] == '+');
+        bool digits = *d != 0 && strlen(d) <= 10;
+        for (const char *q = d; digits && *q; q++) digits = *q >= '0' && *q <= '9';
+        long long id = digits ? strtoll(key, NULL, 10) : 0;
+        if (!digits)
+            return oj_fail(c, "logit_bias", "Found token_id `%.64s` in logit_bias but token_id must be an integer "
+                                            "or string representing an integer", key);
+        if (id < 0 || id > INT32_MAX || (c->lim.vocab_size > 0 && id >= c->lim.vocab_size))
+            return oj_fail(c, "logit_bias", "token_id %lld in logit_bias is out of the vocabulary: token ids are "
+                                            "in [0, %d)", id, c->lim.vocab_size > 0 ? c->lim.vocab_size : INT32_MAX);
+        if (!json_is_number(v))
+            return oj_fail(c, "logit_bias", "the logit_bias of token %lld must be a number, got %s", id, oj_type(v));
+        double b = json_number_value(v);
+        r->logit_bias_ids[r->n_logit_bias] = (int32_t)id;
+        r->logit_bias_values[r->n_logit_bias++] = (float)(b < -100 ? -100 : b > 100 ? 100 : b);
+    }
+    return CLLM_OK;
+}
+
+/* Structured outputs (response_format json_object / json_schema, vLLM's
+ * guided_* fields) need constrained decoding, which cllm does not have:
+ * refused with a 400 rather than ignored (the client would get text that
+ * does not follow its schema). response_format {"type": "text"} is the
+ * default and accepted. */
+static cllm_status reject_structured_outputs(oj_ctx *c, json_t *root) {
+    json_t *rf = oj_get(root, "response_format");
+    if (rf) {
+        json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+        if (!json_is_string(t))
+            return oj_fail(c, "response_format", "'response_format' must be an object with a string 'type' "
+                                                 "(\"text\", \"json_object\" or \"json_schema\")");
+        if (strcmp(json_string_value(t), "text") != 0)
+            return oj_fail(c, "response_format", "response_format type \"%.40s\" needs structured outputs (guided "
+                           "decoding), which this server does not support; leave response_format out (or "
+                           "{\"type\": \"text\"}) and ask for the format in the prompt", json_string_value(t));
+    }
+    static const char *const guided[] = {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                                         "structured_outputs"};
+    for (size_t i = 0; i < sizeof guided / sizeof guided[0]; i++)
+        if (oj_get(root, guided[i]))
+            return oj_fail(c, guided[i], "'%s' needs structured outputs (guided decoding), which this server does "
+                                         "not support", guided[i]);
+    return CLLM_OK;
+}
+
 static cllm_status parse_sampling(oj_ctx *c, json_t *root, cllm_openai_request *r) {
     bool has;
     CLLM_TRY(oj_num(c, root, "temperature", &r->temperature, &r->has_temperature));
@@ -98,6 +161,8 @@ static cllm_status parse_sampling(oj_ctx *c, json_t *root, cllm_openai_request *
     CLLM_TRY(oj_int(c, root, "seed", &r->seed, &r->has_seed));
     CLLM_TRY(parse_stop(c, root, r));
     CLLM_TRY(oj_ids(c, root, "stop_token_ids", false, &r->stop_token_ids, &r->n_stop_token_ids));
+    CLLM_TRY(parse_logit_bias(c, root, r));
+    CLLM_TRY(reject_structured_outputs(c, root));
     CLLM_TRY(oj_bool(c, root, "ignore_eos", &r->ignore_eos));
     CLLM_TRY(oj_bool(c, root, "skip_special_tokens", &r->skip_special_tokens));
     CLLM_TRY(oj_int(c, root, "min_tokens", &r->min_tokens, &has));
@@ -306,6 +371,8 @@ void cllm_openai_request_free(cllm_openai_request *r) {
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->stop_token_ids);
+    free(r->logit_bias_ids);
+    free(r->logit_bias_values);
     free(r->user);
     free(r->chat_template_kwargs_json);
     memset(r, 0, sizeof *r);

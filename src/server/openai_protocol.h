@@ -160,6 +160,9 @@ typedef struct cllm_openai_request {
     size_t n_stop;
     int32_t *stop_token_ids;     /* (n_stop_token_ids) */
     size_t n_stop_token_ids;
+    int32_t *logit_bias_ids;     /* logit_bias: (n_logit_bias) token ids in [0, vocab_size) (when the limits know */
+    float *logit_bias_values;    /* it), values clamped to [-100, 100] as vLLM does; owned */
+    size_t n_logit_bias;
     bool ignore_eos;             /* default false */
     int64_t min_tokens;          /* >= 0 and <= max_tokens, default 0 */
     bool skip_special_tokens;    /* default true */

@@ -180,6 +180,9 @@ static cllm_request_params request_params(const cllm_server *s, const srv_job *j
     rp.num_stop = (int)r->n_stop;
     rp.stop_token_ids = r->stop_token_ids;
     rp.num_stop_token_ids = (int)r->n_stop_token_ids;
+    rp.logit_bias_token_ids = r->logit_bias_ids;
+    rp.logit_bias_values = r->logit_bias_values;
+    rp.num_logit_bias = (int)r->n_logit_bias;
     rp.ignore_eos = r->ignore_eos;
     rp.max_tokens = j->echo_only ? 1 : (int)j->max_tokens[sub]; /* echo alone: vLLM generates one, dropped */
     rp.min_tokens = (int)r->min_tokens;

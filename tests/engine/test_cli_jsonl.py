@@ -20,6 +20,9 @@ lines += [
     json.dumps({"prompt": "x", "max_tokens": 5000}),
     json.dumps({"prompt_token_ids": [1, 99999]}),
     json.dumps({"max_tokens": 3}),
+    json.dumps({"prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "logit_bias": {"400": 1000}}),
+    json.dumps({"prompt": "x", "logit_bias": {"a": 1}}),
+    json.dumps({"prompt": "x", "logit_bias": {"99999": 1}}),
 ]
 inp = os.path.join(tmp, "in.jsonl")
 open(inp, "w").write("\n".join(lines) + "\n")
@@ -58,6 +61,10 @@ check(s["finish_reason"] == "stop" and g["text"].startswith(s["text"]) and "Lily
 check("maximum context length" in res[n + 5].get("error", ""), "context length: %r" % res[n + 5])
 check("prompt_token_ids" in res[n + 6].get("error", ""), "bad id: %r" % res[n + 6])
 check("prompt" in res[n + 7].get("error", ""), "missing prompt: %r" % res[n + 7])
+check(res[n + 8]["outputs"][0]["token_ids"] == [400] * 5, "logit_bias +1000 (clamped to 100): %r" % res[n + 8])
+check("logit_bias" in res[n + 9].get("error", ""), "logit_bias key: %r" % res[n + 9])
+check("logit_bias" in res[n + 10].get("error", "") and "vocabulary" in res[n + 10]["error"],
+      "logit_bias id: %r" % res[n + 10])
 
 # A model whose embedding is larger than its tokenizer (as Qwen2.5's 152064
 # rows for 151665 tokens): random weights sample ids past the tokenizer,

@@ -353,6 +353,41 @@ static int test_stop(void) {
     return 0;
 }
 
+/* Each of c's 16 tokens is the argmax of the runner's logits after p's logit bias (the last value of a repeated
+ * id) and then its penalties, applied naively over the 12-token prompt and the tokens before it. */
+static void check_penalized_greedy(cllm_model *m, const int32_t *prompt, const t_completion *c,
+                                   const cllm_request_params *p, const char *what) {
+    int T = 12 + 15, V = cllm_model_vocab_size(m);
+    int32_t ids[64], pos[64], slots[64], lidx[64], bt[8] = {0, 1, 2, 3, 4, 5, 6, 7}, qsl[2] = {0, T}, lens[1] = {T};
+    memcpy(ids, prompt, sizeof(int32_t) * 12);
+    memcpy(ids + 12, c->ids, sizeof(int32_t) * 15);
+    for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
+    cllm_batch_host bh = {.num_seqs = 1, .num_tokens = T, .token_ids = ids, .positions = pos, .query_start_loc = qsl,
+                          .seq_lens = lens, .block_tables = bt, .max_blocks_per_seq = 8, .slot_mapping = slots,
+                          .logits_indices = lidx, .num_logits = T};
+    float *lg = malloc(sizeof(float) * (size_t)T * V);
+    T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
+    for (int i = 0; i < 16; i++) {
+        const float *x = lg + (size_t)(11 + i) * V;
+        int best = -1;
+        double bv = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            int seen = 0, cnt = 0;
+            for (int j = 0; j < 12 + i; j++)
+                if (ids[j] == v) { seen = 1; if (j >= 12) cnt++; }
+            float xb = x[v];
+            for (int k = p->num_logit_bias - 1; k >= 0; k--)
+                if (p->logit_bias_token_ids[k] == v) { xb += p->logit_bias_values[k]; break; }
+            double z = xb;
+            if (seen) z = z > 0 ? z / p->repetition_penalty : z * p->repetition_penalty;
+            z -= p->frequency_penalty * cnt + p->presence_penalty * (cnt > 0);
+            if (z > bv) bv = z, best = v;
+        }
+        if (c->ids[i] != best) { T_CHECK(0, "%s greedy token %d: %d want %d", what, i, c->ids[i], best); break; }
+    }
+    free(lg);
+}
+
 static int test_sampling(void) {
     int32_t prompt[12] = {1, 400, 300, 270, 290, 350, 261, 333, 280, 420, 380, 299};
     cllm_engine *e = t_engine(g_model, 8, 512, 0, true);
@@ -405,33 +440,24 @@ static int test_sampling(void) {
      * argmax of the runner's logits with the penalties applied naively */
     cllm_request_params pp = greedy(16);
     pp.repetition_penalty = 1.3f, pp.presence_penalty = 0.5f, pp.frequency_penalty = 0.7f;
-    t_request rp, rg;
+    t_request rp, rg, rb;
     t_completion *cp = run1(e, prompt, 12, pp, &rp), *cg = run1(e, prompt, 12, greedy(16), &rg);
     if (!cp || !cg) return 1;
     T_CHECK(memcmp(cp->ids, cg->ids, 16 * sizeof(int32_t)) != 0, "penalties changed nothing (test does not test)");
-    T = 12 + 15;
-    memcpy(ids + 12, cp->ids, sizeof(int32_t) * 15);
-    lens[0] = qsl[1] = T;
-    for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
-    bh.num_tokens = T, bh.num_logits = T;
-    lg = malloc(sizeof(float) * (size_t)T * V);
-    T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
-    for (int i = 0; i < 16; i++) {
-        const float *x = lg + (size_t)(11 + i) * V;
-        int best = -1;
-        double bv = -INFINITY;
-        for (int v = 0; v < V; v++) {
-            int seen = 0, cnt = 0;
-            for (int j = 0; j < 12 + i; j++)
-                if (ids[j] == v) { seen = 1; if (j >= 12) cnt++; }
-            double z = x[v];
-            if (seen) z = z > 0 ? z / 1.3 : z * 1.3;
-            z -= 0.7 * cnt + 0.5 * (cnt > 0);
-            if (z > bv) bv = z, best = v;
-        }
-        if (cp->ids[i] != best) { T_CHECK(0, "penalized greedy token %d: %d want %d", i, cp->ids[i], best); break; }
-    }
-    free(lg);
+    check_penalized_greedy(m, prompt, cp, &pp, "penalized");
+    /* logit_bias with the penalties: the bias first, then the penalties (vLLM's order). The greedy first token is
+     * banned (-100), a later greedy token pushed down, and a repeated id keeps its last value (+50 then -3) */
+    int j5 = 1;
+    while (j5 < 15 && cg->ids[j5] == cg->ids[0]) j5++;
+    int32_t bid[4] = {cg->ids[0], cg->ids[j5], cg->ids[0] == 300 ? 301 : 300, cg->ids[j5]};
+    float bval[4] = {-100.0f, 50.0f, 2.5f, -3.0f};
+    cllm_request_params pb = pp;
+    pb.logit_bias_token_ids = bid, pb.logit_bias_values = bval, pb.num_logit_bias = 4;
+    t_completion *cb = run1(e, prompt, 12, pb, &rb);
+    if (!cb) return 1;
+    T_CHECK(cb->ids[0] != cg->ids[0], "logit_bias -100 did not ban the greedy first token");
+    check_penalized_greedy(m, prompt, cb, &pb, "biased and penalized");
+    t_free(&rb, 1);
     cllm_model_destroy(m);
     t_free(&rp, 1), t_free(&rg, 1);
     t_free(&a, 1), t_free(&b, 1), t_free(&r, 1);
@@ -472,6 +498,13 @@ static int test_errors(void) {
     int32_t bad = 9999;
     q = p, q.stop_token_ids = &bad, q.num_stop_token_ids = 1;
     expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "stop_token_ids");
+    float one = 1.0f, inf = INFINITY;
+    q = p, q.logit_bias_token_ids = &bad, q.logit_bias_values = &one, q.num_logit_bias = 1;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "logit_bias");
+    q = p, q.logit_bias_token_ids = ids, q.logit_bias_values = &inf, q.num_logit_bias = 1;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "logit_bias");
+    q = p, q.num_logit_bias = 2;
+    expect_err(e, q, ids, 5, CLLM_ERR_INVALID_ARG, "logit_bias");
     expect_err(e, p, &bad, 1, CLLM_ERR_INVALID_ARG, "prompt_token_ids");
     expect_err(e, p, ids, 0, CLLM_ERR_INVALID_ARG, "empty");
     q = p, q.max_tokens = 100;

@@ -1,6 +1,7 @@
 /* CPU sampling-side ops vs naive formulas written from the definitions:
- * penalties (HF repetition penalty over prompt+output; OpenAI presence and
- * frequency over output), logprobs (log_softmax, top-k with ties by lower
+ * logit bias then penalties (OpenAI logit_bias added first, as vLLM's
+ * sampler does; HF repetition penalty over prompt+output; OpenAI presence
+ * and frequency over output), logprobs (log_softmax, top-k with ties by lower
  * id), copy_blocks, and their argument errors. */
 #include "backend/cpu/cpu_ops.h"
 
@@ -19,9 +20,10 @@ static float frand(void) { return (float)((rnd() % 20001) / 1000.0 - 10.0); }
 static void test_penalties(int S, int V) {
     float *x = malloc(sizeof(float) * S * V), *y = malloc(sizeof(float) * S * V);
     int32_t *hist = malloc(sizeof(int32_t) * 4096);
-    cllm_penalty_params *pp = malloc(sizeof *pp * S);
+    cllm_logit_bias *bias = malloc(sizeof *bias * (size_t)S * 8 + 1);
+    cllm_penalty_params *pp = calloc((size_t)S, sizeof *pp);
     void *ws = malloc(cllm_cpu_penalties_workspace_bytes(S, V));
-    int at = 0;
+    int at = 0, bt = 0;
     for (int i = 0; i < S * V; i++) x[i] = frand();
     for (int s = 0; s < S; s++) {
         pp[s].repetition_penalty = s % 4 == 0 ? 1.0f : 0.5f + (rnd() % 200) / 100.0f;
@@ -31,8 +33,23 @@ static void test_penalties(int S, int V) {
         pp[s].num_prompt = (int)(rnd() % 20);
         pp[s].num_output = (int)(rnd() % 30);
         for (int i = 0; i < pp[s].num_prompt + pp[s].num_output; i++) hist[at++] = (int32_t)(rnd() % (V + 2)) - 1; /* some out of range */
+        /* logit bias on every other row: up to 8 distinct ids (some also in the history), -100..100 */
+        pp[s].bias_start = bt;
+        pp[s].num_bias = s % 2 ? 0 : (int)(rnd() % 9);
+        if (pp[s].num_bias > V) pp[s].num_bias = V;
+        for (int i = 0; i < pp[s].num_bias; i++) {
+            int32_t id;
+            int dup;
+            do {
+                id = (int32_t)(rnd() % V);
+                dup = 0;
+                for (int j = 0; j < i; j++) dup |= bias[bt + j].token_id == id;
+            } while (dup);
+            bias[bt + i] = (cllm_logit_bias){id, ((int)(rnd() % 20001) - 10000) / 100.0f};
+        }
+        bt += pp[s].num_bias;
     }
-    CHECK(cllm_cpu_apply_penalties(x, S, V, pp, hist, ws, y) == CLLM_OK, "apply_penalties");
+    CHECK(cllm_cpu_apply_penalties(x, S, V, pp, hist, bias, ws, y) == CLLM_OK, "apply_penalties");
     for (int s = 0; s < S; s++) {
         const int32_t *h = hist + pp[s].token_start;
         for (int v = 0; v < V; v++) {
@@ -40,6 +57,8 @@ static void test_penalties(int S, int V) {
             for (int i = 0; i < pp[s].num_prompt + pp[s].num_output; i++)
                 if (h[i] == v) { in_any = 1; if (i >= pp[s].num_prompt) cnt++; }
             double z = x[s * V + v];
+            for (int i = 0; i < pp[s].num_bias; i++)
+                if (bias[pp[s].bias_start + i].token_id == v) z = (float)(x[s * V + v] + bias[pp[s].bias_start + i].value);
             if (in_any) z = z > 0 ? z / pp[s].repetition_penalty : z * pp[s].repetition_penalty;
             z -= pp[s].frequency_penalty * cnt + pp[s].presence_penalty * (cnt > 0);
             if (fabs(z - y[s * V + v]) > 1e-5 * (1 + fabs(z))) {
@@ -53,10 +72,16 @@ static void test_penalties(int S, int V) {
     memcpy(y + 0, x, 0);
     float *z = malloc(sizeof(float) * S * V);
     memcpy(z, x, sizeof(float) * S * V);
-    CHECK(cllm_cpu_apply_penalties(z, S, V, pp, hist, ws, z) == CLLM_OK && !memcmp(z, y, sizeof(float) * S * V), "in place");
+    CHECK(cllm_cpu_apply_penalties(z, S, V, pp, hist, bias, ws, z) == CLLM_OK && !memcmp(z, y, sizeof(float) * S * V),
+          "in place");
+    pp[0].num_bias = 1;
+    CHECK(cllm_cpu_apply_penalties(x, S, V, pp, hist, NULL, ws, y) == CLLM_ERR_INVALID_ARG, "bias rows without entries");
+    pp[0].num_bias = -1;
+    CHECK(cllm_cpu_apply_penalties(x, S, V, pp, hist, bias, ws, y) == CLLM_ERR_INVALID_ARG, "num_bias -1 accepted");
+    pp[0].num_bias = 0;
     pp[0].repetition_penalty = 0;
-    CHECK(cllm_cpu_apply_penalties(x, S, V, pp, hist, ws, y) == CLLM_ERR_INVALID_ARG, "repetition_penalty 0 accepted");
-    free(x), free(y), free(z), free(hist), free(pp), free(ws);
+    CHECK(cllm_cpu_apply_penalties(x, S, V, pp, hist, bias, ws, y) == CLLM_ERR_INVALID_ARG, "repetition_penalty 0 accepted");
+    free(x), free(y), free(z), free(hist), free(pp), free(ws), free(bias);
 }
 
 static void test_logprobs(int S, int V, int k) {

@@ -3,7 +3,9 @@
  *   apply_penalties (S = 1, 3, 64; V = 1 .. 151936; empty / short / long
  *     histories with repeated, prompt+output overlapping and out-of-range
  *     ids; penalties off and on, repetition on negative and zero logits;
- *     out of place, in place, and a reused dirty workspace);
+ *     logit bias on rows with and without penalties, 1 .. 300 entries, ids
+ *     in the history and out of range; out of place, in place, and a
+ *     reused dirty workspace);
  *   logprobs (k = 0, 1, 5, 20, 64; bf16-rounded logits for many ties, -inf
  *     entries, constant rows, out-of-range tokens);
  *   copy_blocks (16-byte and byte paths, many pairs, huge blocks);
@@ -46,7 +48,8 @@ static void t_penalties(int S, int V, int cfg0, int len_scale) {
     int cap = 16;
     for (int s = 0; s < S; s++) cap += (plen[5] + olen[5]) / len_scale + 8;
     int32_t *ids = calloc((size_t)cap, 4);
-    int used = 0;
+    cllm_logit_bias *bias = malloc(sizeof *bias * (size_t)S * 300 + sizeof *bias);
+    int used = 0, nbias = 0;
     for (int s = 0; s < S; s++) {
         int c = (s + cfg0) % 6;
         p[s].repetition_penalty = cfgs[c][0], p[s].presence_penalty = cfgs[c][1], p[s].frequency_penalty = cfgs[c][2];
@@ -55,23 +58,32 @@ static void t_penalties(int S, int V, int cfg0, int len_scale) {
         used += kt_int(4); /* gaps between the rows' histories */
         p[s].token_start = used;
         for (int i = 0; i < p[s].num_prompt + p[s].num_output; i++) ids[used++] = hist_id(V);
+        /* logit bias on 3 rows of 4: a run of distinct ids from a random start (from id 0 at times: the pool),
+         * every 7th out of range */
+        static const int nb[] = {0, 1, 5, 300};
+        p[s].bias_start = nbias;
+        p[s].num_bias = nb[(s + cfg0) % 4] < V ? nb[(s + cfg0) % 4] : V;
+        int start = kt_int(3) == 0 ? 0 : kt_int(V);
+        for (int i = 0; i < p[s].num_bias; i++)
+            bias[nbias++] = (cllm_logit_bias){i % 7 == 6 ? V + i : (start + i) % V, kt_unif(100.0f)};
     }
     float *ref = malloc(SV * 4 + 4), *got = malloc(SV * 4 + 4), *ref2 = malloc(SV * 4 + 4);
     void *ws = malloc(cllm_cpu_penalties_workspace_bytes(S, V) + 4);
-    KT_OK(cllm_cpu_apply_penalties(logits, S, V, p, ids, ws, ref));
+    KT_OK(cllm_cpu_apply_penalties(logits, S, V, p, ids, bias, ws, ref));
     memcpy(ref2, ref, SV * 4);
-    KT_OK(cllm_cpu_apply_penalties(ref2, S, V, p, ids, ws, ref2)); /* applied twice, in place */
+    KT_OK(cllm_cpu_apply_penalties(ref2, S, V, p, ids, bias, ws, ref2)); /* applied twice, in place */
 
     float *dl = kt_dev_copy(logits, SV * 4), *dout = kt_dev_poison(SV * 4);
     void *dp = kt_dev_copy(p, S * sizeof *p), *dids = kt_dev_copy(ids, (size_t)(used + 1) * 4);
+    void *dbias = kt_dev_copy(bias, (size_t)(nbias + 1) * sizeof *bias);
     void *dws = kt_dev_poison(be->ops->penalties_workspace_bytes(S, V));
     char what[128];
-    KT_OK(be->ops->apply_penalties(be, dl, S, V, dp, dids, dws, dout));
+    KT_OK(be->ops->apply_penalties(be, dl, S, V, dp, dids, dbias, dws, dout));
     KT_OK(be->ops->d2h(be, got, dout, SV * 4));
     snprintf(what, sizeof what, "penalties S=%d V=%d cfg0=%d hist/%d out of place", S, V, cfg0, len_scale);
     kt_check(what, got, ref, SV, 1e-6f, 1e-6f);
     /* In place on the previous output, reusing the dirty workspace. */
-    KT_OK(be->ops->apply_penalties(be, dout, S, V, dp, dids, dws, dout));
+    KT_OK(be->ops->apply_penalties(be, dout, S, V, dp, dids, dbias, dws, dout));
     KT_OK(be->ops->d2h(be, got, dout, SV * 4));
     snprintf(what, sizeof what, "penalties S=%d V=%d cfg0=%d hist/%d in place, dirty ws", S, V, cfg0, len_scale);
     kt_check(what, got, ref2, SV, 1e-6f, 1e-6f);
@@ -79,8 +91,8 @@ static void t_penalties(int S, int V, int cfg0, int len_scale) {
     KT_OK(be->ops->d2h(be, got, dl, SV * 4));
     snprintf(what, sizeof what, "penalties S=%d V=%d input unchanged", S, V);
     kt_check(what, got, logits, SV, 0.0f, 0.0f);
-    free(logits), free(p), free(ids), free(ref), free(ref2), free(got), free(ws);
-    cudaFree(dl), cudaFree(dout), cudaFree(dp), cudaFree(dids), cudaFree(dws);
+    free(logits), free(p), free(ids), free(ref), free(ref2), free(got), free(ws), free(bias);
+    cudaFree(dl), cudaFree(dout), cudaFree(dp), cudaFree(dids), cudaFree(dws), cudaFree(dbias);
 }
 
 static void t_logprobs(int S, int V, int k, float scale, int bf16_ties) {
@@ -180,18 +192,18 @@ static void expect_invalid(const char *what, cllm_status got, cllm_status cpu) {
 static void t_errors(void) {
     float hx[8] = {0}, hy[8];
     int32_t ht[2] = {0, 0}, hi[8];
-    cllm_penalty_params hp = {1.0f, 0.0f, 0.0f, 0, 0, 0};
+    cllm_penalty_params hp = {1.0f, 0.0f, 0.0f, 0, 0, 0, 0, 0};
     int32_t hws[8];
     void *dx = kt_dev_poison(64), *dy = kt_dev_poison(64), *dt = kt_dev_copy(ht, 8), *dp = kt_dev_copy(&hp, sizeof hp);
     void *dws = kt_dev_poison(64), *di = kt_dev_poison(64);
-    expect_invalid("penalties V=0", be->ops->apply_penalties(be, dx, 1, 0, dp, dt, dws, dy),
-                   cllm_cpu_apply_penalties(hx, 1, 0, &hp, ht, hws, hy));
-    expect_invalid("penalties S=-1", be->ops->apply_penalties(be, dx, -1, 4, dp, dt, dws, dy),
-                   cllm_cpu_apply_penalties(hx, -1, 4, &hp, ht, hws, hy));
-    expect_invalid("penalties NULL out", be->ops->apply_penalties(be, dx, 1, 4, dp, dt, dws, NULL),
-                   cllm_cpu_apply_penalties(hx, 1, 4, &hp, ht, hws, NULL));
-    expect_invalid("penalties NULL workspace", be->ops->apply_penalties(be, dx, 1, 4, dp, dt, NULL, dy),
-                   cllm_cpu_apply_penalties(hx, 1, 4, &hp, ht, NULL, hy));
+    expect_invalid("penalties V=0", be->ops->apply_penalties(be, dx, 1, 0, dp, dt, NULL, dws, dy),
+                   cllm_cpu_apply_penalties(hx, 1, 0, &hp, ht, NULL, hws, hy));
+    expect_invalid("penalties S=-1", be->ops->apply_penalties(be, dx, -1, 4, dp, dt, NULL, dws, dy),
+                   cllm_cpu_apply_penalties(hx, -1, 4, &hp, ht, NULL, hws, hy));
+    expect_invalid("penalties NULL out", be->ops->apply_penalties(be, dx, 1, 4, dp, dt, NULL, dws, NULL),
+                   cllm_cpu_apply_penalties(hx, 1, 4, &hp, ht, NULL, hws, NULL));
+    expect_invalid("penalties NULL workspace", be->ops->apply_penalties(be, dx, 1, 4, dp, dt, NULL, NULL, dy),
+                   cllm_cpu_apply_penalties(hx, 1, 4, &hp, ht, NULL, NULL, hy));
     expect_invalid("logprobs k=65", be->ops->logprobs(be, dx, 1, 100, dt, 65, dy, di, dy),
                    cllm_cpu_logprobs(hx, 1, 100, ht, 65, hy, hi, hy));
     expect_invalid("logprobs k>V", be->ops->logprobs(be, dx, 1, 4, dt, 5, dy, di, dy),
@@ -210,7 +222,7 @@ static void t_errors(void) {
     /* Valid empty calls succeed. */
     int ok = be->ops->copy_blocks(be, NULL, 16, NULL, 0) == CLLM_OK &&
              be->ops->logprobs(be, NULL, 0, 4, NULL, 0, NULL, NULL, NULL) == CLLM_OK &&
-             be->ops->apply_penalties(be, NULL, 0, 4, NULL, NULL, NULL, NULL) == CLLM_OK && be->ops->sync(be) == CLLM_OK;
+             be->ops->apply_penalties(be, NULL, 0, 4, NULL, NULL, NULL, NULL, NULL) == CLLM_OK && be->ops->sync(be) == CLLM_OK;
     kt_cases++, kt_failed_cases += !ok;
     printf("%s empty calls (n=0, S=0) succeed\n", ok ? "PASS" : "FAIL");
     cudaFree(dx), cudaFree(dy), cudaFree(dt), cudaFree(dp), cudaFree(dws), cudaFree(di);

@@ -155,6 +155,24 @@ def test_prompt_logprobs_agree_with_sample_logprobs(llm):
         assert plp[n + j][tid].logprob == pytest.approx(out.outputs[0].logprobs[j][tid].logprob, abs=1e-4)
 
 
+def test_logit_bias(llm):
+    """logit_bias: +100 forces a token (keys may be strings, as JSON gives them; biases clamp to 100), -100 bans
+    the greedy first token; the logprobs stay raw (not 0 for the forced token)."""
+    plain = llm.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True),
+                         use_tqdm=False)[0].outputs[0]
+    forced = plain.token_ids[1]
+    sp = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True, logprobs=0, logit_bias={str(forced): 1e9})
+    assert sp.logit_bias == {forced: 100.0}
+    out = llm.generate(PROMPTS[0], sp, use_tqdm=False)[0].outputs[0]
+    assert list(out.token_ids) == [forced] * 4
+    assert out.logprobs[2][forced].logprob < -0.01
+    out = llm.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True,
+                                                  logit_bias={plain.token_ids[0]: -100}), use_tqdm=False)[0].outputs[0]
+    assert out.token_ids[0] != plain.token_ids[0]
+    with pytest.raises(ValueError, match="logit_bias"):
+        SamplingParams(logit_bias={"x": 1.0})
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"temperature": -1.0}, "temperature must be >= 0"),
     ({"top_p": 0.0}, "top_p must be in"),
@@ -177,8 +195,10 @@ def test_engine_side_errors(llm):
     assert e.value.status == "CLLM_ERR_INVALID_ARG"
     with pytest.raises(ValueError, match="not in the vocabulary"):
         llm.generate([[1, 10**6]], GREEDY, use_tqdm=False)
+    with pytest.raises(ValueError, match="logit_bias: token id 1000000 is not in the vocabulary"):
+        llm.generate(PROMPTS[0], SamplingParams(logit_bias={10**6: 2.0}), use_tqdm=False)
     with pytest.raises(NotImplementedError):
-        SamplingParams(logit_bias={1: 2.0})
+        SamplingParams(allowed_token_ids=[1, 2])
     assert not llm.llm_engine.has_unfinished_requests()
     # the engine still works after the errors
     assert llm.generate(PROMPTS[0], GREEDY, use_tqdm=False)[0].outputs[0].text

@@ -47,6 +47,26 @@ static const bad_case BAD[] = {
     {'C', "{\"prompt\":\"hi\",\"min_tokens\":20,\"max_tokens\":10}", 400, "min_tokens",
      "min_tokens must be less than or equal to max_tokens=10, got 20."},
     {'C', "{\"prompt\":\"hi\",\"stop_token_ids\":[\"a\"]}", 400, "stop_token_ids", "must be a token id (an integer)"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":[1]}", 400, "logit_bias", "'logit_bias' must be an object mapping token"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"x1\":1}}", 400, "logit_bias",
+     "Found token_id `x1` in logit_bias but token_id must be an integer or string representing an integer"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"1.5\":1}}", 400, "logit_bias", "token_id must be an integer"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"\":1}}", 400, "logit_bias", "token_id must be an integer"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"-1\":1}}", 400, "logit_bias", "out of the vocabulary"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"99\":1,\"100\":1}}", 400, "logit_bias",
+     "token_id 100 in logit_bias is out of the vocabulary: token ids are in [0, 100)", 0, 100},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"99999999999\":1}}", 400, "logit_bias", "token_id must be an integer"},
+    {'C', "{\"prompt\":\"hi\",\"logit_bias\":{\"3\":\"a\"}}", 400, "logit_bias", "must be a number, got a string"},
+    {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"7\":true}}", 400, "logit_bias",
+     "must be a number"},
+    {'C', "{\"prompt\":\"hi\",\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format",
+     "response_format type \"json_object\" needs structured outputs"},
+    {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\","
+          "\"json_schema\":{\"name\":\"a\",\"schema\":{}}}}", 400, "response_format", "needs structured outputs"},
+    {'C', "{\"prompt\":\"hi\",\"response_format\":\"json\"}", 400, "response_format", "must be an object with a string"},
+    {'C', "{\"prompt\":\"hi\",\"guided_json\":{}}", 400, "guided_json", "needs structured outputs"},
+    {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"guided_choice\":[\"a\"]}", 400, "guided_choice",
+     "needs structured outputs"},
     {'C', "{\"prompt\":\"hi\",\"max_tokens\":-1}", 400, "max_tokens", "max_tokens must be at least 0, got -1."},
     {'C', "{\"prompt\":\"hi\",\"model\":5}", 400, "model", "'model' must be a string, got an integer"},
     {'C', "{\"prompt\":\"hi\",\"seed\":\"x\"}", 400, "seed", "'seed' must be an integer"},
@@ -202,6 +222,23 @@ static void good_completion(void) {
     CHECK(fabs(r.min_p - 0.1) < 1e-12 && fabs(r.repetition_penalty - 1.2) < 1e-12 && r.ignore_eos && r.min_tokens == 2, "extras");
     CHECK(r.n_stop_token_ids == 2 && r.stop_token_ids[1] == 3 && !r.skip_special_tokens && !strcmp(r.user, "u"), "extras");
     CHECK(r.presence_penalty == -2 && r.frequency_penalty == 2, "penalties");
+    cllm_openai_request_free(&r);
+
+    /* logit_bias: ids from string keys, values clamped to [-100, 100]; {} and null are no bias; response_format
+     * text is the default */
+    CHECK(parse('C', "{\"prompt\":\"hi\",\"logit_bias\":{\"5\":-250,\"+7\":0.5,\"12\":101},"
+                     "\"response_format\":{\"type\":\"text\"}}", &r) == CLLM_OK, "logit_bias");
+    CHECK(r.n_logit_bias == 3, "logit_bias: %zu entries", r.n_logit_bias);
+    for (size_t i = 0; i < r.n_logit_bias; i++) {
+        int32_t id = r.logit_bias_ids[i];
+        float v = r.logit_bias_values[i];
+        CHECK((id == 5 && v == -100) || (id == 7 && v == 0.5f) || (id == 12 && v == 100), "logit_bias %d: %g", id, v);
+    }
+    cllm_openai_request_free(&r);
+    CHECK(parse('C', "{\"prompt\":\"hi\",\"logit_bias\":{}}", &r) == CLLM_OK && r.n_logit_bias == 0, "logit_bias {}");
+    cllm_openai_request_free(&r);
+    CHECK(parse('H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":null,"
+                     "\"response_format\":null}", &r) == CLLM_OK && r.n_logit_bias == 0, "logit_bias null");
     cllm_openai_request_free(&r);
 
     CHECK(parse('C', "{\"prompt\":[1,2,3],\"max_tokens\":16.0,\"temperature\":null,\"stop\":[\"a\",\"b\"]}", &r) == CLLM_OK, "ids");

@@ -161,6 +161,49 @@ def test_chat_logprobs(client):
         assert abs(e.top_logprobs[0].logprob - e.logprob) < 1e-4
 
 
+def test_logit_bias(client):
+    """OpenAI's logit_bias through the official client: +100 on a token makes greedy and sampled decoding pick it
+    every time (n=2, streamed too); with -100 on it and +100 on another, the other wins; the logprobs stay the
+    model's raw ones (vLLM's default raw_logprobs), so the forced token's logprob is not 0. (The engine test checks
+    the values against the runner's logits.)"""
+    tok = hf_tokenizer(MODEL_DIR)
+    a, b = tok.encode("Once upon a time, a big dog", add_special_tokens=False).ids[-2:]
+
+    def after(prompt, ids):  # the text ids add after prompt (incremental detokenization keeps leading spaces)
+        p = tok.encode(prompt, add_special_tokens=False).ids
+        return tok.decode(p + ids)[len(tok.decode(p)):]
+
+    r = client.completions.create(model="stories", prompt="Once upon a time", max_tokens=6, temperature=0,
+                                  logprobs=1, logit_bias={str(a): 100}, extra_body={"ignore_eos": True})
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text == after("Once upon a time", [a] * 6), r.choices[0].text
+    assert all(l < -0.01 for l in lp.token_logprobs[1:]), lp.token_logprobs  # raw: the repetition is unlikely
+    chunks = list(client.completions.create(model="stories", prompt="Once", max_tokens=5, n=2, temperature=1.0,
+                                            seed=5, stream=True, logit_bias={str(a): 100},
+                                            extra_body={"ignore_eos": True}))
+    texts = {}
+    for c in chunks:
+        for ch in c.choices:
+            texts[ch.index] = texts.get(ch.index, "") + ch.text
+    assert texts == {0: after("Once", [a] * 5), 1: after("Once", [a] * 5)}, texts
+    r = client.completions.create(model="stories", prompt="Once upon a time", max_tokens=4, temperature=0,
+                                  logit_bias={str(a): -100, str(b): 100}, extra_body={"ignore_eos": True})
+    assert r.choices[0].text == after("Once upon a time", [b] * 4), r.choices[0].text
+
+
+def test_structured_outputs_are_refused_not_ignored(client):
+    import openai
+    for kw in ({"response_format": {"type": "json_object"}},
+               {"extra_body": {"guided_json": {"type": "object"}}}):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="stories", messages=[{"role": "user", "content": "Hi"}],
+                                           max_tokens=4, **kw)
+        assert "structured outputs" in str(e.value)
+    r = client.chat.completions.create(model="stories", messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                       response_format={"type": "text"})
+    assert r.choices[0].message.content is not None
+
+
 def test_stop_string(client):
     case = reference_case()
     full = case["greedy_64_text"]

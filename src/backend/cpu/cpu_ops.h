@@ -84,10 +84,12 @@ cllm_status cllm_cpu_sample(const float *logits, int S, int V, const cllm_sample
                             int32_t *tokens);
 size_t cllm_cpu_sample_workspace_bytes(int S, int V);
 
-/* backend.h apply_penalties (vLLM order: repetition over prompt+output,
- * then frequency/presence over output). workspace: S*V int32 (scratch). */
+/* backend.h apply_penalties (vLLM order: logit bias, repetition over
+ * prompt+output, then frequency/presence over output). workspace: S*V
+ * int32 (scratch). */
 cllm_status cllm_cpu_apply_penalties(const float *logits, int S, int V, const cllm_penalty_params *params,
-                                     const int32_t *token_ids, void *workspace, float *out);
+                                     const int32_t *token_ids, const cllm_logit_bias *bias, void *workspace,
+                                     float *out);
 size_t cllm_cpu_penalties_workspace_bytes(int S, int V);
 
 /* backend.h logprobs: raw log_softmax (sum in double), token logprob and

@@ -15,7 +15,8 @@ size_t cllm_cpu_penalties_workspace_bytes(int S, int V) {
  * units; keep two passes instead: mark prompt ids with -1 when not in the
  * output, output ids with their count. */
 cllm_status cllm_cpu_apply_penalties(const float *logits, int S, int V, const cllm_penalty_params *params,
-                                     const int32_t *token_ids, void *workspace, float *out) {
+                                     const int32_t *token_ids, const cllm_logit_bias *bias, void *workspace,
+                                     float *out) {
     if (S < 0 || V <= 0 || (S > 0 && (!logits || !params || !out || !workspace)))
         return cllm_error(CLLM_ERR_INVALID_ARG, "apply_penalties: S %d, V %d, or a NULL buffer", S, V);
     for (int s = 0; s < S; s++) {
@@ -23,6 +24,8 @@ cllm_status cllm_cpu_apply_penalties(const float *logits, int S, int V, const cl
         if (p->num_prompt < 0 || p->num_output < 0 || p->token_start < 0 ||
             (p->num_prompt + p->num_output > 0 && !token_ids))
             return cllm_error(CLLM_ERR_INVALID_ARG, "apply_penalties: row %d has a bad token range", s);
+        if (p->num_bias < 0 || p->bias_start < 0 || (p->num_bias > 0 && !bias))
+            return cllm_error(CLLM_ERR_INVALID_ARG, "apply_penalties: row %d has a bad logit bias range", s);
         if (!(p->repetition_penalty > 0.0f))
             return cllm_error(CLLM_ERR_INVALID_ARG, "apply_penalties: row %d repetition_penalty %g <= 0", s,
                               p->repetition_penalty);
@@ -33,6 +36,10 @@ cllm_status cllm_cpu_apply_penalties(const float *logits, int S, int V, const cl
         const float *x = logits + (size_t)s * V;
         float *y = out + (size_t)s * V;
         if (y != x) memmove(y, x, sizeof(float) * (size_t)V);
+        for (int i = 0; i < p->num_bias; i++) {
+            const cllm_logit_bias *b = &bias[p->bias_start + i];
+            if (b->token_id >= 0 && b->token_id < V) y[b->token_id] += b->value;
+        }
         if (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) continue;
         int32_t *cnt = (int32_t *)workspace + (size_t)s * V; /* output count; -1: prompt only */
         const int32_t *h = token_ids + p->token_start;

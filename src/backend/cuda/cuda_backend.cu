@@ -170,9 +170,9 @@ static cllm_status cuda_sample(cllm_backend *be, const float *logits, int S, int
 }
 
 static cllm_status cuda_apply_penalties(cllm_backend *be, const float *logits, int S, int V,
-                                        const cllm_penalty_params *params, const int32_t *token_ids, void *workspace,
-                                        float *out) {
-    return cllm_cuda_apply_penalties(logits, S, V, params, token_ids, workspace, out, IMPL(be)->stream);
+                                        const cllm_penalty_params *params, const int32_t *token_ids,
+                                        const cllm_logit_bias *bias, void *workspace, float *out) {
+    return cllm_cuda_apply_penalties(logits, S, V, params, token_ids, bias, workspace, out, IMPL(be)->stream);
 }
 static cllm_status cuda_logprobs(cllm_backend *be, const float *logits, int S, int V, const int32_t *tokens, int k,
                                  float *token_logprob, int32_t *top_ids, float *top_logprobs) {

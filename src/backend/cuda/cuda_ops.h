@@ -128,11 +128,12 @@ cllm_status cllm_cuda_sample(const float *logits, int S, int V, const cllm_sampl
 size_t cllm_cuda_sample_workspace_bytes(int S, int V);
 
 /* Engine ops (backend.h apply_penalties / logprobs / copy_blocks / mem_info), all device memory:
- * penalties on logits (S, V) fp32 -> out (may alias), params (S), workspace of
+ * logit bias and penalties on logits (S, V) fp32 -> out (may alias), params (S), workspace of
  * cllm_cuda_penalties_workspace_bytes (needs no clearing); rows the CPU op would reject are copied
  * unchanged (no host sync to report them). */
 cllm_status cllm_cuda_apply_penalties(const float *logits, int S, int V, const cllm_penalty_params *params,
-                                      const int32_t *token_ids, void *workspace, float *out, cudaStream_t stream);
+                                      const int32_t *token_ids, const cllm_logit_bias *bias, void *workspace,
+                                      float *out, cudaStream_t stream);
 size_t cllm_cuda_penalties_workspace_bytes(int S, int V);
 /* Raw log_softmax of logits (S, V) fp32: token_logprob (S), top-k (k <= min(V, 64)) ids/logprobs (S, k). */
 cllm_status cllm_cuda_logprobs(const float *logits, int S, int V, const int32_t *tokens, int k, float *token_logprob,

@@ -1,7 +1,8 @@
-/* Repetition / frequency / presence penalties (backend.h apply_penalties),
- * one CTA per row, no host synchronization, touching only the row's
- * history entries after the copy:
- *   0. out row = logits row (skipped when aliased);
+/* Logit bias and repetition / frequency / presence penalties (backend.h
+ * apply_penalties), one CTA per row, no host synchronization, touching only
+ * the row's bias and history entries after the copy:
+ *   0. out row = logits row (skipped when aliased), then the row's logit
+ *      bias added (its token ids are unique: one thread per entry);
  *   1. cnt[id] = 0 for every in-range history id (the workspace needs no
  *      clearing: only entries named by the history are ever read);
  *   2. prompt ids set PROMPT_BIT (atomicOr), output ids add 1 (atomicAdd);
@@ -20,7 +21,8 @@
 
 static __global__ void __launch_bounds__(PEN_THREADS) penalties_kernel(const float *logits, int V,
                                                                         const cllm_penalty_params *params,
-                                                                        const int32_t *token_ids, int32_t *ws,
+                                                                        const int32_t *token_ids,
+                                                                        const cllm_logit_bias *bias, int32_t *ws,
                                                                         float *out) {
     const int row = blockIdx.x, tid = threadIdx.x;
     const float *x = logits + (size_t)row * V;
@@ -38,16 +40,24 @@ static __global__ void __launch_bounds__(PEN_THREADS) penalties_kernel(const flo
     const bool valid = p.repetition_penalty > 0.0f && p.num_prompt >= 0 && p.num_output >= 0 &&
                        p.token_start >= 0 && token_ids != NULL;
     const long long np = p.num_prompt, n = np + (long long)p.num_output;
-    if (!active || !valid || n == 0) return;
+    const bool pen = active && valid && n > 0;
+    const bool biased = p.num_bias > 0 && p.bias_start >= 0 && bias != NULL;
+    if (!pen && !biased) return;
 
+    __syncthreads(); /* the copy is done before the bias (and step 3) write */
+    if (biased)
+        for (int i = tid; i < p.num_bias; i += PEN_THREADS) {
+            const cllm_logit_bias b = bias[p.bias_start + i];
+            if (b.token_id >= 0 && b.token_id < V) y[b.token_id] = __fadd_rn(y[b.token_id], b.value);
+        }
+    if (!pen) return;
     const int32_t *h = token_ids + p.token_start;
     int32_t *cnt = ws + (size_t)row * V;
-    __syncthreads(); /* the copy of step 0 is done before step 3 writes */
     for (long long i = tid; i < n; i += PEN_THREADS) {
         int v = h[i];
         if (v >= 0 && v < V) cnt[v] = 0;
     }
-    __syncthreads();
+    __syncthreads(); /* also: the bias is in y before step 3 reads it */
     for (long long i = tid; i < n; i += PEN_THREADS) {
         int v = h[i];
         if (v < 0 || v >= V) continue;
@@ -75,14 +85,14 @@ extern "C" size_t cllm_cuda_penalties_workspace_bytes(int S, int V) {
 }
 
 extern "C" cllm_status cllm_cuda_apply_penalties(const float *logits, int S, int V, const cllm_penalty_params *params,
-                                                 const int32_t *token_ids, void *workspace, float *out,
-                                                 cudaStream_t stream) {
+                                                 const int32_t *token_ids, const cllm_logit_bias *bias,
+                                                 void *workspace, float *out, cudaStream_t stream) {
     CLLM_ARG(S >= 0 && V > 0, "apply_penalties: bad shape S=%d V=%d", S, V);
     CLLM_ARG(S == 0 || (logits && params && workspace && out), "apply_penalties: NULL logits/params/workspace/out");
     CLLM_ARG(cllm_aligned(workspace, 4) && cllm_aligned(logits, 4) && cllm_aligned(out, 4),
              "apply_penalties: logits/out/workspace must be 4-byte aligned");
     if (S == 0) return CLLM_OK;
-    penalties_kernel<<<S, PEN_THREADS, 0, stream>>>(logits, V, params, token_ids, (int32_t *)workspace, out);
+    penalties_kernel<<<S, PEN_THREADS, 0, stream>>>(logits, V, params, token_ids, bias, (int32_t *)workspace, out);
     CLLM_CU_LAUNCH("apply_penalties");
     return CLLM_OK;
 }
