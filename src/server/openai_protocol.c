@@ -125,6 +125,31 @@ static cllm_status reject_structured_outputs(oj_ctx *c, json_t *root) {
     return CLLM_OK;
 }
 
+/* Known fields of features cllm lacks: a 400 naming them rather than a
+ * silently different answer. Neutral values (null, false, [], "", best_of
+ * 1 or n) pass. Wording as vLLM's where it has one. */
+static cllm_status reject_unsupported(oj_ctx *c, json_t *root, const cllm_openai_request *r) {
+    json_t *v;
+    if ((v = oj_get(root, "suffix")) && !(json_is_string(v) && json_string_length(v) == 0))
+        return oj_fail(c, "suffix", "suffix is not currently supported");
+    if ((v = oj_get(root, "use_beam_search")) && !json_is_false(v))
+        return oj_fail(c, "use_beam_search", "beam search is not supported by this server");
+    if ((v = oj_get(root, "best_of"))) {
+        if (!json_is_integer(v)) return oj_fail(c, "best_of", "'best_of' must be an integer, got %s", oj_type(v));
+        if (json_integer_value(v) > 1 && json_integer_value(v) != r->n) /* 1 (OpenAI's default) or n: n samples */
+            return oj_fail(c, "best_of", "best_of (%lld) different from n (%d) is not supported: best-of sampling "
+                           "is not implemented", (long long)json_integer_value(v), r->n);
+    }
+    static const char *const lists[] = {"allowed_token_ids", "bad_words"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        if ((v = oj_get(root, lists[i])) && !(json_is_array(v) && json_array_size(v) == 0))
+            return oj_fail(c, lists[i], "'%s' is not supported by this server", lists[i]);
+    if (r->endpoint == CLLM_OPENAI_CHAT && oj_get(root, "chat_template"))
+        return oj_fail(c, "chat_template", "a chat template passed with the request is refused: the model's "
+                                           "(tokenizer_config.json) is used");
+    return CLLM_OK;
+}
+
 static cllm_status parse_sampling(oj_ctx *c, json_t *root, cllm_openai_request *r) {
     bool has;
     CLLM_TRY(oj_num(c, root, "temperature", &r->temperature, &r->has_temperature));
@@ -165,6 +190,13 @@ static cllm_status parse_sampling(oj_ctx *c, json_t *root, cllm_openai_request *
     CLLM_TRY(reject_structured_outputs(c, root));
     CLLM_TRY(oj_bool(c, root, "ignore_eos", &r->ignore_eos));
     CLLM_TRY(oj_bool(c, root, "skip_special_tokens", &r->skip_special_tokens));
+    CLLM_TRY(oj_bool(c, root, "include_stop_str_in_output", &r->include_stop_str_in_output));
+    CLLM_TRY(oj_bool(c, root, "add_special_tokens", &r->add_special_tokens));
+    CLLM_TRY(oj_int(c, root, "truncate_prompt_tokens", &r->truncate_prompt_tokens, &has));
+    if (has && r->truncate_prompt_tokens < 1 && r->truncate_prompt_tokens != -1)
+        return oj_fail(c, "truncate_prompt_tokens", "truncate_prompt_tokens must be >= 1 (keep the last k prompt "
+                       "tokens) or -1 (keep the last max_model_len), got %lld.", (long long)r->truncate_prompt_tokens);
+    CLLM_TRY(reject_unsupported(c, root, r));
     CLLM_TRY(oj_int(c, root, "min_tokens", &r->min_tokens, &has));
     if (r->min_tokens < 0)
         return oj_fail(c, "min_tokens", "min_tokens must be greater than or equal to 0, got %lld.",
@@ -208,6 +240,7 @@ static void request_defaults(cllm_openai_request *r, cllm_openai_endpoint ep) {
     r->logprobs = -1;
     r->prompt_logprobs = -1;
     r->add_generation_prompt = true;
+    r->add_special_tokens = ep == CLLM_OPENAI_COMPLETION;
 }
 
 /* ---------------------------------------------------------------- prompts */

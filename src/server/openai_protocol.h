@@ -166,6 +166,11 @@ typedef struct cllm_openai_request {
     bool ignore_eos;             /* default false */
     int64_t min_tokens;          /* >= 0 and <= max_tokens, default 0 */
     bool skip_special_tokens;    /* default true */
+    bool include_stop_str_in_output; /* vLLM extra, default false */
+    bool add_special_tokens;     /* vLLM extra: the tokenizer's BOS etc. on a text prompt; default true for
+                                  * completions, false for chat (the template has them) */
+    int64_t truncate_prompt_tokens; /* vLLM extra: 0 none; >= 1 keep the last k prompt tokens; -1 keep the
+                                  * last max_model_len */
 
     int32_t logprobs;            /* completions: -1 (none) or 0..max; chat: top_logprobs when
                                   * logprobs:true else -1. Number of top alternatives per token. */

@@ -53,6 +53,7 @@ void srv_job_unref(srv_job *j) {
         j->head = n;
     }
     for (int i = 0; i < j->n_sub; i++) free(j->prompt_ids ? j->prompt_ids[i] : NULL);
+    free(j->truncated);
     free(j->prompt_ids);
     free(j->n_prompt_ids);
     free(j->max_tokens);
@@ -189,6 +190,7 @@ static cllm_request_params request_params(const cllm_server *s, const srv_job *j
     rp.logprobs = r->logprobs;
     rp.prompt_logprobs = j->prompt_logprobs;
     rp.skip_special_tokens = r->skip_special_tokens;
+    rp.include_stop_str_in_output = r->include_stop_str_in_output;
     return rp;
 }
 

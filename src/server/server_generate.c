@@ -54,7 +54,8 @@ static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error
     j->max_tokens = calloc((size_t)j->n_sub, sizeof *j->max_tokens);
     j->engine_ids = calloc((size_t)j->n_sub, sizeof *j->engine_ids);
     j->t_last = calloc((size_t)j->n_sub * (size_t)r->n, sizeof *j->t_last);
-    if (!j->prompt_ids || !j->n_prompt_ids || !j->max_tokens || !j->engine_ids || !j->t_last)
+    j->truncated = calloc((size_t)j->n_sub, sizeof *j->truncated);
+    if (!j->prompt_ids || !j->n_prompt_ids || !j->max_tokens || !j->engine_ids || !j->t_last || !j->truncated)
         return cllm_openai_error_set(err, 500, "internal_error", NULL, "out of memory");
     for (int i = 0; i < j->n_sub; i++) {
         cllm_status st = CLLM_OK;
@@ -62,7 +63,8 @@ static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error
             char *text = NULL;
             st = srv_render_chat(s, r->messages, r->n_messages, r, r->add_generation_prompt, &text, err);
             if (st != CLLM_OK) return st;
-            st = cllm_tokenizer_encode(s->tok, text, strlen(text), false, &j->prompt_ids[i], &j->n_prompt_ids[i]);
+            st = cllm_tokenizer_encode(s->tok, text, strlen(text), r->add_special_tokens, &j->prompt_ids[i],
+                                       &j->n_prompt_ids[i]);
             free(text);
         } else if (r->prompts[i].is_tokens) {
             size_t n = r->prompts[i].n_tokens;
@@ -71,8 +73,8 @@ static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error
             memcpy(j->prompt_ids[i], r->prompts[i].token_ids, n * sizeof(int32_t));
             j->n_prompt_ids[i] = n;
         } else {
-            st = cllm_tokenizer_encode(s->tok, r->prompts[i].text, r->prompts[i].text_len, true, &j->prompt_ids[i],
-                                       &j->n_prompt_ids[i]);
+            st = cllm_tokenizer_encode(s->tok, r->prompts[i].text, r->prompts[i].text_len, r->add_special_tokens,
+                                       &j->prompt_ids[i], &j->n_prompt_ids[i]);
         }
         if (st != CLLM_OK)
             return cllm_openai_error_set(err, 400, "invalid_request_error", chat ? "messages" : "prompt",
@@ -80,6 +82,20 @@ static cllm_status prepare_prompts(cllm_server *s, srv_job *j, cllm_openai_error
         if (j->n_prompt_ids[i] == 0)
             return cllm_openai_error_set(err, 400, "invalid_request_error", chat ? "messages" : "prompt",
                                          "the prompt is empty after tokenization; send at least one token");
+        if (r->truncate_prompt_tokens != 0) { /* vLLM: keep the last k tokens (left truncation) */
+            int64_t k = r->truncate_prompt_tokens == -1 ? s->max_model_len : r->truncate_prompt_tokens;
+            if (k > s->max_model_len)
+                return cllm_openai_error_set(err, 400, "invalid_request_error", "truncate_prompt_tokens",
+                                             "truncate_prompt_tokens value (%lld) is greater than max_model_len "
+                                             "(%d). Please, select a smaller truncation size.", (long long)k,
+                                             s->max_model_len);
+            if ((int64_t)j->n_prompt_ids[i] > k) {
+                memmove(j->prompt_ids[i], j->prompt_ids[i] + (j->n_prompt_ids[i] - (size_t)k),
+                        (size_t)k * sizeof(int32_t));
+                j->n_prompt_ids[i] = (size_t)k;
+                j->truncated[i] = true;
+            }
+        }
         j->max_tokens[i] = r->max_tokens;
         st = cllm_openai_check_context_length((int64_t)j->n_prompt_ids[i], &j->max_tokens[i], s->max_model_len,
                                               chat ? "messages" : "prompt", err);

@@ -76,6 +76,7 @@ typedef struct srv_job {
     int tool_parser;            /* chat with auto tool choice: cllm_tool_parser_kind, else 0 */
     int prompt_logprobs;        /* engine prompt_logprobs: -1 none, else top-k (echo+logprobs, prompt_logprobs) */
     bool echo_only;             /* completions echo with max_tokens 0: the prompt alone (1 token generated, dropped) */
+    bool *truncated;            /* (n_sub) truncate_prompt_tokens cut the prompt (the echo decodes prompt_ids) */
     void *task;                 /* loop thread only: the srv_gen serving this job, NULL once detached */
     /* the server's ready list (under cllm_server.ready_mu) */
     struct srv_job *ready_next;

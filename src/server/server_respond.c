@@ -142,14 +142,15 @@ cllm_openai_token_logprob *srv_prompt_logprobs(srv_gen *g, srv_pool *pl, int sub
 
 const char *srv_echo_text(srv_gen *g, srv_pool *pl, int i, size_t *len) {
     const cllm_openai_request *r = &g->j->req;
-    const cllm_openai_prompt *p = &r->prompts[i / r->n];
-    if (!p->is_tokens) {
+    const int sub = i / r->n;
+    const cllm_openai_prompt *p = &r->prompts[sub];
+    if (!p->is_tokens && !g->j->truncated[sub]) {
         *len = p->text_len;
         return p->text;
     }
     char *t = NULL;
-    size_t tl = 0;
-    if (cllm_tokenizer_decode(g->s->tok, p->token_ids, p->n_tokens, false, &t, &tl) != CLLM_OK) {
+    size_t tl = 0; /* token prompts, and truncated ones (the tokens the model saw) */
+    if (cllm_tokenizer_decode(g->s->tok, g->j->prompt_ids[sub], g->j->n_prompt_ids[sub], false, &t, &tl) != CLLM_OK) {
         *len = 0;
         return "";
     }

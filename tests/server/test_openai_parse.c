@@ -65,6 +65,17 @@ static const bad_case BAD[] = {
           "\"json_schema\":{\"name\":\"a\",\"schema\":{}}}}", 400, "response_format", "needs structured outputs"},
     {'C', "{\"prompt\":\"hi\",\"response_format\":\"json\"}", 400, "response_format", "must be an object with a string"},
     {'C', "{\"prompt\":\"hi\",\"guided_json\":{}}", 400, "guided_json", "needs structured outputs"},
+    {'C', "{\"prompt\":\"hi\",\"suffix\":\"x\"}", 400, "suffix", "suffix is not currently supported"},
+    {'C', "{\"prompt\":\"hi\",\"best_of\":3}", 400, "best_of", "best_of (3) different from n (1) is not supported"},
+    {'C', "{\"prompt\":\"hi\",\"use_beam_search\":true}", 400, "use_beam_search", "beam search is not supported"},
+    {'C', "{\"prompt\":\"hi\",\"allowed_token_ids\":[1]}", 400, "allowed_token_ids", "is not supported"},
+    {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"bad_words\":[\"a\"]}", 400, "bad_words",
+     "is not supported"},
+    {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"chat_template\":\"{{ 1 }}\"}", 400,
+     "chat_template", "a chat template passed with the request is refused"},
+    {'C', "{\"prompt\":\"hi\",\"truncate_prompt_tokens\":0}", 400, "truncate_prompt_tokens",
+     "truncate_prompt_tokens must be >= 1"},
+    {'C', "{\"prompt\":\"hi\",\"add_special_tokens\":1}", 400, "add_special_tokens", "must be true or false"},
     {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"guided_choice\":[\"a\"]}", 400, "guided_choice",
      "needs structured outputs"},
     {'C', "{\"prompt\":\"hi\",\"max_tokens\":-1}", 400, "max_tokens", "max_tokens must be at least 0, got -1."},
@@ -236,6 +247,16 @@ static void good_completion(void) {
     }
     cllm_openai_request_free(&r);
     CHECK(parse('C', "{\"prompt\":\"hi\",\"logit_bias\":{}}", &r) == CLLM_OK && r.n_logit_bias == 0, "logit_bias {}");
+    CHECK(r.add_special_tokens && !r.include_stop_str_in_output && r.truncate_prompt_tokens == 0, "vLLM extras' defaults");
+    cllm_openai_request_free(&r);
+    /* vLLM extras; neutral values of the unsupported fields pass */
+    CHECK(parse('C', "{\"prompt\":\"hi\",\"n\":2,\"best_of\":2,\"suffix\":\"\",\"use_beam_search\":false,"
+                     "\"allowed_token_ids\":[],\"bad_words\":null,\"include_stop_str_in_output\":true,"
+                     "\"add_special_tokens\":false,\"truncate_prompt_tokens\":-1}", &r) == CLLM_OK, "neutral values");
+    CHECK(r.include_stop_str_in_output && !r.add_special_tokens && r.truncate_prompt_tokens == -1, "vLLM extras");
+    cllm_openai_request_free(&r);
+    CHECK(parse('H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &r) == CLLM_OK && !r.add_special_tokens,
+          "chat: add_special_tokens defaults to false");
     cllm_openai_request_free(&r);
     CHECK(parse('H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":null,"
                      "\"response_format\":null}", &r) == CLLM_OK && r.n_logit_bias == 0, "logit_bias null");

@@ -191,6 +191,35 @@ def test_logit_bias(client):
     assert r.choices[0].text == after("Once upon a time", [b] * 4), r.choices[0].text
 
 
+def test_vllm_prompt_extras(client):
+    """vLLM's extras: truncate_prompt_tokens keeps the last k prompt tokens (the echo shows what the model saw);
+    add_special_tokens false drops the BOS; include_stop_str_in_output keeps the stop string."""
+    tok = hf_tokenizer(MODEL_DIR)
+    prompt = "Once upon a time, a big dog"
+    ids = tok.encode(prompt).ids  # with BOS, as the server encodes a completions prompt
+    r = client.completions.create(model="stories", prompt=prompt, max_tokens=4, temperature=0,
+                                  extra_body={"truncate_prompt_tokens": 3, "ignore_eos": True})
+    assert r.usage.prompt_tokens == 3
+    want = client.completions.create(model="stories", prompt=ids[-3:], max_tokens=4, temperature=0,
+                                     extra_body={"ignore_eos": True})
+    assert r.choices[0].text == want.choices[0].text
+    e = client.completions.create(model="stories", prompt=prompt, max_tokens=1, temperature=0, echo=True,
+                                  extra_body={"truncate_prompt_tokens": 3})
+    assert e.choices[0].text.startswith(tok.decode(ids[-3:])), e.choices[0].text
+    r = client.completions.create(model="stories", prompt=prompt, max_tokens=1,
+                                  extra_body={"add_special_tokens": False})
+    assert r.usage.prompt_tokens == len(ids) - 1 == len(tok.encode(prompt, add_special_tokens=False).ids)
+    case = reference_case()
+    full = case["greedy_64_text"]
+    r = client.completions.create(model="stories", prompt=case["prompt"], max_tokens=64, temperature=0,
+                                  stop=["hungry"], extra_body={"include_stop_str_in_output": True})
+    assert r.choices[0].text == full[:full.index("hungry") + len("hungry")]
+    import openai
+    for extra in ({"best_of": 3}, {"suffix": "The end."}, {"use_beam_search": True}, {"allowed_token_ids": [5]}):
+        with pytest.raises(openai.BadRequestError):
+            client.completions.create(model="stories", prompt=prompt, max_tokens=2, extra_body=extra)
+
+
 def test_structured_outputs_are_refused_not_ignored(client):
     import openai
     for kw in ({"response_format": {"type": "json_object"}},
