@@ -355,18 +355,28 @@ static int test_stop(void) {
 
 /* Each of c's 16 tokens is the argmax of the runner's logits after p's logit bias (the last value of a repeated
  * id) and then its penalties, applied naively over the 12-token prompt and the tokens before it. */
-static void check_penalized_greedy(cllm_model *m, const int32_t *prompt, const t_completion *c,
-                                   const cllm_request_params *p, const char *what) {
-    int T = 12 + 15, V = cllm_model_vocab_size(m);
-    int32_t ids[64], pos[64], slots[64], lidx[64], bt[8] = {0, 1, 2, 3, 4, 5, 6, 7}, qsl[2] = {0, T}, lens[1] = {T};
+/* The runner's logits (12 + ngen rows of V, malloc'ed) of one sequence: the
+ * 12-token prompt then gen (ngen <= 48 ids), every position a logits row;
+ * ids (64) gets the sequence. */
+static float *sequence_logits(cllm_model *m, const int32_t *prompt, const int32_t *gen, int ngen, int32_t *ids) {
+    int T = 12 + ngen, V = cllm_model_vocab_size(m);
+    int32_t pos[64], slots[64], lidx[64], bt[8] = {0, 1, 2, 3, 4, 5, 6, 7}, qsl[2] = {0, T}, lens[1] = {T};
     memcpy(ids, prompt, sizeof(int32_t) * 12);
-    memcpy(ids + 12, c->ids, sizeof(int32_t) * 15);
+    memcpy(ids + 12, gen, sizeof(int32_t) * (size_t)ngen);
     for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
     cllm_batch_host bh = {.num_seqs = 1, .num_tokens = T, .token_ids = ids, .positions = pos, .query_start_loc = qsl,
                           .seq_lens = lens, .block_tables = bt, .max_blocks_per_seq = 8, .slot_mapping = slots,
                           .logits_indices = lidx, .num_logits = T};
     float *lg = malloc(sizeof(float) * (size_t)T * V);
     T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
+    return lg;
+}
+
+static void check_penalized_greedy(cllm_model *m, const int32_t *prompt, const t_completion *c,
+                                   const cllm_request_params *p, const char *what) {
+    int V = cllm_model_vocab_size(m);
+    int32_t ids[64];
+    float *lg = sequence_logits(m, prompt, c->ids, 15, ids);
     for (int i = 0; i < 16; i++) {
         const float *x = lg + (size_t)(11 + i) * V;
         int best = -1;
@@ -412,16 +422,9 @@ static int test_sampling(void) {
     mp.model = g_model, mp.progress = false, mp.num_kv_blocks = 64;
     cllm_model *m = NULL;
     if (cllm_model_load(&mp, &m) != CLLM_OK) return 1;
-    int T = 12 + c->n - 1, V = cllm_model_vocab_size(m);
-    int32_t ids[64], pos[64], slots[64], lidx[64], bt[8] = {0, 1, 2, 3, 4, 5, 6, 7}, qsl[2] = {0, T}, lens[1] = {T};
-    memcpy(ids, prompt, sizeof prompt);
-    memcpy(ids + 12, c->ids, sizeof(int32_t) * (size_t)(c->n - 1));
-    for (int t = 0; t < T; t++) pos[t] = t, slots[t] = t, lidx[t] = t;
-    cllm_batch_host bh = {.num_seqs = 1, .num_tokens = T, .token_ids = ids, .positions = pos, .query_start_loc = qsl,
-                          .seq_lens = lens, .block_tables = bt, .max_blocks_per_seq = 8, .slot_mapping = slots,
-                          .logits_indices = lidx, .num_logits = T};
-    float *lg = malloc(sizeof(float) * (size_t)T * V);
-    T_CHECK(cllm_runner_execute(cllm_model_runner(m), &bh, NULL, NULL, lg) == CLLM_OK, "runner: %s", cllm_last_error());
+    int V = cllm_model_vocab_size(m);
+    int32_t ids[64];
+    float *lg = sequence_logits(m, prompt, c->ids, c->n - 1, ids);
     for (int i = 0; i < c->n; i++) {
         const float *x = lg + (size_t)(11 + i) * V;
         double mx = -INFINITY, sum = 0;
