@@ -17,6 +17,13 @@
 #   tput     bench throughput 500 x (1000 in / 1000 out), bf16 KV;  tput-fp8: the same with --kv-cache-dtype fp8
 #   tput-ab  the same bf16 run with the CUDA-core prefill kernel (CLLM_CUDA_ATTN_PREFILL=fma), interleaved
 #   moe      Qwen3-30B-A3B: batched decode sweep and bench throughput 200 x (1000 / 1000)
+#   q30-tput Qwen3-30B-A3B: bench throughput 1000 x (1000 / 1000) (#10's figure; ~61 GB of weights: on
+#            an 80 GB card the KV cache holds few sequences, so it is slow)
+#   decode   Llama-8B batched decode at context 1024, batch 1 / 8 / 64 / 256 (#9: >= 85 % of the roofline)
+#   serve    Llama-8B `cllm serve` + `cllm bench serve` 1000 prompts at concurrency 128, 512 in / 128 out
+#            (#9: >= 9,000 output tokens/s, median TPOT)
+#   next     what the last session left for the next call: test adapt decode serve (then tput-q / q30-tput
+#            in a second call)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || { sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2; }
@@ -30,7 +37,11 @@ tput() { # tag model env... (args in TARGS)
     > "$OUT/tput.log" 2>&1
   echo "$tag: rc=$? $(grep -iE 'output tokens/s|throughput' "$OUT/tput.log" | head -2 | tr -s ' ' | tr '\n' ' ') $(grep -m1 -iE 'error' "$OUT/tput.log") $(el)"
 }
+steps=()
 for step in "$@"; do
+  if [ "$step" = next ]; then steps+=(test adapt decode serve); else steps+=("$step"); fi
+done
+for step in "${steps[@]}"; do
   case $step in
   adapt)  # adaptive decode split (CLLM_CUDA_ATTN_ADAPTIVE_SPLIT), bs1 decode A/B, Llama-8B ctx 128 and 2048
     wait $mkpid 2>/dev/null
@@ -115,6 +126,26 @@ for step in "$@"; do
     wait $mkpid 2>/dev/null
     TARGS="--num-prompts 500 --input-len 1000 --output-len 1000 --max-model-len 2048"
     for a in fma mma; do tput "l8 tput bf16 attn=$a" /tmp/l8 CLLM_CUDA_ATTN_PREFILL=$a; done ;;
+  decode)
+    wait $mkpid 2>/dev/null
+    timeout 300 build-gpu/cllm bench latency --model /tmp/l8 --load-format dummy --device cuda --input-len 1024 \
+      --output-len 64 --batch-size 1,8,64,256 --num-iters 3 --max-model-len 1088 > "$OUT/l8_sweep.log" 2>&1
+    echo "l8 decode sweep ctx1024 rc=$? $(el)"; tail -8 "$OUT/l8_sweep.log" ;;
+  serve)
+    wait $mkpid 2>/dev/null
+    build-gpu/cllm serve --model /tmp/l8 --load-format dummy --device cuda --port 8199 --max-model-len 2048 \
+      --served-model-name l8 > "$OUT/serve.log" 2>&1 &
+    spid=$!
+    timeout 400 build-gpu/cllm bench serve --model l8 --tokenizer /tmp/l8 --port 8199 --num-prompts 1000 \
+      --random-input-len 512 --random-output-len 128 --max-concurrency 128 --ready-check-timeout-sec 300 \
+      > "$OUT/bench_serve.log" 2>&1
+    echo "l8 bench serve c128 512/128 rc=$? $(el)"
+    grep -iE "throughput|TPOT|TTFT|failed" "$OUT/bench_serve.log" | head -12
+    kill $spid; wait $spid 2>/dev/null ;;
+  q30-tput)
+    wait $mkpid 2>/dev/null
+    TARGS="--num-prompts 1000 --input-len 1000 --output-len 1000 --max-model-len 2048"
+    tput "q30 tput 1000 prompts" /tmp/q30 X=1 ;;
   moe)
     wait $mkpid 2>/dev/null
     timeout 300 build-gpu/cllm bench latency --model /tmp/q30 --load-format dummy --device cuda --input-len 1024 \
