@@ -69,6 +69,9 @@ int cllm_cli_http_flag(cllm_server_params *p, const char *a, const char *v, int 
     else if (!strcmp(a, "--max-connections-per-ip")) { *ok = cllm_arg_long(a, v, 0, 1 << 24, &l); p->max_connections_per_ip = (int)l; }
     else if (!strcmp(a, "--timeout-keep-alive")) *ok = cllm_arg_double(a, v, 0.001, 86400, &p->timeout_keep_alive_s);
     else if (!strcmp(a, "--timeout-request-read")) *ok = cllm_arg_double(a, v, 0.001, 86400, &p->timeout_request_read_s);
+    else if (!strcmp(a, "--allowed-origins")) p->cors.allowed_origins = v;
+    else if (!strcmp(a, "--allowed-methods")) p->cors.allowed_methods = v;
+    else if (!strcmp(a, "--allowed-headers")) p->cors.allowed_headers = v;
     else return 0;
     return 1;
 }
@@ -83,6 +86,7 @@ void cllm_cli_router_front(cllm_router_params *rp, const cllm_server_params *p) 
     rp->timeout_keep_alive_s = p->timeout_keep_alive_s;
     rp->timeout_request_read_s = p->timeout_request_read_s;
     rp->shutdown_timeout_s = p->shutdown_timeout_s;
+    rp->cors = p->cors;
 }
 
 int cllm_cli_router_run(const cllm_router_params *p, const char *what) {
@@ -119,7 +123,7 @@ static void usage(FILE *f) {
             "usage: cllm router --worker-urls URL [URL...] [--policy round_robin|least_load|prefix_aware]\n"
             "       [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-body-bytes N]\n"
             "       [--max-connections N] [--max-connections-per-ip N] [--timeout-keep-alive S]\n"
-            "       [--timeout-request-read S] [--shutdown-timeout S] [router flags]\n"
+            "       [--timeout-request-read S] [--shutdown-timeout S] [CORS flags as cllm serve] [router flags]\n"
             "An OpenAI-compatible front over `cllm serve` replicas (URL: http://HOST:PORT): completions,\n"
             "chat (streams passed through event by event), models, tokenize go to one replica; /health,\n"
             "/metrics and /v1/distributed/stats are the router's. --port 0 picks a free port; the router\n"
@@ -148,6 +152,7 @@ int cllm_cli_router(int argc, char **argv) {
             fprintf(stderr, "cllm router: unexpected argument '%s' (replicas follow --worker-urls)\n", a);
             goto out;
         }
+        if (!strcmp(a, "--allow-credentials")) { front.cors.allow_credentials = true; continue; }
         if (!cllm_arg_value(argc, argv, &i, &v)) goto out;
         int ok = 1;
         if (!cllm_cli_http_flag(&front, a, v, &ok)) {

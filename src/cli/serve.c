@@ -30,6 +30,7 @@ static void usage(FILE *f) {
             "       [--served-model-name NAME] [--max-body-bytes N] [--shutdown-timeout SECONDS]\n"
             "       [--max-connections N] [--max-connections-per-ip N] [--timeout-keep-alive SECONDS]\n"
             "       [--timeout-request-read SECONDS] [--registry FILE] [--dry-run] [engine arguments]\n"
+            "       [--allowed-origins JSON] [--allowed-methods JSON] [--allowed-headers JSON] [--allow-credentials]\n"
             "       [--enable-auto-tool-choice --tool-call-parser hermes|llama3_json|mistral]\n"
             "       [--data-parallel-size N [router flags]]\n"
             "NAME picks a deployment from the model registry (cllm models lists them). --port 0 picks a free\n"
@@ -40,6 +41,10 @@ static void usage(FILE *f) {
             "(more get 503); --max-connections-per-ip (default 0: none) those of one client address (429);\n"
             "--timeout-keep-alive (default 5) closes idle connections; --timeout-request-read (default 30)\n"
             "bounds the time to receive a request's head and body (408).\n"
+            "CORS, as vLLM: --allowed-origins / --allowed-methods / --allowed-headers take JSON lists (default\n"
+            "'[\"*\"]': a web page on any origin may call the API from a browser; '[\"https://app.example.com\"]'\n"
+            "limits it), --allow-credentials lets browsers send cookies / HTTP auth. Preflights (OPTIONS) are\n"
+            "answered without the API key.\n"
             "--data-parallel-size N (-dp) starts N replicas of this server (child processes on loopback\n"
             "sockets, each with the same engine arguments; on CUDA replica i takes the GPUs [i*tp*pp,\n"
             "(i+1)*tp*pp)) behind a router listening on --host/--port (as `cllm router`; the router flags\n"
@@ -91,6 +96,10 @@ static void print_command(const cllm_server_params *p) {
     printf(" --max-connections %d --timeout-keep-alive %g --timeout-request-read %g", p->max_connections,
            p->timeout_keep_alive_s, p->timeout_request_read_s);
     if (p->max_connections_per_ip) printf(" --max-connections-per-ip %d", p->max_connections_per_ip);
+    printf(" --allowed-origins '%s' --allowed-methods '%s' --allowed-headers '%s'%s",
+           p->cors.allowed_origins ? p->cors.allowed_origins : "[\"*\"]",
+           p->cors.allowed_methods ? p->cors.allowed_methods : "[\"*\"]",
+           p->cors.allowed_headers ? p->cors.allowed_headers : "[\"*\"]", p->cors.allow_credentials ? " --allow-credentials" : "");
     printf(" --shutdown-timeout %g\n", p->shutdown_timeout_s);
 }
 
@@ -129,7 +138,7 @@ static bool print_dp_plan(const cllm_router_params *rp) {
 static bool is_switch(const char *a) {
     return !strcmp(a, "--dry-run") || !strcmp(a, "--enable-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching") ||
            !strcmp(a, "--enforce-eager") || !strcmp(a, "--enable-auto-tool-choice") ||
-           !strcmp(a, "--enable-expert-parallel");
+           !strcmp(a, "--enable-expert-parallel") || !strcmp(a, "--allow-credentials");
 }
 
 int cllm_cli_serve(int argc, char **argv) {
@@ -192,6 +201,7 @@ int cllm_cli_serve(int argc, char **argv) {
         int e = cllm_engine_args_parse(&ea, argc, argv, &i);
         if (e < 0) goto out;
         if (e == 0 && !strcmp(a, "--enable-auto-tool-choice")) { p.enable_auto_tool_choice = true; e = 1; }
+        if (e == 0 && !strcmp(a, "--allow-credentials")) { p.cors.allow_credentials = true; e = 1; }
         if (e == 0) {
             e = cllm_cli_router_flag(&rp, argc, argv, &i);
             if (e < 0) goto out;

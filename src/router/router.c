@@ -266,6 +266,8 @@ cllm_status cllm_router_start(const cllm_router_params *params, cllm_router **ou
         st = cllm_error(CLLM_ERR_OOM, "out of memory");
         goto fail;
     }
+    CLLM_TRY_GOTO(st, srv_cors_init(&r->cors, &params->cors), fail);
+    r->http.cors = &r->cors;
     r->p.host = r->host;
     r->p.api_key = r->api_key;
     if (!r->p.max_body_bytes) r->p.max_body_bytes = (size_t)32 << 20;
@@ -356,5 +358,6 @@ void cllm_router_destroy(cllm_router *r) {
     free(r->reps);
     free(r->host);
     free(r->api_key);
+    srv_cors_free(&r->cors);
     free(r);
 }

@@ -39,6 +39,7 @@
 
 #include "cllm.h"
 #include "router/router_policy.h"
+#include "server/cors.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -66,6 +67,7 @@ typedef struct cllm_router_params {
     double timeout_keep_alive_s;    /* default 5 */
     double timeout_request_read_s;  /* default 30 */
     double shutdown_timeout_s;      /* grace period on SIGTERM; default 10 */
+    srv_cors_params cors;           /* as cllm serve (server/cors.h) */
     /* data parallelism (cllm serve --data-parallel-size): the router starts the replicas */
     int data_parallel_size;         /* 0: none (worker_urls instead) */
     const char *const *replica_args; /* the `cllm serve` arguments every replica gets (model, engine

@@ -61,6 +61,7 @@ struct rt_dp;
 struct cllm_router {
     cllm_router_params p;
     char *host, *api_key;          /* owned copies */
+    srv_cors cors;                 /* p.cors parsed (http.cors points here) */
     uv_loop_t loop;
     bool loop_init;
     srv_http http;                 /* the front door; http.draining: shutting down */

@@ -22,6 +22,7 @@
  * request (in the engine, or upstream).
  */
 #include "server/http_conn.h"
+#include "server/cors.h"
 
 #include "core/status.h"
 #include "server/http_request.h"
@@ -65,6 +66,7 @@ struct srv_conn {
     size_t wq_bytes;          /* queued in uv_write */
     size_t lingered;          /* bytes dropped while lingering */
     size_t body_reserved;     /* counted in h->body_bytes */
+    char *cors;               /* the current request's CORS header lines (cors.h), owned; NULL: none */
     srv_task *task;
 };
 
@@ -202,6 +204,7 @@ void srv_conn_release(srv_conn *c) {
     if (--c->refs > 0) return;
     cllm_http_request_free(&c->req);
     free(c->pending);
+    free(c->cors);
     free(c);
 }
 
@@ -265,6 +268,8 @@ static void conn_break(srv_conn *c) {
 static void request_done(srv_conn *c) {
     if (c->closing) return;
     c->task = NULL;
+    free(c->cors);
+    c->cors = NULL;
     if (c->broken) { conn_close(c); return; }
     body_unreserve(c);
     if (c->close_after || c->h->exiting) {
@@ -291,6 +296,10 @@ static void request_done(srv_conn *c) {
 }
 
 /* ------------------------------------------------------------ responses */
+/* A response head: status line, the caller's headers (a CORS preflight's up
+ * to ~3 KiB), the request's CORS lines. */
+#define RESPONSE_HEAD_MAX 8192
+
 static void respond_head(srv_conn *c, int status, const char *ctype, size_t len, const char *extra, bool chunked,
                          char *out, size_t size, size_t *n) {
     if (c->h->exiting || atomic_load(&c->h->draining)) c->close_after = true;
@@ -300,15 +309,15 @@ static void respond_head(srv_conn *c, int status, const char *ctype, size_t len,
     char cl[48] = "";
     if (chunked) snprintf(cl, sizeof cl, "Transfer-Encoding: chunked\r\n");
     else if (len != (size_t)-1) snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", len);
-    int k = snprintf(out, size, "HTTP/1.%d %d %s\r\n%s%s%s%s%s%s\r\n", c->http10 ? 0 : 1, status, reason(status),
+    int k = snprintf(out, size, "HTTP/1.%d %d %s\r\n%s%s%s%s%s%s%s\r\n", c->http10 ? 0 : 1, status, reason(status),
                      ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "", cl, extra ? extra : "",
-                     conn_hdr);
+                     c->cors ? c->cors : "", conn_hdr);
     *n = k < 0 ? 0 : (size_t)k >= size ? size - 1 : (size_t)k;
 }
 
 void srv_respond(srv_conn *c, int status, const char *ctype, char *body, size_t len, const char *extra) {
     if (c->closing) { free(body); return; }
-    char head[1024];
+    char head[RESPONSE_HEAD_MAX];
     size_t n;
     respond_head(c, status, ctype, len, extra, false, head, sizeof head, &n);
     if (c->head_only) { free(body); body = NULL; len = 0; }
@@ -339,7 +348,7 @@ void srv_respond_errorf(srv_conn *c, int status, const char *type, const char *p
 void srv_stream_begin(srv_conn *c) { srv_stream_begin_ex(c, NULL); }
 
 void srv_stream_begin_ex(srv_conn *c, const char *extra) {
-    char head[1024], hdrs[512];
+    char head[RESPONSE_HEAD_MAX], hdrs[512];
     size_t n;
     if (c->http10) c->close_after = true; /* no chunked coding: the close ends the body */
     snprintf(hdrs, sizeof hdrs, "Cache-Control: no-cache\r\n%s", extra ? extra : "");
@@ -721,7 +730,33 @@ static bool authorized(const char *api_key, cllm_http_request *req) {
 /* The head decisions (http_conn.h, srv_http.routes): the index of the
  * route, the body let in; or -1 after queueing the error response (the
  * connection then closes). */
+/* CORS (cors.h) for a request with an Origin: a preflight is answered here
+ * (true: done; the connection then closes like any answer on the head),
+ * any other request gets its header lines in c->cors for its response. */
+static bool cors_head(srv_http *h, srv_conn *c, cllm_http_request *req) {
+    const char *origin = h->cors ? cllm_http_request_header(req, "Origin", NULL) : NULL;
+    if (!origin) return false;
+    const char *method = cllm_http_request_header(req, "Access-Control-Request-Method", NULL);
+    if (!strcmp(req->method, "OPTIONS") && method) {
+        char hdrs[SRV_CORS_MAX_REQUEST_HEADERS + 1536], body[96];
+        int st = srv_cors_preflight(h->cors, origin, method,
+                                    cllm_http_request_header(req, "Access-Control-Request-Headers", NULL), hdrs,
+                                    sizeof hdrs, body, sizeof body);
+        size_t n = strlen(body);
+        char *b = malloc(n + 1);
+        if (b) memcpy(b, body, n + 1);
+        srv_respond(c, st, "text/plain; charset=utf-8", b, b ? n : 0, hdrs);
+        return true;
+    }
+    char lines[SRV_CORS_MAX_ORIGIN + 256];
+    if (srv_cors_response_headers(h->cors, origin, cllm_http_request_header(req, "Cookie", NULL) != NULL, lines,
+                                  sizeof lines))
+        c->cors = strdup(lines); /* out of memory: the answer goes without them */
+    return false;
+}
+
 static int route_head(srv_http *h, srv_conn *c, cllm_http_request *req) {
+    if (cors_head(h, c, req)) return -1;
     char path[256];
     cllm_http_request_path(req, path, sizeof path);
     const srv_http_route *routes = h->routes;

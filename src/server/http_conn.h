@@ -80,6 +80,8 @@ struct srv_http {
     const srv_http_route *routes;  /* (n_routes) */
     int n_routes;
     const char *api_key;
+    const struct srv_cors *cors;   /* NULL: no CORS headers; else preflights are answered before the routes
+                                    * and responses to requests with an Origin carry its headers (cors.h) */
     size_t max_body_bytes;
     const char *who;               /* "server", "router" */
     size_t max_body_memory;        /* bodies of all connections together; beyond -> 503;

@@ -207,6 +207,8 @@ cllm_status cllm_server_start(const cllm_server_params *params, cllm_server **ou
         st = cllm_error(CLLM_ERR_OOM, "out of memory");
         goto fail;
     }
+    CLLM_TRY_GOTO(st, srv_cors_init(&s->cors, &params->cors), fail);
+    s->http.cors = &s->cors;
     s->p.host = s->host;
     s->p.api_key = s->api_key;
     s->p.served_model_name = s->served_model_name;
@@ -341,5 +343,6 @@ void cllm_server_destroy(cllm_server *s) {
     free(s->model_root);
     free(s->served_model_name);
     free(s->api_key);
+    srv_cors_free(&s->cors);
     free(s);
 }

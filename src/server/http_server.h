@@ -28,6 +28,7 @@
 #define CLLM_SERVER_HTTP_SERVER_H
 
 #include "cllm.h"
+#include "server/cors.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -59,6 +60,8 @@ typedef struct cllm_server_params {
                                     * chat outputs (needs tool_call_parser); default false */
     const char *tool_call_parser;  /* vLLM --tool-call-parser: "hermes", "llama3_json",
                                     * "mistral" (server/tool_parser.h); NULL: none */
+    srv_cors_params cors;          /* vLLM --allowed-origins / --allowed-methods / --allowed-headers /
+                                    * --allow-credentials (server/cors.h); default: every origin, no credentials */
     int listen_fd;                 /* >= 0: serve on this inherited, listening socket instead of binding
                                     * host:port (a replica of cllm serve --data-parallel-size); default -1 */
 } cllm_server_params;

@@ -133,6 +133,7 @@ void srv_stats_set_dist(srv_stats *st, cllm_comm_stats *ds, int n, cllm_expert_s
 struct cllm_server {
     cllm_server_params p;
     char *served_model_name, *model_root, *api_key, *host; /* owned copies */
+    srv_cors cors;              /* p.cors parsed (http.cors points here) */
     cllm_metrics *metrics;
     /* the loop thread and what only it touches */
     uv_loop_t loop;
