@@ -37,7 +37,9 @@ def test_batched_jsonl_equals_one_rank(tmp_path, layout):
              {"prompt": "The little dog", "max_tokens": 16, "temperature": 0, "n": 2},
              {"prompt": "Lily wanted", "max_tokens": 20, "temperature": 0.8, "seed": 7, "logprobs": 2},
              {"prompt": "One day, a boy named Tim went to the park with his mom and dad. They", "max_tokens": 30,
-              "temperature": 0, "repetition_penalty": 1.3}]
+              "temperature": 0, "repetition_penalty": 1.3},
+             {"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0.7, "seed": 3,
+              "logit_bias": {"266": -100, "400": 4.5}, "presence_penalty": 0.5}]
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(__import__("json").dumps(x) for x in lines) + "\n")
     outs = []
