@@ -144,6 +144,10 @@ static cllm_status reject_unsupported(oj_ctx *c, json_t *root, const cllm_openai
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if ((v = oj_get(root, lists[i])) && !(json_is_array(v) && json_array_size(v) == 0))
             return oj_fail(c, lists[i], "'%s' is not supported by this server", lists[i]);
+    if ((v = oj_get(root, "priority")) && !(json_is_integer(v) && json_integer_value(v) == 0))
+        return oj_fail(c, "priority", "Priority scheduling is not enabled: send priority 0 or leave it out");
+    if ((v = oj_get(root, "return_tokens_as_token_ids")) && !json_is_false(v))
+        return oj_fail(c, "return_tokens_as_token_ids", "return_tokens_as_token_ids is not supported by this server");
     if (r->endpoint == CLLM_OPENAI_CHAT && oj_get(root, "chat_template"))
         return oj_fail(c, "chat_template", "a chat template passed with the request is refused: the model's "
                                            "(tokenizer_config.json) is used");

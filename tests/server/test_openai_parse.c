@@ -68,6 +68,9 @@ static const bad_case BAD[] = {
     {'C', "{\"prompt\":\"hi\",\"suffix\":\"x\"}", 400, "suffix", "suffix is not currently supported"},
     {'C', "{\"prompt\":\"hi\",\"best_of\":3}", 400, "best_of", "best_of (3) different from n (1) is not supported"},
     {'C', "{\"prompt\":\"hi\",\"use_beam_search\":true}", 400, "use_beam_search", "beam search is not supported"},
+    {'C', "{\"prompt\":\"hi\",\"priority\":5}", 400, "priority", "Priority scheduling is not enabled"},
+    {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"return_tokens_as_token_ids\":true}", 400,
+     "return_tokens_as_token_ids", "is not supported"},
     {'C', "{\"prompt\":\"hi\",\"allowed_token_ids\":[1]}", 400, "allowed_token_ids", "is not supported"},
     {'H', "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"bad_words\":[\"a\"]}", 400, "bad_words",
      "is not supported"},
@@ -251,7 +254,7 @@ static void good_completion(void) {
     cllm_openai_request_free(&r);
     /* vLLM extras; neutral values of the unsupported fields pass */
     CHECK(parse('C', "{\"prompt\":\"hi\",\"n\":2,\"best_of\":2,\"suffix\":\"\",\"use_beam_search\":false,"
-                     "\"allowed_token_ids\":[],\"bad_words\":null,\"include_stop_str_in_output\":true,"
+                     "\"allowed_token_ids\":[],\"bad_words\":null,\"include_stop_str_in_output\":true,\"priority\":0,"
                      "\"add_special_tokens\":false,\"truncate_prompt_tokens\":-1}", &r) == CLLM_OK, "neutral values");
     CHECK(r.include_stop_str_in_output && !r.add_special_tokens && r.truncate_prompt_tokens == -1, "vLLM extras");
     cllm_openai_request_free(&r);
