@@ -125,10 +125,11 @@ static cllm_status reject_structured_outputs(oj_ctx *c, json_t *root) {
     return CLLM_OK;
 }
 
-/* Known fields of features cllm lacks: a 400 naming them rather than a
- * silently different answer. Neutral values (null, false, [], "", best_of
+/* Known fields of features cllm lacks (structured outputs first): a 400
+ * naming them rather than a silently different answer. Neutral values (null, false, [], "", best_of
  * 1 or n) pass. Wording as vLLM's where it has one. */
 static cllm_status reject_unsupported(oj_ctx *c, json_t *root, const cllm_openai_request *r) {
+    CLLM_TRY(reject_structured_outputs(c, root));
     json_t *v;
     if ((v = oj_get(root, "suffix")) && !(json_is_string(v) && json_string_length(v) == 0))
         return oj_fail(c, "suffix", "suffix is not currently supported");
@@ -191,7 +192,6 @@ static cllm_status parse_sampling(oj_ctx *c, json_t *root, cllm_openai_request *
     CLLM_TRY(parse_stop(c, root, r));
     CLLM_TRY(oj_ids(c, root, "stop_token_ids", false, &r->stop_token_ids, &r->n_stop_token_ids));
     CLLM_TRY(parse_logit_bias(c, root, r));
-    CLLM_TRY(reject_structured_outputs(c, root));
     CLLM_TRY(oj_bool(c, root, "ignore_eos", &r->ignore_eos));
     CLLM_TRY(oj_bool(c, root, "skip_special_tokens", &r->skip_special_tokens));
     CLLM_TRY(oj_bool(c, root, "include_stop_str_in_output", &r->include_stop_str_in_output));
